@@ -1,0 +1,1 @@
+"""The `warmup` command line."""

@@ -1,0 +1,59 @@
+"""Entry point of the `warmup` command: one typer app, sub-apps registered by their own modules."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from warmup.errors import UserError
+
+app = typer.Typer(
+    name="warmup",
+    help="Warm up WhatsApp numbers gradually: ramp plans, risk-aware throttling, a worker fleet.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+plan_app = typer.Typer(help="Write, check and preview ramp plans.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    # Each command module adds its commands; imported here so `--help` lists them all.
+    from warmup.cli import plan_cmd, preview_cmd
+
+    for module in (plan_cmd, preview_cmd):
+        module.register(app, plan_app)
+
+
+def main() -> None:
+    """Run the CLI; a UserError becomes one clear line on stderr and a non-zero exit, never a traceback."""
+    _register()
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

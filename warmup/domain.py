@@ -1,0 +1,103 @@
+"""Plain value types shared by the pure core, the store and the workers.
+
+They carry no behaviour and no I/O, so a decision can be rebuilt from stored rows and replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What the day's decision does to the ramp, from least to most restrictive (see `RESTRICTIVENESS`)."""
+
+    ADVANCE = "advance"  # send the plan's volume; the plan day advances if the day goes well
+    CAP = "cap"  # send at most N
+    THROTTLE = "throttle"  # send a fraction of the plan's volume
+    STEP_BACK = "step_back"  # go back N plan days
+    HOLD = "hold"  # send yesterday's volume again; plan day does not advance
+    REST = "rest"  # a rest day of the plan: nothing is sent, nothing advances
+    PAUSE = "pause"  # nothing is sent until an admin (or an expiring pause) resumes
+    STOP = "stop"  # the plan is over (`after: stop`) or the number is retired
+
+
+RESTRICTIVENESS: dict[Action, int] = {
+    Action.ADVANCE: 0,
+    Action.CAP: 1,
+    Action.THROTTLE: 2,
+    Action.STEP_BACK: 3,
+    Action.HOLD: 4,
+    Action.REST: 5,
+    Action.PAUSE: 6,
+    Action.STOP: 7,
+}
+
+
+FACTORS: tuple[str, ...] = ("overall", "lifetime", "response_rate", "contacts")
+"""The four risk-meter factors, named as plans name them."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One risk-meter result: each factor 1 (use caution), 2 (needs attention) or 3 (good)."""
+
+    overall: int
+    lifetime: int
+    response_rate: int
+    contacts: int
+    taken_at: datetime  # aware datetime (UTC) of the measurement
+    source: str = "local"  # whapi | cloud_api | simulator | local | scenario
+
+    def factor(self, name: str) -> int:
+        value: int = getattr(self, name)
+        return value
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    """What happened on one local day of one number; all zero for a day that sent nothing."""
+
+    planned: int = 0
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    replies: int = 0
+
+
+@dataclass(frozen=True)
+class NumberState:
+    """Where a number stands in its ramp before today's decision."""
+
+    plan_day: int = 1  # the plan day today would be, if it sends
+    last_volume: int = 0  # quota of the last sending day
+    paused: bool = False
+    paused_volume: int | None = None  # last volume before the latest pause, for the resume policy
+    resumed_on: date | None = None  # local date the latest pause ended, for the resume policy
+    registered: date | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One rule that fired (or one fact that shaped the quota), in words a person can act on."""
+
+    rule: str  # e.g. "ramp", "rest_day", "risk.rules[2]", "stale_reading", "resume", "schedule"
+    action: Action
+    text: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The day's verdict for one number: how much, at which plan day, and why."""
+
+    local_date: date
+    plan_day: int  # the plan day this decision is for
+    next_plan_day: int  # the plan day of the next decision if today goes well
+    action: Action
+    quota: int
+    plan_volume: int  # what the plan alone would have allowed today
+    max_new_contacts: int
+    reasons: tuple[Reason, ...] = field(default_factory=tuple)

@@ -1,0 +1,1 @@
+"""Ramp plans: the YAML language, its validation and its JSON Schema."""
