@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -15,3 +21,104 @@ def require_service(name: str, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: service-backed tests must run, not skip)", pytrace=False)
     pytest.skip(message)
+
+
+# ------------------------------------------------------------------------------------------ databases
+# Fixtures for code that talks to the store (warmup.store). Use them like this:
+#
+#   def test_something(engine):            # runs twice: on SQLite and on PostgreSQL, schema migrated,
+#       ops.add_number(engine, ...)        # every table empty at the start of each test
+#
+#   def test_migrations(sqlite_url, pg_url):   # URLs of EMPTY databases (no schema): a fresh SQLite file,
+#       ...                                    # a fresh throwaway PostgreSQL database dropped afterwards
+#
+# PostgreSQL comes from WARMUP_TEST_DATABASE_URL (default postgresql://root@127.0.0.1:5432/test); that
+# database is only used to CREATE/DROP throwaway ones named warmup_test_<hex>. When the server is not
+# reachable, PostgreSQL tests skip locally and fail with CI=true (`require_service`).
+
+PG_ADMIN_URL = os.environ.get("WARMUP_TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
+
+
+def _libpq_url(url: str) -> str:
+    """The URL as libpq/psycopg take it (no SQLAlchemy `+driver` suffix)."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.split("+", 1)[0] + sep + rest
+
+
+def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(_libpq_url(PG_ADMIN_URL), autocommit=True, connect_timeout=3)
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    """Whether the test PostgreSQL server answers (checked once per session)."""
+    try:
+        conn = _pg_admin()
+    except Exception:
+        return False
+    conn.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def pg_database_factory(pg_available: bool) -> Iterator[Callable[[], str]]:
+    """`create()` -> URL of a new empty throwaway database; every one is dropped at session end."""
+    created: list[str] = []
+
+    def create() -> str:
+        if not pg_available:
+            require_service("PostgreSQL", f"cannot connect to {make_url(PG_ADMIN_URL)!r}")
+        name = f"warmup_test_{uuid.uuid4().hex[:12]}"
+        with _pg_admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return make_url(_libpq_url(PG_ADMIN_URL)).set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    if created:
+        with _pg_admin() as conn:
+            for name in created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_database_factory: Callable[[], str]) -> str:
+    """URL of a fresh, EMPTY PostgreSQL database for this test (dropped at session end)."""
+    return pg_database_factory()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """URL of a fresh, EMPTY SQLite file for this test."""
+    return f"sqlite:///{tmp_path}/warmup.db"
+
+
+@pytest.fixture(scope="session")
+def _pg_migrated(pg_database_factory: Callable[[], str]) -> Iterator[Engine]:
+    """One migrated PostgreSQL database per session; `engine` empties its tables before each test."""
+    from warmup.store.db import make_engine, upgrade
+
+    url = pg_database_factory()
+    engine = make_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated store engine with empty tables, once on SQLite and once on PostgreSQL."""
+    from warmup.store.db import make_engine, upgrade
+    from warmup.store.models import metadata
+
+    if request.param == "sqlite":
+        sqlite_engine = make_engine(f"sqlite:///{tmp_path}/warmup.db")
+        upgrade(sqlite_engine)
+        yield sqlite_engine
+        sqlite_engine.dispose()
+        return
+    pg_engine: Engine = request.getfixturevalue("_pg_migrated")
+    tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+    with pg_engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield pg_engine

@@ -72,12 +72,15 @@ class DayOutcome:
 class NumberState:
     """Where a number stands in its ramp before today's decision."""
 
-    plan_day: int = 1  # the plan day today would be, if it sends
+    plan_day: int = 1  # the plan day of the last decision (today's, unless `advance_pending` moves it on)
     last_volume: int = 0  # quota of the last sending day
     paused: bool = False
     paused_volume: int | None = None  # last volume before the latest pause, for the resume policy
     resumed_on: date | None = None  # local date the latest pause ended, for the resume policy
     registered: date | None = None
+    # The last decision was a sending day that moves the ramp on if it goes well (its next_plan_day >
+    # plan_day); `ramp.decide` then checks yesterday's outcome. `ramp.state_after` maintains it.
+    advance_pending: bool = False
 
 
 @dataclass(frozen=True)

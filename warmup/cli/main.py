@@ -24,9 +24,9 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Each command module adds its commands; imported here so `--help` lists them all.
-    from warmup.cli import plan_cmd, preview_cmd
+    from warmup.cli import db_cmd, plan_cmd, preview_cmd, simulator_cmd
 
-    for module in (plan_cmd, preview_cmd):
+    for module in (plan_cmd, preview_cmd, db_cmd, simulator_cmd):
         module.register(app, plan_app)
 
 

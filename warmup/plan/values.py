@@ -1,38 +1,57 @@
 """Parsers for the small value languages plan authors write by hand.
 
 Durations (`40s`, `6m`, `36h`, `3d`, `1h30m`), ranges (`15..40`, `40s..6m`), weekday sets (`mon-fri`,
-`sat`, `mon,wed,fri`) and clock intervals (`09:00-12:30`). Each parser raises ``ValueError`` with a
-message meant for the person who wrote the value; pydantic turns it into a located error.
+`sat`, `mon,wed,fri`), clock intervals (`09:00-12:30`), phone numbers (E.164) and timezone names. Each
+parser raises ``ValueError`` with a message meant for the person who wrote the value; pydantic turns it
+into an error located in the file. Each ``format_*`` writes a value back so that parsing it again gives
+the same value (the property tests hold them to that).
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import time, timedelta
+from functools import lru_cache
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Weekday names in ISO order: index 0 is Monday, as ``date.weekday()`` counts."""
 
+_FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_ALL_DAYS = frozenset(range(7))
+
+MAX_DURATION = timedelta(days=3650)
+"""Longer than any warm-up could mean; a larger duration is a typo (and would overflow timedelta)."""
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_HINT = "expected a duration like 40s, 6m, 36h or 3d (units ms s m h d w)"
+
+
+def _checked_seconds(seconds: float, original: object) -> timedelta:
+    if not math.isfinite(seconds):
+        raise ValueError(f"{_DURATION_HINT}, got {original!r}")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative, got {original!r}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {original!r} is longer than {format_duration(MAX_DURATION)}")
+    return timedelta(seconds=seconds)
 
 
 def parse_duration(value: object) -> timedelta:
     """Parse ``40s``, ``6m``, ``36h``, ``3d``, ``1h30m`` (or a bare number of seconds) into a timedelta."""
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 40s, 6m, 36h or 3d, got {value!r}")
+        return _checked_seconds(value.total_seconds(), value)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{_DURATION_HINT}, got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a duration like 40s, 6m, 36h or 3d, got {value!r}")
+        return _checked_seconds(float(value), value)
     text = value.strip().lower().replace(" ", "")
     if not text:
-        raise ValueError("expected a duration like 40s, 6m, 36h or 3d, got an empty string")
+        raise ValueError(f"{_DURATION_HINT}, got an empty string")
     pos = 0
     total = 0.0
     for match in _DURATION_PART.finditer(text):
@@ -41,18 +60,18 @@ def parse_duration(value: object) -> timedelta:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     if pos != len(text) or pos == 0:
-        raise ValueError(f"expected a duration like 40s, 6m, 36h or 3d (units ms s m h d w), got {value!r}")
-    return timedelta(seconds=total)
+        raise ValueError(f"{_DURATION_HINT}, got {value!r}")
+    return _checked_seconds(total, value)
 
 
 def format_duration(delta: timedelta) -> str:
-    """Write a timedelta back the way an author would: ``1h30m``, ``40s``."""
-    seconds = int(delta.total_seconds())
-    if seconds == 0:
+    """Write a timedelta back the way an author would: ``1h30m``, ``40s``, ``1s500ms`` (ms precision)."""
+    millis = round(delta.total_seconds() * 1000)
+    if millis <= 0:
         return "0s"
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, millis = divmod(millis, size)
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
@@ -79,7 +98,7 @@ def parse_duration_range(value: object) -> DurationRange:
         low_text, _, high_text = value.partition("..")
         low, high = parse_duration(low_text), parse_duration(high_text)
         if high < low:
-            raise ValueError(f"range {value!r} ends before it starts")
+            raise ValueError(f"range {value!r} ends before it starts (write the smaller duration first)")
         return DurationRange(low, high)
     one = parse_duration(value)
     return DurationRange(one, one)
@@ -87,67 +106,98 @@ def parse_duration_range(value: object) -> DurationRange:
 
 def parse_int_range(value: object) -> tuple[int, int]:
     """Parse a volume: ``8`` (constant) or ``15..40`` (from 15 to 40 across the step's days)."""
+    hint = f"expected a whole number or a range like 15..40, got {value!r}"
     if isinstance(value, bool):
-        raise ValueError(f"expected a whole number or a range like 15..40, got {value!r}")
+        raise ValueError(hint)
     if isinstance(value, int):
         return value, value
+    if isinstance(value, float) and value.is_integer():
+        return int(value), int(value)
+    if isinstance(value, tuple | list) and len(value) == 2 and all(type(v) is int for v in value):
+        return int(value[0]), int(value[1])
     if isinstance(value, str):
-        text = value.strip()
-        low_text, sep, high_text = text.partition("..")
+        low_text, sep, high_text = value.strip().partition("..")
         try:
             low = int(low_text)
             high = int(high_text) if sep else low
         except ValueError:
-            raise ValueError(f"expected a whole number or a range like 15..40, got {value!r}") from None
+            raise ValueError(hint) from None
         return low, high
-    raise ValueError(f"expected a whole number or a range like 15..40, got {value!r}")
+    raise ValueError(hint)
+
+
+def format_int_range(value: tuple[int, int]) -> int | str:
+    """Write a volume back: ``8`` when constant, ``"15..40"`` otherwise."""
+    return value[0] if value[0] == value[1] else f"{value[0]}..{value[1]}"
 
 
 def parse_day_span(value: object) -> tuple[int, int]:
     """Parse plan days of a ramp step: ``5`` or ``1-3`` (inclusive, 1-based)."""
+    hint = f"expected a plan day like 4 or a span like 1-3, got {value!r}"
     if isinstance(value, bool):
-        raise ValueError(f"expected a plan day like 4 or a span like 1-3, got {value!r}")
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, str):
+        raise ValueError(hint)
+    if isinstance(value, tuple | list) and len(value) == 2 and all(type(v) is int for v in value):
+        first, last = int(value[0]), int(value[1])
+    elif isinstance(value, int):
+        first, last = value, value
+    elif isinstance(value, str):
         text = value.strip()
-        first_text, sep, last_text = text.partition("-")
+        first_text, sep, last_text = text.partition("..")
         if not sep:
-            first_text, sep, last_text = text.partition("..")
+            first_text, sep, last_text = text.partition("-")
         try:
             first = int(first_text)
             last = int(last_text) if sep else first
         except ValueError:
-            raise ValueError(f"expected a plan day like 4 or a span like 1-3, got {value!r}") from None
-        return first, last
-    raise ValueError(f"expected a plan day like 4 or a span like 1-3, got {value!r}")
+            raise ValueError(hint) from None
+    else:
+        raise ValueError(hint)
+    if first < 1:
+        raise ValueError(f"plan days count from 1, got {value!r}")
+    if last < first:
+        raise ValueError(f"day span {value!r} ends before it starts")
+    return first, last
 
 
-def _weekday_index(name: str, whole: str) -> int:
-    key = name.strip().lower()[:3]
-    if key not in WEEKDAYS or len(name.strip()) < 3:
-        raise ValueError(
-            f"unknown weekday {name.strip()!r} in {whole!r}; use mon tue wed thu fri sat sun, "
-            "a span like mon-fri, or a list like mon,wed,fri"
-        )
-    full_names = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-    if name.strip().lower() not in (WEEKDAYS[WEEKDAYS.index(key)], full_names[WEEKDAYS.index(key)]):
-        raise ValueError(f"unknown weekday {name.strip()!r} in {whole!r}; use mon tue wed thu fri sat sun")
-    return WEEKDAYS.index(key)
+def format_day_span(value: tuple[int, int]) -> str:
+    """Write plan days back: ``"5"`` or ``"1-3"``."""
+    return str(value[0]) if value[0] == value[1] else f"{value[0]}-{value[1]}"
+
+
+def _weekday_index(name: str, whole: object) -> int:
+    key = name.strip().lower()
+    if key in WEEKDAYS:
+        return WEEKDAYS.index(key)
+    if key in _FULL_WEEKDAYS:
+        return _FULL_WEEKDAYS.index(key)
+    close = difflib.get_close_matches(key, WEEKDAYS + _FULL_WEEKDAYS, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0][:3]!r}?" if close else ""
+    raise ValueError(
+        f"unknown weekday {name.strip()!r} in {whole!r}{hint} Use mon tue wed thu fri sat sun, "
+        "a span like mon-fri, a list like mon,wed,fri, or daily"
+    )
 
 
 def parse_weekdays(value: object) -> frozenset[int]:
-    """Parse ``mon-fri``, ``sat``, ``mon,wed,fri``, ``daily``/``all`` or a YAML list of those."""
+    """Parse ``mon-fri``, ``sat``, ``mon,wed,fri``, ``daily``/``all`` or a YAML list of those.
+
+    A span wraps around the week (``fri-mon`` is fri sat sun mon). An empty list is the empty set,
+    which callers reject where a day is required (a window) and accept where it is not (rest days).
+    """
+    if isinstance(value, frozenset | set) and all(isinstance(d, int) and 0 <= d < 7 for d in value):
+        return frozenset(value)
     if isinstance(value, list | tuple | set | frozenset):
         days: set[int] = set()
         for item in value:
+            if not isinstance(item, str):
+                raise ValueError(f"expected weekday names like mon or sat, got {item!r}")
             days |= parse_weekdays(item)
         return frozenset(days)
     if not isinstance(value, str):
         raise ValueError(f"expected weekdays like mon-fri or sat, got {value!r}")
     text = value.strip().lower()
-    if text in ("daily", "all", "every day", "mon-sun"):
-        return frozenset(range(7))
+    if text in ("daily", "all", "every day", "everyday"):
+        return _ALL_DAYS
     result: set[int] = set()
     for part in text.split(","):
         if "-" in part:
@@ -166,9 +216,26 @@ def parse_weekdays(value: object) -> frozenset[int]:
     return frozenset(result)
 
 
-def format_weekdays(days: frozenset[int]) -> str:
-    """Write a weekday set back compactly: ``mon-fri``, ``sat``, ``mon,wed``."""
-    return ",".join(WEEKDAYS[d] for d in sorted(days))
+def format_weekdays(days: frozenset[int]) -> str | list[str]:
+    """Write a weekday set back compactly: ``mon-fri``, ``sat``, ``mon,wed``, ``daily``; ``[]`` if empty."""
+    if not days:
+        return []
+    if days == _ALL_DAYS:
+        return "daily"
+    ordered = sorted(days)
+    runs: list[list[int]] = []
+    for day in ordered:
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    parts = []
+    for run in runs:
+        if len(run) >= 3:
+            parts.append(f"{WEEKDAYS[run[0]]}-{WEEKDAYS[run[-1]]}")
+        else:
+            parts.extend(WEEKDAYS[d] for d in run)
+    return ",".join(parts)
 
 
 def _parse_clock(text: str, whole: str) -> time | None:
@@ -186,6 +253,11 @@ def _parse_clock(text: str, whole: str) -> time | None:
 
 def parse_hours(value: object) -> tuple[int, int]:
     """Parse a local clock interval ``09:00-12:30`` into minutes after midnight (end may be 24:00 = 1440)."""
+    if isinstance(value, tuple | list) and len(value) == 2 and all(type(v) is int for v in value):
+        start_minutes, end_minutes = int(value[0]), int(value[1])
+        if not 0 <= start_minutes < end_minutes <= 1440:
+            raise ValueError(f"expected minutes 0 <= start < end <= 1440, got {value!r}")
+        return start_minutes, end_minutes
     if not isinstance(value, str) or "-" not in value:
         raise ValueError(f"expected hours like 09:00-12:30, got {value!r}")
     start_text, _, end_text = value.partition("-")
@@ -198,3 +270,43 @@ def parse_hours(value: object) -> tuple[int, int]:
     if end_minutes <= start_minutes:
         raise ValueError(f"window {value!r} ends before it starts (windows cannot cross midnight)")
     return start_minutes, end_minutes
+
+
+def format_hours(value: tuple[int, int]) -> str:
+    """Write a clock interval back: ``09:00-12:30`` (``24:00`` for a window that runs to midnight)."""
+    start, end = value
+    return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+
+
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+
+def parse_phone(value: object) -> str:
+    """Normalise a phone number to E.164 (``+5511999990001``); spaces, dashes, dots and parentheses go."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a phone number in E.164 form like +5511999990001, got {value!r}")
+    compact = re.sub(r"[\s\-().]", "", value)
+    if not _E164.fullmatch(compact):
+        raise ValueError(
+            f"{value!r} is not an E.164 phone number: a + then the country code and number, "
+            "7 to 15 digits in all (e.g. +5511999990001)"
+        )
+    return compact
+
+
+@lru_cache(maxsize=1)
+def _timezone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_timezone(name: object) -> str:
+    """Check an IANA timezone name (``America/Sao_Paulo``) and return it; suggests the nearest on a typo."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"expected an IANA timezone like America/Sao_Paulo, got {name!r}")
+    text = name.strip()
+    if text in _timezone_names():
+        return text
+    lowered = {zone.lower(): zone for zone in _timezone_names()}
+    close = difflib.get_close_matches(text.lower(), lowered, n=1, cutoff=0.7)
+    hint = f"; did you mean {lowered[close[0]]!r}?" if close else " (use an IANA name like Europe/Lisbon)"
+    raise ValueError(f"unknown timezone {text!r}{hint}")

@@ -1,0 +1,117 @@
+"""The daily cycle against a real store (SQLite and PostgreSQL) and a real simulator over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.fleet_fixture import fleet_builder
+from warmup.clock import ManualClock
+from warmup.cycle import days_to_plan, pending_resumes, plan_number_day, respread_rest_of_day
+from warmup.runtime import ProviderPool, Runtime
+from warmup.schedule import local_date_of, window_spans
+from warmup.store import ops
+
+MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 09:00 in Sao Paulo, 13:00 Berlin, 21:00 Tokyo
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    yield from fleet_builder(tmp_path, monkeypatch)
+
+
+def runtime_for(engine: Engine, clock: ManualClock) -> Runtime:
+    return Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine))
+
+
+def test_plans_a_day_once_within_quota_and_windows(engine: Engine, make_fleet: Any) -> None:
+    clock = ManualClock(MONDAY_NOON)
+    fleet = make_fleet(engine, clock, volume=8)
+    runtime = runtime_for(engine, clock)
+    try:
+        assert sorted(n for n, _ in days_to_plan(engine, clock.now())) == sorted(fleet.number_ids)
+        sao_paulo = fleet.number_ids[0]
+        day = local_date_of(clock.now(), "America/Sao_Paulo")
+        result = plan_number_day(runtime, sao_paulo, day)
+        assert result.planned and result.decision is not None
+        messages = ops.list_messages(engine, sao_paulo, day)
+        stored = ops.get_day_plan(engine, sao_paulo, day)
+        assert stored is not None and stored.quota == result.decision.quota == 8
+        assert 0 < len(messages) <= stored.quota
+        assert len(messages) + stored.cut == stored.quota
+        spans = window_spans(day, runtime.plans(str(fleet.plan_path)), "America/Sao_Paulo")
+        for message in messages:
+            assert message.scheduled_at >= clock.now()
+            assert any(start <= message.scheduled_at < end for start, end in spans)
+            assert message.recipient != fleet.phones[0]
+        # peers come first: both other numbers of the fleet are among today's recipients
+        assert set(fleet.phones[1:]) <= {m.recipient for m in messages}
+        # the provider meter was read (once) and stored
+        reading = ops.latest_reading(engine, sao_paulo)
+        assert reading is not None and reading.source == "simulator"
+
+        again = plan_number_day(runtime, sao_paulo, day)
+        assert not again.planned
+        assert [m.id for m in ops.list_messages(engine, sao_paulo, day)] == [m.id for m in messages]
+        assert sao_paulo not in [n for n, _ in days_to_plan(engine, clock.now())]
+    finally:
+        runtime.close()
+
+
+def test_no_window_time_left_cuts_the_day_and_says_why(engine: Engine, make_fleet: Any) -> None:
+    clock = ManualClock(MONDAY_NOON)
+    fleet = make_fleet(engine, clock, volume=5)
+    runtime = runtime_for(engine, clock)
+    try:
+        tokyo = fleet.number_ids[2]  # 21:00 local, the 08:00-20:00 window is over
+        day = local_date_of(clock.now(), "Asia/Tokyo")
+        result = plan_number_day(runtime, tokyo, day)
+        assert result.planned
+        assert ops.list_messages(engine, tokyo, day) == []
+        stored = ops.get_day_plan(engine, tokyo, day)
+        assert stored is not None and stored.cut == 5
+        assert stored.cut_reason is not None and "no send-window time is left" in stored.cut_reason
+    finally:
+        runtime.close()
+
+
+def test_only_today_is_planned(engine: Engine, make_fleet: Any) -> None:
+    clock = ManualClock(MONDAY_NOON)
+    fleet = make_fleet(engine, clock, count=1)
+    runtime = runtime_for(engine, clock)
+    try:
+        today = local_date_of(clock.now(), "America/Sao_Paulo")
+        assert not plan_number_day(runtime, fleet.number_ids[0], today - timedelta(days=1)).planned
+        assert not plan_number_day(runtime, fleet.number_ids[0], today + timedelta(days=1)).planned
+        assert ops.get_day_plan(engine, fleet.number_ids[0], today - timedelta(days=1)) is None
+    finally:
+        runtime.close()
+
+
+def test_resume_respreads_the_rest_of_the_day_once(engine: Engine, make_fleet: Any) -> None:
+    clock = ManualClock(MONDAY_NOON)
+    fleet = make_fleet(engine, clock, count=2, volume=10)
+    runtime = runtime_for(engine, clock)
+    try:
+        number = fleet.number_ids[0]
+        day = local_date_of(clock.now(), "America/Sao_Paulo")
+        assert plan_number_day(runtime, number, day).planned
+        ops.pause_numbers(engine, reason="test", actor="admin", now=clock.now(), number_ids=[number])
+        assert all(m.state == "skipped" for m in ops.list_messages(engine, number, day))
+        resume_at = clock.advance(timedelta(hours=2))
+        ops.resume_numbers(engine, actor="admin", now=resume_at, number_ids=[number])
+        pending = pending_resumes(engine, resume_at - timedelta(days=1))
+        assert [n for _, n in pending] == [number]
+        added = respread_rest_of_day(runtime, number, resume_at, pending[0][0])
+        assert added > 0
+        fresh = [m for m in ops.list_messages(engine, number, day) if m.state == "planned"]
+        assert len(fresh) == added
+        assert all(m.scheduled_at >= resume_at for m in fresh)  # the rest is spread, not burst
+        assert pending_resumes(engine, resume_at - timedelta(days=1)) == []
+    finally:
+        runtime.close()

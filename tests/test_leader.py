@@ -1,0 +1,105 @@
+"""The scheduler's leader lock against a real Redis: one leader, renewal, takeover, fencing."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.conftest import require_service
+from warmup.leader import AlwaysLeader, RedisLeaderLock
+
+REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        require_service("redis", str(exc))
+    finally:
+        client.close()
+    yield REDIS_URL
+
+
+@pytest.fixture
+def key() -> str:
+    return f"warmup:test:leader:{uuid.uuid4().hex}"
+
+
+def test_only_one_of_two_schedulers_leads(redis_url: str, key: str) -> None:
+    first = RedisLeaderLock.from_url(redis_url, ttl=2.0, key=key)
+    second = RedisLeaderLock.from_url(redis_url, ttl=2.0, key=key)
+    try:
+        assert first.hold() is True
+        assert second.hold() is False
+        # renewals keep the leader leading and the other one waiting
+        for _ in range(3):
+            assert first.hold() is True
+            assert second.hold() is False
+    finally:
+        first.release()
+        second.release()
+        first.close()
+        second.close()
+
+
+def test_takeover_after_the_leader_dies(redis_url: str, key: str) -> None:
+    leader = RedisLeaderLock.from_url(redis_url, ttl=0.5, key=key)
+    standby = RedisLeaderLock.from_url(redis_url, ttl=0.5, key=key)
+    try:
+        assert leader.hold() is True
+        assert standby.hold() is False
+        # the leader stops renewing (dies); within one TTL the standby takes over
+        deadline = time.monotonic() + 3.0
+        while not standby.hold():
+            assert time.monotonic() < deadline, "standby never took over"
+            time.sleep(0.05)
+        # the old leader, coming back, must notice it lost the lock and not renew someone else's
+        assert leader.hold() is False
+        assert standby.hold() is True
+    finally:
+        leader.close()
+        standby.release()
+        standby.close()
+
+
+def test_release_hands_over_at_once(redis_url: str, key: str) -> None:
+    first = RedisLeaderLock.from_url(redis_url, ttl=30.0, key=key)
+    second = RedisLeaderLock.from_url(redis_url, ttl=30.0, key=key)
+    try:
+        assert first.hold() is True
+        first.release()
+        assert first.is_leader is False
+        assert second.hold() is True
+        # releasing a lock one does not hold leaves the holder's key alone
+        first.release()
+        assert second.hold() is True
+    finally:
+        second.release()
+        first.close()
+        second.close()
+
+
+def test_unreachable_redis_means_not_leader() -> None:
+    lock = RedisLeaderLock.from_url("redis://127.0.0.1:1/0", ttl=1.0)
+    try:
+        assert lock.hold() is False
+        assert lock.is_leader is False
+    finally:
+        lock.close()
+
+
+def test_embedded_is_always_leader() -> None:
+    leader = AlwaysLeader()
+    assert leader.hold() is True
+    leader.release()
+    assert leader.hold() is True

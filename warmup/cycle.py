@@ -1,0 +1,343 @@
+"""The daily cycle of one number, run at the start of its local day (DESIGN "The daily cycle").
+
+reading -> yesterday's outcome -> decide (pure) -> audience + content -> spread (pure) -> one
+transaction (`store.ops.plan_day`, unique per number and local date, so planning twice does nothing).
+The random generators are seeded from (number id, local date), so a day replays exactly.
+
+Also here: what the scheduler asks about days (which have started, closing past ones) and the
+re-spread of the rest of a day after a pause ends (never a burst).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from warmup.audience import AudienceResult, choose
+from warmup.domain import Decision, Reading
+from warmup.plan.model import Plan
+from warmup.ramp import decide
+from warmup.risk import local_reading
+from warmup.runtime import Runtime
+from warmup.schedule import local_date_of, spread
+from warmup.store import ops
+from warmup.store.db import READ_ONLY
+from warmup.store.models import MessageKind, Number, NumberStatus, RecipientKind
+
+log = logging.getLogger(__name__)
+
+LOCAL_METER_DAYS = 7
+"""The trailing window, in local days, the local risk meter counts sends and replies over."""
+
+DEFAULT_OPENERS: tuple[str, ...] = (
+    "Hi! How are you doing?",
+    "Hello, hope your day is going well",
+    "Hey, how have you been?",
+    "Good to hear from you, how is everything?",
+)
+"""Used when a plan names no message pool, so a minimal plan still sends something human."""
+
+DEFAULT_REPLIES: tuple[str, ...] = (
+    "All good here, thanks! And you?",
+    "Doing well, thanks for asking",
+    "Great, thanks! Talk soon",
+)
+
+
+@dataclass(frozen=True)
+class DayResult:
+    """What planning one day did (for logs and tests)."""
+
+    planned: bool  # False: already planned, not today, or the number is retired
+    decision: Decision | None = None
+    sends: int = 0
+    cut: int = 0
+    cut_reason: str | None = None
+
+
+def day_rng(number_id: int, local_date: date, purpose: str) -> random.Random:
+    """A generator that is the same for the same number, day and purpose in every process and run."""
+    return random.Random(f"warmup:{number_id}:{local_date.isoformat()}:{purpose}")
+
+
+def texts_of(plan: Plan, kind: str = "opener") -> tuple[str, ...]:
+    """The plan's texts of one kind (``opener`` or ``reply``), or neutral defaults without a pool."""
+    if plan.content:
+        from warmup.content import load_pool
+
+        pool = load_pool(plan.content)
+        return pool.options("reply" if kind == "reply" else "opener")
+    return DEFAULT_REPLIES if kind == "reply" else DEFAULT_OPENERS
+
+
+# --------------------------------------------------------------------------------------- the reading
+
+
+def todays_reading(runtime: Runtime, number: Number, local_date: date, now: datetime) -> Reading:
+    """Today's reading: the stored one if taken today, else the provider meter (once), else the local one."""
+    assert number.id is not None
+    latest = ops.latest_reading(runtime.engine, number.id)
+    if latest is not None and local_date_of(latest.taken_at, number.timezone) == local_date:
+        return latest
+    reading: Reading | None = None
+    try:
+        provider = runtime.provider_for(number.id)
+        reading = provider.fetch_reading(local_date)
+        if reading is None:
+            log.info("number %s: provider meter unavailable: %s", number.id, provider.last_reading_error)
+    except Exception as exc:  # no token, bad URL...: the local meter still gives an honest reading
+        log.warning("number %s: provider meter failed: %s", number.id, type(exc).__name__)
+    if reading is None:
+        reading = local_meter(runtime.engine, number, local_date, now)
+    ops.save_reading(runtime.engine, number.id, local_date, reading)
+    return reading
+
+
+def local_meter(engine: Engine, number: Number, local_date: date, now: datetime) -> Reading:
+    """The local risk meter from our own data: age, replies vs sends over a week, engaged recipients."""
+    assert number.id is not None
+    sent = replies = 0
+    for back in range(1, LOCAL_METER_DAYS + 1):
+        outcome = ops.day_outcome(engine, number.id, local_date - timedelta(days=back))
+        sent += outcome.sent
+        replies += outcome.replies
+    recipients = [r for r in ops.list_recipients(engine, number.id) if r.first_contacted_on is not None]
+    engaged = sum(1 for r in recipients if r.replied or r.kind == RecipientKind.PEER)
+    registered = number.registered or local_date_of(number.created_at, number.timezone)
+    return local_reading(registered, local_date, sent, replies, len(recipients), engaged, now)
+
+
+def refresh_reading(runtime: Runtime, number_id: int) -> Reading | None:
+    """Take today's reading for a number now (the `refresh_reading` actor); None for an unknown number."""
+    number = ops.get_number(runtime.engine, number_id)
+    if number is None:
+        return None
+    now = runtime.clock.now()
+    return todays_reading(runtime, number, local_date_of(now, number.timezone), now)
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+
+def peers_of(engine: Engine, number: Number) -> list[str]:
+    """Phones of the other active numbers of the fleet."""
+    return [n.phone for n in ops.list_numbers(engine, state=NumberStatus.ACTIVE.value) if n.id != number.id]
+
+
+def pick_audience(
+    engine: Engine, number: Number, plan: Plan, count: int, max_new: int, rng: random.Random
+) -> AudienceResult:
+    """Recipients and texts for ``count`` messages, from what the store knows about this number."""
+    assert number.id is not None
+    peers = peers_of(engine, number) if plan.audience.peers is not None else []
+    contacts: list[str] = []
+    if plan.audience.contacts:
+        from warmup.content import load_contacts
+
+        contacts = [c.phone for c in load_contacts(plan.audience.contacts)]
+    rows = ops.list_recipients(engine, number.id, include_invalid=True)
+    return choose(
+        count,
+        peers=peers,
+        contacts=contacts,
+        known={r.phone for r in rows if r.first_contacted_on is not None},
+        invalid={r.phone for r in rows if r.invalid},
+        last_text={r.phone: r.last_text for r in rows if r.last_text},
+        max_new_contacts=max_new,
+        texts=texts_of(plan),
+        rng=rng,
+        self_phone=number.phone,
+    )
+
+
+def build_sends(
+    engine: Engine,
+    number: Number,
+    plan: Plan,
+    local_date: date,
+    count: int,
+    max_new: int,
+    now: datetime,
+    seed: str,
+) -> tuple[list[ops.PlannedSend], list[str]]:
+    """Up to ``count`` messages addressed and timed inside the day's windows after ``now``, and why
+    fewer, if so. Recipients get a row (so the store can track their last text) before anything is sent.
+    """
+    assert number.id is not None
+    why: list[str] = []
+    audience = pick_audience(
+        engine, number, plan, count, max_new, day_rng(number.id, local_date, "audience" + seed)
+    )
+    if audience.shortfall_reason:
+        why.append(audience.shortfall_reason)
+    timing = spread(
+        local_date,
+        len(audience.picks),
+        plan,
+        number.timezone,
+        day_rng(number.id, local_date, "spread" + seed),
+        not_before=now,
+    )
+    if timing.reason:
+        why.append(timing.reason)
+    picks = audience.picks[: len(timing.times)]
+    for phone, is_peer in dict.fromkeys((p.to, p.peer) for p in picks):
+        kind = RecipientKind.PEER if is_peer else RecipientKind.CONTACT
+        ops.upsert_recipient(engine, number.id, phone, kind.value, now=now)
+    sends = [
+        ops.PlannedSend(
+            recipient=pick.to,
+            text=pick.text,
+            scheduled_at=at,
+            kind=MessageKind.OPENER.value,
+            typing_seconds=round(typing, 3),
+        )
+        for pick, at, typing in zip(picks, timing.times, timing.typing, strict=False)
+    ]
+    return sends, why
+
+
+def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayResult:
+    """Plan one number's local day, once. Only today's date is planned: a past day stays unplanned
+    (the scheduler was down), a future one waits for its start."""
+    engine = runtime.engine
+    now = runtime.clock.now()
+    number = ops.get_number(engine, number_id)
+    if number is None or number.state == NumberStatus.RETIRED:
+        return DayResult(False)
+    if local_date != local_date_of(now, number.timezone):
+        log.info("number %s: not planning %s, its local day is not today", number_id, local_date)
+        return DayResult(False)
+    if ops.get_day_plan(engine, number_id, local_date) is not None:
+        return DayResult(False)
+    plan = runtime.plans(number.plan_path)
+    reading = todays_reading(runtime, number, local_date, now)
+    yesterday_date = local_date - timedelta(days=1)
+    yesterday = (
+        ops.day_outcome(engine, number_id, yesterday_date)
+        if ops.get_day_plan(engine, number_id, yesterday_date) is not None
+        else None
+    )
+    state = ops.number_state(engine, number_id)
+    decision = decide(plan, state, reading, yesterday, local_date, now)
+    sends: list[ops.PlannedSend] = []
+    why: list[str] = []
+    if decision.quota > 0:
+        sends, why = build_sends(
+            engine, number, plan, local_date, decision.quota, decision.max_new_contacts, now, ""
+        )
+    cut = decision.quota - len(sends)
+    cut_reason = "; ".join(why)[:500] or None
+    planned = ops.plan_day(engine, number_id, decision, sends, cut=cut, cut_reason=cut_reason, now=now)
+    if planned:
+        log.info(
+            "number %s planned %s: %s quota %s, %s sends",
+            number_id,
+            local_date,
+            decision.action,
+            decision.quota,
+            len(sends),
+        )
+    return DayResult(planned, decision, len(sends), cut, cut_reason)
+
+
+# ------------------------------------------------------------------------------ what the scheduler asks
+
+
+def days_to_plan(engine: Engine, now: datetime) -> list[tuple[int, date]]:
+    """(number, local date) of every non-retired number whose local day has started but has no plan."""
+    numbers = [n for n in ops.list_numbers(engine) if n.state != NumberStatus.RETIRED]
+    if not numbers:
+        return []
+    today = {n.id: local_date_of(now, n.timezone) for n in numbers if n.id is not None}
+    earliest = min(today.values())
+    table = ops.DAY_PLANS
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        rows = conn.execute(
+            sa.select(table.c.number_id, table.c.local_date).where(table.c.local_date >= earliest)
+        ).all()
+    planned = {(row.number_id, row.local_date) for row in rows}
+    return [(number_id, day) for number_id, day in today.items() if (number_id, day) not in planned]
+
+
+def sending_numbers(engine: Engine) -> list[int]:
+    """Numbers whose replies are worth polling: every one that is not retired."""
+    return [n.id for n in ops.list_numbers(engine) if n.id is not None and n.state != NumberStatus.RETIRED]
+
+
+def close_past_days(engine: Engine, now: datetime) -> int:
+    """Skip what is left of local days that are over, with the reason; how many messages."""
+    return ops.expire_day(engine, now, reason="its local day ended before it could be sent")
+
+
+def end_expired_pauses(runtime: Runtime, now: datetime) -> int:
+    """Resume numbers whose timed pause has passed (the re-spread follows via `pending_resumes`)."""
+    return len(ops.resume_expired(runtime.engine, now))
+
+
+def pending_resumes(engine: Engine, since: datetime) -> list[tuple[int, int]]:
+    """(audit id, number id) of resumes at or after ``since`` whose day has not been re-spread yet.
+
+    Works from the audit log, so a resume by any process (admin CLI, chat command, an expired pause)
+    is seen, and a restarted scheduler does not re-spread twice.
+    """
+    audit = ops.AUDIT
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        resumes = [
+            (int(row.id), int(row.number_id))
+            for row in conn.execute(
+                sa.select(audit.c.id, audit.c.number_id)
+                .where(audit.c.action == "resume", audit.c.at >= since, audit.c.number_id.is_not(None))
+                .order_by(audit.c.id)
+            ).all()
+        ]
+        if not resumes:
+            return []
+        done_rows = conn.execute(
+            sa.select(audit.c.detail).where(audit.c.action == "respread", audit.c.at >= since)
+        ).scalars()
+        done = {int(d["resume_id"]) for d in done_rows if isinstance(d, dict) and "resume_id" in d}
+    return [(audit_id, number_id) for audit_id, number_id in resumes if audit_id not in done]
+
+
+def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume_id: int) -> int:
+    """After a resume, spread the day's unused quota over the window time left (never a burst).
+
+    Returns how many messages were added; 0 when the number is not active any more, the day has no
+    plan (it will be planned knowing about the resume), nothing is left, or no window time is left.
+    Always writes a `respread` audit row naming the resume, so it happens once per resume.
+    """
+    engine = runtime.engine
+    number = ops.get_number(engine, number_id)
+    local_date = local_date_of(now, number.timezone) if number is not None else None
+    day = ops.get_day_plan(engine, number_id, local_date) if local_date is not None else None
+    detail: dict[str, object] = {"resume_id": resume_id}
+    added = 0
+    if number is not None and local_date is not None and day is not None and number.state == "active":
+        pending = sum(
+            1 for m in ops.list_messages(engine, number_id, local_date) if m.state in ("planned", "queued")
+        )
+        left = day.quota - day.used - pending
+        detail.update(local_date=local_date.isoformat(), left=max(left, 0))
+        if left > 0:
+            plan = runtime.plans(number.plan_path)
+            already_new = ops.new_contacts_on(engine, number_id, local_date)
+            sends, why = build_sends(
+                engine,
+                number,
+                plan,
+                local_date,
+                left,
+                max(day.max_new_contacts - already_new, 0),
+                now,
+                f":resume:{resume_id}",
+            )
+            added = len(ops.add_sends(engine, number_id, local_date, sends, now=now)) if sends else 0
+            detail.update(added=added, why="; ".join(why)[:500])
+    ops.audit(engine, "scheduler", "respread", number_id, detail, now)
+    return added

@@ -1,0 +1,116 @@
+"""One scheduler leads at a time: a Redis lock with a fencing token, renewed while the leader lives.
+
+The lock is ``SET key token NX PX ttl``; the holder renews it with a compare-and-set Lua script
+(only if the key still holds ITS token), so a leader that stalled past the TTL cannot extend a lock
+another copy has taken meanwhile. If the leader dies, the key expires and another copy takes over
+within one TTL. Embedded mode has a single process and is always the leader.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Protocol
+
+import redis
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "warmup:scheduler:leader"
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class Leadership(Protocol):
+    """Answers "may I run the scheduler's tick now?"; called before every tick."""
+
+    def hold(self) -> bool:
+        """Acquire or renew the leadership; True while this process is the leader."""
+        ...
+
+    def release(self) -> None:
+        """Give the leadership up at once (clean shutdown), so another copy takes over without waiting."""
+        ...
+
+
+class AlwaysLeader:
+    """Embedded mode: the only scheduler there is."""
+
+    def hold(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+
+class RedisLeaderLock:
+    """The fleet's leader lock. ``ttl`` bounds how long a dead leader blocks a takeover.
+
+    Leadership is also dropped locally when the last successful renewal is older than the TTL
+    (Redis unreachable): by then the key may have expired and another copy may lead.
+    """
+
+    def __init__(self, client: redis.Redis, *, ttl: float = 5.0, key: str = LOCK_KEY) -> None:
+        self.client = client
+        self.ttl_ms = max(int(ttl * 1000), 100)
+        self.key = key
+        self.token = secrets.token_hex(16)
+        self._renewed_at: float | None = None  # monotonic time of the last successful acquire/renew
+
+    @classmethod
+    def from_url(cls, url: str, *, ttl: float = 5.0, key: str = LOCK_KEY) -> RedisLeaderLock:
+        """Build the lock on its own client (bytes replies, short timeouts so a dead Redis fails fast)."""
+        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        return cls(client, ttl=ttl, key=key)
+
+    @property
+    def is_leader(self) -> bool:
+        """True while the last renewal is recent enough that the key cannot have expired yet."""
+        if self._renewed_at is None:
+            return False
+        return (time.monotonic() - self._renewed_at) * 1000 < self.ttl_ms
+
+    def hold(self) -> bool:
+        started = time.monotonic()
+        try:
+            if self._renewed_at is not None:
+                renewed = self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
+                if renewed == 1:
+                    self._renewed_at = started
+                    return True
+                log.warning("scheduler leadership lost (lock taken over or expired)")
+                self._renewed_at = None
+            acquired = self.client.set(self.key, self.token, nx=True, px=self.ttl_ms)
+        except redis.RedisError as exc:
+            log.warning("scheduler lock: redis unavailable: %s", type(exc).__name__)
+            if not self.is_leader:
+                self._renewed_at = None
+            return self.is_leader
+        if acquired:
+            log.info("scheduler leadership acquired")
+            self._renewed_at = started
+            return True
+        return False
+
+    def release(self) -> None:
+        self._renewed_at = None
+        try:
+            self.client.eval(_RELEASE, 1, self.key, self.token)
+        except redis.RedisError:
+            log.warning("scheduler lock: could not release (it will expire)")
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,304 @@
+"""Meta WhatsApp Cloud API client (Graph API): send text/template, phone-number quality as health.
+
+The Cloud API has no risk meter like Whapi's. Decision: `fetch_reading` returns None with the reason
+in `last_reading_error`, so the local meter takes over; the one risk signal Meta does give, the
+number's `quality_rating`, is exposed by `quality()` and `quality_to_overall()` (GREEN 3, YELLOW 2,
+RED 1) for the local meter to use as its `overall` factor — and it drives `health()` directly:
+GREEN ok, YELLOW throttle, RED or status FLAGGED/RESTRICTED/BANNED stop the number.
+Inbound messages only arrive by webhook (`warmup.providers.webhooks.parse_cloud_webhook`); there is no
+list endpoint, so `list_inbound` returns [].
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import httpx
+
+from warmup.domain import Reading
+from warmup.providers.base import Health, Inbound, OutcomeAction, ProviderError, SendResult, worst
+from warmup.providers.errors import (
+    classify_error_response,
+    classify_transport_error,
+    clean_reason,
+    decode_json,
+    describe_body,
+    transport_rule,
+)
+from warmup.providers.http import JSON_HEADERS, as_secret, encode_json, make_client
+from warmup.secrets import Secret
+
+A = OutcomeAction
+GRAPH_BASE_URL = "https://graph.facebook.com"
+DEFAULT_VERSION = "v23.0"
+HEALTH_FIELDS = "quality_rating,status,whatsapp_business_manager_messaging_limit"
+NO_METER = "Cloud API has no risk meter; use the local meter (quality() gives the quality rating)"
+
+QUALITY_ACTIONS: dict[str, tuple[OutcomeAction, str]] = {
+    "GREEN": (A.OK, "quality high"),
+    "NA": (A.OK, "quality not rated yet"),
+    "UNKNOWN": (A.OK, "quality not rated yet"),
+    "YELLOW": (A.THROTTLE, "quality medium: slow down"),
+    "RED": (A.STOP_NUMBER, "quality low: stop before the number is restricted"),
+}
+STATUS_ACTIONS: dict[str, tuple[OutcomeAction, str]] = {
+    "CONNECTED": (A.OK, "connected"),
+    "FLAGGED": (A.STOP_NUMBER, "number flagged for low quality"),
+    "RESTRICTED": (A.STOP_NUMBER, "number restricted by its messaging limit"),
+    "BANNED": (A.STOP_NUMBER, "number banned"),
+    "DISCONNECTED": (A.STOP_NUMBER, "number disconnected"),
+    "DELETED": (A.STOP_NUMBER, "number deleted"),
+    "UNVERIFIED": (A.STOP_NUMBER, "number not verified"),
+    "PENDING": (A.RETRY, "number registration pending"),
+    "MIGRATED": (A.RETRY, "number being migrated"),
+}
+QUALITY_TO_OVERALL: dict[str, int] = {"GREEN": 3, "YELLOW": 2, "RED": 1}
+_TEMPLATE_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+
+
+def cloud_recipient(to: str) -> str | None:
+    """Digits of an E.164 number (Meta's `wa_id` form); None if it is not one."""
+    digits = re.sub(r"[\s().-]", "", to).removeprefix("+")
+    if digits.isascii() and digits.isdigit() and 7 <= len(digits) <= 15:
+        return digits
+    return None
+
+
+def quality_to_overall(rating: str | None) -> int | None:
+    """Meta quality as a risk factor (3 good .. 1 caution); None when not rated."""
+    return QUALITY_TO_OVERALL.get(rating or "")
+
+
+@dataclass(frozen=True)
+class PhoneQuality:
+    """What Meta says about the sending number."""
+
+    quality_rating: str | None  # GREEN | YELLOW | RED | NA
+    status: str | None  # CONNECTED | FLAGGED | RESTRICTED | ...
+    messaging_limit: str | None  # e.g. TIER_1K
+
+    @property
+    def overall(self) -> int | None:
+        return quality_to_overall(self.quality_rating)
+
+
+class CloudApiProvider:
+    """One Cloud API phone number. Thread-safe; one pooled HTTP client per instance."""
+
+    def __init__(
+        self,
+        token: str | Secret,
+        phone_number_id: str,
+        base_url: str = GRAPH_BASE_URL,
+        version: str = DEFAULT_VERSION,
+        *,
+        timeout: httpx.Timeout | float | None = None,
+        source: str = "cloud_api",
+    ) -> None:
+        if not phone_number_id.isascii() or not phone_number_id.isdigit():
+            raise ValueError("phone_number_id must be the numeric id Meta assigned to the number")
+        self._token = as_secret(token)
+        self.phone_number_id = phone_number_id
+        self.base_url = base_url.rstrip("/")
+        self.version = version
+        self.source = source
+        self._client = make_client(self.base_url, self._token, timeout)
+        self.last_reading_error: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CloudApiProvider(phone_number_id={self.phone_number_id!r}, base_url={self.base_url!r}, "
+            f"version={self.version!r}, token={self._token!r})"
+        )
+
+    def __enter__(self) -> CloudApiProvider:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _reason(self, text: str) -> str:
+        return clean_reason(text, [self._token])
+
+    @property
+    def messages_path(self) -> str:
+        return f"/{self.version}/{self.phone_number_id}/messages"
+
+    # --- send ---------------------------------------------------------------------------------------
+
+    def build_text_body(self, to: str, body: str) -> dict[str, Any]:
+        """The JSON of a text send (spec `TextMessage`); ValueError for a non-phone `to`."""
+        return {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": self._recipient(to),
+            "type": "text",
+            "text": {"body": body, "preview_url": False},
+        }
+
+    def build_template_body(
+        self,
+        to: str,
+        name: str,
+        language: str = "en_US",
+        components: Sequence[Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON of a template send (spec `TemplateMessage`)."""
+        if not name or not _TEMPLATE_LANGUAGE.fullmatch(language):
+            raise ValueError("template needs a name and a language code like en_US")
+        template: dict[str, Any] = {"name": name, "language": {"code": language}}
+        if components:
+            template["components"] = [dict(c) for c in components]
+        return {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": self._recipient(to),
+            "type": "template",
+            "template": template,
+        }
+
+    @staticmethod
+    def _recipient(to: str) -> str:
+        recipient = cloud_recipient(to)
+        if recipient is None:
+            raise ValueError("recipient is not a phone number with 7 to 15 digits")
+        return recipient
+
+    def send_text(self, to: str, body: str, typing_seconds: float = 0.0) -> SendResult:
+        """Send one text; never raises. `typing_seconds` is ignored: the Cloud API only shows typing in
+        reply to a received message, and the worker already waits between sends."""
+        try:
+            payload = self.build_text_body(to, body)
+        except ValueError as exc:
+            return SendResult(A.SKIP_RECIPIENT, None, self._reason(f"not sent: {exc}"))
+        try:
+            content = encode_json(payload)
+        except Exception as exc:  # our bug, nothing was sent
+            return SendResult(A.FAIL, None, self._reason(f"not sent: cannot build the request: {exc!r}"))
+        return self._post_message(content)
+
+    def send_template(
+        self,
+        to: str,
+        name: str,
+        language: str = "en_US",
+        components: Sequence[Mapping[str, Any]] | None = None,
+    ) -> SendResult:
+        """Send an approved template (needed to open a conversation); never raises."""
+        try:
+            payload = self.build_template_body(to, name, language, components)
+        except (ValueError, TypeError) as exc:
+            recipient = isinstance(exc, ValueError) and "recipient" in str(exc)
+            action = A.SKIP_RECIPIENT if recipient else A.FAIL
+            return SendResult(action, None, self._reason(f"not sent: {exc}"))
+        try:
+            content = encode_json(payload)
+        except Exception as exc:  # e.g. components that are not JSON: our bug, nothing was sent
+            return SendResult(A.FAIL, None, self._reason(f"not sent: cannot build the request: {exc!r}"))
+        return self._post_message(content)
+
+    def _post_message(self, content: bytes) -> SendResult:
+        try:
+            response = self._client.post(self.messages_path, content=content, headers=JSON_HEADERS)
+        except Exception as exc:  # any failure of the call is an outcome, never a crash
+            return classify_transport_error(exc, [self._token])
+        status = response.status_code
+        if not 200 <= status < 300:
+            return classify_error_response(
+                "cloud_api", status, response.headers, response.content, [self._token]
+            )
+        data = decode_json(response.content)
+        messages = data.get("messages") if isinstance(data, Mapping) else None
+        first = messages[0] if isinstance(messages, list) and messages else None
+        message_id = first.get("id") if isinstance(first, Mapping) else None
+        if not isinstance(message_id, str) or not message_id:
+            detail = (
+                describe_body(response.content, response.headers.get("content-type"))
+                if data is None
+                else "no message id in the answer"
+            )
+            return SendResult(
+                A.UNKNOWN,
+                None,
+                self._reason(f"HTTP {status} but {detail}: the message may have been sent"),
+                http_status=status,
+            )
+        state = first.get("message_status") if isinstance(first, Mapping) else None
+        reason = "sent" if state in (None, "accepted") else f"accepted, message_status={str(state)[:40]}"
+        return SendResult(A.OK, message_id, reason, http_status=status)
+
+    # --- health and quality -------------------------------------------------------------------------
+
+    def quality(self) -> PhoneQuality:
+        """GET the number's quality rating, status and messaging limit; raises `ProviderError`."""
+        path = f"/{self.version}/{self.phone_number_id}"
+        try:
+            response = self._client.get(path, params={"fields": HEALTH_FIELDS})
+        except Exception as exc:
+            rule = transport_rule(exc)
+            action = A.STOP_NUMBER if rule.action is A.STOP_NUMBER else A.RETRY
+            raise ProviderError(action, self._reason(f"phone number info: {rule.meaning}")) from None
+        status = response.status_code
+        if not 200 <= status < 300:
+            result = classify_error_response(
+                "cloud_api", status, response.headers, response.content, [self._token]
+            )
+            action = A.STOP_NUMBER if result.action is A.STOP_NUMBER else A.RETRY
+            raise ProviderError(action, f"phone number info: {result.reason}", status)
+        data = decode_json(response.content)
+        if not isinstance(data, Mapping):
+            detail = describe_body(response.content, response.headers.get("content-type"))
+            raise ProviderError(A.RETRY, self._reason(f"phone number info: {detail}"), status)
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value.strip().upper() if isinstance(value, str) and value.strip() else None
+
+        limit = data.get("whatsapp_business_manager_messaging_limit", data.get("messaging_limit_tier"))
+        if isinstance(limit, Mapping):  # tolerate an object form, e.g. {"current_limit": "TIER_1K"}
+            limit = next((v for v in limit.values() if isinstance(v, str)), None)
+        return PhoneQuality(
+            quality_rating=text("quality_rating"),
+            status=text("status"),
+            messaging_limit=limit if isinstance(limit, str) else None,
+        )
+
+    def health(self) -> Health:
+        """Worst of quality (GREEN ok, YELLOW throttle, RED stop) and status (FLAGGED etc. stop)."""
+        try:
+            info = self.quality()
+        except ProviderError as exc:
+            return Health(
+                exc.action,
+                "unreachable" if exc.http_status is None else f"HTTP {exc.http_status}",
+                exc.reason,
+            )
+        parts: list[tuple[OutcomeAction, str]] = []
+        if info.quality_rating is not None:
+            parts.append(QUALITY_ACTIONS.get(info.quality_rating, (A.RETRY, "unrecognised quality rating")))
+        if info.status is not None:
+            parts.append(STATUS_ACTIONS.get(info.status, (A.RETRY, "unrecognised number status")))
+        if not parts:
+            return Health(A.RETRY, "unreadable", "the answer had neither quality_rating nor status")
+        action = worst(*(a for a, _ in parts))
+        words = "/".join(w for w in (info.status, info.quality_rating, info.messaging_limit) if w)
+        reason = "; ".join(meaning for a, meaning in parts if a is action)
+        return Health(action, words, reason)
+
+    # --- readings and inbound -----------------------------------------------------------------------
+
+    def fetch_reading(self, today: date) -> Reading | None:
+        """Always None: the Cloud API has no risk meter (see module doc); reason in last_reading_error."""
+        self.last_reading_error = NO_METER
+        return None
+
+    def list_inbound(self, since: datetime) -> list[Inbound]:
+        """Always []: Cloud API replies arrive only by webhook (`parse_cloud_webhook`)."""
+        return []

@@ -1,0 +1,74 @@
+"""Poll a number's provider for incoming replies and delivery statuses, and store each event once.
+
+Replies feed the local risk meter (response rate) and mark recipients as engaged; statuses mark
+messages delivered. Storing is idempotent (`store.ops.add_inbound` ignores an event it already has),
+so polling overlapping periods, or two workers polling at once, is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from warmup.providers.base import ProviderError
+from warmup.runtime import Runtime
+from warmup.store import ops
+from warmup.store.db import READ_ONLY
+
+log = logging.getLogger(__name__)
+
+OVERLAP = timedelta(minutes=5)
+"""Poll from a little before the newest stored event: events can arrive out of order."""
+
+FIRST_LOOKBACK = timedelta(days=1)
+
+
+def poll_since(runtime: Runtime, number_id: int, now: datetime) -> datetime:
+    """Where the next poll starts: the newest stored event minus an overlap, or a day back."""
+    inbound = ops.INBOUND
+    with runtime.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        newest = conn.execute(
+            sa.select(sa.func.max(inbound.c.received_at)).where(inbound.c.number_id == number_id)
+        ).scalar_one_or_none()
+    if newest is None:
+        return now - FIRST_LOOKBACK
+    if isinstance(newest, str):  # SQLite aggregate bypasses the column type
+        newest = datetime.fromisoformat(newest)
+    if newest.tzinfo is None:
+        newest = newest.replace(tzinfo=UTC)
+    return min(newest - OVERLAP, now)
+
+
+def ingest_replies(runtime: Runtime, number_id: int) -> int:
+    """Fetch and store the number's new inbound events; how many were new (0 when the provider fails)."""
+    number = ops.get_number(runtime.engine, number_id)
+    if number is None:
+        return 0
+    now = runtime.clock.now()
+    try:
+        events = runtime.provider_for(number_id).list_inbound(poll_since(runtime, number_id, now))
+    except ProviderError as exc:
+        log.info("number %s: replies not polled: %s", number_id, exc.reason)
+        return 0
+    except Exception as exc:  # no token, bad URL: sending will auto-pause the number and say why
+        log.warning("number %s: replies not polled: %s", number_id, type(exc).__name__)
+        return 0
+    stored = 0
+    for event in events:
+        if event.kind == "message" and event.from_me:
+            continue  # our own sends, echoed back
+        stored += ops.add_inbound(
+            runtime.engine,
+            number_id,
+            kind=event.kind,
+            provider_message_id=event.provider_message_id,
+            received_at=event.timestamp,
+            chat_phone=event.chat_phone,
+            from_me=event.from_me,
+            text=event.text,
+            status=event.status,
+            ref_message_id=event.ref_message_id,
+        )
+    return stored

@@ -1,0 +1,201 @@
+"""The scheduler: one loop whose `tick(now)` moves every number's day along.
+
+A tick plans the local days that have started, ends expired pauses, recovers stale claims and
+messages the broker lost, closes days that are over, enqueues the messages that are due and asks
+for replies to be polled. Every step is a database operation that is safe to repeat or to run
+twice at once, so a second scheduler, a restarted one or a stale leader can do no harm beyond
+wasted work; the leader lock (`warmup.leader`) only keeps that waste away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+from warmup.leader import AlwaysLeader, Leadership
+from warmup.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DUE_BATCH = 500
+"""Messages enqueued per tick at most; the rest go on the next tick (ticks are a second apart at most)."""
+
+
+class Dispatch(Protocol):
+    """How the scheduler hands work to the workers (the actors, or direct calls in tests)."""
+
+    def plan_day(self, number_id: int, local_date: date) -> None: ...
+
+    def send_message(self, message_id: int) -> None: ...
+
+    def ingest_replies(self, number_id: int) -> None: ...
+
+
+class ActorDispatch:
+    """Hands work to the dramatiq actors of this process's broker (Redis or in-process)."""
+
+    def plan_day(self, number_id: int, local_date: date) -> None:
+        from workers.actors import plan_day
+
+        plan_day.send(number_id, local_date.isoformat())
+
+    def send_message(self, message_id: int) -> None:
+        from workers.actors import send_message
+
+        send_message.send(message_id)
+
+    def ingest_replies(self, number_id: int) -> None:
+        from workers.actors import ingest_replies
+
+        ingest_replies.send(number_id)
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for logs, the demo view and tests."""
+
+    planned_requests: int = 0
+    resumed: int = 0
+    respread: int = 0
+    recovered: int = 0
+    requeued: int = 0
+    closed: int = 0
+    enqueued: int = 0
+    polls: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Scheduler:
+    """Runs `tick` while this process holds the leadership; one per run in embedded mode."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        leadership: Leadership | None = None,
+        dispatch: Dispatch | None = None,
+        poll_replies: bool = True,
+    ) -> None:
+        self.runtime = runtime
+        self.leadership: Leadership = leadership or AlwaysLeader()
+        self.dispatch: Dispatch = dispatch or ActorDispatch()
+        self.poll_replies = poll_replies
+        self._plan_requested: dict[tuple[int, date], float] = {}  # (number, day) -> wall time asked
+        self._last_poll: dict[int, datetime] = {}
+        self.last_report: TickReport | None = None
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set; gives the leadership up on the way out."""
+        try:
+            while not stop.is_set():
+                if self.leadership.hold():
+                    self.tick(self.runtime.clock.now())
+                stop.wait(self.runtime.bounds.tick_wall)
+        finally:
+            self.leadership.release()
+
+    def tick(self, now: datetime) -> TickReport:
+        """One pass over every duty; a failing duty is logged and the others still run."""
+        report = TickReport()
+        duties: list[tuple[str, Callable[[datetime, TickReport], None]]] = [
+            ("end expired pauses", self._end_expired_pauses),
+            ("re-spread resumed days", self._respread_resumed),
+            ("plan started days", self._plan_started_days),
+            ("recover stale claims", self._recover_stale),
+            ("requeue lost messages", self._requeue_lost),
+            ("close past days", self._close_past_days),
+            ("enqueue due messages", self._enqueue_due),
+        ]
+        if self.poll_replies:
+            duties.append(("poll replies", self._poll_replies))
+        for name, duty in duties:
+            try:
+                duty(now, report)
+            except Exception as exc:
+                log.exception("scheduler: %s failed", name)
+                report.errors.append(f"{name}: {type(exc).__name__}")
+        self.last_report = report
+        return report
+
+    # --- duties -----------------------------------------------------------------------------------
+
+    def _plan_started_days(self, now: datetime, report: TickReport) -> None:
+        from warmup.cycle import days_to_plan
+
+        wall = time.monotonic()
+        retry_after = self.runtime.bounds.replan_wall
+        self._plan_requested = {
+            key: asked for key, asked in self._plan_requested.items() if wall - asked < retry_after
+        }
+        for number_id, local_date in days_to_plan(self.runtime.engine, now):
+            key = (number_id, local_date)
+            if key in self._plan_requested:
+                continue  # asked recently; the worker may still be on it
+            self.dispatch.plan_day(number_id, local_date)
+            self._plan_requested[key] = wall
+            report.planned_requests += 1
+
+    def _end_expired_pauses(self, now: datetime, report: TickReport) -> None:
+        from warmup.cycle import end_expired_pauses
+
+        report.resumed += end_expired_pauses(self.runtime, now)
+
+    def _respread_resumed(self, now: datetime, report: TickReport) -> None:
+        from warmup.cycle import pending_resumes, respread_rest_of_day
+
+        for resume_id, number_id in pending_resumes(self.runtime.engine, now - timedelta(days=1)):
+            report.respread += respread_rest_of_day(self.runtime, number_id, now, resume_id)
+
+    def _recover_stale(self, now: datetime, report: TickReport) -> None:
+        from warmup.store import ops
+
+        older_than = now - self.runtime.bounds.stale_after
+        report.recovered += ops.recover_stale(self.runtime.engine, older_than, now)
+
+    def _requeue_lost(self, now: datetime, report: TickReport) -> None:
+        from warmup.store import ops
+
+        ids = ops.requeue_lost(self.runtime.engine, now - self.runtime.bounds.lost_after, now)
+        for message_id in ids:
+            self.dispatch.send_message(message_id)
+        report.requeued += len(ids)
+
+    def _close_past_days(self, now: datetime, report: TickReport) -> None:
+        from warmup.cycle import close_past_days
+
+        report.closed += close_past_days(self.runtime.engine, now)
+
+    def _enqueue_due(self, now: datetime, report: TickReport) -> None:
+        from warmup.store import ops
+
+        while True:
+            due = ops.due_messages(self.runtime.engine, now, DUE_BATCH)
+            if not due:
+                return
+            queued = ops.mark_queued(self.runtime.engine, due, now)
+            # The rows are `queued` before the broker has them: if this process dies right here,
+            # `requeue_lost` enqueues them again after `lost_after` (the claim stops a double send).
+            for message_id in queued:
+                self.dispatch.send_message(message_id)
+            report.enqueued += len(queued)
+            if len(due) < DUE_BATCH:
+                return
+
+    def _poll_replies(self, now: datetime, report: TickReport) -> None:
+        from warmup.cycle import sending_numbers
+
+        every = self.runtime.bounds.ingest_every
+        for number_id in sending_numbers(self.runtime.engine):
+            last = self._last_poll.get(number_id)
+            if last is not None and now - last < every:
+                continue
+            self._last_poll[number_id] = now
+            self.dispatch.ingest_replies(number_id)
+            report.polls += 1

@@ -1,0 +1,294 @@
+"""Send one outbound message: claim -> provider -> record, with each provider outcome mapped to a state.
+
+The claim (`store.ops.claim`) re-checks pause, due time, local day and quota atomically at the last
+moment and takes a quota slot; the HTTP call happens with NO transaction open; the outcome is
+recorded in its own short transaction. What each `OutcomeAction` does (DESIGN "provider error actions"):
+
+* ok -> sent; a message to a fleet peer may schedule the peer's reply (a message of the PEER's number,
+  counted against the peer's quota);
+* retry -> back to the queue with ``not_before`` = now + Retry-After (or a backoff), only if that is still
+  inside today's send windows; otherwise skipped with the reason;
+* skip_recipient -> failed, recipient marked invalid; fail -> failed;
+* throttle -> failed (or sent, if the provider accepted it), today's remaining quota halved, risk event
+  in the audit log;
+* stop_number -> skipped (nothing went out) and the number auto-paused with the reason in the audit log;
+* unknown -> unknown: counted against the quota, never re-sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from warmup.clock import Clock
+from warmup.plan.model import Plan
+from warmup.providers.base import OutcomeAction, Provider, SendResult
+from warmup.schedule import local_date_of, window_spans
+from warmup.store import ops
+from warmup.store.models import MessageKind, NumberStatus, RecipientKind
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+"""A message whose provider keeps saying "retry" is skipped after this many attempts."""
+
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(minutes=30)
+THROTTLE_KEEP = 0.5
+"""A provider throttle keeps this share of the day's remaining quota."""
+
+ProviderFor = Callable[[int], Provider]
+PlanFor = Callable[[str], Plan]
+Requeue = Callable[[int, float], None]
+"""Enqueue a message again after a delay in WALL seconds (the actor's delayed send)."""
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What `send_one` did: the claim status, or the provider action and the state recorded."""
+
+    message_id: int
+    status: str  # a ClaimStatus value when not claimed, else the OutcomeAction value
+    state: str | None = None  # the message's new state, when this call changed it
+    reason: str | None = None
+    reply_id: int | None = None  # the peer reply scheduled by this send
+
+
+def retry_delay(result: SendResult, attempts: int) -> timedelta:
+    """The server's Retry-After when given, else an exponential backoff from 30 s capped at 30 min."""
+    if result.retry_after is not None and result.retry_after > 0:
+        return timedelta(seconds=result.retry_after)
+    backoff: timedelta = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
+    return backoff
+
+
+def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: str) -> bool:
+    """Whether ``moment`` falls inside a send window of ``local_date`` (or inside that day, planless)."""
+    if local_date_of(moment, timezone) != local_date:
+        return False
+    if plan is None:
+        return True
+    return any(start <= moment < end for start, end in window_spans(local_date, plan, timezone))
+
+
+def send_one(
+    engine: Engine,
+    message_id: int,
+    worker_id: str,
+    clock: Clock,
+    provider_for: ProviderFor,
+    *,
+    plans: PlanFor | None = None,
+    requeue: Requeue | None = None,
+) -> SendOutcome:
+    """Claim, send and record one message; safe to call any number of times for the same id.
+
+    ``plans`` loads a plan by path (retry windows, peer replies); ``requeue`` re-enqueues a message
+    with a wall-clock delay (retries, early deliveries). Without them, retries are confined to the
+    local day and a lost re-enqueue is found again by the scheduler's `requeue_lost`.
+    """
+    claim = ops.claim(engine, message_id, worker_id, clock.now())
+    if not claim.claimed or claim.message is None:
+        if claim.status is ops.ClaimStatus.NOT_DUE and requeue is not None:
+            _requeue_when_due(engine, message_id, clock, requeue)
+        return SendOutcome(message_id, claim.status.value, reason=claim.reason)
+    message = claim.message
+    try:
+        provider = provider_for(message.number_id)
+    except Exception as exc:  # no token in the environment, bad URL: an admin must fix the number
+        reason = f"cannot reach the provider: {type(exc).__name__}: {exc}"[:300]
+        ops.record_skipped(engine, message_id, reason, clock.now())
+        _auto_pause(engine, message.number_id, reason, clock.now())
+        return SendOutcome(message_id, OutcomeAction.STOP_NUMBER.value, "skipped", reason)
+    try:
+        result = provider.send_text(message.recipient, message.text, typing_seconds=message.typing_seconds)
+    except Exception as exc:  # a bug below us: the request may have gone out, so never re-send
+        reason = f"send crashed after the request may have left: {type(exc).__name__}"
+        log.exception("message %s: provider raised", message_id)
+        ops.record_unknown(engine, message_id, reason, clock.now())
+        return SendOutcome(message_id, OutcomeAction.UNKNOWN.value, "unknown", reason)
+    return _record(engine, message, result, clock, plans, requeue)
+
+
+def _record(
+    engine: Engine,
+    message: ops.ClaimedMessage,
+    result: SendResult,
+    clock: Clock,
+    plans: PlanFor | None,
+    requeue: Requeue | None,
+) -> SendOutcome:
+    now = clock.now()
+    action = result.action
+    reason = result.reason or action.value
+    mid = message.id
+    if action is OutcomeAction.OK:
+        reply_id = None
+        if ops.record_sent(engine, mid, result.provider_message_id, now):
+            reply_id = _schedule_peer_reply(engine, message, now, plans)
+        return SendOutcome(mid, action.value, "sent", None, reply_id)
+    if action is OutcomeAction.RETRY:
+        return _retry(engine, message, result, clock, plans, requeue)
+    if action is OutcomeAction.SKIP_RECIPIENT:
+        ops.record_failed(engine, mid, reason, now, recipient_invalid=True)
+        return SendOutcome(mid, action.value, "failed", reason)
+    if action is OutcomeAction.FAIL:
+        ops.record_failed(engine, mid, reason, now)
+        return SendOutcome(mid, action.value, "failed", reason)
+    if action is OutcomeAction.THROTTLE:
+        if result.provider_message_id:
+            ops.record_sent(engine, mid, result.provider_message_id, now)
+            state = "sent"
+        else:
+            ops.record_failed(engine, mid, reason, now)
+            state = "failed"
+        _throttle(engine, message, reason, now)
+        return SendOutcome(mid, action.value, state, reason)
+    if action is OutcomeAction.STOP_NUMBER:
+        ops.record_skipped(engine, mid, f"number stopped by the provider: {reason}", now)
+        _auto_pause(engine, message.number_id, reason, now)
+        return SendOutcome(mid, action.value, "skipped", reason)
+    ops.record_unknown(engine, mid, reason, now)
+    return SendOutcome(mid, OutcomeAction.UNKNOWN.value, "unknown", reason)
+
+
+def _retry(
+    engine: Engine,
+    message: ops.ClaimedMessage,
+    result: SendResult,
+    clock: Clock,
+    plans: PlanFor | None,
+    requeue: Requeue | None,
+) -> SendOutcome:
+    now = clock.now()
+    reason = result.reason or "retry"
+    if message.attempts >= MAX_ATTEMPTS:
+        why = f"gave up after {message.attempts} attempts: {reason}"
+        ops.record_skipped(engine, message.id, why, now)
+        return SendOutcome(message.id, OutcomeAction.RETRY.value, "skipped", why)
+    not_before = now + retry_delay(result, message.attempts)
+    plan = _plan_of(engine, message.number_id, plans)
+    if not in_windows(not_before, message.local_date, plan, message.timezone):
+        why = f"retry at {not_before.isoformat()} would fall outside today's send windows: {reason}"
+        ops.record_skipped(engine, message.id, why, now)
+        return SendOutcome(message.id, OutcomeAction.RETRY.value, "skipped", why)
+    ops.release_for_retry(engine, message.id, not_before, reason, now)
+    if requeue is not None:
+        requeue(message.id, (not_before - now).total_seconds() / clock.scale)
+    return SendOutcome(message.id, OutcomeAction.RETRY.value, "queued", reason)
+
+
+def _requeue_when_due(engine: Engine, message_id: int, clock: Clock, requeue: Requeue) -> None:
+    """A message delivered before its time (an early delayed delivery): enqueue it again for then."""
+    row = ops.get_message(engine, message_id)
+    if row is None:
+        return
+    due = max(row.scheduled_at, row.not_before) if row.not_before is not None else row.scheduled_at
+    requeue(message_id, max((due - clock.now()).total_seconds(), 0.0) / clock.scale)
+
+
+def _throttle(engine: Engine, message: ops.ClaimedMessage, reason: str, now: datetime) -> None:
+    day = ops.get_day_plan(engine, message.number_id, message.local_date)
+    if day is None:
+        return
+    remaining = max(day.quota - day.used, 0)
+    new_quota = day.used + int(remaining * THROTTLE_KEEP)
+    ops.cut_quota(
+        engine, message.number_id, message.local_date, new_quota, f"provider throttle: {reason}", now=now
+    )
+    ops.audit(
+        engine,
+        "worker",
+        "risk_event",
+        message.number_id,
+        {
+            "kind": "throttle",
+            "reason": reason,
+            "local_date": message.local_date.isoformat(),
+            "quota": new_quota,
+        },
+        now,
+    )
+
+
+def _auto_pause(engine: Engine, number_id: int, reason: str, now: datetime) -> None:
+    paused = ops.pause_numbers(
+        engine, reason=f"auto-paused: {reason}"[:500], actor="worker", now=now, number_ids=[number_id]
+    )
+    if paused:
+        log.warning("number %s auto-paused: %s", number_id, reason)
+
+
+def _plan_of(engine: Engine, number_id: int, plans: PlanFor | None) -> Plan | None:
+    if plans is None:
+        return None
+    number = ops.get_number(engine, number_id)
+    if number is None:
+        return None
+    try:
+        return plans(number.plan_path)
+    except Exception:  # an edited, now broken plan must not turn a send into a crash
+        log.warning("number %s: plan %s could not be loaded", number_id, number.plan_path)
+        return None
+
+
+def _schedule_peer_reply(
+    engine: Engine, message: ops.ClaimedMessage, now: datetime, plans: PlanFor | None
+) -> int | None:
+    """If the recipient is an active number of the fleet, maybe plan its reply; the reply's id.
+
+    Probability and delay come from the peer's plan (``audience.peers``), falling back to the
+    sender's; the draw is seeded by the message id, so a redelivered send decides the same way. The
+    reply is a message of the PEER's number on the peer's local day: its quota binds at claim time.
+    """
+    if plans is None or message.kind == MessageKind.PEER_REPLY:
+        return None  # replies are not answered, or a conversation would never end
+    peer = ops.get_number(engine, phone=message.recipient)
+    if peer is None or peer.id is None or peer.state != NumberStatus.ACTIVE:
+        return None
+    try:
+        peer_plan = plans(peer.plan_path)
+        settings = peer_plan.audience.peers
+        if settings is None:
+            sender = ops.get_number(engine, message.number_id)
+            settings = plans(sender.plan_path).audience.peers if sender is not None else None
+    except Exception:
+        log.warning("peer %s: plan could not be loaded, no reply", peer.id)
+        return None
+    if settings is None:
+        return None
+    rng = random.Random(f"warmup:peer-reply:{message.id}")
+    if rng.random() >= settings.reply_probability:
+        return None
+    low, high = settings.reply_delay.low.total_seconds(), settings.reply_delay.high.total_seconds()
+    at = now + timedelta(seconds=rng.uniform(low, high))
+    local_date = local_date_of(at, peer.timezone)
+    if ops.get_day_plan(engine, peer.id, local_date) is None:
+        return None  # the peer's day is not planned (yet): no reply rather than an unplanned send
+    from warmup.cycle import texts_of
+
+    recipient = next((r for r in ops.list_recipients(engine, peer.id) if r.phone == message.phone), None)
+    choices = [t for t in texts_of(peer_plan, "reply") if recipient is None or t != recipient.last_text]
+    if not choices:
+        return None
+    ops.upsert_recipient(engine, peer.id, message.phone, RecipientKind.PEER.value, now=now)
+    send = ops.PlannedSend(
+        recipient=message.phone,
+        text=rng.choice(choices),
+        scheduled_at=at,
+        kind=MessageKind.PEER_REPLY.value,
+        typing_seconds=round(
+            rng.uniform(
+                peer_plan.pacing.typing.low.total_seconds(), peer_plan.pacing.typing.high.total_seconds()
+            ),
+            3,
+        ),
+        in_reply_to=message.id,
+    )
+    ids = ops.add_sends(engine, peer.id, local_date, [send], now=now)
+    return ids[0] if ids else None

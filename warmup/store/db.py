@@ -1,0 +1,160 @@
+"""Engines, migrations and sessions, set up so several processes can share one database safely.
+
+SQLite is used by the embedded mode and by tests; PostgreSQL by a fleet. The SQLite setup matters:
+without `BEGIN IMMEDIATE` two processes doing read-modify-write both read, then one loses its update
+(or fails with "database is locked" on upgrade from a shared to a write lock). With it, a write
+transaction takes the write lock first and waits (busy timeout) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for the write lock before failing (other processes hold it briefly)."""
+
+READ_ONLY = "warmup_read_only"
+"""Execution option: a transaction that only reads starts with a plain (deferred) BEGIN on SQLite."""
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever driver the URL names (`postgresql://`, `postgres://`)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by `***`, the only form that may appear in logs or errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL may still hold a secret: show nothing of it
+        return "<unparsable database url>"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`: SQLite tuned for several processes, PostgreSQL through psycopg 3.
+
+    SQLite gets WAL (readers never block the writer), a 30 s busy timeout, foreign keys, and
+    transactions that start with `BEGIN IMMEDIATE` unless the connection carries the `READ_ONLY`
+    execution option. Every engine pings connections before use, so a restarted server costs no error.
+    """
+    normalized = normalize_url(url)
+    is_sqlite = make_url(normalized).get_backend_name() == "sqlite"
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if is_sqlite:
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    options.update(kwargs)
+    engine = create_engine(normalized, **options)
+    if is_sqlite:
+        _setup_sqlite(engine)
+    log.debug("database engine created for %s", mask_url(normalized))
+    return engine
+
+
+def _setup_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the sqlite3 module; we emit BEGIN ourselves below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if engine.url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def alembic_config(engine_or_url: Engine | str) -> Any:
+    """An Alembic `Config` for the migrations shipped inside the package (no alembic.ini needed on disk).
+
+    The engine (or URL) is handed to env.py through `config.attributes`, so env.py never reads settings
+    and a URL with a password never passes through a config file.
+    """
+    from alembic.config import Config
+
+    script_location = resources.files("warmup.store") / "migrations"
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    engine = engine_or_url if isinstance(engine_or_url, Engine) else make_engine(engine_or_url)
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
+    """Bring the schema to `revision` (default: the newest); safe to run on every start."""
+    from alembic import command
+
+    config = alembic_config(engine_or_url)
+    engine: Engine = config.attributes["engine"]
+    try:
+        command.upgrade(config, revision)
+    finally:
+        if not isinstance(engine_or_url, Engine):
+            engine.dispose()
+
+
+def current_revision(engine_or_url: Engine | str) -> str | None:
+    """The revision the database is at, or None for a database never migrated."""
+    from alembic.migration import MigrationContext
+
+    engine = engine_or_url if isinstance(engine_or_url, Engine) else make_engine(engine_or_url)
+    try:
+        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        if not isinstance(engine_or_url, Engine):
+            engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this version of warmup."""
+    from alembic.script import ScriptDirectory
+
+    script_location = resources.files("warmup.store") / "migrations"
+    return ScriptDirectory(str(script_location)).get_current_head()
+
+
+@contextmanager
+def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
+    """One ORM session = one transaction: committed on success, rolled back on any exception.
+
+    Objects stay readable after the commit (`expire_on_commit=False`), so callers can return them.
+    """
+    with Session(engine, expire_on_commit=False) as session:
+        if read_only:
+            session.connection(execution_options={READ_ONLY: True})  # starts a deferred BEGIN
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

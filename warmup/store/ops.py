@@ -1,0 +1,1427 @@
+"""The operations every other part calls: each is ONE short transaction, never held across I/O.
+
+Message state machine (`OutboundMessage.state`)::
+
+    planned --mark_queued--> queued --claim--> sending --record_sent-----> sent
+       |                       |  ^               |  --record_failed---> failed   (slot stays used)
+       |                       |  |               |  --record_unknown--> unknown  (slot used, never re-sent)
+       |                       |  +--release_for_retry (slot freed, not_before set)
+       |                       |                  +--record_skipped--> skipped  (slot freed)
+       +-----------------------+--claim refused (paused / quota / day over), skip_remaining,
+                                  pause_numbers, expire_day --> skipped (with a reason)
+    sending --recover_stale--> unknown;   unknown --record_sent--> sent (a late confirmation)
+
+Quota accounting: `DayPlan.used` is the number of slots taken on that local day. `claim` takes one
+(`used = used + 1 WHERE used < quota`, atomic under READ COMMITTED on PostgreSQL and under BEGIN
+IMMEDIATE on SQLite) and only the two paths where nothing went out give it back. So `used` never
+exceeds `quota`, whatever crashes, retries or parallel workers happen (a CHECK constraint backs this).
+
+Concurrency: a claim reads the number row `FOR SHARE` (PostgreSQL) before it touches the message, and a
+pause updates the number row before it touches messages; both lock the number first, so they never
+deadlock, and once `pause_numbers` has committed no claim of that number can succeed any more.
+Rows are locked in the order number -> message -> day plan everywhere.
+
+Times: every `now` is an aware datetime from the run's `Clock` (simulated time in tests and benchmarks);
+the store reads the wall clock only for bookkeeping columns (`created_at`, `updated_at`) when no `now`
+is given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from warmup.domain import Action, DayOutcome, Decision, NumberState, Reading
+from warmup.errors import UserError
+from warmup.store.db import READ_ONLY, session_scope
+from warmup.store.models import (
+    COUNTED_STATES,
+    AuditLog,
+    DayPlan,
+    InboundKind,
+    MessageKind,
+    MessageState,
+    Number,
+    NumberStatus,
+    OutboundMessage,
+    Provider,
+    Recipient,
+    RecipientKind,
+    metadata,
+)
+
+NUMBERS = metadata.tables["numbers"]
+DAY_PLANS = metadata.tables["day_plans"]
+MESSAGES = metadata.tables["outbound_messages"]
+READINGS = metadata.tables["readings"]
+INBOUND = metadata.tables["inbound_messages"]
+RECIPIENTS = metadata.tables["recipients"]
+AUDIT = metadata.tables["audit_log"]
+
+CLAIMABLE = (MessageState.PLANNED.value, MessageState.QUEUED.value)
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+DELIVERED_STATUSES = ("delivered", "read", "played")
+
+
+class InvalidWrite(ValueError):
+    """A write refused before it touched the database (nothing was changed)."""
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (BEGIN IMMEDIATE on SQLite): committed on success, rolled back on error."""
+    with engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def _read(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction: a deferred BEGIN on SQLite, so readers never wait for writers."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        with conn.begin():
+            yield conn
+
+
+def _aware(value: datetime, name: str = "now") -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidWrite(f"{name} must be an aware datetime, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _stamp(now: datetime | None) -> datetime:
+    """Bookkeeping time: the caller's clock if given, else the wall clock."""
+    return _aware(now) if now is not None else datetime.now(UTC)
+
+
+def local_date_of(timezone: str, at: datetime) -> date:
+    """The calendar day at `at` in `timezone` (IANA name): the day quotas belong to."""
+    return _aware(at, "at").astimezone(ZoneInfo(timezone)).date()
+
+
+def _check_phone(phone: str, what: str = "phone") -> str:
+    if not E164.match(phone):
+        raise InvalidWrite(f"{what} {phone!r} is not an E.164 number like +5511999990001")
+    return phone
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidWrite(f"unknown time zone {name!r} (use an IANA name like America/Sao_Paulo)") from exc
+    return name
+
+
+def _check_token_ref(token_ref: str) -> str:
+    """Only the NAME of an environment variable may be stored; a token itself is refused unseen."""
+    if not ENV_NAME.match(token_ref):
+        raise InvalidWrite(
+            "token_ref must be the name of an environment variable (e.g. WHAPI_TOKEN_1), "
+            "never the token itself"
+        )
+    return token_ref
+
+
+def _choice(value: str, allowed: type[StrEnum], what: str) -> str:
+    values = [member.value for member in allowed]
+    if value not in values:
+        raise InvalidWrite(f"{what} must be one of {', '.join(values)}, got {value!r}")
+    return value
+
+
+def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+# --------------------------------------------------------------------------------------------- numbers
+
+
+def add_number(
+    engine: Engine,
+    *,
+    phone: str,
+    provider: str,
+    token_ref: str,
+    plan_name: str,
+    plan_path: str,
+    timezone: str,
+    registered: date | None = None,
+    base_url: str | None = None,
+    phone_number_id: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Enroll a number (state active, plan day 1) and return its id; a known phone is a `UserError`.
+
+    `token_ref` is the name of the environment variable holding the token; anything that does not look
+    like one is refused (so a pasted token can never land in the database).
+    """
+    values = _number_config(
+        phone=phone,
+        provider=provider,
+        token_ref=token_ref,
+        plan_name=plan_name,
+        plan_path=plan_path,
+        timezone=timezone,
+        registered=registered,
+        base_url=base_url,
+        phone_number_id=phone_number_id,
+    )
+    stamp = _stamp(now)
+    try:
+        with _write(engine) as conn:
+            number_id: int = conn.execute(
+                sa.insert(NUMBERS)
+                .values(**values, created_at=stamp, updated_at=stamp)
+                .returning(NUMBERS.c.id)
+            ).scalar_one()
+    except IntegrityError as exc:
+        raise UserError(f"number {phone} is already enrolled") from exc
+    return number_id
+
+
+def upsert_number(
+    engine: Engine,
+    *,
+    phone: str,
+    provider: str,
+    token_ref: str,
+    plan_name: str,
+    plan_path: str,
+    timezone: str,
+    registered: date | None = None,
+    base_url: str | None = None,
+    phone_number_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[int, bool]:
+    """Enroll or update a number's configuration (for `warmup apply`); returns (id, created).
+
+    Only configuration changes; the ramp position and the pause state are never touched here.
+    """
+    values = _number_config(
+        phone=phone,
+        provider=provider,
+        token_ref=token_ref,
+        plan_name=plan_name,
+        plan_path=plan_path,
+        timezone=timezone,
+        registered=registered,
+        base_url=base_url,
+        phone_number_id=phone_number_id,
+    )
+    stamp = _stamp(now)
+    with _write(engine) as conn:
+        inserted = conn.execute(
+            _insert_ignore(conn, NUMBERS)
+            .values(**values, created_at=stamp, updated_at=stamp)
+            .returning(NUMBERS.c.id)
+        ).scalar_one_or_none()
+        if inserted is not None:
+            return int(inserted), True
+        number_id: int = conn.execute(
+            sa.update(NUMBERS)
+            .where(NUMBERS.c.phone == phone)
+            .values(**values, updated_at=stamp)
+            .returning(NUMBERS.c.id)
+        ).scalar_one()
+    return number_id, False
+
+
+def _number_config(
+    *,
+    phone: str,
+    provider: str,
+    token_ref: str,
+    plan_name: str,
+    plan_path: str,
+    timezone: str,
+    registered: date | None,
+    base_url: str | None,
+    phone_number_id: str | None,
+) -> dict[str, Any]:
+    if provider == Provider.CLOUD_API and not phone_number_id:
+        raise InvalidWrite(f"{phone}: provider cloud_api needs a phone_number_id")
+    return {
+        "phone": _check_phone(phone),
+        "provider": _choice(provider, Provider, "provider"),
+        "token_ref": _check_token_ref(token_ref),
+        "plan_name": plan_name,
+        "plan_path": plan_path,
+        "timezone": _check_timezone(timezone),
+        "registered": registered,
+        "base_url": base_url,
+        "phone_number_id": phone_number_id,
+    }
+
+
+def get_number(engine: Engine, number_id: int | None = None, *, phone: str | None = None) -> Number | None:
+    """One number by id or by phone, or None."""
+    if (number_id is None) == (phone is None):
+        raise InvalidWrite("get_number needs exactly one of number_id or phone")
+    with session_scope(engine, read_only=True) as session:
+        if number_id is not None:
+            return session.get(Number, number_id)
+        return session.exec(select(Number).where(Number.phone == phone)).first()
+
+
+def list_numbers(engine: Engine, *, state: str | None = None, plan_name: str | None = None) -> list[Number]:
+    """Numbers ordered by phone, optionally only those in `state` or on plan `plan_name`."""
+    statement = select(Number).order_by(col(Number.phone))
+    if state is not None:
+        statement = statement.where(Number.state == _choice(state, NumberStatus, "state"))
+    if plan_name is not None:
+        statement = statement.where(Number.plan_name == plan_name)
+    with session_scope(engine, read_only=True) as session:
+        return list(session.exec(statement).all())
+
+
+def number_state(engine: Engine, number_id: int) -> NumberState:
+    """The number's ramp state, as `warmup.ramp.decide` takes it (a retired number counts as paused)."""
+    number = get_number(engine, number_id)
+    if number is None:
+        raise UserError(f"no number with id {number_id}")
+    return NumberState(
+        plan_day=number.plan_day,
+        last_volume=number.last_volume,
+        paused=number.state != NumberStatus.ACTIVE,
+        paused_volume=number.paused_volume,
+        resumed_on=number.resumed_on,
+        registered=number.registered,
+        advance_pending=number.advance_pending,
+    )
+
+
+# ------------------------------------------------------------------------------------------- day plans
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    """One message to insert with a day plan (or later with `add_sends`)."""
+
+    recipient: str  # E.164
+    text: str
+    scheduled_at: datetime  # aware
+    kind: str = MessageKind.OPENER.value
+    typing_seconds: float = 0.0
+    in_reply_to: int | None = None  # outbound message id this answers (peer replies)
+
+
+def _message_rows(
+    number_id: int, day_plan_id: int, local_date: date, sends: Sequence[PlannedSend], stamp: datetime
+) -> list[dict[str, Any]]:
+    rows = []
+    for index, send in enumerate(sends):
+        where = f"send {index}"
+        _check_phone(send.recipient, f"{where}: recipient")
+        _choice(send.kind, MessageKind, f"{where}: kind")
+        if not send.text.strip():
+            raise InvalidWrite(f"{where}: empty text")
+        if send.typing_seconds < 0:
+            raise InvalidWrite(f"{where}: negative typing_seconds")
+        rows.append(
+            {
+                "number_id": number_id,
+                "day_plan_id": day_plan_id,
+                "local_date": local_date,
+                "recipient": send.recipient,
+                "kind": send.kind,
+                "text": send.text,
+                "typing_seconds": float(send.typing_seconds),
+                "scheduled_at": _aware(send.scheduled_at, f"{where}: scheduled_at"),
+                "state": MessageState.PLANNED.value,
+                "in_reply_to": send.in_reply_to,
+                "attempts": 0,
+                "created_at": stamp,
+            }
+        )
+    return rows
+
+
+class _AlreadyPlanned(Exception):
+    pass
+
+
+def plan_day(
+    engine: Engine,
+    number_id: int,
+    decision: Decision,
+    sends: Sequence[PlannedSend],
+    *,
+    cut: int = 0,
+    cut_reason: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Store the day's decision and its messages in ONE transaction; False if the day was already planned.
+
+    Unique per (number, local date): a second call (sequential or concurrent) changes nothing. Invalid
+    sends (bad recipient, naive time, more sends than the quota, ...) raise `InvalidWrite` and nothing
+    is stored, not even the decision. `cut`/`cut_reason` record what the scheduler could not fit.
+
+    The number's ramp columns follow `warmup.ramp.state_after(state, decision)`: `plan_day` becomes the
+    decision's plan day, `advance_pending` is `next_plan_day > plan_day` (the next `decide` moves the
+    ramp on if today went well), `last_volume` becomes the quota on a sending day; a PAUSE decision
+    pauses an active number (remembering its last volume) with an `auto_pause` audit row.
+    """
+    if len(sends) > decision.quota:
+        raise InvalidWrite(f"{len(sends)} sends exceed the day's quota {decision.quota}")
+    if cut < 0:
+        raise InvalidWrite("cut must not be negative")
+    stamp = _stamp(now)
+    reasons = [{"rule": r.rule, "action": str(r.action), "text": r.text} for r in decision.reasons]
+    _message_rows(number_id, 0, decision.local_date, sends, stamp)  # validate before any write
+    try:
+        with _write(engine) as conn:
+            number = conn.execute(
+                sa.select(NUMBERS).where(NUMBERS.c.id == number_id).with_for_update()
+            ).one_or_none()
+            if number is None:
+                raise UserError(f"no number with id {number_id}")
+            exists = conn.execute(
+                sa.select(DAY_PLANS.c.id).where(
+                    DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == decision.local_date
+                )
+            ).first()
+            if exists is not None:
+                raise _AlreadyPlanned
+            try:
+                day_plan_id: int = conn.execute(
+                    sa.insert(DAY_PLANS)
+                    .values(
+                        number_id=number_id,
+                        local_date=decision.local_date,
+                        plan_day=decision.plan_day,
+                        next_plan_day=decision.next_plan_day,
+                        action=str(decision.action),
+                        quota=decision.quota,
+                        plan_volume=decision.plan_volume,
+                        max_new_contacts=decision.max_new_contacts,
+                        reasons=reasons,
+                        used=0,
+                        cut=cut,
+                        cut_reason=cut_reason,
+                        created_at=stamp,
+                    )
+                    .returning(DAY_PLANS.c.id)
+                ).scalar_one()
+            except IntegrityError as exc:
+                if "uq_day_plans_number_date" in str(exc.orig) or "UNIQUE" in str(exc.orig):
+                    raise _AlreadyPlanned from exc
+                raise
+            rows = _message_rows(number_id, day_plan_id, decision.local_date, sends, stamp)
+            if rows:
+                conn.execute(sa.insert(MESSAGES), rows)
+            _apply_decision(conn, number, decision, stamp)
+    except _AlreadyPlanned:
+        return False
+    return True
+
+
+def _apply_decision(conn: Connection, number: sa.Row[Any], decision: Decision, stamp: datetime) -> None:
+    values: dict[str, Any] = {
+        "plan_day": decision.plan_day,
+        "advance_pending": decision.next_plan_day > decision.plan_day,
+        "last_volume": decision.quota if decision.quota > 0 else number.last_volume,
+        "updated_at": stamp,
+    }
+    auto_pause = decision.action is Action.PAUSE and number.state == NumberStatus.ACTIVE
+    if auto_pause:
+        why = "; ".join(r.text for r in decision.reasons if r.action is Action.PAUSE) or "risk policy"
+        values.update(
+            state=NumberStatus.PAUSED.value,
+            paused_reason=why[:500],
+            paused_at=stamp,
+            paused_until=None,
+            paused_volume=number.last_volume,
+            advance_pending=False,
+        )
+    conn.execute(sa.update(NUMBERS).where(NUMBERS.c.id == number.id).values(**values))
+    if auto_pause:
+        _audit(conn, "decide", "auto_pause", number.id, {"reason": values["paused_reason"]}, stamp)
+
+
+def add_sends(
+    engine: Engine,
+    number_id: int,
+    local_date: date,
+    sends: Sequence[PlannedSend],
+    *,
+    now: datetime | None = None,
+) -> list[int]:
+    """Add messages to an existing day plan (a peer's reply, the re-spread after a resume); their ids.
+
+    The day's quota still binds at claim time, so extra messages can never exceed it; a day without a
+    plan raises `UserError` (plan the day first).
+    """
+    stamp = _stamp(now)
+    _message_rows(number_id, 0, local_date, sends, stamp)
+    with _write(engine) as conn:
+        day_plan_id = conn.execute(
+            sa.select(DAY_PLANS.c.id).where(
+                DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
+            )
+        ).scalar_one_or_none()
+        if day_plan_id is None:
+            raise UserError(f"number {number_id} has no plan for {local_date}")
+        rows = _message_rows(number_id, day_plan_id, local_date, sends, stamp)
+        return [
+            int(conn.execute(sa.insert(MESSAGES).values(**row).returning(MESSAGES.c.id)).scalar_one())
+            for row in rows
+        ]
+
+
+def get_day_plan(engine: Engine, number_id: int, local_date: date) -> DayPlan | None:
+    """The decision stored for that number and local day (what `warmup why` explains)."""
+    with session_scope(engine, read_only=True) as session:
+        return session.exec(
+            select(DayPlan).where(DayPlan.number_id == number_id, DayPlan.local_date == local_date)
+        ).first()
+
+
+def cut_quota(
+    engine: Engine,
+    number_id: int,
+    local_date: date,
+    new_quota: int,
+    reason: str,
+    *,
+    now: datetime | None = None,
+) -> int | None:
+    """Lower the day's quota (a throttle from the provider); never below the slots already used.
+
+    Returns the new quota, or None when the day has no plan. Messages beyond it are refused at claim
+    time with QUOTA_REACHED, so nothing else needs to change now.
+    """
+    if new_quota < 0:
+        raise InvalidWrite("a quota cannot be negative")
+    with _write(engine) as conn:
+        row = conn.execute(
+            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used, DAY_PLANS.c.cut)
+            .where(DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            return None
+        quota: int = max(row.used, min(row.quota, new_quota))
+        conn.execute(
+            sa.update(DAY_PLANS)
+            .where(DAY_PLANS.c.id == row.id)
+            .values(quota=quota, cut=row.cut + (row.quota - quota), cut_reason=reason[:500])
+        )
+        if quota < row.quota:
+            _audit(
+                conn,
+                "worker",
+                "cut_quota",
+                number_id,
+                {"local_date": local_date.isoformat(), "from": row.quota, "to": quota, "reason": reason},
+                _stamp(now),
+            )
+        return quota
+
+
+# ----------------------------------------------------------------------------------------------- claim
+
+
+class ClaimStatus(StrEnum):
+    CLAIMED = "claimed"  # the caller owns the send: call the provider, then record_*
+    NOT_CLAIMABLE = "not_claimable"  # missing, already claimed by someone else, or finished: do nothing
+    NOT_DUE = "not_due"  # still waiting (scheduled_at or not_before in the future): unchanged
+    PAUSED = "paused"  # the number is paused or retired: the message is now skipped
+    QUOTA_REACHED = "quota_reached"  # the day's quota is used up: the message is now skipped
+    DAY_OVER = "day_over"  # its local day has passed in the number's time zone: now skipped
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    """Everything a send worker needs, read in the claiming transaction (no second query)."""
+
+    id: int
+    number_id: int
+    day_plan_id: int
+    local_date: date
+    recipient: str
+    kind: str
+    text: str
+    typing_seconds: float
+    scheduled_at: datetime
+    attempts: int  # including this one
+    in_reply_to: int | None
+    phone: str
+    provider: str
+    token_ref: str  # environment variable NAME; resolve it with warmup.secrets at send time
+    base_url: str | None
+    phone_number_id: str | None
+    timezone: str
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    status: ClaimStatus
+    message: ClaimedMessage | None = None  # set only when CLAIMED
+    reason: str | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self.status is ClaimStatus.CLAIMED
+
+
+def claim(engine: Engine, message_id: int, worker_id: str, now: datetime) -> ClaimResult:
+    """Take one message for sending; exactly one of any number of concurrent claimers wins.
+
+    In one transaction: lock the number (shared), re-check that it is active, that the message is due
+    and its local day not over, move the message planned|queued -> sending (conditional UPDATE), and
+    take a quota slot (`used = used + 1 WHERE used < quota`). A paused number, a full quota or a past
+    day turn the message `skipped` with the reason instead; a message that is not due is left alone.
+    """
+    now = _aware(now)
+    with _write(engine) as conn:
+        row = conn.execute(
+            sa.select(
+                MESSAGES.c.number_id,
+                MESSAGES.c.state,
+                MESSAGES.c.local_date,
+                MESSAGES.c.scheduled_at,
+                MESSAGES.c.not_before,
+            ).where(MESSAGES.c.id == message_id)
+        ).one_or_none()
+        if row is None:
+            return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason="no such message")
+        if row.state not in CLAIMABLE:
+            return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason=f"message is {row.state}")
+        number = conn.execute(
+            sa.select(NUMBERS).where(NUMBERS.c.id == row.number_id).with_for_update(read=True)
+        ).one()
+        due_at = max(row.scheduled_at, row.not_before) if row.not_before is not None else row.scheduled_at
+        if due_at > now:
+            return ClaimResult(ClaimStatus.NOT_DUE, reason=f"due at {due_at.isoformat()}")
+        if number.state != NumberStatus.ACTIVE:
+            why = f"number {number.state}" + (f": {number.paused_reason}" if number.paused_reason else "")
+            return _refuse(conn, message_id, ClaimStatus.PAUSED, why, now)
+        if row.local_date < local_date_of(number.timezone, now):
+            return _refuse(conn, message_id, ClaimStatus.DAY_OVER, f"its day {row.local_date} is over", now)
+        claimed = conn.execute(
+            sa.update(MESSAGES)
+            .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(CLAIMABLE))
+            .values(
+                state=MessageState.SENDING.value,
+                claimed_by=worker_id[:128],
+                claimed_at=now,
+                attempts=MESSAGES.c.attempts + 1,
+                reason=None,
+            )
+            .returning(*MESSAGES.c)
+        ).one_or_none()
+        if claimed is None:
+            return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason="claimed by another worker")
+        slot = conn.execute(
+            sa.update(DAY_PLANS)
+            .where(DAY_PLANS.c.id == claimed.day_plan_id, DAY_PLANS.c.used < DAY_PLANS.c.quota)
+            .values(used=DAY_PLANS.c.used + 1)
+        )
+        if slot.rowcount != 1:
+            return _unclaim(conn, message_id, ClaimStatus.QUOTA_REACHED, "the day's quota is reached", now)
+        return ClaimResult(
+            ClaimStatus.CLAIMED,
+            ClaimedMessage(
+                id=claimed.id,
+                number_id=claimed.number_id,
+                day_plan_id=claimed.day_plan_id,
+                local_date=claimed.local_date,
+                recipient=claimed.recipient,
+                kind=claimed.kind,
+                text=claimed.text,
+                typing_seconds=claimed.typing_seconds,
+                scheduled_at=claimed.scheduled_at,
+                attempts=claimed.attempts,
+                in_reply_to=claimed.in_reply_to,
+                phone=number.phone,
+                provider=number.provider,
+                token_ref=number.token_ref,
+                base_url=number.base_url,
+                phone_number_id=number.phone_number_id,
+                timezone=number.timezone,
+            ),
+        )
+
+
+def _refuse(
+    conn: Connection, message_id: int, status: ClaimStatus, reason: str, now: datetime
+) -> ClaimResult:
+    """Skip a still-claimable message (conditional: a concurrent winner keeps it)."""
+    moved = conn.execute(
+        sa.update(MESSAGES)
+        .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(CLAIMABLE))
+        .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=now)
+    ).rowcount
+    if moved != 1:
+        return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason="claimed by another worker")
+    return ClaimResult(status, reason=reason)
+
+
+def _unclaim(
+    conn: Connection, message_id: int, status: ClaimStatus, reason: str, now: datetime
+) -> ClaimResult:
+    """Turn a message this transaction just moved to `sending` into `skipped` (no slot was taken)."""
+    conn.execute(
+        sa.update(MESSAGES)
+        .where(MESSAGES.c.id == message_id)
+        .values(
+            state=MessageState.SKIPPED.value,
+            reason=reason[:500],
+            finished_at=now,
+            claimed_by=None,
+            claimed_at=None,
+            attempts=MESSAGES.c.attempts - 1,
+        )
+    )
+    return ClaimResult(status, reason=reason)
+
+
+# --------------------------------------------------------------------------------------------- outcome
+
+
+def _finish(
+    conn: Connection, message_id: int, from_states: Sequence[str], values: dict[str, Any], free_slot: bool
+) -> sa.Row[Any] | None:
+    row = conn.execute(
+        sa.update(MESSAGES)
+        .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(from_states))
+        .values(**values)
+        .returning(
+            MESSAGES.c.day_plan_id,
+            MESSAGES.c.number_id,
+            MESSAGES.c.recipient,
+            MESSAGES.c.text,
+            MESSAGES.c.local_date,
+        )
+    ).one_or_none()
+    if row is not None and free_slot:
+        conn.execute(
+            sa.update(DAY_PLANS)
+            .where(DAY_PLANS.c.id == row.day_plan_id, DAY_PLANS.c.used > 0)
+            .values(used=DAY_PLANS.c.used - 1)
+        )
+    return row
+
+
+def record_sent(engine: Engine, message_id: int, provider_message_id: str | None, now: datetime) -> bool:
+    """sending -> sent (also unknown -> sent, when a late confirmation proves it went out).
+
+    Also notes the text and first contact on the recipient row, if there is one. False when the
+    message was in neither state (nothing changed).
+    """
+    now = _aware(now)
+    with _write(engine) as conn:
+        row = _finish(
+            conn,
+            message_id,
+            (MessageState.SENDING.value, MessageState.UNKNOWN.value),
+            {
+                "state": MessageState.SENT.value,
+                "provider_message_id": provider_message_id,
+                "finished_at": now,
+                "reason": None,
+            },
+            free_slot=False,
+        )
+        if row is None:
+            return False
+        conn.execute(
+            sa.update(RECIPIENTS)
+            .where(RECIPIENTS.c.number_id == row.number_id, RECIPIENTS.c.phone == row.recipient)
+            .values(
+                last_text=row.text,
+                first_contacted_on=sa.func.coalesce(RECIPIENTS.c.first_contacted_on, row.local_date),
+                updated_at=now,
+            )
+        )
+        return True
+
+
+def record_failed(
+    engine: Engine, message_id: int, reason: str, now: datetime, *, recipient_invalid: bool = False
+) -> bool:
+    """sending -> failed; the slot stays used (the provider may have counted it). With
+    `recipient_invalid` the recipient row is marked invalid with the same reason, in the same transaction.
+    """
+    now = _aware(now)
+    with _write(engine) as conn:
+        row = _finish(
+            conn,
+            message_id,
+            (MessageState.SENDING.value,),
+            {"state": MessageState.FAILED.value, "reason": reason[:500], "finished_at": now},
+            free_slot=False,
+        )
+        if row is None:
+            return False
+        if recipient_invalid:
+            conn.execute(
+                sa.update(RECIPIENTS)
+                .where(RECIPIENTS.c.number_id == row.number_id, RECIPIENTS.c.phone == row.recipient)
+                .values(invalid=True, invalid_reason=reason[:500], updated_at=now)
+            )
+        return True
+
+
+def record_unknown(engine: Engine, message_id: int, reason: str, now: datetime) -> bool:
+    """sending -> unknown: the outcome is ambiguous (e.g. a read timeout). Counts against the quota and
+    is never re-sent automatically."""
+    now = _aware(now)
+    with _write(engine) as conn:
+        return (
+            _finish(
+                conn,
+                message_id,
+                (MessageState.SENDING.value,),
+                {"state": MessageState.UNKNOWN.value, "reason": reason[:500], "finished_at": now},
+                free_slot=False,
+            )
+            is not None
+        )
+
+
+def record_skipped(engine: Engine, message_id: int, reason: str, now: datetime) -> bool:
+    """sending -> skipped when nothing went out (e.g. retries exhausted); gives the slot back."""
+    now = _aware(now)
+    with _write(engine) as conn:
+        return (
+            _finish(
+                conn,
+                message_id,
+                (MessageState.SENDING.value,),
+                {"state": MessageState.SKIPPED.value, "reason": reason[:500], "finished_at": now},
+                free_slot=True,
+            )
+            is not None
+        )
+
+
+def release_for_retry(
+    engine: Engine, message_id: int, not_before: datetime, reason: str, now: datetime | None = None
+) -> bool:
+    """sending -> queued with `not_before` (retry later); gives the slot back, keeps `attempts`.
+
+    The caller re-enqueues it (with a delay) itself; if that broker message is lost, `requeue_lost`
+    finds it again. `now` (the time of release) is recorded as `queued_at`; without it, `not_before`.
+    """
+    not_before = _aware(not_before, "not_before")
+    queued_at = _aware(now) if now is not None else not_before
+    with _write(engine) as conn:
+        return (
+            _finish(
+                conn,
+                message_id,
+                (MessageState.SENDING.value,),
+                {
+                    "state": MessageState.QUEUED.value,
+                    "not_before": not_before,
+                    "reason": reason[:500],
+                    "queued_at": queued_at,
+                    "claimed_by": None,
+                    "claimed_at": None,
+                },
+                free_slot=True,
+            )
+            is not None
+        )
+
+
+def recover_stale(engine: Engine, older_than: datetime, now: datetime | None = None) -> int:
+    """`sending` claims taken before `older_than` (their worker died) become `unknown`; returns how many.
+
+    Unknown still counts against the quota and is never re-sent: we cannot tell whether it went out.
+    """
+    older_than = _aware(older_than, "older_than")
+    with _write(engine) as conn:
+        return int(
+            conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.state == MessageState.SENDING.value, MESSAGES.c.claimed_at < older_than)
+                .values(
+                    state=MessageState.UNKNOWN.value,
+                    reason="claim expired: the worker stopped before recording the outcome",
+                    finished_at=_aware(now) if now is not None else older_than,
+                )
+            ).rowcount
+        )
+
+
+# ------------------------------------------------------------------------------------------- dispatch
+
+
+def due_messages(engine: Engine, now: datetime, limit: int) -> list[int]:
+    """Ids of `planned` messages that are due (scheduled_at <= now, not_before unset or passed),
+    oldest first."""
+    now = _aware(now)
+    with _read(engine) as conn:
+        return list(
+            conn.execute(
+                sa.select(MESSAGES.c.id)
+                .where(
+                    MESSAGES.c.state == MessageState.PLANNED.value,
+                    MESSAGES.c.scheduled_at <= now,
+                    sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before <= now),
+                )
+                .order_by(MESSAGES.c.scheduled_at, MESSAGES.c.id)
+                .limit(limit)
+            ).scalars()
+        )
+
+
+def mark_queued(engine: Engine, ids: Sequence[int], now: datetime | None = None) -> list[int]:
+    """planned -> queued for those of `ids` still planned; returns the ids actually moved (enqueue those).
+
+    `now` is stored as `queued_at` (used by `requeue_lost`); without it, the message's scheduled time.
+    """
+    if not ids:
+        return []
+    queued_at: Any = _aware(now) if now is not None else MESSAGES.c.scheduled_at
+    with _write(engine) as conn:
+        return sorted(
+            conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state == MessageState.PLANNED.value)
+                .values(state=MessageState.QUEUED.value, queued_at=queued_at)
+                .returning(MESSAGES.c.id)
+            ).scalars()
+        )
+
+
+def requeue_lost(engine: Engine, older_than: datetime, now: datetime | None = None) -> list[int]:
+    """Ids of `queued` messages eligible since before `older_than` (queued_at and not_before both
+    earlier): their broker message was probably lost (e.g. a Redis restart). Re-enqueue them; a
+    duplicate is harmless because `claim` is conditional. With `now`, their `queued_at` becomes `now`
+    so the next call does not return them again before another grace period.
+    """
+    older_than = _aware(older_than, "older_than")
+    with _write(engine) as conn:
+        condition = sa.and_(
+            MESSAGES.c.state == MessageState.QUEUED.value,
+            MESSAGES.c.queued_at < older_than,
+            sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before < older_than),
+        )
+        if now is None:
+            return list(
+                conn.execute(sa.select(MESSAGES.c.id).where(condition).order_by(MESSAGES.c.id)).scalars()
+            )
+        return sorted(
+            conn.execute(
+                sa.update(MESSAGES).where(condition).values(queued_at=_aware(now)).returning(MESSAGES.c.id)
+            ).scalars()
+        )
+
+
+def skip_remaining(
+    engine: Engine, number_id: int, local_date: date, reason: str, now: datetime | None = None
+) -> int:
+    """planned|queued -> skipped for that number and day (pause, throttle to zero, day end); how many."""
+    with _write(engine) as conn:
+        return _skip(conn, [number_id], reason, _stamp(now), local_date)
+
+
+def _skip(
+    conn: Connection, number_ids: Sequence[int], reason: str, stamp: datetime, local_date: date | None = None
+) -> int:
+    condition = sa.and_(MESSAGES.c.number_id.in_(list(number_ids)), MESSAGES.c.state.in_(CLAIMABLE))
+    if local_date is not None:
+        condition = sa.and_(condition, MESSAGES.c.local_date == local_date)
+    return int(
+        conn.execute(
+            sa.update(MESSAGES)
+            .where(condition)
+            .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=stamp)
+        ).rowcount
+    )
+
+
+def expire_day(engine: Engine, now: datetime, reason: str = "day over") -> int:
+    """Skip every planned|queued message whose local day (in its number's time zone) is before today's.
+
+    Run it periodically (the dispatcher) so nothing stays non-terminal after its day; stuck `sending`
+    rows are `recover_stale`'s job.
+    """
+    now = _aware(now)
+    with _write(engine) as conn:
+        zones = conn.execute(sa.select(NUMBERS.c.timezone).distinct()).scalars().all()
+        total = 0
+        for zone in zones:
+            total += conn.execute(
+                sa.update(MESSAGES)
+                .where(
+                    MESSAGES.c.state.in_(CLAIMABLE),
+                    MESSAGES.c.local_date < local_date_of(zone, now),
+                    MESSAGES.c.number_id.in_(sa.select(NUMBERS.c.id).where(NUMBERS.c.timezone == zone)),
+                )
+                .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=now)
+            ).rowcount
+        return total
+
+
+# ------------------------------------------------------------------------------------------- counting
+
+
+def day_count(engine: Engine, number_id: int, local_date: date) -> int:
+    """Messages of that day that went out or may have: sent + sending + unknown."""
+    with _read(engine) as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(MESSAGES)
+                .where(
+                    MESSAGES.c.number_id == number_id,
+                    MESSAGES.c.local_date == local_date,
+                    MESSAGES.c.state.in_([s.value for s in COUNTED_STATES]),
+                )
+            ).scalar_one()
+        )
+
+
+def day_outcome(engine: Engine, number_id: int, local_date: date) -> DayOutcome:
+    """What happened on that local day: messages by state, delivered ones (a delivered/read status was
+    received), and replies (inbound messages not from us, received during that local day)."""
+    with _read(engine) as conn:
+        timezone = conn.execute(sa.select(NUMBERS.c.timezone).where(NUMBERS.c.id == number_id)).scalar_one()
+        counts: dict[str, int] = {
+            state: count
+            for state, count in conn.execute(
+                sa.select(MESSAGES.c.state, sa.func.count())
+                .where(MESSAGES.c.number_id == number_id, MESSAGES.c.local_date == local_date)
+                .group_by(MESSAGES.c.state)
+            )
+        }
+        delivered = conn.execute(
+            sa.select(sa.func.count(sa.distinct(MESSAGES.c.id))).where(
+                MESSAGES.c.number_id == number_id,
+                MESSAGES.c.local_date == local_date,
+                MESSAGES.c.state == MessageState.SENT.value,
+                sa.exists().where(
+                    INBOUND.c.number_id == number_id,
+                    INBOUND.c.kind == InboundKind.STATUS.value,
+                    INBOUND.c.provider_message_id == MESSAGES.c.provider_message_id,
+                    INBOUND.c.status.in_(DELIVERED_STATUSES),
+                ),
+            )
+        ).scalar_one()
+        zone = ZoneInfo(timezone)
+        start = datetime.combine(local_date, datetime.min.time(), zone).astimezone(UTC)
+        end = datetime.combine(local_date + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+        replies = conn.execute(
+            sa.select(sa.func.count()).where(
+                INBOUND.c.number_id == number_id,
+                INBOUND.c.kind == InboundKind.MESSAGE.value,
+                INBOUND.c.from_me.is_(False),
+                INBOUND.c.received_at >= start,
+                INBOUND.c.received_at < end,
+            )
+        ).scalar_one()
+    return DayOutcome(
+        planned=sum(counts.values()),
+        sent=counts.get(MessageState.SENT.value, 0),
+        delivered=int(delivered),
+        failed=counts.get(MessageState.FAILED.value, 0),
+        skipped=counts.get(MessageState.SKIPPED.value, 0),
+        unknown=counts.get(MessageState.UNKNOWN.value, 0),
+        replies=int(replies),
+    )
+
+
+def get_message(engine: Engine, message_id: int) -> OutboundMessage | None:
+    with session_scope(engine, read_only=True) as session:
+        return session.get(OutboundMessage, message_id)
+
+
+def list_messages(engine: Engine, number_id: int, local_date: date) -> list[OutboundMessage]:
+    """That day's messages of a number in schedule order."""
+    with session_scope(engine, read_only=True) as session:
+        return list(
+            session.exec(
+                select(OutboundMessage)
+                .where(OutboundMessage.number_id == number_id, OutboundMessage.local_date == local_date)
+                .order_by(col(OutboundMessage.scheduled_at), col(OutboundMessage.id))
+            ).all()
+        )
+
+
+# ------------------------------------------------------------------------------------- pause / resume
+
+
+def _select_numbers(
+    conn: Connection,
+    phones: Sequence[str] | None,
+    plan_name: str | None,
+    all_numbers: bool,
+    number_ids: Sequence[int] | None,
+) -> list[sa.Row[Any]]:
+    """The targeted numbers, locked in id order; unknown phones or ids are a `UserError`."""
+    chosen = sum(x is not None for x in (phones, plan_name, number_ids)) + int(all_numbers)
+    if chosen != 1:
+        raise InvalidWrite("choose exactly one target: phones, plan_name, number_ids or all_numbers")
+    statement = sa.select(NUMBERS).order_by(NUMBERS.c.id).with_for_update()
+    if phones is not None:
+        statement = statement.where(NUMBERS.c.phone.in_(list(phones)))
+    elif number_ids is not None:
+        statement = statement.where(NUMBERS.c.id.in_(list(number_ids)))
+    elif plan_name is not None:
+        statement = statement.where(NUMBERS.c.plan_name == plan_name)
+    rows = list(conn.execute(statement).all())
+    if phones is not None:
+        missing = sorted(set(phones) - {row.phone for row in rows})
+        if missing:
+            raise UserError(f"unknown number(s): {', '.join(missing)}")
+    if number_ids is not None:
+        missing_ids = sorted(set(number_ids) - {row.id for row in rows})
+        if missing_ids:
+            raise UserError(f"unknown number id(s): {', '.join(map(str, missing_ids))}")
+    if plan_name is not None and not rows:
+        raise UserError(f"no number uses plan {plan_name!r}")
+    return rows
+
+
+def pause_numbers(
+    engine: Engine,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    until: datetime | None = None,
+    phones: Sequence[str] | None = None,
+    plan_name: str | None = None,
+    number_ids: Sequence[int] | None = None,
+    all_numbers: bool = False,
+) -> list[int]:
+    """Pause the targeted active numbers; returns the ids that were paused (already paused or retired
+    ones are left as they are).
+
+    In the same transaction: the state change, the skipping of their planned|queued messages and one
+    `pause` audit row per number. Once this returns no claim of those numbers can succeed (a claim
+    re-checks the state under a shared lock on the number row); sends claimed before keep going.
+    `until` makes the pause expire (see `resume_expired`).
+    """
+    now = _aware(now)
+    if until is not None:
+        until = _aware(until, "until")
+    with _write(engine) as conn:
+        rows = _select_numbers(conn, phones, plan_name, all_numbers, number_ids)
+        targets = [row for row in rows if row.state == NumberStatus.ACTIVE]
+        for row in targets:
+            conn.execute(
+                sa.update(NUMBERS)
+                .where(NUMBERS.c.id == row.id)
+                .values(
+                    state=NumberStatus.PAUSED.value,
+                    paused_reason=reason[:500],
+                    paused_until=until,
+                    paused_at=now,
+                    paused_volume=row.last_volume,
+                    advance_pending=False,
+                    updated_at=now,
+                )
+            )
+            skipped = _skip(conn, [row.id], f"number paused: {reason}", now)
+            detail = {"reason": reason, "until": until.isoformat() if until else None, "skipped": skipped}
+            _audit(conn, actor, "pause", row.id, detail, now)
+        return [row.id for row in targets]
+
+
+def resume_numbers(
+    engine: Engine,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    phones: Sequence[str] | None = None,
+    plan_name: str | None = None,
+    number_ids: Sequence[int] | None = None,
+    all_numbers: bool = False,
+) -> list[int]:
+    """Resume the targeted paused numbers; returns the ids resumed (active or retired ones untouched).
+
+    Sets `resumed_on` to the local date in each number's time zone (the resume policy climbs back from
+    there) and keeps `paused_volume`; writes one `resume` audit row per number. Re-spreading the rest
+    of today is the scheduler's job (`add_sends`), never a burst.
+    """
+    now = _aware(now)
+    with _write(engine) as conn:
+        rows = _select_numbers(conn, phones, plan_name, all_numbers, number_ids)
+        return _resume(conn, [row for row in rows if row.state == NumberStatus.PAUSED], actor, reason, now)
+
+
+def resume_expired(engine: Engine, now: datetime, actor: str = "scheduler") -> list[int]:
+    """Resume paused numbers whose `paused_until` has passed; returns their ids."""
+    now = _aware(now)
+    with _write(engine) as conn:
+        rows = list(
+            conn.execute(
+                sa.select(NUMBERS)
+                .where(NUMBERS.c.state == NumberStatus.PAUSED.value, NUMBERS.c.paused_until <= now)
+                .order_by(NUMBERS.c.id)
+                .with_for_update()
+            ).all()
+        )
+        return _resume(conn, rows, actor, "pause expired", now)
+
+
+def _resume(
+    conn: Connection, rows: Sequence[sa.Row[Any]], actor: str, reason: str | None, now: datetime
+) -> list[int]:
+    for row in rows:
+        conn.execute(
+            sa.update(NUMBERS)
+            .where(NUMBERS.c.id == row.id)
+            .values(
+                state=NumberStatus.ACTIVE.value,
+                resumed_on=local_date_of(row.timezone, now),
+                paused_volume=row.paused_volume if row.paused_volume is not None else row.last_volume,
+                paused_reason=None,
+                paused_until=None,
+                paused_at=None,
+                advance_pending=False,
+                updated_at=now,
+            )
+        )
+        detail = {"reason": reason, "paused_reason": row.paused_reason}
+        _audit(conn, actor, "resume", row.id, detail, now)
+    return [row.id for row in rows]
+
+
+# ---------------------------------------------------------------------------------- readings, inbound
+
+
+def save_reading(engine: Engine, number_id: int, local_date: date, reading: Reading) -> int:
+    """Store one risk-meter result; returns its id (a day may hold several, the latest wins)."""
+    for factor in ("overall", "lifetime", "response_rate", "contacts"):
+        if reading.factor(factor) not in (1, 2, 3):
+            raise InvalidWrite(f"reading {factor} must be 1, 2 or 3, got {reading.factor(factor)!r}")
+    with _write(engine) as conn:
+        reading_id: int = conn.execute(
+            sa.insert(READINGS)
+            .values(
+                number_id=number_id,
+                local_date=local_date,
+                overall=reading.overall,
+                lifetime=reading.lifetime,
+                response_rate=reading.response_rate,
+                contacts=reading.contacts,
+                source=reading.source[:16],
+                taken_at=_aware(reading.taken_at, "taken_at"),
+            )
+            .returning(READINGS.c.id)
+        ).scalar_one()
+    return reading_id
+
+
+def latest_reading(engine: Engine, number_id: int) -> Reading | None:
+    """The number's most recent reading (by `taken_at`), or None."""
+    with _read(engine) as conn:
+        row = conn.execute(
+            sa.select(READINGS)
+            .where(READINGS.c.number_id == number_id)
+            .order_by(READINGS.c.taken_at.desc(), READINGS.c.id.desc())
+            .limit(1)
+        ).one_or_none()
+    if row is None:
+        return None
+    return Reading(
+        overall=row.overall,
+        lifetime=row.lifetime,
+        response_rate=row.response_rate,
+        contacts=row.contacts,
+        taken_at=row.taken_at,
+        source=row.source,
+    )
+
+
+def add_inbound(
+    engine: Engine,
+    number_id: int,
+    *,
+    kind: str,
+    provider_message_id: str,
+    received_at: datetime,
+    chat_phone: str | None = None,
+    from_me: bool = False,
+    text: str | None = None,
+    status: str | None = None,
+    ref_message_id: str | None = None,
+) -> bool:
+    """Store one inbound event once; False if it was already stored (re-ingesting is a no-op).
+
+    For kind `status`, `provider_message_id` is the id of the outbound message the status is about and
+    `status` is required. An incoming message (not `from_me`) marks its chat's recipient as `replied`.
+    """
+    _choice(kind, InboundKind, "kind")
+    if kind == InboundKind.STATUS and not status:
+        raise InvalidWrite("a status event needs its status")
+    if not provider_message_id:
+        raise InvalidWrite("an inbound event needs its provider id")
+    received_at = _aware(received_at, "received_at")
+    with _write(engine) as conn:
+        inserted: bool = (
+            conn.execute(
+                _insert_ignore(conn, INBOUND)
+                .values(
+                    number_id=number_id,
+                    kind=kind,
+                    provider_message_id=provider_message_id,
+                    chat_phone=chat_phone,
+                    from_me=from_me,
+                    text=text,
+                    status=status or "",
+                    ref_message_id=ref_message_id,
+                    received_at=received_at,
+                )
+                .returning(INBOUND.c.id)
+            ).scalar_one_or_none()
+            is not None
+        )
+        if inserted and kind == InboundKind.MESSAGE and not from_me and chat_phone:
+            conn.execute(
+                sa.update(RECIPIENTS)
+                .where(RECIPIENTS.c.number_id == number_id, RECIPIENTS.c.phone == chat_phone)
+                .values(replied=True, updated_at=received_at)
+            )
+        return inserted
+
+
+# ---------------------------------------------------------------------------------------- recipients
+
+
+def upsert_recipient(
+    engine: Engine,
+    number_id: int,
+    phone: str,
+    kind: str,
+    *,
+    name: str | None = None,
+    contacted_on: date | None = None,
+    last_text: str | None = None,
+    invalid_reason: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Create or update a recipient of a number; returns its id.
+
+    `first_contacted_on` is set once (the earliest `contacted_on` wins); `last_text` and `name` are
+    replaced when given; an `invalid_reason` marks the recipient invalid (never written to again).
+    """
+    _check_phone(phone, "recipient")
+    _choice(kind, RecipientKind, "kind")
+    stamp = _stamp(now)
+    with _write(engine) as conn:
+        conn.execute(
+            _insert_ignore(conn, RECIPIENTS).values(
+                number_id=number_id,
+                phone=phone,
+                kind=kind,
+                name=name,
+                replied=False,
+                invalid=False,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+        values: dict[str, Any] = {"updated_at": stamp}
+        if name is not None:
+            values["name"] = name
+        if contacted_on is not None:
+            first = RECIPIENTS.c.first_contacted_on
+            values["first_contacted_on"] = sa.case(
+                (sa.or_(first.is_(None), first > contacted_on), contacted_on), else_=first
+            )
+        if last_text is not None:
+            values["last_text"] = last_text
+        if invalid_reason is not None:
+            values.update(invalid=True, invalid_reason=invalid_reason[:500])
+        recipient_id: int = conn.execute(
+            sa.update(RECIPIENTS)
+            .where(RECIPIENTS.c.number_id == number_id, RECIPIENTS.c.phone == phone)
+            .values(**values)
+            .returning(RECIPIENTS.c.id)
+        ).scalar_one()
+    return recipient_id
+
+
+def list_recipients(
+    engine: Engine, number_id: int, *, kind: str | None = None, include_invalid: bool = False
+) -> list[Recipient]:
+    """A number's recipients by phone; invalid ones only when asked."""
+    statement = select(Recipient).where(Recipient.number_id == number_id).order_by(col(Recipient.phone))
+    if kind is not None:
+        statement = statement.where(Recipient.kind == _choice(kind, RecipientKind, "kind"))
+    if not include_invalid:
+        statement = statement.where(col(Recipient.invalid).is_(False))
+    with session_scope(engine, read_only=True) as session:
+        return list(session.exec(statement).all())
+
+
+def new_contacts_on(engine: Engine, number_id: int, local_date: date) -> int:
+    """How many recipients were first contacted on that day (for `max_new_contacts`)."""
+    with _read(engine) as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    RECIPIENTS.c.number_id == number_id, RECIPIENTS.c.first_contacted_on == local_date
+                )
+            ).scalar_one()
+        )
+
+
+# --------------------------------------------------------------------------------------------- audit
+
+
+def _audit(
+    conn: Connection,
+    actor: str,
+    action: str,
+    number_id: int | None,
+    detail: dict[str, Any] | None,
+    at: datetime,
+) -> int:
+    audit_id: int = conn.execute(
+        sa.insert(AUDIT)
+        .values(at=at, actor=actor[:128], action=action[:64], number_id=number_id, detail=detail)
+        .returning(AUDIT.c.id)
+    ).scalar_one()
+    return audit_id
+
+
+def audit(
+    engine: Engine,
+    actor: str,
+    action: str,
+    number_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Append one audit row (who, what, which number, details as JSON); returns its id.
+    Never put a secret in `detail`."""
+    with _write(engine) as conn:
+        return _audit(conn, actor, action, number_id, detail, _stamp(now))
+
+
+def list_audit(engine: Engine, number_id: int | None = None, limit: int = 100) -> list[AuditLog]:
+    """The newest audit rows first, optionally for one number."""
+    statement = select(AuditLog).order_by(col(AuditLog.at).desc(), col(AuditLog.id).desc()).limit(limit)
+    if number_id is not None:
+        statement = statement.where(AuditLog.number_id == number_id)
+    with session_scope(engine, read_only=True) as session:
+        return list(session.exec(statement).all())

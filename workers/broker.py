@@ -1,0 +1,65 @@
+"""Which dramatiq broker this process talks to: Redis in a fleet, an in-process broker when embedded.
+
+dramatiq binds every actor to the global broker at decoration time, so the broker must be chosen
+before ``workers.actors`` is imported. ``setup_broker`` does that and, when the actors are already
+loaded (a second embedded run in one process, tests), re-binds them to the new broker.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+
+from warmup.config import Settings
+
+NAMESPACE = "warmup"
+"""Redis key prefix of the broker's queues, so warmup shares a Redis with other apps safely."""
+
+_lock = threading.Lock()
+_current: dramatiq.Broker | None = None
+
+
+def setup_broker(redis_url: str | None) -> dramatiq.Broker:
+    """Create the broker (Redis for a URL, in-process for None), make it global and bind the actors to it.
+
+    The Redis client is built from the URL by dramatiq itself: never with ``decode_responses=True``,
+    which breaks the broker's Lua scripts.
+    """
+    global _current
+    broker: dramatiq.Broker
+    if redis_url:
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
+            url=redis_url, namespace=NAMESPACE, heartbeat_timeout=60_000
+        )
+    else:
+        broker = StubBroker()
+        broker.emit_after("process_boot")
+    with _lock:
+        dramatiq.set_broker(broker)
+        _current = broker
+        actors = sys.modules.get("workers.actors")
+        if actors is not None:
+            actors.bind(broker)
+    return broker
+
+
+def current_broker() -> dramatiq.Broker:
+    """The broker set up in this process; configured from the environment on first use.
+
+    This is what lets ``dramatiq workers.actors`` work: importing the actor module in a worker
+    process configures the Redis broker from ``WARMUP_REDIS_URL`` before any actor is declared.
+    """
+    with _lock:
+        broker = _current
+    if broker is not None:
+        return broker
+    return setup_broker(Settings().redis_url)
+
+
+def is_in_process(broker: dramatiq.Broker) -> bool:
+    """True for the embedded broker, whose messages live only as long as this process."""
+    return isinstance(broker, StubBroker)
