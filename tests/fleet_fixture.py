@@ -102,12 +102,18 @@ def fleet_builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[A
         count: int = 3,
         timezones: tuple[str, ...] = ("America/Sao_Paulo", "Europe/Berlin", "Asia/Tokyo"),
         registered: date = date(2026, 10, 1),
+        forbidden: tuple[str, ...] = (),
         **plan_options: Any,
     ) -> Fleet:
         plan_path = write_plan(tmp_path / "plans", **plan_options)
         phones = list(PHONES[:count])
         channels = tuple(
-            ChannelSpec(token=f"tok-{i}-abcdef", phone=phone, registered=registered)
+            ChannelSpec(
+                token=f"tok-{i}-abcdef",
+                phone=phone,
+                registered=registered,
+                forbidden=frozenset(p.lstrip("+") for p in forbidden),
+            )
             for i, phone in enumerate(phones)
         )
         sim = SimulatorServer(SimConfig(seed=7, channels=channels, faults=FaultSpec()), clock=clock)

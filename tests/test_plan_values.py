@@ -183,7 +183,7 @@ def test_parse_phone() -> None:
     assert parse_phone("+55 11 99999-0001") == "+5511999990001"
     assert parse_phone("+1 (202) 555-0101") == "+12025550101"
     for bad in ("5511999990001", "+0123456789", "+12", "+1234567890123456", 5511999990001):
-        with pytest.raises(ValueError, match="E.164"):
+        with pytest.raises(ValueError, match=r"E\.164"):
             parse_phone(bad)
 
 

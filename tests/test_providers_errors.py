@@ -109,6 +109,12 @@ def test_meta_code_given_as_string_is_recognised() -> None:
     assert classify_error_response("cloud_api", 400, {}, meta_body("131026")).action is A.SKIP_RECIPIENT
 
 
+def test_absurd_code_values_fall_back_to_the_status() -> None:
+    for code in ("9" * 5000, 1.5, True, None, [131026]):
+        result = classify_error_response("cloud_api", 400, {}, meta_body(code))  # type: ignore[arg-type]
+        assert result.action is A.FAIL and result.code is None
+
+
 def test_meta_code_wins_over_http_status() -> None:
     # 131048 arrives as HTTP 400 (which alone would be FAIL): the code decides
     assert classify_error_response("cloud_api", 400, {}, meta_body(131048)).action is A.THROTTLE

@@ -277,6 +277,7 @@ def test_meter_not_on_plan_means_unavailable(
         (meter(riskFactorContacts="good"), "not a number"),
         (meter(riskFactor=True), "not a number"),
         (meter(riskFactor=2.5), "not a number"),
+        (meter(riskFactor="2" * 5000), "not a number"),
         (meter(lastUpdateDate="2026-11-23"), "not M/D/YYYY"),
         (meter(lastUpdateDate="2/30/2026"), "not a real date"),
         (meter(lastUpdateDate="12/25/2026"), "in the future"),

@@ -230,6 +230,15 @@ def test_most_restrictive_action_wins_and_every_limit_applies() -> None:
     assert [r.rule for r in decision.reasons] == ["ramp", "risk.rules[0]", "risk.rules[1]", "risk.rules[2]"]
 
 
+def test_throttle_never_sends_more_than_the_last_sending_day() -> None:
+    # plan volume 200 at day 15; half of it would be 100, far above yesterday's 30
+    decision = decide(
+        PLAN, NumberState(plan_day=15, last_volume=30), good(response_rate=1), None, MONDAY, NOW
+    )
+    assert (decision.action, decision.quota) == (Action.THROTTLE, 30)
+    assert "throttle 0.5: quota 200 -> 30 (not above the last volume 30)" in texts(decision)[1]
+
+
 def test_cap_that_does_not_bind_lets_the_ramp_advance() -> None:
     decision = decide(PLAN, NumberState(plan_day=4), good(lifetime=1), None, MONDAY, NOW)
     assert (decision.action, decision.quota, decision.next_plan_day) == (Action.ADVANCE, 15, 5)
@@ -406,25 +415,17 @@ def situations(draw: st.DrawFn) -> tuple[Plan, NumberState, Reading | None, DayO
     )
     state = NumberState(
         plan_day=draw(st.integers(1, plan.last_plan_day + 3)),
-        last_volume=draw(st.integers(0, 400)),
+        last_volume=draw(st.one_of(st.integers(0, 20), st.integers(0, 400))),
         paused=paused,
         paused_volume=draw(st.one_of(st.none(), st.integers(0, 400))),
         resumed_on=None if paused else resumed_on,
         advance_pending=draw(st.booleans()),
     )
-    reading = draw(
-        st.one_of(
-            st.just(None),
-            st.builds(
-                lambda o, li, r, c, h: Reading(o, li, r, c, NOW - timedelta(hours=h), "scenario"),
-                LEVELS,
-                LEVELS,
-                LEVELS,
-                LEVELS,
-                st.one_of(st.floats(0, 20), st.floats(0, 100)),
-            ),
-        )
-    )
+    kind = draw(st.sampled_from(["fresh", "fresh", "fresh", "stale", "missing"]))
+    stale_hours = plan.risk.stale_after / timedelta(hours=1)
+    age = draw(st.floats(0, stale_hours) if kind == "fresh" else st.floats(stale_hours + 0.01, 200))
+    levels = [draw(LEVELS) for _ in range(4)]
+    reading = None if kind == "missing" else Reading(*levels, NOW - timedelta(hours=age), "scenario")
     planned = draw(st.integers(0, 400))
     sent = draw(st.integers(0, planned))
     yesterday = draw(

@@ -440,3 +440,28 @@ def test_tokens_never_show_in_reprs_or_state() -> None:
     assert "tok-a" not in str(m.channel_state(A.phone, T0))
     send(m, "tok-a", B.phone, T0)
     assert "tok-a" not in str(m.sends()[0].to_json())
+
+
+def test_a_few_first_strangers_are_too_early_to_judge() -> None:
+    m = model(behaviour=HOSTILE)
+    for i in range(4):
+        send(m, "tok-a", contact(i), T0 + timedelta(minutes=i))
+    assert m.channel_state(A.phone, T0 + timedelta(hours=1))["reading"]["riskFactorContacts"] == 2  # type: ignore[index]
+    send(m, "tok-a", contact(4), T0 + timedelta(minutes=5))
+    assert m.channel_state(A.phone, T0 + timedelta(hours=1))["reading"]["riskFactorContacts"] == 1  # type: ignore[index]
+
+
+def test_meta_phone_info_follows_status_and_quality() -> None:
+    m = model(behaviour=HOSTILE)
+    info = m.phone_info("tok-a", "5511999990001", T0)
+    assert (info["quality_rating"], info["status"]) == ("GREEN", "CONNECTED")
+    assert info["whatsapp_business_manager_messaging_limit"] == "TIER_2K"
+    for i in range(20):
+        send(m, "tok-a", contact(i), T0 + timedelta(minutes=i))
+    info = m.phone_info("tok-a", "5511999990001", T0 + timedelta(hours=1))
+    assert (info["quality_rating"], info["status"]) == ("RED", "FLAGGED")
+    m.update_channel(A.phone, status=ChannelStatus.BANNED, now=T0)
+    assert m.phone_info("tok-a", "5511999990001", T0)["status"] == "BANNED"
+    with pytest.raises(SimError) as err:
+        m.phone_info("tok-a", "5511999990002", T0)
+    assert err.value.status == 400

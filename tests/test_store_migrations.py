@@ -63,7 +63,8 @@ def test_upgrade_accepts_a_url(sqlite_url: str) -> None:
 def test_migrations_do_not_import_the_models() -> None:
     # A migration must keep building the schema of ITS time; importing today's models would change it.
     for path in (MIGRATIONS / "versions").glob("*.py"):
-        assert "warmup" not in path.read_text(), path.name
+        source = path.read_text()
+        assert "import warmup" not in source and "from warmup" not in source, path.name
 
 
 def test_cli_upgrade_and_current(sqlite_url: str) -> None:

@@ -90,6 +90,7 @@ class Reason:
     rule: str  # e.g. "ramp", "rest_day", "risk.rules[2]", "stale_reading", "resume", "schedule"
     action: Action
     text: str
+    binding: bool = True  # False: it fired but changed nothing today (e.g. a cap above the plan volume)
 
 
 @dataclass(frozen=True)

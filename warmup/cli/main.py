@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from warmup.errors import UserError
 
@@ -24,9 +25,9 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Each command module adds its commands; imported here so `--help` lists them all.
-    from warmup.cli import db_cmd, plan_cmd, preview_cmd, simulator_cmd
+    from warmup.cli import db_cmd, plan_cmd, preview_cmd, run_cmd, simulator_cmd
 
-    for module in (plan_cmd, preview_cmd, db_cmd, simulator_cmd):
+    for module in (plan_cmd, preview_cmd, db_cmd, simulator_cmd, run_cmd):
         module.register(app, plan_app)
 
 
@@ -34,9 +35,11 @@ def main() -> None:
     """Run the CLI; a UserError becomes one clear line on stderr and a non-zero exit, never a traceback."""
     _register()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # without standalone mode, typer returns typer.Exit codes
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -48,7 +51,10 @@ def main() -> None:
     except Exception as exc:  # click usage errors and anything unexpected
         import click
 
-        if isinstance(exc, click.ClickException):
+        # typer >= 0.20 vendors click: its usage errors are not click.ClickException
+        if isinstance(exc, click.ClickException) or (
+            isinstance(exc, typer.TyperException) and hasattr(exc, "show")
+        ):
             exc.show()
             sys.exit(exc.exit_code)
         err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)

@@ -153,7 +153,8 @@ class CloudApiProvider:
         """The JSON of a template send (spec `TemplateMessage`)."""
         if not name or not _TEMPLATE_LANGUAGE.fullmatch(language):
             raise ValueError("template needs a name and a language code like en_US")
-        template: dict[str, Any] = {"name": name, "language": {"code": language}}
+        # the spec's LanguageObject requires `policy` (only value: deterministic)
+        template: dict[str, Any] = {"name": name, "language": {"policy": "deterministic", "code": language}}
         if components:
             template["components"] = [dict(c) for c in components]
         return {

@@ -82,15 +82,23 @@ def parse_timestamp(value: Any, where: str) -> datetime:
     seconds: float
     if isinstance(value, bool):
         raise WebhookError(f"{where}: timestamp must be unix seconds, got a boolean")
+    if isinstance(value, int) and not 0 <= value < _MAX_TIMESTAMP:
+        raise WebhookError(f"{where}: timestamp out of range: {_short(value)}")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+    elif isinstance(value, str) and _digits(value, 12):
         seconds = float(int(value.strip()))
     else:
         raise WebhookError(f"{where}: timestamp must be unix seconds, got {_short(value)}")
     if not math.isfinite(seconds) or not 0 <= seconds < _MAX_TIMESTAMP:
         raise WebhookError(f"{where}: timestamp out of range: {_short(value)}")
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _digits(value: str, max_len: int) -> bool:
+    """ASCII digits only and short (int() refuses very long digit strings with ValueError)."""
+    text = value.strip()
+    return 0 < len(text) <= max_len and text.isascii() and text.isdigit()
 
 
 def _short(value: Any) -> str:

@@ -96,7 +96,7 @@ def meter_factor(data: Mapping[str, Any], key: str) -> int | str:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) < 20:
         number = int(value.strip())
     if number is None:
         return f"'{key}' is not a number: {str(value)[:30]!r}"

@@ -21,8 +21,9 @@ Risk meter readings (1 use caution, 2 needs attention, 3 good) — `Thresholds`,
   `response_window` (7 days); fewer than `response_min_sends` (5) sends -> 2 (not enough data);
   otherwise `>= response_good` (0.30) -> 3, `>= response_fair` (0.10) -> 2, else 1. A reply is an
   incoming message from a chat the channel has written to.
-- riskFactorContacts: share of distinct recipients (ever) that are peers or have written back;
-  no recipients -> 2; `>= contacts_good` (0.50) -> 3, `>= contacts_fair` (0.20) -> 2, else 1.
+- riskFactorContacts: share of distinct recipients (ever) that are peers or have written back:
+  `>= contacts_good` (0.50) -> 3, `>= contacts_fair` (0.20) -> 2, else 1; with fewer than
+  `contacts_min_recipients` (5) recipients it is never below 2 (too early to judge).
 - riskFactor (overall): the rounded mean of the three, but at most one above the worst of them.
 - The meter is computed by `POST` once per simulated UTC day; later calls that day return the saved one.
 
@@ -119,6 +120,7 @@ class Thresholds:
     response_fair: float = 0.10
     contacts_good: float = 0.50
     contacts_fair: float = 0.20
+    contacts_min_recipients: int = 5
     bans: bool = True
     safe_base: int = 20
     safe_per_day: int = 15
@@ -492,6 +494,35 @@ class SimModel:
             "user": {"id": channel.spec.digits, "name": channel.spec.name, "pushname": channel.spec.name},
         }
 
+    def phone_info(self, token: str, phone_number_id: str, now: datetime) -> dict[str, Any]:
+        """Meta Cloud API `GET /{version}/{phone-number-id}`: quality, status and messaging tier.
+
+        Quality follows how people react (the response-rate and contacts factors, not the age):
+        both good or neutral -> GREEN, one at 1 -> YELLOW, both at 1 -> RED. Status: BANNED, DISCONNECTED
+        (logged out), FLAGGED (quality RED) or CONNECTED. Tier: TIER_250 under 30 days, else TIER_2K.
+        """
+        channel = self._known(token)
+        if channel.spec.digits != phone_number_id:
+            raise SimError(400, "Unsupported get request", f"object {phone_number_id} does not exist")
+        reading = self._compute_reading(channel, now)
+        worst = (reading.chats == 1) + (reading.contacts == 1)
+        quality = ("GREEN", "YELLOW", "RED")[worst]
+        if channel.status is ChannelStatus.BANNED:
+            status = "BANNED"
+        elif channel.status is ChannelStatus.LOGGED_OUT:
+            status = "DISCONNECTED"
+        else:
+            status = "FLAGGED" if quality == "RED" else "CONNECTED"
+        age = (now.date() - channel.spec.registered).days
+        return {
+            "id": phone_number_id,
+            "display_phone_number": channel.spec.phone,
+            "verified_name": channel.spec.name,
+            "quality_rating": quality,
+            "status": status,
+            "whatsapp_business_manager_messaging_limit": "TIER_250" if age < 30 else "TIER_2K",
+        }
+
     def list_messages(
         self,
         token: str,
@@ -816,6 +847,8 @@ class SimModel:
         else:
             known = sum(1 for r in channel.recipients if r in self._by_digits or r in channel.repliers)
             contacts = level(known / len(channel.recipients), t.contacts_good, t.contacts_fair)
+            if len(channel.recipients) < t.contacts_min_recipients:
+                contacts = max(contacts, 2)
         return MeterReading(
             channel.spec.channel_id,
             now.date(),

@@ -9,15 +9,23 @@ the optional JSONL send log is buffered and flushed by the ticker, never per req
 Whapi operations: `POST /messages/text`, `GET /health`, `GET /messages/list`, `GET|PATCH /settings`,
 `POST|GET /services/riskOfBlocking`. Auth: `Authorization: Bearer <token>` (or `?token=`), one token
 per channel. Admin endpoints (no auth, loopback only) live under `/_sim/` — see `ADMIN_ENDPOINTS`.
+
+Meta Cloud API for the same channels (phone-number-id = the channel's digits, same token):
+`POST /{version}/{phone-number-id}/messages` (text or template) and `GET /{version}/{phone-number-id}`
+(`?fields=quality_rating,status,...`), errors in Meta's envelope with its codes (190 bad token, 100 bad
+parameter, 368 banned, 131031 logged out, 131026 forbidden recipient, 131042 trial limit, 130429 rate
+limit). Not simulated: the 24-hour customer-service window (131047) and portfolio messaging limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import queue
 import random
+import re
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -77,6 +85,75 @@ class _WallClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+def _whapi_error(error: SimError) -> tuple[int, Any]:
+    return error.status, error.envelope()
+
+
+_GRAPH_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,2}")
+_fbtrace = itertools.count(1)
+
+
+def _meta_error(error: SimError) -> tuple[int, Any]:
+    """Meta's Graph API envelope for an error; HTTP status and code as the Cloud API uses them."""
+    details = error.details.lower()
+    if error.status == 401 and "banned" in (error.message + details).lower():
+        status, code, message = 400, 368, "Temporarily blocked for policies violations"
+    elif error.status == 401 and "logged out" in details:
+        status, code, message = 400, 131031, "Account has been locked"
+    elif error.status == 401:
+        status, code, message = 401, 190, "Invalid OAuth access token"
+    elif error.status == 402:
+        status, code, message = 400, 131042, "Business eligibility payment issue"
+    elif error.status == 403:
+        status, code, message = 400, 131026, "Message undeliverable"
+    elif error.status == 429:
+        status, code, message = 429, 130429, "Rate limit hit"
+    elif error.status >= 500:
+        status, code, message = (
+            error.status,
+            2 if error.status != 500 else 1,
+            "Service temporarily unavailable",
+        )
+    elif error.status == 404:
+        status, code, message = 404, 100, "Unknown path components"
+    else:
+        status, code, message = 400, 100, "Invalid parameter"
+    return status, {
+        "error": {
+            "message": f"(#{code}) {message}",
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": error.details},
+            "fbtrace_id": f"Sim{next(_fbtrace):09d}",
+        }
+    }
+
+
+def _cloud_text(payload: Any) -> tuple[str, str]:
+    """(text for the send log, recipient) of a Cloud API text or template send; SimError 400 if malformed."""
+    if not isinstance(payload, dict) or payload.get("messaging_product") != "whatsapp":
+        raise SimError(400, "Bad request", "messaging_product must be 'whatsapp'")
+    to = payload.get("to")
+    if not isinstance(to, str) or not to:
+        raise SimError(400, "Bad request", "'to' is required")
+    kind = payload.get("type", "text")
+    if kind == "text":
+        text = payload.get("text")
+        body = text.get("body") if isinstance(text, dict) else None
+        if not isinstance(body, str) or not body.strip():
+            raise SimError(400, "Bad request", "text.body is required")
+        return body, to
+    if kind == "template":
+        template = payload.get("template")
+        name = template.get("name") if isinstance(template, dict) else None
+        language = template.get("language") if isinstance(template, dict) else None
+        code = language.get("code") if isinstance(language, dict) else None
+        if not isinstance(name, str) or not name or not isinstance(code, str) or not code:
+            raise SimError(400, "Bad request", "template.name and template.language.code are required")
+        return f"[template {name}/{code}]", to
+    raise SimError(400, "Bad request", f"message type {kind!r} is not supported by the simulator")
 
 
 def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
@@ -229,29 +306,33 @@ def create_app(state: _State) -> Starlette:
     """The ASGI app over one state (exposed so tests or other servers can mount it)."""
 
     async def whapi(
-        request: Request, operation: str, action: Callable[[str, datetime], tuple[int, Any]]
+        request: Request,
+        operation: str,
+        action: Callable[[str, datetime], tuple[int, Any]],
+        render: Callable[[SimError], tuple[int, Any]] = _whapi_error,
     ) -> Response:
+        """Run one API operation with the faults drawn for it; `render` shapes errors (Whapi or Meta)."""
         token = _token(request)
         spec, pick = state.pick_fault(operation, token)
         if pick.latency:
             await asyncio.sleep(pick.latency)
         kind = pick.kind
         if kind is FaultKind.RATE_LIMIT:
-            error = SimError(429, "Too many requests", "rate limit exceeded, retry later")
-            return _json(429, error.envelope(), {"Retry-After": str(spec.retry_after)})
+            status, payload = render(SimError(429, "Too many requests", "rate limit exceeded, retry later"))
+            return _json(status, payload, {"Retry-After": str(spec.retry_after)})
         if kind is FaultKind.SERVER_ERROR:
-            status = state.fault_rng.choice((500, 502, 503))
-            return _json(status, SimError(status, "Internal error", "simulated server error").envelope())
+            code = state.fault_rng.choice((500, 502, 503))
+            return _json(*render(SimError(code, "Internal error", "simulated server error")))
         if kind is FaultKind.TIMEOUT:
             await asyncio.sleep(spec.hold_seconds)
-            return _json(504, SimError(504, "Gateway timeout", "simulated timeout").envelope())
+            return _json(*render(SimError(504, "Gateway timeout", "simulated timeout")))
         if kind is FaultKind.HTML:
             return Response(_HTML_ERROR, 502, media_type="text/html")
         headers: dict[str, str] = {}
         try:
             status, payload = state.call(lambda now: action(token, now))
         except SimError as error:
-            status, payload = error.status, error.envelope()
+            status, payload = render(error)
             if error.retry_after is not None:
                 headers["Retry-After"] = str(error.retry_after)
         if kind is FaultKind.TIMEOUT_AFTER_SEND:
@@ -313,6 +394,45 @@ def create_app(state: _State) -> Starlette:
                 request, "meter", lambda token, now: (200, state.model.meter_compute(token, now))
             )
         return await whapi(request, "meter", lambda token, now: (200, state.model.meter_last(token)))
+
+    # --- Meta Cloud API ------------------------------------------------------------------------
+
+    async def cloud_send(request: Request) -> Response:
+        raw = await request.body()
+        version, phone_number_id = request.path_params["version"], request.path_params["pnid"]
+        if not _GRAPH_VERSION.fullmatch(version):
+            return _json(*_meta_error(SimError(404, "Unknown path", f"unknown API version {version!r}")))
+
+        def action(token: str, now: datetime) -> tuple[int, Any]:
+            payload = _parse_json(raw)
+            phone = state.model.phone_of_token(token)
+            if phone is None:
+                raise SimError(401, "Unauthorized", "invalid OAuth access token")
+            if phone.removeprefix("+") != phone_number_id:
+                raise SimError(400, "Unsupported post request", f"object {phone_number_id} does not exist")
+            text, to = _cloud_text(payload)
+            result = state.model.send_text(token, {"to": to, "body": text}, now)
+            state.log_send(state.model.last_send())
+            message = result["message"]
+            return 200, {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": message["chat_id"].split("@")[0]}],
+                "messages": [{"id": message["id"], "message_status": "accepted"}],
+            }
+
+        return await whapi(request, "cloud_send", action, _meta_error)
+
+    async def cloud_phone(request: Request) -> Response:
+        version, phone_number_id = request.path_params["version"], request.path_params["pnid"]
+        if not _GRAPH_VERSION.fullmatch(version):
+            return _json(*_meta_error(SimError(404, "Unknown path", f"unknown API version {version!r}")))
+        wanted = {f.strip() for f in request.query_params.get("fields", "").split(",") if f.strip()}
+
+        def action(token: str, now: datetime) -> tuple[int, Any]:
+            info = state.model.phone_info(token, phone_number_id, now)
+            return 200, {k: v for k, v in info.items() if k == "id" or not wanted or k in wanted}
+
+        return await whapi(request, "cloud_status", action, _meta_error)
 
     # --- admin ---------------------------------------------------------------------------------
 
@@ -456,6 +576,9 @@ def create_app(state: _State) -> Starlette:
         Route("/_sim/tick", admin(tick), methods=["POST"]),
         Route("/_sim/stats", admin(stats), methods=["GET"]),
         Route("/_sim/reset", admin(reset), methods=["POST"]),
+        # Meta Cloud API last: its path patterns would also match the paths above
+        Route("/{version}/{pnid}/messages", cloud_send, methods=["POST"]),
+        Route("/{version}/{pnid}", cloud_phone, methods=["GET"]),
     ]
     return Starlette(routes=routes)
 

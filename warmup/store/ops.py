@@ -591,8 +591,19 @@ def claim(engine: Engine, message_id: int, worker_id: str, now: datetime) -> Cla
     and its local day not over, move the message planned|queued -> sending (conditional UPDATE), and
     take a quota slot (`used = used + 1 WHERE used < quota`). A paused number, a full quota or a past
     day turn the message `skipped` with the reason instead; a message that is not due is left alone.
+
+    A cheap read-only look comes first, so a redelivered or duplicate broker message is turned away
+    without taking SQLite's write lock.
     """
     now = _aware(now)
+    with _read(engine) as conn:
+        current = conn.execute(
+            sa.select(MESSAGES.c.state).where(MESSAGES.c.id == message_id)
+        ).scalar_one_or_none()
+    if current is None:
+        return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason="no such message")
+    if current not in CLAIMABLE:
+        return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason=f"message is {current}")
     with _write(engine) as conn:
         row = conn.execute(
             sa.select(

@@ -1,0 +1,110 @@
+"""An accelerated embedded run: 3 numbers over about 3 simulated days against the simulator's send log.
+
+Checked against the simulator (the ground truth of what went out): no number exceeds its local-day
+quota, no message is sent twice, every message of a finished day ends terminal. The run is stopped and
+restarted half way, as a user would with Ctrl-C, and continues with nothing lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fleet_fixture import fleet_builder
+from warmup.clock import ScaledClock
+from warmup.embedded import EmbeddedRunner
+from warmup.schedule import local_date_of
+from warmup.store import ops
+from warmup.store.db import make_engine, upgrade
+from warmup.store.models import TERMINAL_STATES
+
+pytestmark = pytest.mark.slow
+
+SCALE = 8640.0  # one simulated day every 10 wall seconds
+START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    yield from fleet_builder(tmp_path, monkeypatch)
+
+
+def run_for(runner: EmbeddedRunner, clock: ScaledClock, until: datetime) -> None:
+    runner.start()
+    try:
+        while clock.now() < until:
+            assert runner.running
+            time.sleep(0.2)
+    finally:
+        runner.stop()
+
+
+def test_accelerated_run_keeps_every_invariant(tmp_path: Path, make_fleet: Any) -> None:
+    url = f"sqlite:///{tmp_path}/run.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    clock = ScaledClock.starting_now(START, SCALE)
+    fleet = make_fleet(engine, clock, count=3, volume=8, gap="5m..20m", reply_probability=0.5)
+
+    half_time = START.replace(day=24, hour=14)
+    end_time = START.replace(day=26, hour=1)
+    run_for(EmbeddedRunner(url, clock, worker_threads=3), clock, half_time)
+    sent_before_restart = len(fleet.sends())
+    assert sent_before_restart > 0
+    run_for(EmbeddedRunner(url, clock, worker_threads=3), clock, end_time)
+
+    sends = fleet.sends()
+    print(
+        {key: count for key, count in Counter((s["channel"], s["accepted_at"][:10]) for s in sends).items()}
+    )
+    assert len(sends) > sent_before_restart  # the restarted run carried on
+    numbers = {n.phone: n for n in ops.list_numbers(engine)}
+    # 1. no number sends more than its quota on any local day (simulator's log, number's time zone)
+    per_day = Counter(
+        (
+            s["channel"],
+            local_date_of(datetime.fromisoformat(s["accepted_at"]), numbers[s["channel"]].timezone),
+        )
+        for s in sends
+    )
+    for (phone, day), count in per_day.items():
+        number = numbers[phone]
+        assert number.id is not None
+        plan = ops.get_day_plan(engine, number.id, day)
+        assert plan is not None, f"{phone} sent on unplanned day {day}"
+        assert count <= plan.quota, f"{phone} sent {count} > quota {plan.quota} on {day}"
+    for phone in numbers:  # every number sent on at least two local days
+        assert len({d for (p, d) in per_day if p == phone}) >= 2
+    # 2. no message sent twice: every send in the log is one distinct `sent` row, and vice versa
+    rows = [
+        m
+        for number in numbers.values()
+        for day in {d for (p, d) in per_day if p == number.phone} | set()
+        for m in ops.list_messages(engine, number.id or 0, day)
+    ]
+    sent_rows = [m for m in rows if m.state == "sent"]
+    assert len({m.id for m in sent_rows}) == len(sent_rows)
+    log_ids = Counter(s["message_id"] for s in sends)
+    assert all(count == 1 for count in log_ids.values())
+    assert {m.provider_message_id for m in sent_rows} == set(log_ids)
+    # peers replied: some sends were peer replies, counted on the replying number
+    assert any(m.kind == "peer_reply" for m in sent_rows)
+    # 3. every message of a finished local day is terminal, with a reason when skipped
+    for number in numbers.values():
+        assert number.id is not None
+        today = local_date_of(clock.now(), number.timezone)
+        for day_offset in range(0, 4):
+            day = START.date().replace(day=22 + day_offset)
+            if day >= today:
+                continue
+            for message in ops.list_messages(engine, number.id, day):
+                assert message.state in TERMINAL_STATES, (number.phone, day, message.state)
+                if message.state == "skipped":
+                    assert message.reason
+    engine.dispose()

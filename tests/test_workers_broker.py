@@ -1,0 +1,89 @@
+"""Broker setup: in-process and Redis brokers, actors bound before use, the `dramatiq workers.actors` path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+
+from tests.conftest import require_service
+from workers.broker import current_broker, is_in_process, setup_broker
+
+REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        require_service("redis", str(exc))
+    finally:
+        client.close()
+    yield REDIS_URL
+    setup_broker(None)  # leave later tests an in-process broker
+
+
+def test_in_process_broker_binds_the_actors() -> None:
+    broker = setup_broker(None)
+    import workers.actors as actors
+
+    assert isinstance(broker, StubBroker) and is_in_process(broker)
+    assert dramatiq.get_broker() is broker is current_broker()
+    for actor in actors.ACTORS:
+        assert actor.broker is broker
+        assert broker.get_actor(actor.actor_name) is actor
+    assert {a.actor_name for a in actors.ACTORS} == {
+        "plan_day",
+        "send_message",
+        "refresh_reading",
+        "ingest_replies",
+    }
+    # a second embedded run in the same process gets a fresh broker, and the actors follow it
+    second = setup_broker(None)
+    assert second is not broker
+    assert all(actor.broker is second for actor in actors.ACTORS)
+
+
+@pytest.mark.redis
+def test_redis_broker_carries_actor_messages(redis_url: str) -> None:
+    broker = setup_broker(redis_url)
+    import workers.actors as actors
+
+    assert isinstance(broker, RedisBroker)
+    assert not is_in_process(broker)
+    assert actors.send_message.broker is broker
+    broker.flush_all()
+    message = actors.send_message.send(12345)
+    assert message.args == (12345,)  # ids only: JSON-serialisable, no objects
+    assert broker.client.llen(f"warmup:{actors.QUEUE}") >= 1  # namespace "warmup", bytes client
+    broker.flush_all()
+
+
+@pytest.mark.redis
+def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(redis_url: str) -> None:
+    """What `dramatiq workers.actors` does first: import the module in a fresh process, broker from env."""
+    code = (
+        "import dramatiq, workers.actors as a; "
+        "b = dramatiq.get_broker(); "
+        "print(type(b).__name__, a.plan_day.broker is b, sorted(b.get_declared_actors()))"
+    )
+    env = {
+        **os.environ,
+        "WARMUP_REDIS_URL": redis_url,
+        "WARMUP_DATABASE_URL": f"sqlite:////tmp/{uuid.uuid4().hex}.db",
+    }
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "RedisBroker True ['ingest_replies', 'plan_day', 'refresh_reading', 'send_message']"
+    )
