@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -148,6 +149,12 @@ def test_huge_integer_is_a_located_problem(tmp_path: Path) -> None:
 
 def test_directory_is_not_a_plan(tmp_path: Path) -> None:
     assert "is a directory" in only_problem(tmp_path).message
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "plan.yaml"
+    os.mkfifo(fifo)
+    assert "not a regular file" in only_problem(fifo).message
 
 
 def test_scalars_follow_yaml_1_2_core_schema() -> None:

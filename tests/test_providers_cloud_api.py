@@ -95,6 +95,12 @@ def test_template_input_errors_do_not_call(server: ScriptedServer, provider: Clo
     assert server.calls("POST", MESSAGES) == []
 
 
+def test_overlong_text_fails_without_a_call(server: ScriptedServer, provider: CloudApiProvider) -> None:
+    result = provider.send_text("+16505551234", "x" * 4097)
+    assert result.action is A.FAIL and "4096" in result.reason
+    assert server.calls("POST", MESSAGES) == []
+
+
 def test_held_message_is_accepted_with_a_reason(server: ScriptedServer, provider: CloudApiProvider) -> None:
     server.on("POST", MESSAGES, accepted("wamid.H", status="held_for_quality_assessment"))
     result = provider.send_text("+16505551234", "hi")

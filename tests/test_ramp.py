@@ -243,6 +243,7 @@ def test_cap_that_does_not_bind_lets_the_ramp_advance() -> None:
     decision = decide(PLAN, NumberState(plan_day=4), good(lifetime=1), None, MONDAY, NOW)
     assert (decision.action, decision.quota, decision.next_plan_day) == (Action.ADVANCE, 15, 5)
     assert "risk.rules[1] lifetime=1 -> cap 50: not binding (plan volume 15)" in texts(decision)
+    assert [r.binding for r in decision.reasons if r.rule == "risk.rules[1]"] == [False]
 
 
 def test_cap_that_binds_caps_and_holds_the_plan_day() -> None:

@@ -252,7 +252,7 @@ def preview_table(preview: Preview) -> Table:
     table = Table(
         title=f"{preview.plan_name} under scenario {preview.scenario.name} ({preview.timezone})",
         caption="reading: o=overall l=lifetime r=response rate c=contacts, 3 good .. 1 caution; "
-        "(…) = no new reading that day",
+        "(…) = no new reading that day; rules that fired without changing the day are not shown",
         show_lines=False,
     )
     for header, justify in (
@@ -268,7 +268,7 @@ def preview_table(preview: Preview) -> Table:
         table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for day in preview.days:
         decision = day.decision
-        reasons = [reason.text for reason in decision.reasons if reason.rule != "ramp"]
+        reasons = [reason.text for reason in decision.reasons if reason.rule != "ramp" and reason.binding]
         table.add_row(
             decision.local_date.isoformat(),
             WEEKDAYS[decision.local_date.weekday()],

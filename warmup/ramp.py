@@ -210,7 +210,12 @@ def _rule_effect(match: RuleMatch, plan: Plan, state: NumberState, plan_day: int
         cap = int(value)
         if cap >= base:
             return _Effect(
-                Reason(match.name, Action.ADVANCE, f"{head} {cap}: not binding (plan volume {base})")
+                Reason(
+                    match.name,
+                    Action.ADVANCE,
+                    f"{head} {cap}: not binding (plan volume {base})",
+                    binding=False,
+                )
             )
         return _Effect(Reason(match.name, Action.CAP, f"{head} {cap}: quota {base} -> {cap}"), limit=cap)
     if kind == "throttle":
@@ -243,7 +248,8 @@ def _resume_effect(plan: Plan, state: NumberState, local_date: date, base: int) 
         f"re-entering at {plan.risk.resume.at:g} x {before}"
     )
     if start >= base:
-        return _Effect(Reason("resume", Action.ADVANCE, f"{head}: not binding (plan volume {base})"))
+        text = f"{head}: not binding (plan volume {base})"
+        return _Effect(Reason("resume", Action.ADVANCE, text, binding=False))
     ceiling = math.floor(start + (base - start) * day / over_days)
     ceiling = max(ceiling, 1) if base >= 1 else 0
     text = f"{head}, climbing back to the plan: quota {base} -> {ceiling}"

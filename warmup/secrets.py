@@ -20,7 +20,7 @@ from typing import Any
 from warmup.errors import UserError
 
 MASK = "***"
-_MIN_SECRET_LEN = 4  # shorter values would mask ordinary words; no real token is that short
+_MIN_SECRET_LEN = 6  # shorter values would mask ordinary words; no real token is that short
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REF = re.compile(r"\$\{([^}]*)\}")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")

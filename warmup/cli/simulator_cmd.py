@@ -81,7 +81,10 @@ def simulator(
         channel_faults=channel_faults,
     )
     clock = clock_from_env()
-    server = SimulatorServer(config, clock=clock, host=host, port=port, log_file=log_file)
+    try:
+        server = SimulatorServer(config, clock=clock, host=host, port=port, log_file=log_file)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"cannot set up the simulator: {exc}") from None
     try:
         url = server.start()
     except (OSError, RuntimeError) as exc:

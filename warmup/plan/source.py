@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -93,12 +95,15 @@ def read_text(path: str | Path, *, max_bytes: int = MAX_BYTES, what: str = "file
         return PlanError([Problem(name, line, col, "", message)])
 
     try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise fail(f"is a directory, not a {what}")
+        if not stat.S_ISREG(mode):  # a FIFO or device would block or never end
+            raise fail(f"not a regular file, so not a {what}")
         with open(path, "rb") as handle:
             raw = handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise fail(f"no such {what}") from None
-    except IsADirectoryError:
-        raise fail(f"is a directory, not a {what}") from None
     except PermissionError:
         raise fail(f"permission denied reading this {what}") from None
     except OSError as exc:

@@ -35,6 +35,7 @@ from warmup.secrets import Secret
 A = OutcomeAction
 GRAPH_BASE_URL = "https://graph.facebook.com"
 DEFAULT_VERSION = "v23.0"
+MAX_TEXT_CHARS = 4096  # Meta's documented limit for a text body
 HEALTH_FIELDS = "quality_rating,status,whatsapp_business_manager_messaging_limit"
 NO_METER = "Cloud API has no risk meter; use the local meter (quality() gives the quality rating)"
 
@@ -135,6 +136,8 @@ class CloudApiProvider:
 
     def build_text_body(self, to: str, body: str) -> dict[str, Any]:
         """The JSON of a text send (spec `TextMessage`); ValueError for a non-phone `to`."""
+        if len(body) > MAX_TEXT_CHARS:
+            raise TypeError(f"text longer than {MAX_TEXT_CHARS} characters")
         return {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
@@ -179,6 +182,8 @@ class CloudApiProvider:
             payload = self.build_text_body(to, body)
         except ValueError as exc:
             return SendResult(A.SKIP_RECIPIENT, None, self._reason(f"not sent: {exc}"))
+        except TypeError as exc:
+            return SendResult(A.FAIL, None, f"not sent: {exc}")
         try:
             content = encode_json(payload)
         except Exception as exc:  # our bug, nothing was sent

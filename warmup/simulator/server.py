@@ -53,6 +53,7 @@ from warmup.simulator.model import (
     SimError,
     SimModel,
     WebhookPost,
+    phone_digits,
 )
 
 log = logging.getLogger(__name__)
@@ -260,8 +261,7 @@ class _State:
         self.fault_rng = random.Random(f"{model.seed}|faults")
         self.faults = model.config.faults
         self.channel_faults: dict[str, FaultSpec] = {
-            f"+{ChannelSpec('x', phone, date.min).digits}": spec
-            for phone, spec in model.config.channel_faults.items()
+            _phone_key(phone): spec for phone, spec in model.config.channel_faults.items()
         }
         self.webhooks = _WebhookSender(webhook_timeout)
         self._log: IO[str] | None = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115
@@ -584,7 +584,7 @@ def create_app(state: _State) -> Starlette:
 
 
 def _phone_key(phone: str) -> str:
-    return f"+{ChannelSpec('x', phone, date.min).digits}"
+    return f"+{phone_digits(phone)}"
 
 
 def channel_spec_from_json(data: Mapping[str, Any]) -> ChannelSpec:
