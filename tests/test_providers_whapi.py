@@ -202,13 +202,17 @@ def test_concurrent_sends_share_one_client(server: ScriptedServer, provider: Wha
 # --- health ------------------------------------------------------------------------------------------
 
 
+def health_body(code: int, text: str) -> dict[str, Any]:
+    return {"start_at": 1, "uptime": 5, "status": {"code": code, "text": text}}
+
+
 @pytest.mark.parametrize(
     ("reply", "action", "status"),
     [
-        (Reply(200, {"start_at": 1, "uptime": 5, "status": {"code": 4, "text": "AUTH"}}), A.OK, "AUTH"),
-        (Reply(200, {"start_at": 1, "uptime": 5, "status": {"code": 3, "text": "QR"}}), A.STOP_NUMBER, "QR"),
-        (Reply(200, {"start_at": 1, "uptime": 5, "status": {"code": 5, "text": "ERROR"}}), A.STOP_NUMBER, "ERROR"),
-        (Reply(200, {"start_at": 1, "uptime": 5, "status": {"code": 2, "text": "LAUNCH"}}), A.RETRY, "LAUNCH"),
+        (Reply(200, health_body(4, "AUTH")), A.OK, "AUTH"),
+        (Reply(200, health_body(3, "QR")), A.STOP_NUMBER, "QR"),
+        (Reply(200, health_body(5, "ERROR")), A.STOP_NUMBER, "ERROR"),
+        (Reply(200, health_body(2, "LAUNCH")), A.RETRY, "LAUNCH"),
         (Reply(200, {"status": "weird"}), A.RETRY, "unreadable"),
         (Reply(200, "<html>hi</html>"), A.RETRY, "unreadable"),
         (Reply(401, {"error": {"code": 401, "message": "unauthorized"}}), A.STOP_NUMBER, "HTTP 401"),

@@ -68,7 +68,7 @@ def test_looks_like_token() -> None:
 
 def test_secret_is_masked_everywhere() -> None:
     secret = Secret(WHAPI_TOKEN, name="WHAPI_TOKEN_1")
-    views = [repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>40}", "%s" % secret,
+    views = [repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>40}", str.format("{}", secret),
              repr([secret]), repr({"token": secret})]  # fmt: skip
     for view in views:
         assert WHAPI_TOKEN not in view

@@ -332,9 +332,10 @@ def write_chart(preview: Preview, path: str | Path) -> None:
             label="plan's own curve (no risk events)",
             zorder=3,
         )
-        ax.plot(
+        ax.step(
             xs,
             [day.decision.plan_volume for day in days],
+            where="mid",
             color="#78909c",
             linestyle=":",
             linewidth=1.4,
