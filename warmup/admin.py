@@ -119,7 +119,9 @@ def pause(
     return _outcome(engine, target, ids)
 
 
-def resume(engine: Engine, target: Target, *, actor: str, now: datetime, reason: str | None = None) -> Outcome:
+def resume(
+    engine: Engine, target: Target, *, actor: str, now: datetime, reason: str | None = None
+) -> Outcome:
     """Resume the targeted paused numbers (the rest of today is re-spread by the scheduler)."""
     if target.all and not ops.list_numbers(engine):
         return Outcome([], [])
@@ -246,7 +248,9 @@ class Explanation:
             )
         lines.append("Rules that fired:")
         for reason in day.reasons:
-            lines.append(f"  - {reason.get('rule', '?')} ({reason.get('action', '?')}): {reason.get('text', '')}")
+            lines.append(
+                f"  - {reason.get('rule', '?')} ({reason.get('action', '?')}): {reason.get('text', '')}"
+            )
         if not day.reasons:
             lines.append("  - none recorded")
         if day.cut:
@@ -257,7 +261,9 @@ class Explanation:
             f"{o.replies} replies; {day.used} of {day.quota} slots used."
         )
         for event in self.events:
-            lines.append(f"Event {event.at:%H:%M} UTC: {event.action} by {event.actor} {_detail(event.detail)}")
+            lines.append(
+                f"Event {event.at:%H:%M} UTC: {event.action} by {event.actor} {_detail(event.detail)}"
+            )
         return lines
 
 
@@ -288,11 +294,7 @@ def events_of_day(engine: Engine, number: Number, local_date: date) -> list[Audi
 
     assert number.id is not None
     start, end = local_day_bounds(local_date, number.timezone)
-    return [
-        row
-        for row in reversed(ops.list_audit(engine, number.id, limit=500))
-        if start <= row.at < end
-    ]
+    return [row for row in reversed(ops.list_audit(engine, number.id, limit=500)) if start <= row.at < end]
 
 
 def explain(engine: Engine, phone: str, now: datetime, local_date: date | None = None) -> Explanation:
@@ -385,17 +387,18 @@ def history_chart(days: list[HistoryDay], phone: str, path: str) -> None:
 
     if not days:
         raise UserError(f"{phone} has no planned day yet: nothing to chart")
-    x = [d.local_date for d in days]
+    x: list[Any] = [d.local_date for d in days]  # matplotlib converts dates, its stubs say floats
     figure, axis = plt.subplots(figsize=(10, 4.5))
     try:
         axis.plot(x, [d.quota for d in days], label="quota", drawstyle="steps-mid", color="tab:blue")
         axis.plot(x, [d.sent for d in days], label="sent", marker="o", color="tab:green")
         axis.plot(x, [d.replies for d in days], label="replies", marker=".", color="tab:orange")
-        one_day = timedelta(days=1)
         for index, day in enumerate(d for d in days if d.paused):
+            midnight: Any = datetime.combine(day.local_date, datetime.min.time())
+            start, end = midnight - timedelta(hours=12), midnight + timedelta(hours=12)
             axis.axvspan(
-                day.local_date - one_day / 2,
-                day.local_date + one_day / 2,
+                start,
+                end,
                 color="tab:red",
                 alpha=0.15,
                 label="paused" if index == 0 else None,
@@ -416,7 +419,9 @@ def history_chart(days: list[HistoryDay], phone: str, path: str) -> None:
 # -------------------------------------------------------------------------------------------- audit
 
 
-def audit_log(engine: Engine, phone: str | None = None, limit: int = 100) -> list[tuple[AuditLog, str | None]]:
+def audit_log(
+    engine: Engine, phone: str | None = None, limit: int = 100
+) -> list[tuple[AuditLog, str | None]]:
     """Newest audit rows first (optionally of one number), each with the phone it is about."""
     number_id = number_by_phone(engine, phone).id if phone else None
     phones = {n.id: n.phone for n in ops.list_numbers(engine)}

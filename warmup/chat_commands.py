@@ -103,7 +103,8 @@ def _status_line(engine: Engine, number_id: int, now: datetime) -> str:
     quota = "not planned yet" if row.quota is None else f"{row.sent}/{row.quota} sent"
     return _clip(
         f"{row.phone}: {admin.describe_state(row)}; plan {row.plan} day {row.plan_day}; "
-        f"today ({row.local_date}) {quota}, {row.replies} replies; reading {admin.describe_reading(row.reading)}"
+        f"today ({row.local_date}) {quota}, {row.replies} replies; "
+        f"reading {admin.describe_reading(row.reading)}"
     )
 
 

@@ -1,4 +1,4 @@
-"""The fleet file: which numbers are enrolled, with which provider, plan and time zone, and who the admins are.
+"""The fleet file: which numbers are enrolled (provider, plan, time zone) and who the admins are.
 
 `warmup apply FLEET.yaml` makes the database match the file. The file is checked whole before anything
 is written (every problem located `FILE:LINE:COL: field: message`, plans included), then the changes are

@@ -39,11 +39,15 @@ SENDS = Counter(
     registry=REGISTRY,
 )
 READINGS = Counter(
-    "warmup_readings_total", "Risk readings taken, by source (whapi, simulator, local, ...)", ["source"],
+    "warmup_readings_total",
+    "Risk readings taken, by source (whapi, simulator, local, ...)",
+    ["source"],
     registry=REGISTRY,
 )
 PAUSES = Counter(
-    "warmup_pauses_total", "Numbers paused, by who paused them (cli, chat, worker, decide)", ["actor"],
+    "warmup_pauses_total",
+    "Numbers paused, by who paused them (cli, chat, worker, decide)",
+    ["actor"],
     registry=REGISTRY,
 )
 INBOUND = Counter(

@@ -29,13 +29,14 @@ Candidates and the most-restrictive-wins order
 
         advance < cap < throttle < step_back < hold < rest < pause < stop
 
-    Rule effects: ``cap N`` limits the quota to N (a cap at or above the plan volume does not bind and
-    counts as ADVANCE with ``Reason.binding`` False, so a young number under ``cap: 50`` still climbs); ``throttle f`` limits it
-    to floor(f x plan volume); ``step_back n`` moves the plan day back n days (not below 1) and limits
-    the quota to that day's volume; ``hold`` limits it to the last sending day's volume (the plan volume
-    if the number never sent); ``pause`` sends nothing and pauses the number; ``max_new_contacts m``
-    lowers the day's new-contacts limit without touching the quota. Throttle and step-back are also
-    never above the last sending day's volume, so a restricted day never sends more than the last one.
+    Rule effects: ``cap N`` limits the quota to N (a cap at or above the plan volume does not bind: its
+    reason counts as ADVANCE with ``binding=False``, so a young number under ``cap: 50`` still climbs);
+    ``throttle f`` limits it to floor(f x plan volume); ``step_back n`` moves the plan day back n days
+    (not below 1) and limits the quota to that day's volume; ``hold`` limits it to the last sending
+    day's volume (the plan volume if the number never sent); ``pause`` sends nothing and pauses the
+    number; ``max_new_contacts m`` lowers the day's new-contacts limit without touching the quota.
+    Throttle and step-back are also never above the last sending day's volume, so a restricted day
+    never sends more than the last one.
 
 Missing or stale reading
     No reading, or one older than ``risk.stale_after`` at ``now``, holds: the number keeps its last volume

@@ -140,7 +140,11 @@ def status_rule(kind: ProviderKind, status: int) -> Rule:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid.
+
+    An HTTP-date is the server's wall-clock time, so it is compared with the real clock (`now`
+    defaults to it), never with a simulated one. The result is clamped to 0..24 h.
+    """
     if value is None:
         return None
     text = value.strip()

@@ -1,0 +1,291 @@
+"""The webhook receiver: a small ASGI app (starlette) for Whapi and Cloud API events, plus `/metrics`.
+
+Routes:
+
+* `POST /webhooks/whapi/{phone}` — Whapi (and the simulator) events of one fleet number (`phone` in
+  E.164, with or without the `+`). Authenticated by the shared secret `WARMUP_WEBHOOK_SECRET`, given
+  either as the `X-Warmup-Secret` header (Whapi webhooks accept custom headers) or as `?secret=`.
+* `GET /webhooks/cloud` — Meta's verification handshake: answers `hub.challenge` when `hub.verify_token`
+  equals `WARMUP_META_VERIFY_TOKEN`.
+* `POST /webhooks/cloud` — Cloud API events for any fleet number (routed by `metadata.phone_number_id`),
+  authenticated by `X-Hub-Signature-256` = HMAC-SHA256 of the raw body with `WARMUP_META_APP_SECRET`.
+* `GET /metrics` — Prometheus (this process's counters and the fleet gauges from the database).
+* `GET /healthz` — liveness.
+
+Bad input changes nothing (DESIGN invariant 6): a missing or wrong secret or signature (401/403), a body
+over the size cap (413, counted while reading, not trusted from Content-Length), malformed JSON or an
+invalid payload (400), an unknown number (404) — all answered before anything is stored, with no detail
+about why beyond one short phrase. The app never answers 500: anything unexpected (the database away)
+becomes a bare 503, which makes the provider deliver again later; storing is idempotent on the
+provider's event id, so a redelivery is harmless.
+
+Good events are stored as inbound rows (messages mark their recipient as `replied`; statuses make the
+outbound message count as delivered/read), which feed the local risk meter. A newly stored message may
+be an admin chat command (`warmup.chat_commands`), run after the response is sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from warmup import metrics
+from warmup.clock import Clock, SystemClock
+from warmup.providers.base import Inbound, Provider
+from warmup.providers.webhooks import (
+    MAX_WEBHOOK_BYTES,
+    WebhookError,
+    load_payload,
+    parse_cloud_webhook,
+    parse_whapi_webhook,
+    verify_cloud_signature,
+)
+from warmup.secrets import Secret
+from warmup.store import ops
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "x-warmup-secret"
+ENV_WEBHOOK_SECRET = "WARMUP_WEBHOOK_SECRET"
+ENV_META_APP_SECRET = "WARMUP_META_APP_SECRET"
+ENV_META_VERIFY_TOKEN = "WARMUP_META_VERIFY_TOKEN"
+
+
+class _Reject(Exception):
+    """Answer with this status and short phrase; nothing was stored."""
+
+    def __init__(self, status: int, phrase: str) -> None:
+        super().__init__(phrase)
+        self.status = status
+        self.phrase = phrase
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """The secrets of the webhook endpoints (each None when not configured: that endpoint answers 503)."""
+
+    webhook_secret: Secret | None = None
+    meta_app_secret: Secret | None = None
+    meta_verify_token: Secret | None = None
+    max_bytes: int = MAX_WEBHOOK_BYTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebhookConfig:
+        source = os.environ if env is None else env
+
+        def secret(name: str) -> Secret | None:
+            value = source.get(name, "").strip()
+            return Secret(value, name=name) if value else None
+
+        return cls(secret(ENV_WEBHOOK_SECRET), secret(ENV_META_APP_SECRET), secret(ENV_META_VERIFY_TOKEN))
+
+
+def _same(given: str | None, secret: Secret) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), secret.reveal().encode())
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused (413) as soon as it grows past `max_bytes`, whatever Content-Length says."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise _Reject(400, "bad content-length")
+        if int(declared) > max_bytes:
+            raise _Reject(413, "body too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _Reject(413, "body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple[int, list[Inbound]]:
+    """Store each event once; (how many were new, the new incoming messages)."""
+    stored = 0
+    new_messages: list[Inbound] = []
+    for event in events:
+        if event.kind == "message" and event.from_me:
+            continue  # our own sends, echoed back
+        new = ops.add_inbound(
+            engine,
+            number_id,
+            kind=event.kind,
+            provider_message_id=event.provider_message_id,
+            received_at=event.timestamp,
+            chat_phone=event.chat_phone,
+            from_me=event.from_me,
+            text=event.text,
+            status=event.status,
+            ref_message_id=event.ref_message_id,
+        )
+        if new:
+            stored += 1
+            metrics.INBOUND.labels(kind=event.kind).inc()
+            if event.kind == "message":
+                new_messages.append(event)
+    return stored, new_messages
+
+
+def create_app(
+    engine: Engine,
+    config: WebhookConfig,
+    *,
+    clock: Clock | None = None,
+    provider_for: Callable[[int], Provider] | None = None,
+) -> Starlette:
+    """The ASGI app. `provider_for` sends admin answers (default: a `ProviderPool` on `engine`)."""
+    run_clock: Clock = clock or SystemClock()
+    if provider_for is None:
+        from warmup.runtime import ProviderPool
+
+        provider_for = ProviderPool(engine)
+    providers: Callable[[int], Provider] = provider_for
+
+    def commands(pending: list[tuple[int, Inbound]]) -> None:
+        from warmup.chat_commands import process_inbound
+
+        for number_id, inbound in pending:
+            try:
+                process_inbound(engine, number_id, inbound, run_clock.now(), providers)
+            except Exception:
+                log.exception("number %s: chat command failed", number_id)
+
+    def answer(provider: str, stored: int, ignored: int, pending: list[tuple[int, Inbound]]) -> Response:
+        metrics.WEBHOOK_REQUESTS.labels(provider=provider, status="200").inc()
+        task = BackgroundTask(run_in_threadpool, commands, pending) if pending else None
+        return JSONResponse({"stored": stored, "ignored": ignored}, background=task)
+
+    def whapi_store(phone: str, body: bytes) -> Response:
+        events = parse_whapi_webhook(body, config.max_bytes)
+        digits = phone.lstrip("+")
+        number = ops.get_number(engine, phone=f"+{digits}") if digits.isdigit() else None
+        if number is None or number.id is None:
+            raise _Reject(404, "unknown number")
+        stored, new_messages = store_events(engine, number.id, events)
+        return answer("whapi", stored, len(events) - stored, [(number.id, m) for m in new_messages])
+
+    async def whapi(request: Request) -> Response:
+        if config.webhook_secret is None:
+            raise _Reject(503, "webhook secret not configured")
+        given = request.headers.get(SECRET_HEADER) or request.query_params.get("secret")
+        if given is None:
+            raise _Reject(401, "missing secret")
+        if not _same(given, config.webhook_secret):
+            raise _Reject(403, "wrong secret")
+        body = await read_body(request, config.max_bytes)
+        response: Response = await run_in_threadpool(whapi_store, request.path_params["phone"], body)
+        return response
+
+    async def cloud_verify(request: Request) -> Response:
+        if config.meta_verify_token is None:
+            raise _Reject(503, "verify token not configured")
+        params = request.query_params
+        if params.get("hub.mode") != "subscribe" or not _same(
+            params.get("hub.verify_token"), config.meta_verify_token
+        ):
+            raise _Reject(403, "verification failed")
+        challenge = params.get("hub.challenge", "")
+        if not challenge or len(challenge) > 200:
+            raise _Reject(400, "bad challenge")
+        return PlainTextResponse(challenge)
+
+    def cloud_store(body: bytes) -> Response:
+        parse_cloud_webhook(body, config.max_bytes)  # the whole payload is valid before anything is stored
+        by_id = {n.phone_number_id: n.id for n in ops.list_numbers(engine) if n.phone_number_id}
+        stored = ignored = 0
+        pending: list[tuple[int, Inbound]] = []
+        for phone_number_id, part in _cloud_parts(load_payload(body, config.max_bytes)):
+            events = parse_cloud_webhook(part)
+            number_id = by_id.get(phone_number_id) if phone_number_id is not None else None
+            if number_id is None:
+                ignored += len(events)  # another app's number: acknowledged, not stored
+                continue
+            new, new_messages = store_events(engine, number_id, events)
+            stored += new
+            ignored += len(events) - new
+            pending += [(number_id, m) for m in new_messages]
+        return answer("cloud_api", stored, ignored, pending)
+
+    async def cloud(request: Request) -> Response:
+        if config.meta_app_secret is None:
+            raise _Reject(503, "app secret not configured")
+        body = await read_body(request, config.max_bytes)
+        signature = request.headers.get("x-hub-signature-256")
+        if not signature:
+            raise _Reject(401, "missing signature")
+        try:
+            verify_cloud_signature(body, signature, config.meta_app_secret)
+        except WebhookError:
+            raise _Reject(403, "bad signature") from None
+        response: Response = await run_in_threadpool(cloud_store, body)
+        return response
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body = await run_in_threadpool(metrics.exposition, engine, run_clock.now)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    routes = [
+        Route("/webhooks/whapi/{phone}", _guard("whapi", whapi), methods=["POST"]),
+        Route("/webhooks/cloud", _guard("cloud_api", cloud_verify), methods=["GET"]),
+        Route("/webhooks/cloud", _guard("cloud_api", cloud), methods=["POST"]),
+        Route("/metrics", _guard("metrics", metrics_endpoint), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _cloud_parts(payload: Mapping[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """Each `messages` change of a (validated) Cloud API payload as its own payload, with the
+    phone_number_id it is for."""
+    parts: list[tuple[str | None, dict[str, Any]]] = []
+    for entry in payload.get("entry") or []:
+        for change in entry.get("changes") or []:
+            if change.get("field") != "messages":
+                continue
+            metadata = change.get("value", {}).get("metadata")
+            phone_number_id = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+            part = {"object": payload["object"], "entry": [{"changes": [change]}]}
+            parts.append((str(phone_number_id) if phone_number_id is not None else None, part))
+    return parts
+
+
+def _guard(
+    provider: str, endpoint: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """Turn every refusal into its 4xx and anything unexpected into a bare 503 (never a 500)."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except _Reject as reject:
+            status, phrase = reject.status, reject.phrase
+        except WebhookError as exc:
+            log.info("%s webhook refused: %s", provider, exc)
+            status, phrase = (
+                (413, "body too large") if "too large" in str(exc) else (400, "malformed payload")
+            )
+        except Exception:
+            log.exception("%s webhook failed", provider)
+            status, phrase = 503, "unavailable"
+        metrics.WEBHOOK_REQUESTS.labels(provider=provider, status=str(status)).inc()
+        return JSONResponse({"error": phrase}, status_code=status)
+
+    return guarded
