@@ -265,7 +265,16 @@ def preview_table(preview: Preview) -> Table:
         ("reading", "left"),
         ("reasons", "left"),
     ):
-        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        # Short columns never wrap; the reasons column takes whatever width is left.
+        wide = header == "reasons"
+        table.add_column(
+            header,
+            justify=justify,  # type: ignore[arg-type]
+            overflow="fold",
+            no_wrap=not wide,
+            ratio=1 if wide else None,
+            min_width=24 if wide else None,
+        )
     for day in preview.days:
         decision = day.decision
         reasons = [reason.text for reason in decision.reasons if reason.rule != "ramp" and reason.binding]
