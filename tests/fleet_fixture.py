@@ -30,7 +30,7 @@ ramp:
 pacing:
   gap: {gap}
   typing: 1s..2s
-  max_per_hour: 30
+  max_per_hour: {max_per_hour}
   max_new_contacts_per_day: {max_new}
 audience:
   peers: {{reply_probability: {reply_probability}, reply_delay: 1m..5m}}
@@ -58,13 +58,21 @@ def write_plan(
     gap: str = "2m..6m",
     max_new: int = 10,
     reply_probability: float = 0.0,
+    max_per_hour: int = 30,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "pool.yaml").write_text(POOL)
     (directory / "contacts.csv").write_text(CONTACTS)
     plan = directory / "plan.yaml"
     plan.write_text(
-        PLAN.format(volume=volume, hours=hours, gap=gap, max_new=max_new, reply_probability=reply_probability)
+        PLAN.format(
+            volume=volume,
+            hours=hours,
+            gap=gap,
+            max_new=max_new,
+            reply_probability=reply_probability,
+            max_per_hour=max_per_hour,
+        )
     )
     return plan
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -27,7 +28,14 @@ from warmup.runtime import Runtime
 from warmup.schedule import local_date_of, spread
 from warmup.store import ops
 from warmup.store.db import READ_ONLY
-from warmup.store.models import MessageKind, Number, NumberStatus, RecipientKind
+from warmup.store.models import (
+    MessageKind,
+    MessageState,
+    Number,
+    NumberStatus,
+    OutboundMessage,
+    RecipientKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +172,13 @@ def build_sends(
     max_new: int,
     now: datetime,
     seed: str,
+    earlier: Sequence[datetime] = (),
 ) -> tuple[list[ops.PlannedSend], list[str]]:
     """Up to ``count`` messages addressed and timed inside the day's windows after ``now``, and why
     fewer, if so. Recipients get a row (so the store can track their last text) before anything is sent.
+
+    ``earlier`` are the day's sends already made or pending: the new ones keep the gap and hourly
+    rules with them (a re-spread right after a pause must not land seconds after the last send).
     """
     assert number.id is not None
     why: list[str] = []
@@ -182,6 +194,7 @@ def build_sends(
         number.timezone,
         day_rng(number.id, local_date, "spread" + seed),
         not_before=now,
+        earlier=earlier,
     )
     if timing.reason:
         why.append(timing.reason)
@@ -308,21 +321,23 @@ def pending_resumes(engine: Engine, since: datetime) -> list[tuple[int, int]]:
 def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume_id: int) -> int:
     """After a resume, spread the day's unused quota over the window time left (never a burst).
 
-    Returns how many messages were added; 0 when the number is not active any more, the day has no
-    plan (it will be planned knowing about the resume), nothing is left, or no window time is left.
-    Always writes a `respread` audit row naming the resume, so it happens once per resume.
+    The new sends keep the plan's gap and hourly cap with the sends the day already made (and those
+    still pending), not only among themselves. Returns how many messages were added; 0 when the number
+    is not active any more, the day has no plan (it will be planned knowing about the resume), nothing
+    is left, or no window time is left. The store adds them at most once per resume, even when two
+    schedulers re-spread the same resume at once (`ops.add_respread`), and always records a
+    `respread` audit row naming the resume.
     """
     engine = runtime.engine
     number = ops.get_number(engine, number_id)
-    local_date = local_date_of(now, number.timezone) if number is not None else None
-    day = ops.get_day_plan(engine, number_id, local_date) if local_date is not None else None
-    detail: dict[str, object] = {"resume_id": resume_id}
-    added = 0
-    if number is not None and local_date is not None and day is not None and number.state == "active":
-        pending = sum(
-            1 for m in ops.list_messages(engine, number_id, local_date) if m.state in ("planned", "queued")
-        )
-        left = day.quota - day.used - pending
+    local_date = local_date_of(now, number.timezone) if number is not None else now.date()
+    day = ops.get_day_plan(engine, number_id, local_date) if number is not None else None
+    detail: dict[str, object] = {}
+    sends: list[ops.PlannedSend] = []
+    if number is not None and day is not None and number.state == NumberStatus.ACTIVE:
+        messages = ops.list_messages(engine, number_id, local_date)
+        pending = [m for m in messages if m.state in (MessageState.PLANNED, MessageState.QUEUED)]
+        left = day.quota - day.used - len(pending)
         detail.update(local_date=local_date.isoformat(), left=max(left, 0))
         if left > 0:
             plan = runtime.plans(number.plan_path)
@@ -336,8 +351,21 @@ def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume
                 max(day.max_new_contacts - already_new, 0),
                 now,
                 f":resume:{resume_id}",
+                earlier=[_send_time(m) for m in messages if _holds_time(m)],
             )
-            added = len(ops.add_sends(engine, number_id, local_date, sends, now=now)) if sends else 0
-            detail.update(added=added, why="; ".join(why)[:500])
-    ops.audit(engine, "scheduler", "respread", number_id, detail, now)
-    return added
+            detail.update(why="; ".join(why)[:500])
+    return ops.add_respread(engine, number_id, local_date, sends, resume_id=resume_id, detail=detail, now=now)
+
+
+def _holds_time(message: OutboundMessage) -> bool:
+    """A message whose send time the pacing must respect: it went out (or may have), or still will."""
+    if message.state in (MessageState.PLANNED, MessageState.QUEUED):
+        return True
+    return message.claimed_at is not None and message.state != MessageState.SKIPPED
+
+
+def _send_time(message: OutboundMessage) -> datetime:
+    """When the message went out (its claim), or when it is due if it has not yet."""
+    if message.state in (MessageState.PLANNED, MessageState.QUEUED) or message.claimed_at is None:
+        return max(message.scheduled_at, message.not_before or message.scheduled_at)
+    return message.claimed_at

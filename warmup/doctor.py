@@ -88,10 +88,10 @@ def default_provider(number: Number) -> Provider:
 
 _HEALTH = {
     OutcomeAction.OK: Verdict.OK,
-    OutcomeAction.RETRY: Verdict.WARN,
     OutcomeAction.UNKNOWN: Verdict.WARN,
     OutcomeAction.THROTTLE: Verdict.WARN,
 }
+"""Channel health -> verdict; anything else is red: `retry` (unreachable, 5xx) means it cannot send NOW."""
 
 
 def check_number(number: Number, now: datetime, factory: ProviderFactory = default_provider) -> list[Check]:

@@ -335,7 +335,10 @@ def apply_changes(
                 skipped = _set_state(engine, number.id, NumberStatus.RETIRED, "number retired", stamp)
                 ops.audit(engine, actor, "fleet_retire", number.id, {**detail, "skipped": skipped}, stamp)
         else:
-            ops.audit(engine, actor, ADMINS_ACTION, None, {"admins": list(change.admins), **detail}, stamp)
+            before = list(change.fields["admins"][0]) if "admins" in change.fields else []
+            ops.audit(
+                engine, actor, ADMINS_ACTION, None, {"admins": list(change.admins), "before": before}, stamp
+            )
 
 
 def _json(value: Any) -> Any:

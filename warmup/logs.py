@@ -67,6 +67,7 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel((level or settings.log_level).upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines on every schema check are noise
     _setup_structlog(fmt)
     return handler
 

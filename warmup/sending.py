@@ -18,6 +18,7 @@ recorded in its own short transaction. What each `OutcomeAction` does (DESIGN "p
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,10 +60,18 @@ class SendOutcome:
     reply_id: int | None = None  # the peer reply scheduled by this send
 
 
+RETRY_AFTER_CAP = timedelta(days=1)
+"""A longer Retry-After (or an infinite one) is as good as a day: the retry falls outside today."""
+
+
 def retry_delay(result: SendResult, attempts: int) -> timedelta:
-    """The server's Retry-After when given, else an exponential backoff from 30 s capped at 30 min."""
-    if result.retry_after is not None and result.retry_after > 0:
-        return timedelta(seconds=result.retry_after)
+    """The server's Retry-After when given (capped at a day), else an exponential backoff from 30 s
+    capped at 30 min. A huge or infinite Retry-After must not crash the send after its claim."""
+    wait = result.retry_after
+    if wait is not None and math.isfinite(wait) and wait > 0:
+        return timedelta(seconds=min(wait, RETRY_AFTER_CAP.total_seconds()))
+    if wait is not None and math.isinf(wait) and wait > 0:
+        return RETRY_AFTER_CAP
     backoff: timedelta = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
     return backoff
 

@@ -15,7 +15,11 @@ from sqlalchemy import Engine
 
 from warmup.errors import UserError
 
-console = Console(highlight=False)
+
+def _show(table: Table) -> None:
+    Console(highlight=False).print(table)  # built per call: it reads the terminal width (COLUMNS) now
+
+
 URL_HELP = "Database URL (default: WARMUP_DATABASE_URL)."
 
 
@@ -29,18 +33,6 @@ def _store(url: str | None) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-
-
-def _now() -> object:
-    from warmup.clock import clock_from_settings
-
-    return clock_from_settings().now()
-
-
-def _target(phone: str | None, plan: str | None, all_numbers: bool) -> object:
-    from warmup.admin import Target
-
-    return Target(phone=phone, plan=plan, all=all_numbers)
 
 
 def _print_outcome(verb: str, changed: list[str], unchanged: list[tuple[str, str]]) -> None:
@@ -62,6 +54,7 @@ def pause(
 ) -> None:
     """Stop sending now: no new message starts once this returns; today's planned ones are skipped."""
     from warmup import admin
+    from warmup.clock import clock_from_settings
     from warmup.plan.values import parse_duration
 
     target = admin.Target(phone=phone, plan=plan, all=all_numbers)
@@ -69,7 +62,6 @@ def pause(
         length = parse_duration(duration) if duration is not None else None
     except ValueError as exc:
         raise UserError(f"--for: {exc}") from None
-    from warmup.clock import clock_from_settings
 
     with _store(url) as engine:
         outcome = admin.pause(
@@ -111,7 +103,7 @@ def audit(
     for row, number_phone in rows:
         detail = json.dumps(row.detail, ensure_ascii=False, default=str) if row.detail else ""
         table.add_row(f"{row.at:%Y-%m-%d %H:%M:%S}", row.actor, row.action, number_phone or "", detail)
-    console.print(table)
+    _show(table)
 
 
 def status(
@@ -129,9 +121,13 @@ def status(
         table.add_column(column, overflow="fold")
     for row in rows:
         reading = row.reading
-        shown = "-" if reading is None else (
-            f"{reading.overall}/{reading.lifetime}/{reading.response_rate}/{reading.contacts} "
-            f"{reading.source} {reading.taken_at:%m-%d %H:%M}"
+        shown = (
+            "-"
+            if reading is None
+            else (
+                f"{reading.overall}/{reading.lifetime}/{reading.response_rate}/{reading.contacts} "
+                f"{reading.source} {reading.taken_at:%m-%d %H:%M}"
+            )
         )
         table.add_row(
             row.phone,
@@ -144,7 +140,7 @@ def status(
             shown,
             admin.describe_state(row),
         )
-    console.print(table)
+    _show(table)
     if not rows:
         print("no numbers enrolled: run `warmup apply FLEET.yaml`")
     else:
@@ -195,7 +191,7 @@ def history(
             "-" if row.overall is None else str(row.overall),
             "paused" if row.paused else "",
         )
-    console.print(table)
+    _show(table)
     if chart is not None:
         admin.history_chart(rows, phone, str(chart))
         print(f"chart written to {chart}")
@@ -215,7 +211,7 @@ def doctor(url: str | None = typer.Option(None, "--url", help=URL_HELP)) -> None
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for check in results:
         table.add_row(check.item, f"[{colours[check.verdict.value]}]{check.verdict.value}[/]", check.detail)
-    console.print(table)
+    _show(table)
     if not checks.healthy(results):
         raise typer.Exit(1)
 

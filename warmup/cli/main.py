@@ -29,6 +29,13 @@ def _register() -> None:
 
     for module in (plan_cmd, preview_cmd, db_cmd, simulator_cmd, run_cmd):
         module.register(app, plan_app)
+    from warmup.cli import admin_cmd, fleet_cmd, webhook_cmd  # fleet, admin and webhook commands
+
+    for module in (fleet_cmd, admin_cmd, webhook_cmd):
+        module.register(app, plan_app)
+    from warmup.cli import demo_cmd  # the first command a newcomer runs (`make demo`)
+
+    demo_cmd.register(app, plan_app)
 
 
 def main() -> None:

@@ -488,6 +488,62 @@ def add_sends(
         ]
 
 
+def add_respread(
+    engine: Engine,
+    number_id: int,
+    local_date: date,
+    sends: Sequence[PlannedSend],
+    *,
+    resume_id: int,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Add the re-spread of a resumed day at most ONCE per resume; how many messages were added.
+
+    One transaction with the number row locked: if a `respread` audit row already names `resume_id`,
+    nothing happens (two schedulers, or a retried tick, re-spreading the same resume would otherwise
+    both add the rest of the day: twice the messages, squeezed into the same time, i.e. a burst).
+    Otherwise the sends are cut to what is left of the quota NOW (quota - used - still pending), and the
+    `respread` audit row is written with `detail`, `resume_id` and `added`. A number that is not active
+    any more, or a day without a plan, gets the audit row and no messages.
+    """
+    stamp = _stamp(now)
+    _message_rows(number_id, 0, local_date, sends, stamp)
+    with _write(engine) as conn:
+        number = conn.execute(
+            sa.select(NUMBERS.c.id, NUMBERS.c.state).where(NUMBERS.c.id == number_id).with_for_update()
+        ).one_or_none()
+        done = conn.execute(sa.select(AUDIT.c.detail).where(AUDIT.c.action == "respread")).scalars()
+        if any(isinstance(d, dict) and d.get("resume_id") == resume_id for d in done):
+            return 0
+        added = 0
+        day = conn.execute(
+            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used).where(
+                DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
+            )
+        ).one_or_none()
+        if number is not None and number.state == NumberStatus.ACTIVE and day is not None:
+            pending = conn.execute(
+                sa.select(sa.func.count()).where(
+                    MESSAGES.c.day_plan_id == day.id, MESSAGES.c.state.in_(CLAIMABLE)
+                )
+            ).scalar_one()
+            left = max(day.quota - day.used - int(pending), 0)
+            rows = _message_rows(number_id, day.id, local_date, sends, stamp)[:left]
+            if rows:
+                conn.execute(sa.insert(MESSAGES), rows)
+            added = len(rows)
+        _audit(
+            conn,
+            "scheduler",
+            "respread",
+            number_id if number is not None else None,
+            {**(detail or {}), "resume_id": resume_id, "added": added},
+            stamp,
+        )
+    return added
+
+
 def get_day_plan(engine: Engine, number_id: int, local_date: date) -> DayPlan | None:
     """The decision stored for that number and local day (what `warmup why` explains)."""
     with session_scope(engine, read_only=True) as session:

@@ -1,0 +1,100 @@
+"""`warmup doctor` checks against a real database, a real Redis and the simulator over HTTP."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from tests.conftest import require_service
+from tests.fleet_fixture import Fleet, fleet_builder
+from warmup import doctor
+from warmup.clock import ManualClock
+from warmup.doctor import Verdict
+from warmup.store import ops
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    yield from fleet_builder(tmp_path, monkeypatch)
+
+
+def url_of(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def by_item(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
+    return {check.item: check for check in checks}
+
+
+def test_a_healthy_fleet_is_all_green(engine: Engine, make_fleet: Any) -> None:
+    fleet: Fleet = make_fleet(engine, ManualClock(NOW), count=2)
+    checks = doctor.run(url_of(engine), None, NOW)
+    assert doctor.healthy(checks), checks
+    items = by_item(checks)
+    assert items["broker"].detail.startswith("embedded")
+    for phone in fleet.phones:
+        assert items[f"{phone} (simulator) channel"].verdict is Verdict.OK
+        meter = items[f"{phone} (simulator) risk meter"]
+        assert meter.verdict is Verdict.OK and "overall" in meter.detail
+    assert next(c.item for c in checks).startswith("database ")
+
+
+def test_red_items_make_the_doctor_unhealthy(
+    engine: Engine, make_fleet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet: Fleet = make_fleet(engine, ManualClock(NOW), count=2)
+    monkeypatch.delenv("SIM_TOKEN_1")
+    fleet.admin("PATCH", f"/_sim/channels/{fleet.phones[0].lstrip('+')}", json={"status": "banned"})
+    checks = doctor.run(url_of(engine), "redis://127.0.0.1:1/0", NOW)
+    assert not doctor.healthy(checks)
+    items = by_item(checks)
+    assert items["broker redis://127.0.0.1:1/0"].verdict is Verdict.FAIL
+    missing = items[f"{fleet.phones[1]} (simulator) channel"]
+    assert missing.verdict is Verdict.FAIL and "SIM_TOKEN_1 is not set" in missing.detail
+    banned = items[f"{fleet.phones[0]} (simulator) channel"]
+    assert banned.verdict is Verdict.FAIL, banned
+
+
+def test_retired_numbers_are_not_checked(
+    engine: Engine, make_fleet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warmup.fleet import Change, apply_changes
+
+    fleet: Fleet = make_fleet(engine, ManualClock(NOW), count=2)
+    monkeypatch.delenv("SIM_TOKEN_1")
+    apply_changes(engine, [Change("retire", fleet.phones[1], {"state": ("active", "retired")})], now=NOW)
+    checks = doctor.run(url_of(engine), None, NOW)
+    assert doctor.healthy(checks)
+    assert not any(fleet.phones[1] in c.item for c in checks)
+
+
+def test_an_unmigrated_database_is_red(tmp_path: Path) -> None:
+    checks = doctor.run(f"sqlite:///{tmp_path}/new.db", None, NOW)
+    assert checks[0].verdict is Verdict.FAIL and "warmup db upgrade" in checks[0].detail
+    assert not doctor.healthy(checks)
+
+
+def test_a_reachable_redis_is_green() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        require_service("Redis", str(exc))
+    check = doctor.check_broker(REDIS_URL)
+    assert check.verdict is Verdict.OK and "PING" in check.detail
+
+
+def test_number_listing_never_holds_a_token(engine: Engine, make_fleet: Any) -> None:
+    make_fleet(engine, ManualClock(NOW), count=1)
+    checks = doctor.run(url_of(engine), None, NOW)
+    assert all("tok-0-abcdef" not in c.detail for c in checks)
+    assert ops.list_numbers(engine)[0].token_ref == "SIM_TOKEN_0"

@@ -1,0 +1,520 @@
+"""A whole fleet in subprocesses, for the crash tests, the chaos run and the benchmarks.
+
+`FleetHarness` runs what an operator runs, as real processes on one shared accelerated clock
+(``WARMUP_CLOCK``): the simulator (``warmup simulator``), dramatiq workers (``dramatiq workers.actors``)
+and schedulers (``warmup scheduler``), against a PostgreSQL database and a Redis of the caller's
+choosing (use `services.RedisServer` and `services.throwaway_database`: the run may restart Redis).
+
+Crash helpers: `kill_worker` SIGKILLs a worker's whole process group, optionally at the moment one of
+its sends is in flight (a ``sending`` row it claimed); `kill_leader` SIGKILLs the scheduler holding
+the leader lock (found from the schedulers' logs); `restart_redis` kills and restarts Redis, losing
+every queue. `check` compares the simulator's send log with the store (`invariants`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psutil
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from warmup.clock import ENV_VAR as CLOCK_ENV
+from warmup.clock import ScaledClock
+from warmup.store import ops
+from warmup.store.db import READ_ONLY, make_engine, upgrade
+from warmup.testing.invariants import InvariantReport, check_invariants
+from warmup.testing.services import RedisServer, free_port, workdir
+
+log = logging.getLogger(__name__)
+
+PLAN = """\
+version: 1
+name: {name}
+schedule:
+  windows:
+    - {{days: daily, hours: "{hours}"}}
+ramp:
+  steps:
+    - {{days: 1-60, volume: {volume}}}
+pacing:
+  gap: {gap}
+  typing: 1s..3s
+  max_per_hour: {max_per_hour}
+  max_new_contacts_per_day: {max_new}
+audience:
+  peers: {{reply_probability: {reply_probability}, reply_delay: 1m..10m}}
+  contacts: contacts.csv
+content: pool.yaml
+"""
+
+POOL = """\
+version: 1
+language: en
+openers: ["Hi there!", "Hello, how are you?", "Hey! Long time", "Good day to you", "How was your week?",
+          "Morning! All well?", "Hey, quick hello", "Hope you are doing fine"]
+replies: ["All good, thanks!", "Fine, and you?", "Great to hear from you", "Doing well, thanks"]
+"""
+
+DEFAULT_TIMEZONES = ("America/Sao_Paulo", "Europe/Berlin", "Asia/Tokyo", "UTC")
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout holding ``warmup`` and ``workers``; put first on the children's PYTHONPATH so they import
+this source tree whatever their working directory (an editable install can be stale)."""
+
+
+def phone_of(index: int) -> str:
+    """The E.164 phone of fleet number ``index`` (distinct from every contact phone)."""
+    return f"+55119{index:08d}"
+
+
+def contact_of(index: int) -> str:
+    return f"+55118{index:08d}"
+
+
+def token_of(index: int) -> str:
+    return f"sim-token-{index:06d}-abcdef"
+
+
+def token_ref_of(index: int) -> str:
+    return f"SIM_TOKEN_{index}"
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """What to run: how many numbers, their plan, the clock and the simulator's faults."""
+
+    numbers: int = 4
+    timezones: tuple[str, ...] = DEFAULT_TIMEZONES
+    volume: str = "20"  # the plan's ramp volume (a number or LOW..HIGH)
+    hours: str = "08:00-20:00"
+    gap: str = "2m..6m"
+    max_per_hour: int = 30
+    max_new_contacts: int = 10
+    reply_probability: float = 0.3
+    contacts: int = 40
+    registered: date = date(2026, 10, 1)
+    sim_start: datetime = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+    scale: float = 4320.0  # one simulated day every 20 wall seconds
+    seed: int = 7
+    faults: Mapping[str, float | int | str] = field(default_factory=dict)  # simulator --fault KIND=VALUE
+    worker_threads: int = 4
+    worker_processes: int = 1  # --processes of each `dramatiq workers.actors`
+    log_level: str = "INFO"
+
+
+class Proc:
+    """One fleet process (its own session, so a SIGKILL takes its children with it)."""
+
+    def __init__(
+        self, role: str, name: str, popen: subprocess.Popen[bytes], log_path: Path, handle: IO[bytes]
+    ):
+        self.role = role
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+        self._handle = handle
+        self.started = time.monotonic()
+        self.killed = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def pids(self) -> list[int]:
+        """This process and all its descendants (a dramatiq worker's children run the actors)."""
+        try:
+            parent = psutil.Process(self.pid)
+            return [self.pid, *(child.pid for child in parent.children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return []
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process and its descendants now."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += psutil.Process(pid).memory_info().rss
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: nothing gets to clean up, as when a machine dies."""
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+        self._handle.close()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (clean shutdown), then SIGKILL after ``timeout`` wall seconds."""
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return
+        self._handle.close()
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def __repr__(self) -> str:
+        return f"Proc({self.name}, pid={self.pid}, alive={self.alive})"
+
+
+_LEADER_LINE = re.compile(
+    r"^(\S+ \S+) \S+ warmup\.leader: scheduler leadership (acquired|lost)", re.MULTILINE
+)
+
+
+class FleetHarness:
+    """Set up (database, plans, simulator, numbers) and run a fleet; see the module docstring.
+
+    ``redis`` is a `RedisServer` (restartable) or a URL (then `restart_redis` is refused and the
+    caller must make sure the URL's database is private to this run).
+    """
+
+    def __init__(
+        self,
+        spec: FleetSpec,
+        database_url: str,
+        redis: RedisServer | str,
+        directory: Path | None = None,
+        *,
+        python: str = sys.executable,
+    ) -> None:
+        self.spec = spec
+        self.database_url = database_url
+        self.redis = redis
+        self.dir = directory or workdir()
+        self.python = python
+        self.engine: Engine = make_engine(database_url)
+        self.clock: ScaledClock | None = None
+        self.sim_url = ""
+        self.simulator: Proc | None = None
+        self.workers: list[Proc] = []
+        self.schedulers: list[Proc] = []
+        self.number_ids: list[int] = []
+        self.phones: list[str] = []
+        self._counter = 0
+        self._http = httpx.Client(timeout=30)
+
+    # --- setup ------------------------------------------------------------------------------------
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url if isinstance(self.redis, RedisServer) else self.redis
+
+    @property
+    def plan_path(self) -> Path:
+        return self.dir / "plans" / "plan.yaml"
+
+    def write_plan(self) -> Path:
+        spec = self.spec
+        plans = self.dir / "plans"
+        plans.mkdir(parents=True, exist_ok=True)
+        (plans / "pool.yaml").write_text(POOL)
+        contacts = "\n".join(f"{contact_of(i)},Contact {i}" for i in range(spec.contacts))
+        (plans / "contacts.csv").write_text("phone,name\n" + contacts + "\n")
+        self.plan_path.write_text(
+            PLAN.format(
+                name="fleet-plan",
+                hours=spec.hours,
+                volume=spec.volume,
+                gap=spec.gap,
+                max_per_hour=spec.max_per_hour,
+                max_new=spec.max_new_contacts,
+                reply_probability=spec.reply_probability,
+            )
+        )
+        return self.plan_path
+
+    def setup(self, *, start_clock: bool = True) -> FleetHarness:
+        """Migrate the database, write the plan, start the simulator and enroll the numbers."""
+        upgrade(self.engine)
+        self.write_plan()
+        if start_clock:
+            self.start_clock()
+        self.start_simulator()
+        self.enroll()
+        return self
+
+    def start_clock(self, sim_start: datetime | None = None) -> ScaledClock:
+        """Fix the run's shared clock: simulated ``sim_start`` is now (every process started later agrees)."""
+        self.clock = ScaledClock.starting_now(sim_start or self.spec.sim_start, self.spec.scale)
+        return self.clock
+
+    def _env(self) -> dict[str, str]:
+        if self.clock is None:
+            raise RuntimeError("start_clock() first")
+        env = dict(os.environ)
+        env.update(
+            {
+                CLOCK_ENV: self.clock.to_setting(),
+                "WARMUP_DATABASE_URL": self.database_url,
+                "WARMUP_REDIS_URL": self.redis_url,
+                "WARMUP_LOG_LEVEL": self.spec.log_level,
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p),
+            }
+        )
+        env.update({token_ref_of(i): token_of(i) for i in range(self.spec.numbers)})
+        return env
+
+    def _spawn(self, role: str, argv: Sequence[str]) -> Proc:
+        self._counter += 1
+        name = f"{role}-{self._counter}"
+        logs = self.dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / f"{name}.log"
+        handle = path.open("ab")
+        popen = subprocess.Popen(
+            list(argv),
+            env=self._env(),
+            cwd=self.dir,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return Proc(role, name, popen, path, handle)
+
+    def start_simulator(self, timeout: float = 30.0) -> str:
+        spec = self.spec
+        channels = [
+            {"token": token_of(i), "phone": phone_of(i), "registered": spec.registered.isoformat()}
+            for i in range(spec.numbers)
+        ]
+        channels_file = self.dir / "channels.json"
+        channels_file.write_text(json.dumps(channels))
+        port = free_port()
+        argv = [self.python, "-m", "warmup", "simulator", "--port", str(port), "--seed", str(spec.seed)]
+        argv += ["--channels", str(channels_file), "--no-bans"]
+        for key, value in spec.faults.items():
+            argv += ["--fault", f"{key}={value}"]
+        self.simulator = self._spawn("simulator", argv)
+        self.sim_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._http.get(self.sim_url + "/_sim/clock", timeout=1).raise_for_status()
+                return self.sim_url
+            except httpx.HTTPError:
+                if not self.simulator.alive or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"simulator did not start:\n{self.simulator.log_text()[-2000:]}"
+                    ) from None
+                time.sleep(0.1)
+
+    def enroll(self) -> list[int]:
+        """Enroll every number of the spec (one bulk insert: fast for 10,000 numbers)."""
+        spec = self.spec
+        stamp = datetime.now(UTC)
+        rows: list[dict[str, Any]] = [
+            {
+                "phone": phone_of(i),
+                "provider": "simulator",
+                "token_ref": token_ref_of(i),
+                "base_url": self.sim_url,
+                "plan_name": "fleet-plan",
+                "plan_path": str(self.plan_path),
+                "timezone": spec.timezones[i % len(spec.timezones)],
+                "registered": spec.registered,
+                "state": "active",
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+            for i in range(spec.numbers)
+        ]
+        with self.engine.begin() as conn:
+            ids = conn.execute(sa.insert(ops.NUMBERS).returning(ops.NUMBERS.c.id), rows).scalars().all()
+        self.number_ids = [int(i) for i in ids]
+        self.phones = [row["phone"] for row in rows]
+        return self.number_ids
+
+    # --- processes --------------------------------------------------------------------------------
+
+    def start_worker(self, threads: int | None = None, processes: int | None = None) -> Proc:
+        """One ``dramatiq workers.actors`` (``--processes``/``--threads`` from the spec)."""
+        argv = [self.python, "-m", "dramatiq", "workers.actors"]
+        argv += ["--processes", str(processes or self.spec.worker_processes)]
+        argv += ["--threads", str(threads or self.spec.worker_threads)]
+        proc = self._spawn("worker", argv)
+        self.workers.append(proc)
+        return proc
+
+    def start_scheduler(self) -> Proc:
+        """One ``warmup scheduler`` (any number may run; one leads)."""
+        proc = self._spawn("scheduler", [self.python, "-m", "warmup", "scheduler"])
+        self.schedulers.append(proc)
+        return proc
+
+    def alive_workers(self) -> list[Proc]:
+        return [p for p in self.workers if p.alive]
+
+    def alive_schedulers(self) -> list[Proc]:
+        return [p for p in self.schedulers if p.alive]
+
+    def leader(self) -> Proc | None:
+        """The live scheduler whose log last says it acquired the leadership (and has not lost it)."""
+        best: tuple[str, Proc] | None = None
+        for proc in self.alive_schedulers():
+            events = _LEADER_LINE.findall(proc.log_text())
+            if events and events[-1][1] == "acquired" and (best is None or events[-1][0] > best[0]):
+                best = (events[-1][0], proc)
+        return best[1] if best else None
+
+    def wait_for_leader(self, timeout: float = 30.0, other_than: Proc | None = None) -> Proc:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader is not None and leader is not other_than:
+                return leader
+            time.sleep(0.1)
+        raise TimeoutError("no scheduler became the leader")
+
+    def claims_of(self, proc: Proc) -> int:
+        """How many ``sending`` rows processes of ``proc`` hold right now."""
+        host = socket.gethostname()
+        ids = [f"{host}:{pid}" for pid in proc.pids()]
+        if not ids:
+            return 0
+        messages = ops.MESSAGES
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(
+                        messages.c.state == "sending", messages.c.claimed_by.in_(ids)
+                    )
+                ).scalar_one()
+            )
+
+    def kill_worker(self, proc: Proc | None = None, *, mid_send: bool = True, timeout: float = 10.0) -> bool:
+        """SIGKILL a worker (the oldest live one by default); with ``mid_send``, at a moment it holds a
+        claim (waits up to ``timeout`` wall seconds for one). Returns whether a claim was in flight."""
+        target = proc or self.alive_workers()[0]
+        in_flight = False
+        if mid_send:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.claims_of(target) > 0:
+                    in_flight = True
+                    break
+                time.sleep(0.005)
+        target.kill()
+        log.info("killed %s (claim in flight: %s)", target.name, in_flight)
+        return in_flight
+
+    def kill_leader(self, timeout: float = 30.0) -> Proc:
+        """SIGKILL the leading scheduler; returns it."""
+        leader = self.wait_for_leader(timeout)
+        leader.kill()
+        log.info("killed leading scheduler %s", leader.name)
+        return leader
+
+    def restart_redis(self, down_for: float = 0.5) -> None:
+        if not isinstance(self.redis, RedisServer):
+            raise RuntimeError("restart_redis needs a private RedisServer")
+        self.redis.restart(down_for)
+
+    # --- simulator --------------------------------------------------------------------------------
+
+    def sends(self) -> list[dict[str, Any]]:
+        """The simulator's send log (every accepted send)."""
+        response = self._http.get(self.sim_url + "/_sim/sends")
+        response.raise_for_status()
+        return list(response.json()["sends"])
+
+    def set_faults(self, faults: Mapping[str, float | int | str]) -> None:
+        response = self._http.put(self.sim_url + "/_sim/faults", json={"faults": dict(faults)})
+        response.raise_for_status()
+
+    def clear_faults(self) -> None:
+        self._http.delete(self.sim_url + "/_sim/faults").raise_for_status()
+
+    # --- time and checks --------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        if self.clock is None:
+            raise RuntimeError("start_clock() first")
+        return self.clock.now()
+
+    def wait_until(self, moment: datetime, *, check: Callable[[], None] | None = None) -> None:
+        """Sleep until simulated ``moment``; ``check`` runs every 0.2 s (raise to stop early)."""
+        while self.now() < moment:
+            if check is not None:
+                check()
+            time.sleep(min(0.2, max((moment - self.now()).total_seconds() / self.spec.scale, 0.01)))
+
+    def state_counts(self) -> dict[str, int]:
+        messages = ops.MESSAGES
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            rows = conn.execute(sa.select(messages.c.state, sa.func.count()).group_by(messages.c.state)).all()
+        return {str(state): int(count) for state, count in rows}
+
+    def check(self) -> InvariantReport:
+        return check_invariants(self.engine, self.sends(), self.now())
+
+    def wait_settled(self, timeout: float) -> InvariantReport:
+        """Check until nothing of a finished day is left non-terminal (recovery needs up to the stale
+        claim bound), or ``timeout`` wall seconds pass; returns the last report."""
+        deadline = time.monotonic() + timeout
+        report = self.check()
+        while report.stuck and time.monotonic() < deadline:
+            time.sleep(1.0)
+            report = self.check()
+        return report
+
+    def logs(self) -> dict[str, str]:
+        procs = [*(p for p in [self.simulator] if p is not None), *self.workers, *self.schedulers]
+        return {p.name: p.log_text() for p in procs}
+
+    def close(self) -> None:
+        """Stop every process (schedulers first, then workers, then the simulator)."""
+        for proc in [*self.schedulers, *self.workers]:
+            proc.stop(timeout=10)
+        if self.simulator is not None:
+            self.simulator.stop(timeout=10)
+        self._http.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> FleetHarness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def running_fleet(
+    spec: FleetSpec, database_url: str, redis: RedisServer | str, directory: Path | None = None
+) -> Iterator[FleetHarness]:
+    """A set-up harness (simulator up, numbers enrolled, clock started); every process stops on exit."""
+    harness = FleetHarness(spec, database_url, redis, directory)
+    try:
+        harness.setup()
+        yield harness
+    finally:
+        harness.close()
