@@ -24,9 +24,7 @@ SLOT_STATES = frozenset(COUNTED_STATES | {MessageState.FAILED})
 def accounting_errors(engine: Engine) -> list[str]:
     """Every day plan whose `used` disagrees with its messages, or whose sends exceed the quota."""
     with engine.connect() as conn:
-        plans = conn.execute(
-            sa.select(ops.DAY_PLANS.c.id, ops.DAY_PLANS.c.quota, ops.DAY_PLANS.c.used)
-        ).all()
+        plans = conn.execute(sa.select(ops.DAY_PLANS.c.id, ops.DAY_PLANS.c.quota, ops.DAY_PLANS.c.used)).all()
         rows = conn.execute(sa.select(ops.MESSAGES.c.day_plan_id, ops.MESSAGES.c.state)).all()
     holding: Counter[int] = Counter()
     counted: Counter[int] = Counter()

@@ -5,6 +5,7 @@ pauses racing sends, resumes, retries, local midnight and two schedulers ticking
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections import Counter
@@ -84,7 +85,9 @@ class World:
     def pending(self, number_id: int | None = None) -> list[OutboundMessage]:
         number_id = number_id or self.number
         return [
-            m for m in ops.list_messages(self.engine, number_id, self.day(number_id)) if m.state in ("planned", "queued")
+            m
+            for m in ops.list_messages(self.engine, number_id, self.day(number_id))
+            if m.state in ("planned", "queued")
         ]
 
     def send_due_in_order(self, count: int) -> list[OutboundMessage]:
@@ -92,7 +95,9 @@ class World:
         done = []
         for _ in range(count):
             message = min(self.pending(), key=lambda m: max(m.scheduled_at, m.not_before or m.scheduled_at))
-            self.clock.set(max(self.clock.now(), message.scheduled_at, message.not_before or message.scheduled_at))
+            self.clock.set(
+                max(self.clock.now(), message.scheduled_at, message.not_before or message.scheduled_at)
+            )
             assert self.send(message.id).state == "sent"
             row = ops.get_message(self.engine, message.id)
             assert row is not None
@@ -251,7 +256,11 @@ def test_nothing_is_claimed_or_sent_after_a_pause_returns(engine: Engine, make_f
         frozen["claimed"] = {m.id for m in ops.list_messages(engine, w.number, day) if m.attempts > 0}
         for thread in threads:
             thread.join(60)
-        went_out = {m.id for m in ops.list_messages(engine, w.number, day) if m.state in ("sent", "sending", "unknown", "failed")}
+        went_out = {
+            m.id
+            for m in ops.list_messages(engine, w.number, day)
+            if m.state in ("sent", "sending", "unknown", "failed")
+        }
         assert went_out <= frozen["claimed"]
         assert 0 < len(w.fleet.sends(w.phone)) == len(went_out) < len(ids)
         assert_all_terminal(engine, w.number, day)
@@ -265,14 +274,10 @@ def test_nothing_is_claimed_or_sent_after_a_pause_returns(engine: Engine, make_f
 
 def _assert_paced(times: list[datetime], gap_low: timedelta, per_hour: int) -> None:
     times = sorted(times)
-    gaps = [b - a for a, b in itertools_pairwise(times)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g >= gap_low for g in gaps), f"a gap under {gap_low}: {min(gaps)}"
     for i in range(len(times) - per_hour):
         assert times[i + per_hour] - times[i] >= timedelta(hours=1), f"more than {per_hour} sends in an hour"
-
-
-def itertools_pairwise(items: list[datetime]) -> list[tuple[datetime, datetime]]:
-    return list(zip(items, items[1:], strict=False))
 
 
 def _resume_world(engine: Engine, make_fleet: Any) -> World:
@@ -310,7 +315,9 @@ def test_resume_respread_keeps_pacing_with_the_sends_already_made(engine: Engine
         spans = window_spans(day, plan, SAO_PAULO)
         assert all(any(s <= m.scheduled_at < e for s, e in spans) for m in fresh)
         assert all(m.scheduled_at >= resumed_at for m in fresh)
-        _assert_paced(_went_out_at(engine, w.number, day) + [m.scheduled_at for m in fresh], plan.pacing.gap.low, 10)
+        _assert_paced(
+            _went_out_at(engine, w.number, day) + [m.scheduled_at for m in fresh], plan.pacing.gap.low, 10
+        )
         # and sending them as scheduled keeps the pacing too
         w.send_due_in_order(len(fresh))
         _assert_paced(_went_out_at(engine, w.number, day), plan.pacing.gap.low, 10)
@@ -334,7 +341,11 @@ def test_resume_twice_and_after_the_windows_closed_never_bursts(engine: Engine, 
             Scheduler(w.runtime, dispatch=_Recorder(), poll_replies=False).tick(now)
             if w.pending():
                 w.send_due_in_order(1)
-        _assert_paced(_went_out_at(engine, w.number, day) + [m.scheduled_at for m in w.pending()], plan.pacing.gap.low, 10)
+        _assert_paced(
+            _went_out_at(engine, w.number, day) + [m.scheduled_at for m in w.pending()],
+            plan.pacing.gap.low,
+            10,
+        )
         day_plan = ops.get_day_plan(engine, w.number, day)
         assert day_plan is not None and day_plan.used + len(w.pending()) <= day_plan.quota
         # a pause and resume after the window closed adds nothing: the rest of the day is skipped
@@ -423,14 +434,23 @@ def test_two_schedulers_ticking_at_once_never_plan_or_enqueue_twice(world: World
         day = local_date_of(MONDAY_NOON, ops.get_number(world.engine, number_id).timezone)  # type: ignore[union-attr]
         assert ops.get_day_plan(world.engine, number_id, day) is not None
         assert_all_terminal(world.engine, number_id, day)
-    assert Counter((s["to"], s["body"]) for s in world.fleet.sends()).most_common(1)[0][1] >= 1
-    sent_ids = [m.provider_message_id for n in world.fleet.number_ids for m in _all_messages(world.engine, n) if m.state == "sent"]
+    assert world.fleet.sends(), "the day should have sent something"
+    sent_ids = [
+        m.provider_message_id
+        for n in world.fleet.number_ids
+        for m in _all_messages(world.engine, n)
+        if m.state == "sent"
+    ]
     assert len(sent_ids) == len(set(sent_ids)) == len(world.fleet.sends())
     assert_accounting(world.engine)
 
 
 def _all_messages(engine: Engine, number_id: int) -> list[OutboundMessage]:
-    return [m for d in range(-1, 3) for m in ops.list_messages(engine, number_id, date(2026, 11, 23) + timedelta(days=d))]
+    return [
+        m
+        for d in range(-1, 3)
+        for m in ops.list_messages(engine, number_id, date(2026, 11, 23) + timedelta(days=d))
+    ]
 
 
 # -------------------------------------------------------------------------------- retries and midnight
@@ -467,7 +487,9 @@ def test_any_retry_after_ends_queued_today_or_skipped_with_a_reason(world: World
     world.plan()
     message = world.pending()[0]
     world.clock.set(message.scheduled_at)
-    provider = FixedProvider(SendResult(OutcomeAction.RETRY, None, "429", http_status=429, retry_after=retry_after))
+    provider = FixedProvider(
+        SendResult(OutcomeAction.RETRY, None, "429", http_status=429, retry_after=retry_after)
+    )
     outcome = world.send(message.id, provider_for=lambda _n: provider)
     row = ops.get_message(world.engine, message.id)
     assert row is not None and outcome.state == row.state

@@ -94,7 +94,7 @@ FINAL = {"sent", "failed", "skipped"}
 
 
 @settings(
-    max_examples=40,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -309,7 +309,10 @@ def test_one_tick_plans_numbers_two_calendar_days_apart(engine: Engine) -> None:
     kiritimati = add_number(engine, "Pacific/Kiritimati")  # UTC+14
     pago_pago = add_number(engine, "Pacific/Pago_Pago")  # UTC-11
     now = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)  # 00:30 on the 24th and 23:30 on the 22nd
-    assert sorted(days_to_plan(engine, now)) == [(kiritimati, date(2026, 11, 24)), (pago_pago, date(2026, 11, 22))]
+    assert sorted(days_to_plan(engine, now)) == [
+        (kiritimati, date(2026, 11, 24)),
+        (pago_pago, date(2026, 11, 22)),
+    ]
     plan(engine, kiritimati, 2, 2, day=date(2026, 11, 24), at=now - timedelta(minutes=10))
     plan(engine, pago_pago, 2, 2, day=date(2026, 11, 22), at=now - timedelta(minutes=10))
     assert days_to_plan(engine, now) == []
@@ -369,7 +372,9 @@ def test_bad_writes_to_a_running_day_change_nothing(engine: Engine) -> None:
     assert ops.claim(engine, ids[0], "w", NOW).claimed
     before = _snapshot(engine)
     with pytest.raises(InvalidWrite):
-        ops.add_sends(engine, number, DAY, [PlannedSend("+5511988880000", "ok", NOW), PlannedSend("x", "b", NOW)])
+        ops.add_sends(
+            engine, number, DAY, [PlannedSend("+5511988880000", "ok", NOW), PlannedSend("x", "b", NOW)]
+        )
     with pytest.raises(InvalidWrite):
         ops.cut_quota(engine, number, DAY, -1, "negative")
     with pytest.raises(InvalidWrite):
