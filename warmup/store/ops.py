@@ -1225,7 +1225,7 @@ def resume_numbers(
 
     Sets `resumed_on` to the local date in each number's time zone (the resume policy climbs back from
     there) and keeps `paused_volume`; writes one `resume` audit row per number. Re-spreading the rest
-    of today is the scheduler's job (`add_sends`), never a burst.
+    of today is the scheduler's job (`add_respread`, once per resume), never a burst.
     """
     now = _aware(now)
     with _write(engine) as conn:

@@ -114,7 +114,8 @@ class FleetSpec:
     faults: Mapping[str, float | int | str] = field(default_factory=dict)  # simulator --fault KIND=VALUE
     worker_threads: int = 4
     worker_processes: int = 1  # --processes of each `dramatiq workers.actors`
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # of workers and the simulator
+    scheduler_log_level: str = "INFO"  # INFO at least: `leader()` reads the leadership lines
 
 
 class Proc:
@@ -284,7 +285,7 @@ class FleetHarness:
         env.update({token_ref_of(i): token_of(i) for i in range(self.spec.numbers)})
         return env
 
-    def _spawn(self, role: str, argv: Sequence[str]) -> Proc:
+    def _spawn(self, role: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Proc:
         self._counter += 1
         name = f"{role}-{self._counter}"
         logs = self.dir / "logs"
@@ -293,7 +294,7 @@ class FleetHarness:
         handle = path.open("ab")
         popen = subprocess.Popen(
             list(argv),
-            env=self._env(),
+            env={**self._env(), **(env or {})},
             cwd=self.dir,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -367,7 +368,8 @@ class FleetHarness:
 
     def start_scheduler(self) -> Proc:
         """One ``warmup scheduler`` (any number may run; one leads)."""
-        proc = self._spawn("scheduler", [self.python, "-m", "warmup", "scheduler"])
+        argv = [self.python, "-m", "warmup", "scheduler"]
+        proc = self._spawn("scheduler", argv, {"WARMUP_LOG_LEVEL": self.spec.scheduler_log_level})
         self.schedulers.append(proc)
         return proc
 
