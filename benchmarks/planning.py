@@ -119,7 +119,8 @@ def main() -> None:
         "target_seconds_10000": 10.0,
     }
     lines = [
-        f"{r['numbers']:>6} numbers: {r['planned']} planned in {r['seconds']} s = {r['numbers_per_second']}/s "
+        f"{r['numbers']:>6} numbers: {r['planned']} planned in {r['seconds']} s "
+        f"= {r['numbers_per_second']}/s "
         f"({r['rows_per_second']} rows/s; bulk insert {r['bulk_insert_rows_per_second']} rows/s, "
         f"ratio {r['ratio_to_bulk_insert']}); all would take ~{r['projected_seconds_all']} s"
         for r in results

@@ -13,8 +13,16 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
-from common import BENCH_START, add_messages, emit, fleet, parser, plan_fixed_day, wait_all_terminal
-from common import wait_workers_ready
+from common import (
+    BENCH_START,
+    add_messages,
+    emit,
+    fleet,
+    parser,
+    plan_fixed_day,
+    wait_all_terminal,
+    wait_workers_ready,
+)
 
 from warmup.testing.harness import FleetHarness, FleetSpec, contact_of, token_of
 from warmup.testing.invariants import check_invariants
@@ -43,7 +51,6 @@ def end_to_end(harness: FleetHarness, count: int, timeout: float) -> dict[str, f
     """Insert ``count`` messages due now and time the fleet until all are terminal."""
     before = len(harness.sends())
     local_date = harness.now().date()
-    started = time.perf_counter()
     add_messages(harness, local_date, [harness.now() - timedelta(seconds=1)] * count, texts=TEXTS)
     waited = wait_all_terminal(harness, timeout)
     batch = harness.sends()[before:]
@@ -62,7 +69,12 @@ def main() -> None:
     args = parser(__doc__ or "").parse_args()
     count = 300 if args.quick else 2000
     spec = FleetSpec(
-        numbers=20, timezones=("UTC",), scale=1.0, sim_start=BENCH_START, worker_threads=8, log_level="WARNING"
+        numbers=20,
+        timezones=("UTC",),
+        scale=1.0,
+        sim_start=BENCH_START,
+        worker_threads=8,
+        log_level="WARNING",
     )
     with fleet(spec) as harness:
         plan_fixed_day(harness, harness.now().date(), quota=3 * count)

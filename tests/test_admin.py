@@ -15,6 +15,7 @@ from tests.fleet_fixture import Fleet, fleet_builder
 from warmup import admin
 from warmup.clock import ManualClock
 from warmup.cycle import plan_number_day
+from warmup.domain import DayOutcome
 from warmup.errors import UserError
 from warmup.runtime import ProviderPool, Runtime
 from warmup.scheduler import Scheduler
@@ -208,9 +209,13 @@ def test_status_why_and_history_tell_the_day(world: Any, tmp_path: Path) -> None
     assert "Reading: overall" in text and "simulator" in text
     assert "1 sent" in text and "pause by cli" in text and "looks odd" in text
     before = admin.explain(engine, fleet.phones[0], clock.now(), day - timedelta(days=3)).lines()
-    assert before == [
-        f"{fleet.phones[0]} on {day - timedelta(days=3)}: no decision was made (the number is paused)."
+    assert before == [  # a past day: being paused NOW does not explain it
+        f"{fleet.phones[0]} on {day - timedelta(days=3)}: no decision was made (nothing is stored for that "
+        "day: before the number was enrolled, or nothing ran then)."
     ]
+    for line in lines:  # a rule is named once, counts agree with their noun
+        assert not any(f"{r}: {r}" in line for r in ("risk.rules[0]", "risk.rules[1]", "ramp"))
+        assert " 1 replies" not in line
 
     (entry,) = admin.history(engine, fleet.phones[0])
     overall = mine.reading.overall
@@ -229,3 +234,50 @@ def test_status_why_and_history_tell_the_day(world: Any, tmp_path: Path) -> None
 
     audit = admin.audit_log(engine, fleet.phones[0])
     assert next(row.action for row, _ in audit) == "pause" and {p for _, p in audit} == {fleet.phones[0]}
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("+5511999990001", "+5511999990001"),
+        ("5511999990001", "+5511999990001"),
+        ("+55 (11) 99999-0001", "+5511999990001"),
+        ("005511999990001", "+5511999990001"),
+        (" +49 151 1234 0003 ", "+4915112340003"),
+        ("not-a-phone", "notaphone"),  # left for the lookup to report as unknown
+    ],
+)
+def test_normalize_phone(written: str, stored: str) -> None:
+    assert admin.normalize_phone(written) == stored
+
+
+def test_explain_names_each_rule_once() -> None:
+    from warmup.store.models import DayPlan
+
+    day = DayPlan(
+        number_id=1,
+        local_date=date(2026, 11, 24),
+        plan_day=3,
+        next_plan_day=3,
+        action="hold",
+        quota=8,
+        plan_volume=8,
+        max_new_contacts=3,
+        reasons=[
+            {"rule": "risk.rules[3]", "action": "hold", "text": "risk.rules[3] response_rate=2 -> hold"}
+        ],
+    )
+    outcome = DayOutcome(planned=1, sent=1, delivered=0, failed=0, skipped=0, unknown=0, replies=1)
+    explanation = admin.Explanation(
+        phone="+5511999990001",
+        local_date=date(2026, 11, 24),
+        day=day,
+        reading=None,
+        yesterday=outcome,
+        outcome=outcome,
+        events=[],
+        state="active",
+    )
+    text = "\n".join(explanation.lines())
+    assert "  - risk.rules[3] (hold): response_rate=2 -> hold" in text
+    assert "1 reply." in text and "1 reply;" in text

@@ -98,3 +98,32 @@ def test_number_listing_never_holds_a_token(engine: Engine, make_fleet: Any) -> 
     checks = doctor.run(url_of(engine), None, NOW)
     assert all("tok-0-abcdef" not in c.detail for c in checks)
     assert ops.list_numbers(engine)[0].token_ref == "SIM_TOKEN_0"
+
+
+def test_a_missing_sqlite_file_is_red_and_not_created(tmp_path: Path) -> None:
+    checks = doctor.run(f"sqlite:///{tmp_path}/typo.db", None, NOW)
+    assert checks[0].verdict is Verdict.FAIL and "no database file at" in checks[0].detail
+    assert not (tmp_path / "typo.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "detail"),
+    [("nonsense", "is not a database URL"), ("mysql://u:secret-pw@h/db", "SQLite or PostgreSQL")],
+)
+def test_an_unsupported_database_url_is_red_with_a_hint(url: str, detail: str) -> None:
+    checks = doctor.run(url, None, NOW)
+    assert checks[0].verdict is Verdict.FAIL and detail in checks[0].detail
+    assert all("secret-pw" not in c.item + c.detail for c in checks)
+
+
+def test_an_unreachable_database_says_why() -> None:
+    check, engine = doctor.check_database("postgresql://warm:pg-secret@127.0.0.1:1/x")
+    assert engine is None and check.verdict is Verdict.FAIL
+    assert "unreachable:" in check.detail and "OperationalError" not in check.detail
+    assert "pg-secret" not in check.item + check.detail
+
+
+def test_redis_down_is_red_with_the_reason_and_a_hint() -> None:
+    check = doctor.check_broker("redis://:redis-secret@127.0.0.1:1/0")
+    assert check.verdict is Verdict.FAIL and "is it running?" in check.detail
+    assert "127.0.0.1" in check.detail and "redis-secret" not in check.item + check.detail

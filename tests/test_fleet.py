@@ -88,7 +88,8 @@ def test_every_problem_is_located_and_nothing_is_echoed(fleet_dir: Path) -> None
     assert any(":9:" in p and "numbers[1].phone" in p and "listed twice" in p for p in problems)
     assert any(":4:" in p and "numbers[0].token" in p and "UNSET_VAR is not set" in p for p in problems)
     assert any(":11:" in p and "numbers[1].token" in p and "literal token" in p for p in problems)
-    assert any("numbers[2].phone" in p for p in problems)
+    assert any("numbers[2].phone" in p and "'5511' is not an E.164 number" in p for p in problems)
+    assert not any("letters, digits" in p for p in problems)  # not the generic pattern message
     assert any("numbers[2].timezone" in p and "Mars/Olympus" in p for p in problems)
     for problem in problems:
         assert problem.startswith(f"{path}:"), problem
@@ -214,6 +215,7 @@ def test_admin_list_changes_are_audited_and_read_back(engine: Engine, fleet_dir:
     write(fleet_dir, fleet_text({"phone": "+5511999990001"}, admins="[]"))
     (change,) = plan_changes(engine, load_fleet(path, ENV))
     assert change.kind == "admins"
+    assert change.describe() == "set admins: +5511988880000, +5511988880001 -> none"  # reads as a verb
     apply_changes(engine, [change], now=NOW)
     assert current_admins(engine) == ()
     rows = [r for r in ops.list_audit(engine) if r.action == "admins"]

@@ -123,3 +123,29 @@ def test_through_the_real_entry_point_a_bad_plan_is_one_clear_error(tmp_path: Pa
     assert done.returncode == 1
     assert f"{broken}:11:" in done.stderr and "volume" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_registration_after_the_first_day_is_refused(plan_file: Path) -> None:
+    code, _, exc = invoke(str(plan_file), "--start", "2026-11-23", "--registered", "2027-01-01")
+    assert code != 0 and isinstance(exc, UserError) and "--registered 2027-01-01 is after" in str(exc)
+
+
+def test_an_unwritable_chart_fails_before_the_table(plan_file: Path, tmp_path: Path) -> None:
+    code, output, exc = invoke(str(plan_file), "--chart", str(tmp_path / "missing" / "ramp.png"))
+    assert code != 0 and isinstance(exc, UserError) and "does not exist" in str(exc)
+    assert "cli-preview under scenario" not in output  # nothing printed, nothing half-done
+
+
+def test_the_table_fits_100_columns_in_a_pipe(plan_file: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "warmup", "plan", "preview", str(plan_file), "--scenario", "bad"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "100"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    table = [line for line in lines if line.startswith(("│", "┃"))]
+    assert table and all(line.endswith(("│", "┃")) for line in table)  # right border kept: nothing cropped

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from tests.fleet_fixture import Fleet, fleet_builder
@@ -17,7 +19,7 @@ from warmup.domain import Reading
 from warmup.providers.base import Health, Inbound, OutcomeAction, Provider, SendResult
 from warmup.runtime import ProviderPool, Runtime
 from warmup.schedule import local_date_of
-from warmup.sending import retry_delay, send_one
+from warmup.sending import place_reply, retry_delay, send_one
 from warmup.store import ops
 from warmup.store.models import OutboundMessage
 
@@ -267,3 +269,132 @@ def test_retry_delay_prefers_retry_after() -> None:
     assert retry_delay(without, 1) == timedelta(seconds=30)
     assert retry_delay(without, 3) == timedelta(seconds=120)
     assert retry_delay(without, 20) == timedelta(minutes=30)
+
+
+# --- peer reply placement (pure) -------------------------------------------------------------------
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+SPANS = [(T0, T0 + timedelta(hours=2)), (T0 + timedelta(hours=4), T0 + timedelta(hours=5))]
+
+
+def test_place_reply_keeps_the_gap_from_the_peers_other_sends() -> None:
+    taken = [T0 + timedelta(minutes=10), T0 + timedelta(minutes=12)]
+    at = place_reply(T0 + timedelta(minutes=11), SPANS, taken, timedelta(minutes=2), 30)
+    assert at == T0 + timedelta(minutes=14)
+
+
+def test_place_reply_respects_the_hourly_cap_and_moves_to_a_later_window() -> None:
+    taken = [T0 + timedelta(minutes=m) for m in range(0, 120, 3)]  # 20 an hour, up to the window's end
+    at = place_reply(T0, SPANS, taken, timedelta(minutes=1), 20)
+    assert at == SPANS[1][0]  # nothing fits the first window; the second one is free
+
+
+def test_place_reply_gives_up_when_no_window_time_is_left() -> None:
+    assert place_reply(T0 + timedelta(hours=5), SPANS, [], timedelta(minutes=1), 30) is None
+    assert place_reply(T0 - timedelta(hours=3), [], [], timedelta(minutes=1), 30) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    earliest=st.integers(0, 6 * 60),
+    taken=st.lists(st.integers(0, 6 * 60), max_size=40),
+    gap=st.integers(1, 20),
+    per_hour=st.integers(1, 12),
+)
+def test_place_reply_property(earliest: int, taken: list[int], gap: int, per_hour: int) -> None:
+    times = [T0 + timedelta(minutes=m) for m in taken]
+    at = place_reply(T0 + timedelta(minutes=earliest), SPANS, times, timedelta(minutes=gap), per_hour)
+    if at is None:
+        return
+    assert at >= T0 + timedelta(minutes=earliest)
+    assert any(start <= at < end for start, end in SPANS)
+    assert all(abs(t - at) >= timedelta(minutes=gap) for t in times)
+    in_hour = sorted([*times, at])
+    for i in range(len(in_hour) - per_hour):
+        if in_hour[i] <= at <= in_hour[i + per_hour]:
+            assert in_hour[i + per_hour] - in_hour[i] >= timedelta(hours=1)
+
+
+def test_a_peer_reply_that_cannot_fit_the_peers_windows_is_not_scheduled(
+    engine: Engine, make_fleet: Any
+) -> None:
+    # 18:58 in Sao Paulo; the peer is in Berlin, where it is 22:58, after its 08:00-20:00 window
+    clock = ManualClock(datetime(2026, 11, 23, 21, 58, tzinfo=UTC))
+    fleet = make_fleet(engine, clock, count=2, volume=4, reply_probability=1.0)
+    s = Setup(engine, fleet, clock)
+    try:
+        s.plan(fleet.number_ids[1])
+        day = local_date_of(clock.now(), "America/Sao_Paulo")
+        decision = ops.get_day_plan(engine, fleet.number_ids[0], day)
+        assert decision is None
+        late = ops.PlannedSend(
+            fleet.phones[1], "Hello!", clock.now(), window_end=clock.now() + timedelta(minutes=2)
+        )
+        from warmup.domain import Action, Decision
+
+        ops.plan_day(
+            engine,
+            fleet.number_ids[0],
+            Decision(day, 1, 2, Action.ADVANCE, 1, 1, 5, ()),
+            [late],
+            now=clock.now(),
+        )
+        mid = ops.list_messages(engine, fleet.number_ids[0], day)[0].id
+        outcome = s.send(mid)
+        assert outcome.state == "sent" and outcome.reply_id is None
+        audit = ops.list_audit(engine, fleet.number_ids[1])
+        assert any(a.action == "peer_reply_skipped" for a in audit)
+    finally:
+        s.runtime.close()
+
+
+# --- truthful outcomes and metrics --------------------------------------------------------------------
+
+
+class _SlowRetry:
+    """A provider that takes so long that the scheduler recovers the claim, then says "retry"."""
+
+    def __init__(self, engine: Engine, clock: ManualClock) -> None:
+        self.engine, self.clock = engine, clock
+
+    def send_text(self, to: str, text: str, typing_seconds: float = 0.0) -> SendResult:
+        self.clock.advance(timedelta(minutes=20))
+        ops.recover_stale(self.engine, self.clock.now(), self.clock.now())
+        return SendResult(OutcomeAction.RETRY, None, "HTTP 503", retry_after=10.0)
+
+
+def test_retry_after_the_claim_was_recovered_is_reported_and_not_requeued(setup: Setup) -> None:
+    setup.plan()
+    message = setup.next_due()
+    slow = _SlowRetry(setup.engine, setup.clock)
+    outcome = setup.send(message.id, provider_for=lambda _n: slow)
+    assert outcome.status == "retry" and outcome.state is None
+    assert outcome.reason is not None and "refused" in outcome.reason and "unknown" in outcome.reason
+    assert setup.requeued == []
+    assert setup.state(message.id).state == "unknown"
+
+
+def _count(counter: Any, **labels: str) -> float:
+    return float(counter.labels(**labels)._value.get())
+
+
+def test_sends_readings_and_auto_pauses_are_counted(setup: Setup) -> None:
+    from warmup import metrics
+
+    ok, readings = _count(metrics.SENDS, outcome="ok"), _count(metrics.READINGS, source="simulator")
+    lag_count = metrics.SEND_LAG._sum.get()
+    pauses = _count(metrics.PAUSES, actor="worker")
+    setup.plan()
+    assert _count(metrics.READINGS, source="simulator") == readings + 1
+    message = setup.next_due()
+    setup.clock.advance(timedelta(seconds=30))
+    assert setup.send(message.id).status == "ok"
+    assert _count(metrics.SENDS, outcome="ok") == ok + 1
+    assert metrics.SEND_LAG._sum.get() >= lag_count + 30
+    setup.fleet.admin("PATCH", f"/_sim/channels/{setup.phone}", json={"status": "banned", "reason": "x"})
+    assert setup.send(setup.next_due().id).status == "stop_number"
+    assert _count(metrics.PAUSES, actor="worker") == pauses + 1
+    paused = _count(metrics.SENDS, outcome="paused")
+    pending = [m for m in ops.list_messages(setup.engine, setup.number, setup.day) if m.state == "planned"]
+    assert pending == []  # the pause skipped the rest
+    assert _count(metrics.SENDS, outcome="paused") == paused

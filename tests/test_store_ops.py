@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
 
 from warmup import ramp
 from warmup.domain import Action, DayOutcome, Decision, NumberState, Reading, Reason
@@ -264,7 +263,7 @@ def test_plan_day_rolled_back_when_the_database_refuses_a_message(engine: Engine
     number_id = add(engine)
     before = row_counts(engine)
     dangling = PlannedSend(recipient=PEER, text="re", scheduled_at=NOW, kind="peer_reply", in_reply_to=4242)
-    with pytest.raises(IntegrityError):  # foreign key: no message 4242
+    with pytest.raises(InvalidWrite, match="4242"):  # no message 4242: a clear error, not the foreign key's
         ops.plan_day(engine, number_id, decision(5), [*sends(2), dangling])
     assert row_counts(engine) == before
     assert ops.get_day_plan(engine, number_id, DAY) is None
@@ -716,3 +715,127 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
     with pytest.raises(InvalidWrite, match="aware"):
         ops.due_messages(engine, NOW.replace(tzinfo=None), 10)
     assert state(engine, message_id) == "planned"
+
+
+# --- send windows, reply links, time zone changes, bulk lock order -------------------------------------
+
+
+def test_a_claim_after_its_window_closed_skips_the_message(engine: Engine) -> None:
+    number_id = add(engine)
+    window_end = NOW - timedelta(minutes=1)
+    late = PlannedSend(PEER, "late", NOW - timedelta(minutes=30), window_end=window_end)
+    on_time = PlannedSend(PEER, "on time", NOW - timedelta(minutes=20), window_end=NOW + timedelta(hours=1))
+    assert ops.plan_day(engine, number_id, decision(5), [late, on_time])
+    first, second = [m.id or 0 for m in ops.list_messages(engine, number_id, DAY)]
+    refused = ops.claim(engine, first, "w", NOW)
+    assert refused.status is ClaimStatus.WINDOW_CLOSED and "window closed" in (refused.reason or "")
+    assert state(engine, first) == "skipped" and used(engine, number_id) == 0
+    assert (
+        ops.claim(engine, first, "w", window_end - timedelta(minutes=5)).status is ClaimStatus.NOT_CLAIMABLE
+    )
+    assert ops.claim(engine, second, "w", NOW).claimed
+
+
+def test_a_retry_moves_the_message_to_its_new_window(engine: Engine) -> None:
+    number_id = add(engine)
+    send = PlannedSend(PEER, "x", NOW - timedelta(minutes=5), window_end=NOW + timedelta(minutes=1))
+    assert ops.plan_day(engine, number_id, decision(5), [send])
+    mid = ops.list_messages(engine, number_id, DAY)[0].id or 0
+    assert ops.claim(engine, mid, "w", NOW).claimed
+    later = NOW + timedelta(hours=2)
+    assert ops.release_for_retry(engine, mid, later, "503", NOW, window_end=later + timedelta(hours=1))
+    assert ops.claim(engine, mid, "w", later + timedelta(minutes=1)).claimed
+
+
+def test_plan_day_with_a_dangling_in_reply_to_is_a_clear_error(engine: Engine) -> None:
+    number_id = add(engine)
+    bad = PlannedSend(PEER, "reply", NOW, kind="peer_reply", in_reply_to=9999)
+    with pytest.raises(InvalidWrite, match="in_reply_to"):
+        ops.plan_day(engine, number_id, decision(5), [bad])
+    assert ops.get_day_plan(engine, number_id, DAY) is None  # nothing stored
+    planned(engine, 1, number_id=number_id)
+    with pytest.raises(InvalidWrite, match="in_reply_to"):
+        ops.add_sends(engine, number_id, DAY, [bad], now=NOW)
+
+
+def _upsert(engine: Engine, timezone: str, now: datetime) -> tuple[int, bool]:
+    return ops.upsert_number(
+        engine,
+        phone=PHONE,
+        provider="whapi",
+        token_ref="WHAPI_TOKEN_1",
+        plan_name="standard",
+        plan_path="plans/standard.yaml",
+        timezone=timezone,
+        now=now,
+    )
+
+
+def test_a_time_zone_change_mid_day_waits_for_the_end_of_the_planned_day(engine: Engine) -> None:
+    number_id, _ = _upsert(engine, "Asia/Tokyo", NOW)  # 21:00 in Tokyo on the 23rd
+    assert ops.plan_day(engine, number_id, decision(5), sends(2))
+    _upsert(engine, "America/Sao_Paulo", NOW)  # 09:00 on the 23rd there: a second "23rd" would overlap
+    number = ops.get_number(engine, number_id)
+    assert number is not None and number.timezone == "Asia/Tokyo"
+    assert number.pending_timezone == "America/Sao_Paulo"
+    tokyo_midnight = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+    assert number.timezone_from == tokyo_midnight
+    assert ops.apply_timezone_changes(engine, tokyo_midnight - timedelta(seconds=1)) == []
+    assert ops.apply_timezone_changes(engine, tokyo_midnight) == [number_id]
+    number = ops.get_number(engine, number_id)
+    assert number is not None and number.timezone == "America/Sao_Paulo" and number.pending_timezone is None
+    # the new zone's "today" (the 23rd, already planned) gets no second plan: no fresh quota today
+    assert ops.local_date_of(number.timezone, tokyo_midnight) == DAY
+    assert not ops.plan_day(engine, number_id, decision(5), sends(1))
+    # without a plan for today, a change applies at once
+    _upsert(engine, "Europe/Berlin", NOW + timedelta(days=2))
+    number = ops.get_number(engine, number_id)
+    assert number is not None and number.timezone == "Europe/Berlin" and number.pending_timezone is None
+
+
+@pytest.mark.postgres
+def test_concurrent_pause_and_expire_day_never_deadlock(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row-lock order only matters on PostgreSQL")
+    numbers = [
+        add(engine, phone=f"+55119999900{i:02d}", timezone=tz)
+        for i, tz in enumerate(["UTC", "Asia/Tokyo"] * 2)
+    ]
+    errors: list[BaseException] = []
+    for round_ in range(15):
+        yesterday = DAY - timedelta(days=round_ + 1)
+        for number_id in numbers:
+            ops.plan_day(
+                engine,
+                number_id,
+                decision(60, local_date=yesterday),
+                sends(60, NOW - timedelta(days=round_ + 1)),
+            )
+        barrier = threading.Barrier(3)
+
+        def pause(barrier: threading.Barrier = barrier) -> None:
+            try:
+                barrier.wait()
+                ops.pause_numbers(engine, reason="r", actor="t", now=NOW, number_ids=list(reversed(numbers)))
+                ops.resume_numbers(engine, actor="t", now=NOW, number_ids=numbers)
+            except BaseException as exc:
+                errors.append(exc)
+
+        def expire(barrier: threading.Barrier = barrier) -> None:
+            try:
+                barrier.wait()
+                ops.expire_day(engine, NOW + timedelta(days=1))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=f) for f in (pause, expire, expire)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == [], errors
+    with engine.connect() as conn:
+        left = conn.execute(
+            sa.select(sa.func.count()).where(ops.MESSAGES.c.state.in_(["planned", "queued"]))
+        ).scalar_one()
+    assert left == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,27 @@ def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(redis_url: str)
     assert result.stdout.strip() == (
         "RedisBroker True ['ingest_replies', 'plan_day', 'refresh_reading', 'send_message']"
     )
+
+
+def test_a_worker_process_logs_json_with_tokens_masked() -> None:
+    """`dramatiq workers.actors` imports the actors with no broker set up: that path sets up logging."""
+    token = "tok-" + uuid.uuid4().hex
+    code = (
+        "import logging, os; from warmup.secrets import register_secret; "
+        "register_secret(os.environ['SIM_TOKEN_X']); "
+        "import workers.actors; "
+        "logging.getLogger('workers.test').warning('sending with token %s', os.environ['SIM_TOKEN_X'])"
+    )
+    env = {
+        **os.environ,
+        "SIM_TOKEN_X": token,
+        "WARMUP_LOG_FORMAT": "json",
+        "WARMUP_DATABASE_URL": f"sqlite:////tmp/{uuid.uuid4().hex}.db",
+    }
+    env.pop("WARMUP_REDIS_URL", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stderr.splitlines() if "sending with token" in line)
+    record = json.loads(line)
+    assert record["logger"] == "workers.test" and record["event"] == "sending with token ***"
+    assert token not in result.stderr

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from warmup.domain import DayOutcome, Reading
 from warmup.errors import UserError
@@ -26,15 +28,68 @@ from warmup.store import ops
 from warmup.store.db import READ_ONLY, current_revision, head_revision, make_engine, mask_url
 from warmup.store.models import AuditLog, DayPlan, Number, NumberStatus
 
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
+URL_EXAMPLES = "sqlite:///warmup.db or postgresql://USER:PASSWORD@HOST:5432/DB"
+
+
+def check_database_url(url: str) -> None:
+    """Refuse, before any connection, a URL that is not SQLite or PostgreSQL (the only stores supported).
+
+    The message shows the URL only masked: a URL that does not parse may still hold a password.
+    """
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:
+        raise UserError(
+            f"WARMUP_DATABASE_URL / --database-url is not a database URL: expected {URL_EXAMPLES}"
+        ) from None
+    if backend not in SUPPORTED_SCHEMES:
+        raise UserError(
+            f"unsupported database {mask_url(url)}: warmup stores its data in SQLite or PostgreSQL, "
+            f"e.g. {URL_EXAMPLES}"
+        )
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (None for anything else).
+
+    Reading commands must not create an empty database file where a typo pointed them.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("mode") == "memory" or str(parsed.database).startswith("file:"):
+        return None
+    path = Path(str(parsed.database))
+    return None if path.exists() else str(path)
+
+
+def database_problem(exc: BaseException, url: str) -> str:
+    """The first line of a driver's message (`connection refused`, `unable to open ...`), password masked."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return first.replace(str(password), "***") if password else first
+
 
 def open_store(url: str) -> Engine:
-    """An engine for `url`, refusing a database that is unreachable or not migrated to the newest schema."""
+    """An engine for `url`, refusing a database that is unreachable, absent or not on the newest schema."""
+    check_database_url(url)
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise UserError(
+            f"no database at {missing}: create it with `warmup db upgrade` "
+            "(or point WARMUP_DATABASE_URL / --database-url at the right one)"
+        )
     engine = make_engine(url)
     try:
         revision = current_revision(engine)
     except Exception as exc:
         engine.dispose()
-        raise UserError(f"cannot open the database {mask_url(url)}: {type(exc).__name__}") from None
+        raise UserError(f"cannot open the database {mask_url(url)}: {database_problem(exc, url)}") from None
     if revision != head_revision():
         engine.dispose()
         raise UserError(
@@ -58,6 +113,8 @@ class Target:
     def __post_init__(self) -> None:
         if (self.phone is not None) + (self.plan is not None) + self.all != 1:
             raise UserError("name exactly one target: a PHONE, --plan NAME or --all")
+        if self.phone is not None:
+            object.__setattr__(self, "phone", normalize_phone(self.phone))
 
     def select(self) -> dict[str, Any]:
         """Keyword arguments for `ops.pause_numbers` / `resume_numbers`."""
@@ -87,6 +144,29 @@ def _outcome(engine: Engine, target: Target, changed_ids: list[int]) -> Outcome:
     )
 
 
+def normalize_phone(text: str) -> str:
+    """`+55 11 99999-0001`, `5511999990001` or `005511999990001` -> `+5511999990001` (as stored).
+
+    People copy numbers with spaces, dashes and brackets, or without the plus; the store holds E.164.
+    """
+    cleaned = "".join(ch for ch in text.strip() if ch not in " -().\t")
+    if cleaned.startswith("00") and cleaned[2:].isdigit():
+        cleaned = "+" + cleaned[2:]
+    elif cleaned.isdigit():
+        cleaned = "+" + cleaned
+    return cleaned
+
+
+def _check_target(engine: Engine, target: Target) -> None:
+    """Unknown phone or plan: a UserError that says which ones exist, before anything changes."""
+    if target.phone is not None:
+        number_by_phone(engine, target.phone)
+    elif target.plan is not None and not ops.list_numbers(engine, plan_name=target.plan):
+        plans = sorted({n.plan_name for n in ops.list_numbers(engine)})
+        known = f"plans in use: {', '.join(plans)}" if plans else "no number is enrolled yet"
+        raise UserError(f"no number uses plan {target.plan!r} ({known})")
+
+
 def _targeted(engine: Engine, target: Target) -> list[Number]:
     if target.phone is not None:
         number = ops.get_number(engine, phone=target.phone)
@@ -108,7 +188,10 @@ def pause(
     When this returns, no new send of those numbers starts and today's planned messages are skipped.
     """
     if duration is not None and duration <= timedelta(0):
-        raise UserError("a pause duration must be positive")
+        raise UserError("a pause duration must be positive, e.g. --for 2h")
+    if not reason.strip():
+        raise UserError("the reason of a pause cannot be empty: say why, e.g. --reason 'new campaign'")
+    _check_target(engine, target)
     if target.all and not ops.list_numbers(engine):
         return Outcome([], [])
     until = now + duration if duration is not None else None
@@ -123,6 +206,7 @@ def resume(
     engine: Engine, target: Target, *, actor: str, now: datetime, reason: str | None = None
 ) -> Outcome:
     """Resume the targeted paused numbers (the rest of today is re-spread by the scheduler)."""
+    _check_target(engine, target)
     if target.all and not ops.list_numbers(engine):
         return Outcome([], [])
     ids = ops.resume_numbers(engine, actor=actor, now=now, reason=reason, **target.select())
@@ -135,9 +219,13 @@ def end_expired_pauses(engine: Engine, now: datetime) -> list[int]:
 
 
 def number_by_phone(engine: Engine, phone: str) -> Number:
-    number = ops.get_number(engine, phone=phone)
+    """The enrolled number (the phone may be written with spaces or without the plus)."""
+    number = ops.get_number(engine, phone=normalize_phone(phone))
     if number is None or number.id is None:
-        raise UserError(f"unknown number {phone} (enroll it with `warmup apply FLEET.yaml`)")
+        raise UserError(
+            f"unknown number {phone}: `warmup status --retired` lists the enrolled ones, "
+            "`warmup apply FLEET.yaml` enrolls more"
+        )
     return number
 
 
@@ -223,15 +311,23 @@ class Explanation:
     outcome: DayOutcome
     events: list[AuditLog]
     state: str
+    today: date | None = None  # the number's local today when asked
+
+    def _no_decision(self) -> str:
+        if self.state == NumberStatus.RETIRED:
+            return "the number is retired"
+        if self.today is not None and self.local_date > self.today:
+            return f"that day has not come yet; its local today is {self.today}"
+        if self.today is not None and self.local_date < self.today:
+            return "nothing is stored for that day: before the number was enrolled, or nothing ran then"
+        if self.state == NumberStatus.PAUSED:
+            return "the number is paused"
+        return "today is not planned yet: is `warmup run` (or `warmup scheduler`) running?"
 
     def lines(self) -> list[str]:
         head = f"{self.phone} on {self.local_date}"
         if self.day is None:
-            hint = {
-                NumberStatus.PAUSED.value: "the number is paused",
-                NumberStatus.RETIRED.value: "the number is retired",
-            }.get(self.state, "the day has not started yet or the scheduler has not run")
-            return [f"{head}: no decision was made ({hint})."]
+            return [f"{head}: no decision was made ({self._no_decision()})."]
         day = self.day
         lines = [
             f"{head}: {day.action} at plan day {day.plan_day} -> quota {day.quota} "
@@ -244,13 +340,13 @@ class Explanation:
             y = self.yesterday
             lines.append(
                 f"Yesterday: {y.sent} sent of {y.planned} planned, {y.delivered} delivered, "
-                f"{y.failed} failed, {y.replies} replies."
+                f"{y.failed} failed, {_count(y.replies, 'reply', 'replies')}."
             )
         lines.append("Rules that fired:")
         for reason in day.reasons:
-            lines.append(
-                f"  - {reason.get('rule', '?')} ({reason.get('action', '?')}): {reason.get('text', '')}"
-            )
+            rule, text = str(reason.get("rule", "?")), str(reason.get("text", ""))
+            text = text[len(rule) :].lstrip() if text.startswith(rule) else text  # the rule is named once
+            lines.append(f"  - {rule} ({reason.get('action', '?')}): {text}")
         if not day.reasons:
             lines.append("  - none recorded")
         if day.cut:
@@ -258,13 +354,17 @@ class Explanation:
         o = self.outcome
         lines.append(
             f"So far: {o.sent} sent, {o.failed} failed, {o.skipped} skipped, {o.unknown} unknown, "
-            f"{o.replies} replies; {day.used} of {day.quota} slots used."
+            f"{_count(o.replies, 'reply', 'replies')}; {day.used} of {day.quota} slots used."
         )
         for event in self.events:
             lines.append(
                 f"Event {event.at:%H:%M} UTC: {event.action} by {event.actor} {_detail(event.detail)}"
             )
         return lines
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _detail(detail: dict[str, Any] | None) -> str:
@@ -316,6 +416,7 @@ def explain(engine: Engine, phone: str, now: datetime, local_date: date | None =
         outcome=ops.day_outcome(engine, number.id, day_date),
         events=events_of_day(engine, number, day_date),
         state=number.state,
+        today=ops.local_date_of(number.timezone, now),
     )
 
 

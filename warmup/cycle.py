@@ -19,13 +19,15 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from warmup import metrics
 from warmup.audience import AudienceResult, choose
 from warmup.domain import Decision, Reading
 from warmup.plan.model import Plan
 from warmup.ramp import decide
 from warmup.risk import local_reading
 from warmup.runtime import Runtime
-from warmup.schedule import local_date_of, spread
+from warmup.schedule import local_date_of, spread, window_spans
+from warmup.sending import holds_time, send_time, span_end
 from warmup.store import ops
 from warmup.store.db import READ_ONLY
 from warmup.store.models import (
@@ -33,7 +35,6 @@ from warmup.store.models import (
     MessageState,
     Number,
     NumberStatus,
-    OutboundMessage,
     RecipientKind,
 )
 
@@ -103,6 +104,7 @@ def todays_reading(runtime: Runtime, number: Number, local_date: date, now: date
     if reading is None:
         reading = local_meter(runtime.engine, number, local_date, now)
     ops.save_reading(runtime.engine, number.id, local_date, reading)
+    metrics.READINGS.labels(source=reading.source).inc()
     return reading
 
 
@@ -199,6 +201,7 @@ def build_sends(
     if timing.reason:
         why.append(timing.reason)
     picks = audience.picks[: len(timing.times)]
+    spans = window_spans(local_date, plan, number.timezone)
     for phone, is_peer in dict.fromkeys((p.to, p.peer) for p in picks):
         kind = RecipientKind.PEER if is_peer else RecipientKind.CONTACT
         ops.upsert_recipient(engine, number.id, phone, kind.value, now=now)
@@ -209,6 +212,7 @@ def build_sends(
             scheduled_at=at,
             kind=MessageKind.OPENER.value,
             typing_seconds=round(typing, 3),
+            window_end=span_end(spans, at),
         )
         for pick, at, typing in zip(picks, timing.times, timing.typing, strict=False)
     ]
@@ -351,21 +355,7 @@ def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume
                 max(day.max_new_contacts - already_new, 0),
                 now,
                 f":resume:{resume_id}",
-                earlier=[_send_time(m) for m in messages if _holds_time(m)],
+                earlier=[send_time(m) for m in messages if holds_time(m)],
             )
             detail.update(why="; ".join(why)[:500])
     return ops.add_respread(engine, number_id, local_date, sends, resume_id=resume_id, detail=detail, now=now)
-
-
-def _holds_time(message: OutboundMessage) -> bool:
-    """A message whose send time the pacing must respect: it went out (or may have), or still will."""
-    if message.state in (MessageState.PLANNED, MessageState.QUEUED):
-        return True
-    return message.claimed_at is not None and message.state != MessageState.SKIPPED
-
-
-def _send_time(message: OutboundMessage) -> datetime:
-    """When the message went out (its claim), or when it is due if it has not yet."""
-    if message.state in (MessageState.PLANNED, MessageState.QUEUED) or message.claimed_at is None:
-        return max(message.scheduled_at, message.not_before or message.scheduled_at)
-    return message.claimed_at

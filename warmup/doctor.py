@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
@@ -40,12 +41,26 @@ ProviderFactory = Callable[[Number], Provider]
 
 def check_database(url: str) -> tuple[Check, Engine | None]:
     """Reachable and migrated? Returns the engine when the numbers can be read from it."""
+    from warmup.admin import check_database_url, database_problem, missing_sqlite_file
+    from warmup.errors import UserError
+
     item = f"database {mask_url(url)}"
     try:
+        check_database_url(url)
+    except UserError as exc:
+        return Check("database", Verdict.FAIL, str(exc)), None
+    missing = missing_sqlite_file(url)
+    if missing is not None:  # connecting would create an empty file
+        return Check(item, Verdict.FAIL, f"no database file at {missing}: run `warmup db upgrade`"), None
+    try:
         engine = make_engine(url)
+    except Exception as exc:
+        return Check(item, Verdict.FAIL, f"unusable: {database_problem(exc, url)}"), None
+    try:
         revision = current_revision(engine)
     except Exception as exc:
-        return Check(item, Verdict.FAIL, f"unreachable: {type(exc).__name__}"), None
+        engine.dispose()
+        return Check(item, Verdict.FAIL, f"unreachable: {database_problem(exc, url)}"), None
     head = head_revision()
     if revision is None:
         engine.dispose()
@@ -70,8 +85,11 @@ def check_broker(redis_url: str | None) -> Check:
             client.ping()
         finally:
             client.close()
-    except Exception as exc:
-        return Check(item, Verdict.FAIL, f"Redis does not answer: {type(exc).__name__}")
+    except Exception as exc:  # redis-py messages name host and port, never the password
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        password = urlsplit(redis_url).password
+        first = first.replace(password, "***") if password else first
+        return Check(item, Verdict.FAIL, f"Redis does not answer ({first}): is it running?")
     return Check(item, Verdict.OK, "Redis answers PING")
 
 

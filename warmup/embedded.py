@@ -84,7 +84,10 @@ class EmbeddedRunner:
                 recovered,
                 len(lost),
             )
-        self._worker = dramatiq.Worker(broker, worker_threads=self.worker_threads, worker_timeout=100)
+        # The worker timeout is also how often delayed messages are released: keep it a small
+        # fraction of the pacing gaps in simulated time (`Timings.poll_wall`).
+        poll_ms = max(1, round(runtime.bounds.poll_wall * 1000))
+        self._worker = dramatiq.Worker(broker, worker_threads=self.worker_threads, worker_timeout=poll_ms)
         self._worker.start()
         self._stop.clear()
         self._thread = threading.Thread(

@@ -63,7 +63,7 @@ class _Model(BaseModel):
 class FleetNumber(_Model):
     """One `numbers:` entry as written (the plan path still relative to the fleet file)."""
 
-    phone: str = Field(pattern=E164_PATTERN, description="E.164, e.g. +5511999990001")
+    phone: str = Field(description="E.164, e.g. +5511999990001")
     provider: Literal["whapi", "cloud_api", "simulator"]
     token: str = Field(description="${ENV_VAR} holding the provider token; never the token itself")
     base_url: str | None = None
@@ -71,6 +71,16 @@ class FleetNumber(_Model):
     plan: str = Field(min_length=1, description="plan file, relative to the fleet file")
     timezone: str
     registered: date | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        if not re.match(E164_PATTERN, value):
+            raise ValueError(
+                f"{value[:20]!r} is not an E.164 number: write + and the country code, then the digits, "
+                "without spaces, e.g. +5511999990001"
+            )
+        return value
 
     @field_validator("token")
     @classmethod
@@ -250,7 +260,7 @@ class Change:
         """One line for a person: `update +55...: timezone America/Sao_Paulo -> Europe/Berlin`."""
         if self.kind == "admins":
             before = ", ".join(self.fields["admins"][0]) or "none"
-            return f"admins: {before} -> {', '.join(self.admins) or 'none'}"
+            return f"set admins: {before} -> {', '.join(self.admins) or 'none'}"
         if self.kind == "add":
             assert self.spec is not None
             spec = self.spec

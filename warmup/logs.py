@@ -16,6 +16,10 @@ from typing import IO, Any
 
 from warmup.secrets import RedactingFilter, redact, redact_processor
 
+QUIET_LOGGERS = ("alembic", "httpx", "httpcore")
+"""Libraries whose INFO lines (one per schema check, one per HTTP request) are noise at INFO; their
+warnings still show."""
+
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message", "asctime"}
 
 
@@ -67,7 +71,8 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel((level or settings.log_level).upper())
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines on every schema check are noise
+    for noisy in QUIET_LOGGERS:  # INFO lines on every schema check / HTTP request bury warmup's own
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     _setup_structlog(fmt)
     return handler
 

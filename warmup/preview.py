@@ -273,7 +273,7 @@ def preview_table(preview: Preview) -> Table:
             overflow="fold",
             no_wrap=not wide,
             ratio=1 if wide else None,
-            min_width=24 if wide else None,
+            min_width=20 if wide else None,  # 100 columns hold the table
         )
     for day in preview.days:
         decision = day.decision

@@ -2,7 +2,8 @@
 
 Replies feed the local risk meter (response rate) and mark recipients as engaged; statuses mark
 messages delivered. Storing is idempotent (`store.ops.add_inbound` ignores an event it already has),
-so polling overlapping periods, or two workers polling at once, is harmless.
+so polling overlapping periods, or two workers polling at once, is harmless. A NEWLY stored message
+may be an admin's chat command (`warmup.chat_commands.process_inbound`): it runs once, when stored.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from warmup.providers.base import ProviderError
+from warmup import metrics
+from warmup.providers.base import Inbound, ProviderError
 from warmup.runtime import Runtime
 from warmup.store import ops
 from warmup.store.db import READ_ONLY
@@ -59,7 +61,7 @@ def ingest_replies(runtime: Runtime, number_id: int) -> int:
     for event in events:
         if event.kind == "message" and event.from_me:
             continue  # our own sends, echoed back
-        stored += ops.add_inbound(
+        new = ops.add_inbound(
             runtime.engine,
             number_id,
             kind=event.kind,
@@ -71,4 +73,20 @@ def ingest_replies(runtime: Runtime, number_id: int) -> int:
             status=event.status,
             ref_message_id=event.ref_message_id,
         )
+        if not new:
+            continue  # seen before: a command in it has already run
+        stored += 1
+        metrics.INBOUND.labels(kind=event.kind).inc()
+        if event.kind == "message":
+            _run_chat_command(runtime, number_id, event)
     return stored
+
+
+def _run_chat_command(runtime: Runtime, number_id: int, event: Inbound) -> None:
+    """An admin's `/pause`, `/status`... arriving by polling (the webhook app does the same on push)."""
+    from warmup.chat_commands import process_inbound
+
+    try:
+        process_inbound(runtime.engine, number_id, event, runtime.clock.now(), runtime.provider_for)
+    except Exception:  # one bad command must not stop the rest of the poll from being stored
+        log.exception("number %s: chat command in %s failed", number_id, event.provider_message_id)

@@ -38,6 +38,7 @@ class Timings:
     ingest_every: timedelta  # how often each number's replies are polled
     replan_wall: float  # wall seconds before an unanswered plan_day request is sent again
     lock_ttl_wall: float  # the leader lock's TTL: a dead leader is replaced within about this long
+    poll_wall: float = 0.1  # embedded workers' poll interval: how late a delayed message may be released
 
     @classmethod
     def for_scale(cls, scale: float) -> Timings:
@@ -47,6 +48,10 @@ class Timings:
         worker) must span at least that much wall time, whatever the scale: a `sending` claim is
         only given up after a minute of wall time (far above the provider's HTTP timeouts) and ten
         simulated minutes.
+
+        ``poll_wall`` is how often the embedded broker's consumers look at their delayed messages (the
+        dispatcher's look-ahead and retries): at most ten simulated seconds late, but never polling
+        more often than every 2 ms of wall time, nor less often than every 0.1 s.
         """
         scale = max(scale, 1e-9)
         return cls(
@@ -56,6 +61,7 @@ class Timings:
             ingest_every=timedelta(seconds=max(300.0, 2.0 * scale)),
             replan_wall=10.0,
             lock_ttl_wall=5.0,
+            poll_wall=min(0.1, max(0.002, 10.0 / scale)),
         )
 
 

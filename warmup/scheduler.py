@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from warmup.leader import AlwaysLeader, Leadership
 from warmup.runtime import Runtime
@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 DUE_BATCH = 500
 """Messages enqueued per tick at most; the rest go on the next tick (ticks are a second apart at most)."""
+
+LOOKAHEAD_TICKS = 2.0
+"""With a `DelayedDispatch`, messages due within this many ticks are enqueued now with a delay."""
 
 
 class Dispatch(Protocol):
@@ -34,6 +37,17 @@ class Dispatch(Protocol):
     def send_message(self, message_id: int) -> None: ...
 
     def ingest_replies(self, number_id: int) -> None: ...
+
+
+@runtime_checkable
+class DelayedDispatch(Protocol):
+    """A dispatch that can also hand a message over ahead of time, to be delivered after a wall delay.
+
+    With it the scheduler looks ahead: messages due before the next ticks are enqueued now with the
+    exact wall-clock delay, so they are claimed on time rather than up to a tick late.
+    """
+
+    def send_message_later(self, message_id: int, wall_seconds: float) -> None: ...
 
 
 class ActorDispatch:
@@ -48,6 +62,11 @@ class ActorDispatch:
         from workers.actors import send_message
 
         send_message.send(message_id)
+
+    def send_message_later(self, message_id: int, wall_seconds: float) -> None:
+        from workers.actors import send_message
+
+        send_message.send_with_options(args=(message_id,), delay=max(round(wall_seconds * 1000), 0))
 
     def ingest_replies(self, number_id: int) -> None:
         from workers.actors import ingest_replies
@@ -105,6 +124,7 @@ class Scheduler:
         """One pass over every duty; a failing duty is logged and the others still run."""
         report = TickReport()
         duties: list[tuple[str, Callable[[datetime, TickReport], None]]] = [
+            ("apply time zone changes", self._apply_timezone_changes),
             ("end expired pauses", self._end_expired_pauses),
             ("re-spread resumed days", self._respread_resumed),
             ("plan started days", self._plan_started_days),
@@ -142,6 +162,12 @@ class Scheduler:
             self._plan_requested[key] = wall
             report.planned_requests += 1
 
+    def _apply_timezone_changes(self, now: datetime, report: TickReport) -> None:
+        from warmup.store import ops
+
+        for number_id in ops.apply_timezone_changes(self.runtime.engine, now):
+            log.info("number %s: its new time zone applies from now", number_id)
+
     def _end_expired_pauses(self, now: datetime, report: TickReport) -> None:
         from warmup.cycle import end_expired_pauses
 
@@ -173,17 +199,31 @@ class Scheduler:
         report.closed += close_past_days(self.runtime.engine, now)
 
     def _enqueue_due(self, now: datetime, report: TickReport) -> None:
+        """Enqueue what is due, and (with a `DelayedDispatch`) what falls due before the next ticks,
+        delayed by its wall-clock distance: a tick of 0.1 s wall is many simulated minutes in a fast
+        run, and a message picked up only at the next tick would go out that late. The claim re-checks
+        due-ness, and an early delivery is re-queued (`sending.send_one`), so a delay that fires a
+        little early is harmless."""
         from warmup.store import ops
 
+        scale = max(self.runtime.clock.scale, 1e-9)
+        later = self.dispatch if isinstance(self.dispatch, DelayedDispatch) else None
+        horizon = timedelta(seconds=LOOKAHEAD_TICKS * self.runtime.bounds.tick_wall * scale)
+        until = now + horizon if later is not None else now
         while True:
-            due = ops.due_messages(self.runtime.engine, now, DUE_BATCH)
+            due = ops.due_within(self.runtime.engine, until, DUE_BATCH)
             if not due:
                 return
-            queued = ops.mark_queued(self.runtime.engine, due, now)
+            due_at = dict(due)
+            queued = ops.mark_queued(self.runtime.engine, list(due_at), now)
             # The rows are `queued` before the broker has them: if this process dies right here,
             # `requeue_lost` enqueues them again after `lost_after` (the claim stops a double send).
             for message_id in queued:
-                self.dispatch.send_message(message_id)
+                wait = (due_at[message_id] - now).total_seconds() / scale
+                if later is not None and wait > 0:
+                    later.send_message_later(message_id, wait)
+                else:
+                    self.dispatch.send_message(message_id)
             report.enqueued += len(queued)
             if len(due) < DUE_BATCH:
                 return

@@ -5,7 +5,7 @@ moment and takes a quota slot; the HTTP call happens with NO transaction open; t
 recorded in its own short transaction. What each `OutcomeAction` does (DESIGN "provider error actions"):
 
 * ok -> sent; a message to a fleet peer may schedule the peer's reply (a message of the PEER's number,
-  counted against the peer's quota);
+  counted against the peer's quota, placed inside the peer's windows and pacing: `place_reply`);
 * retry -> back to the queue with ``not_before`` = now + Retry-After (or a backoff), only if that is still
   inside today's send windows; otherwise skipped with the reason;
 * skip_recipient -> failed, recipient marked invalid; fail -> failed;
@@ -13,6 +13,16 @@ recorded in its own short transaction. What each `OutcomeAction` does (DESIGN "p
   in the audit log;
 * stop_number -> skipped (nothing went out) and the number auto-paused with the reason in the audit log;
 * unknown -> unknown: counted against the quota, never re-sent.
+
+Windows: every message carries the end of the send window it was planned in (`window_end`); the claim
+refuses it from that instant on ("window closed"), so a late dispatch skips a message rather than send
+it outside the plan's windows. A retry moves to the window its new time falls in, or is skipped.
+
+When the store refuses to record an outcome (the message is no longer `sending`: e.g. a slow worker
+whose claim was already recovered as `unknown`), the `SendOutcome` says so and nothing is re-enqueued.
+
+Every outcome and claim refusal is counted in `warmup.metrics` (`record_send`), with the claim's lag
+behind the scheduled time for claimed messages.
 """
 
 from __future__ import annotations
@@ -20,18 +30,20 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from warmup import metrics
 from warmup.clock import Clock
 from warmup.plan.model import Plan
 from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.schedule import local_date_of, window_spans
 from warmup.store import ops
-from warmup.store.models import MessageKind, NumberStatus, RecipientKind
+from warmup.store.models import MessageKind, MessageState, NumberStatus, OutboundMessage, RecipientKind
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +88,17 @@ def retry_delay(result: SendResult, attempts: int) -> timedelta:
     return backoff
 
 
+REFUSALS = frozenset(
+    {
+        ops.ClaimStatus.PAUSED,
+        ops.ClaimStatus.QUOTA_REACHED,
+        ops.ClaimStatus.DAY_OVER,
+        ops.ClaimStatus.WINDOW_CLOSED,
+    }
+)
+"""Claim statuses that turned the message `skipped` (counted as send outcomes in the metrics)."""
+
+
 def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: str) -> bool:
     """Whether ``moment`` falls inside a send window of ``local_date`` (or inside that day, planless)."""
     if local_date_of(moment, timezone) != local_date:
@@ -83,6 +106,69 @@ def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: 
     if plan is None:
         return True
     return any(start <= moment < end for start, end in window_spans(local_date, plan, timezone))
+
+
+def span_end(spans: Sequence[tuple[datetime, datetime]], moment: datetime) -> datetime | None:
+    """The end of the half-open span holding ``moment``, or None when it lies in none."""
+    return next((end for start, end in spans if start <= moment < end), None)
+
+
+def holds_time(message: OutboundMessage) -> bool:
+    """A message whose send time the pacing must respect: it went out (or may have), or still will."""
+    if message.state in (MessageState.PLANNED, MessageState.QUEUED):
+        return True
+    return message.claimed_at is not None and message.state != MessageState.SKIPPED
+
+
+def send_time(message: OutboundMessage) -> datetime:
+    """When the message went out (its claim), or when it is due if it has not yet."""
+    if message.state in (MessageState.PLANNED, MessageState.QUEUED) or message.claimed_at is None:
+        return max(message.scheduled_at, message.not_before or message.scheduled_at)
+    return message.claimed_at
+
+
+def place_reply(
+    earliest: datetime,
+    spans: Sequence[tuple[datetime, datetime]],
+    taken: Sequence[datetime],
+    gap_low: timedelta,
+    max_per_hour: int,
+) -> datetime | None:
+    """The first instant >= ``earliest`` inside one of ``spans`` that is at least ``gap_low`` away from
+    every ``taken`` send and keeps every 60-minute interval at ``max_per_hour`` sends or fewer; None when
+    no such instant exists (pure: the peer-reply placement).
+
+    A conflicting candidate moves forward to the next instant that could clear it (a taken send +
+    gap_low, or a taken send + 1 h), so the search ends after at most two moves per taken send.
+    """
+    hour = timedelta(hours=1)
+    times = sorted(taken)
+    limit = max(max_per_hour, 1)
+    for start, end in spans:
+        at = max(earliest, start)
+        while at < end:
+            if any(abs(t - at) < gap_low for t in times) or _crowded(times, at, limit, hour):
+                later = [t + gap_low for t in times if t + gap_low > at]
+                later += [t + hour for t in times if t + hour > at]
+                if not later:
+                    break
+                at = min(later)
+                continue
+            return at
+    return None
+
+
+def _crowded(times: list[datetime], at: datetime, limit: int, hour: timedelta) -> bool:
+    """Whether adding ``at`` puts ``limit + 1`` sends inside some 60-minute interval."""
+    index = bisect_left(times, at)
+    for first in range(max(index - limit, 0), index + 1):
+        last = first + limit - 1  # the group: times[first..last] plus `at`
+        if last >= len(times):
+            break
+        low, high = min(times[first], at), max(times[last], at)
+        if high - low < hour:
+            return True
+    return False
 
 
 def send_one(
@@ -101,27 +187,57 @@ def send_one(
     with a wall-clock delay (retries, early deliveries). Without them, retries are confined to the
     local day and a lost re-enqueue is found again by the scheduler's `requeue_lost`.
     """
-    claim = ops.claim(engine, message_id, worker_id, clock.now())
+    claimed_at = clock.now()
+    claim = ops.claim(engine, message_id, worker_id, claimed_at)
     if not claim.claimed or claim.message is None:
         if claim.status is ops.ClaimStatus.NOT_DUE and requeue is not None:
             _requeue_when_due(engine, message_id, clock, requeue)
+        if claim.status in REFUSALS:
+            metrics.record_send(claim.status.value)
         return SendOutcome(message_id, claim.status.value, reason=claim.reason)
     message = claim.message
+    outcome = _send_claimed(engine, message, clock, provider_for, plans, requeue)
+    metrics.record_send(outcome.status, (claimed_at - message.scheduled_at).total_seconds())
+    return outcome
+
+
+def _send_claimed(
+    engine: Engine,
+    message: ops.ClaimedMessage,
+    clock: Clock,
+    provider_for: ProviderFor,
+    plans: PlanFor | None,
+    requeue: Requeue | None,
+) -> SendOutcome:
+    message_id = message.id
     try:
         provider = provider_for(message.number_id)
     except Exception as exc:  # no token in the environment, bad URL: an admin must fix the number
         reason = f"cannot reach the provider: {type(exc).__name__}: {exc}"[:300]
-        ops.record_skipped(engine, message_id, reason, clock.now())
+        action = OutcomeAction.STOP_NUMBER.value
+        if not ops.record_skipped(engine, message_id, reason, clock.now()):
+            return _refused(engine, message_id, action, reason)
         _auto_pause(engine, message.number_id, reason, clock.now())
-        return SendOutcome(message_id, OutcomeAction.STOP_NUMBER.value, "skipped", reason)
+        return SendOutcome(message_id, action, "skipped", reason)
     try:
         result = provider.send_text(message.recipient, message.text, typing_seconds=message.typing_seconds)
     except Exception as exc:  # a bug below us: the request may have gone out, so never re-send
         reason = f"send crashed after the request may have left: {type(exc).__name__}"
         log.exception("message %s: provider raised", message_id)
-        ops.record_unknown(engine, message_id, reason, clock.now())
+        if not ops.record_unknown(engine, message_id, reason, clock.now()):
+            return _refused(engine, message_id, OutcomeAction.UNKNOWN.value, reason)
         return SendOutcome(message_id, OutcomeAction.UNKNOWN.value, "unknown", reason)
     return _record(engine, message, result, clock, plans, requeue)
+
+
+def _refused(engine: Engine, message_id: int, action: str, reason: str) -> SendOutcome:
+    """The store would not record ``action``: the message left `sending` meanwhile (its claim was
+    recovered as `unknown`, typically). Report where it stands; nothing is re-enqueued."""
+    row = ops.get_message(engine, message_id)
+    state = row.state if row is not None else None
+    why = f"the store refused to record {action} ({reason}): the message is {state or 'gone'} already"
+    log.warning("message %s: %s", message_id, why)
+    return SendOutcome(message_id, action, None, why[:500])
 
 
 def _record(
@@ -137,17 +253,19 @@ def _record(
     reason = result.reason or action.value
     mid = message.id
     if action is OutcomeAction.OK:
-        reply_id = None
-        if ops.record_sent(engine, mid, result.provider_message_id, now):
-            reply_id = _schedule_peer_reply(engine, message, now, plans)
+        if not ops.record_sent(engine, mid, result.provider_message_id, now):
+            return _refused(engine, mid, action.value, reason)
+        reply_id = _schedule_peer_reply(engine, message, now, plans)
         return SendOutcome(mid, action.value, "sent", None, reply_id)
     if action is OutcomeAction.RETRY:
         return _retry(engine, message, result, clock, plans, requeue)
     if action is OutcomeAction.SKIP_RECIPIENT:
-        ops.record_failed(engine, mid, reason, now, recipient_invalid=True)
+        if not ops.record_failed(engine, mid, reason, now, recipient_invalid=True):
+            return _refused(engine, mid, action.value, reason)
         return SendOutcome(mid, action.value, "failed", reason)
     if action is OutcomeAction.FAIL:
-        ops.record_failed(engine, mid, reason, now)
+        if not ops.record_failed(engine, mid, reason, now):
+            return _refused(engine, mid, action.value, reason)
         return SendOutcome(mid, action.value, "failed", reason)
     if action is OutcomeAction.THROTTLE:
         if result.provider_message_id:
@@ -159,10 +277,13 @@ def _record(
         _throttle(engine, message, reason, now)
         return SendOutcome(mid, action.value, state, reason)
     if action is OutcomeAction.STOP_NUMBER:
-        ops.record_skipped(engine, mid, f"number stopped by the provider: {reason}", now)
-        _auto_pause(engine, message.number_id, reason, now)
+        recorded = ops.record_skipped(engine, mid, f"number stopped by the provider: {reason}", now)
+        _auto_pause(engine, message.number_id, reason, now)  # the number must stop either way
+        if not recorded:
+            return _refused(engine, mid, action.value, reason)
         return SendOutcome(mid, action.value, "skipped", reason)
-    ops.record_unknown(engine, mid, reason, now)
+    if not ops.record_unknown(engine, mid, reason, now):
+        return _refused(engine, mid, OutcomeAction.UNKNOWN.value, reason)
     return SendOutcome(mid, OutcomeAction.UNKNOWN.value, "unknown", reason)
 
 
@@ -176,17 +297,26 @@ def _retry(
 ) -> SendOutcome:
     now = clock.now()
     reason = result.reason or "retry"
+    action = OutcomeAction.RETRY.value
     if message.attempts >= MAX_ATTEMPTS:
         why = f"gave up after {message.attempts} attempts: {reason}"
-        ops.record_skipped(engine, message.id, why, now)
-        return SendOutcome(message.id, OutcomeAction.RETRY.value, "skipped", why)
+        if not ops.record_skipped(engine, message.id, why, now):
+            return _refused(engine, message.id, action, why)
+        return SendOutcome(message.id, action, "skipped", why)
     not_before = now + retry_delay(result, message.attempts)
     plan = _plan_of(engine, message.number_id, plans)
-    if not in_windows(not_before, message.local_date, plan, message.timezone):
+    window_end: datetime | None = None
+    if plan is not None and local_date_of(not_before, message.timezone) == message.local_date:
+        window_end = span_end(window_spans(message.local_date, plan, message.timezone), not_before)
+    if not in_windows(not_before, message.local_date, plan, message.timezone) or (
+        plan is not None and window_end is None
+    ):
         why = f"retry at {not_before.isoformat()} would fall outside today's send windows: {reason}"
-        ops.record_skipped(engine, message.id, why, now)
-        return SendOutcome(message.id, OutcomeAction.RETRY.value, "skipped", why)
-    ops.release_for_retry(engine, message.id, not_before, reason, now)
+        if not ops.record_skipped(engine, message.id, why, now):
+            return _refused(engine, message.id, action, why)
+        return SendOutcome(message.id, action, "skipped", why)
+    if not ops.release_for_retry(engine, message.id, not_before, reason, now, window_end=window_end):
+        return _refused(engine, message.id, action, reason)
     if requeue is not None:
         requeue(message.id, (not_before - now).total_seconds() / clock.scale)
     return SendOutcome(message.id, OutcomeAction.RETRY.value, "queued", reason)
@@ -230,6 +360,7 @@ def _auto_pause(engine: Engine, number_id: int, reason: str, now: datetime) -> N
         engine, reason=f"auto-paused: {reason}"[:500], actor="worker", now=now, number_ids=[number_id]
     )
     if paused:
+        metrics.PAUSES.labels(actor="worker").inc()
         log.warning("number %s auto-paused: %s", number_id, reason)
 
 
@@ -254,6 +385,12 @@ def _schedule_peer_reply(
     Probability and delay come from the peer's plan (``audience.peers``), falling back to the
     sender's; the draw is seeded by the message id, so a redelivered send decides the same way. The
     reply is a message of the PEER's number on the peer's local day: its quota binds at claim time.
+
+    It is placed like any planned send of the peer (`place_reply`): at the first instant at or after
+    now + delay that lies inside the peer's windows of its CURRENT local day, at least ``gap.low`` from
+    the peer's other sends of that day and within its ``max_per_hour``. When nothing fits today, there
+    is no reply (logged, with a `peer_reply_skipped` audit row): a late-night reply would be the very
+    out-of-hours send the plan forbids.
     """
     if plans is None or message.kind == MessageKind.PEER_REPLY:
         return None  # replies are not answered, or a conversation would never end
@@ -275,10 +412,26 @@ def _schedule_peer_reply(
     if rng.random() >= settings.reply_probability:
         return None
     low, high = settings.reply_delay.low.total_seconds(), settings.reply_delay.high.total_seconds()
-    at = now + timedelta(seconds=rng.uniform(low, high))
-    local_date = local_date_of(at, peer.timezone)
+    earliest = now + timedelta(seconds=rng.uniform(low, high))
+    local_date = local_date_of(now, peer.timezone)
     if ops.get_day_plan(engine, peer.id, local_date) is None:
         return None  # the peer's day is not planned (yet): no reply rather than an unplanned send
+    spans = window_spans(local_date, peer_plan, peer.timezone)
+    taken = [send_time(m) for m in ops.list_messages(engine, peer.id, local_date) if holds_time(m)]
+    pacing = peer_plan.pacing
+    at = place_reply(earliest, spans, taken, max(pacing.gap.low, timedelta(seconds=1)), pacing.max_per_hour)
+    if at is None:
+        why = "no time left in the peer's send windows today that keeps its pacing"
+        log.info("message %s: no reply from peer %s: %s", message.id, peer.id, why)
+        ops.audit(
+            engine,
+            "worker",
+            "peer_reply_skipped",
+            peer.id,
+            {"in_reply_to": message.id, "local_date": local_date.isoformat(), "reason": why},
+            now,
+        )
+        return None
     from warmup.cycle import texts_of
 
     recipient = next((r for r in ops.list_recipients(engine, peer.id) if r.phone == message.phone), None)
@@ -298,6 +451,7 @@ def _schedule_peer_reply(
             3,
         ),
         in_reply_to=message.id,
+        window_end=span_end(spans, at),
     )
     ids = ops.add_sends(engine, peer.id, local_date, [send], now=now)
     return ids[0] if ids else None

@@ -57,7 +57,23 @@ def current_broker() -> dramatiq.Broker:
         broker = _current
     if broker is not None:
         return broker
+    setup_worker_logging()
     return setup_broker(Settings().redis_url)
+
+
+def setup_worker_logging() -> None:
+    """Logging of a fleet worker process: `warmup.logs` format (JSON with WARMUP_LOG_FORMAT=json) and
+    tokens masked on every handler.
+
+    Called when the actors are imported without a broker set up first, i.e. by ``dramatiq
+    workers.actors``, whose CLI has already pointed ``sys.stderr`` at its log pipe. Embedded runs and
+    `warmup scheduler` set the broker up themselves and keep their own logging.
+    """
+    from warmup.logs import setup_logging
+    from warmup.secrets import install_log_redaction
+
+    setup_logging()
+    install_log_redaction()
 
 
 def is_in_process(broker: dramatiq.Broker) -> bool:

@@ -2,46 +2,42 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from warmup.cli.common import console, database_url, database_url_option, settings, writable_file
 from warmup.errors import UserError
 
 
 def _show(table: Table) -> None:
-    Console(highlight=False).print(table)  # built per call: it reads the terminal width (COLUMNS) now
-
-
-URL_HELP = "Database URL (default: WARMUP_DATABASE_URL)."
+    console().print(table)  # built per call: it reads the terminal width (COLUMNS) now
 
 
 @contextmanager
 def _store(url: str | None) -> Iterator[Engine]:
     from warmup.admin import open_store
-    from warmup.config import get_settings
 
-    engine = open_store(url or get_settings().database_url)
+    engine = open_store(database_url(url))
     try:
         yield engine
     finally:
         engine.dispose()
 
 
-def _print_outcome(verb: str, changed: list[str], unchanged: list[tuple[str, str]]) -> None:
+def _print_outcome(verb: str, changed: list[str], unchanged: list[tuple[str, str]], suffix: str = "") -> None:
     for phone in changed:
-        print(f"{verb} {phone}")
+        print(f"{verb} {phone}{suffix}")
     for phone, state in unchanged:
         print(f"unchanged {phone} ({state})")
     if not changed and not unchanged:
-        print("no number matched")
+        print("no number is enrolled: nothing to do")
 
 
 def pause(
@@ -50,7 +46,7 @@ def pause(
     all_numbers: bool = typer.Option(False, "--all", help="Every number."),
     reason: str = typer.Option("paused by an admin", "--reason", help="Why (kept in the audit log)."),
     duration: str | None = typer.Option(None, "--for", help="End the pause by itself after this (2h, 1d)."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    url: str | None = database_url_option(),
 ) -> None:
     """Stop sending now: no new message starts once this returns; today's planned ones are skipped."""
     from warmup import admin
@@ -63,11 +59,13 @@ def pause(
     except ValueError as exc:
         raise UserError(f"--for: {exc}") from None
 
+    now = clock_from_settings().now()
     with _store(url) as engine:
-        outcome = admin.pause(
-            engine, target, reason=reason, actor="cli", now=clock_from_settings().now(), duration=length
-        )
-    _print_outcome("paused", outcome.changed, outcome.unchanged)
+        outcome = admin.pause(engine, target, reason=reason, actor="cli", now=now, duration=length)
+    until = f" until {now + length:%Y-%m-%d %H:%M} UTC" if length is not None else ""
+    _print_outcome("paused", outcome.changed, outcome.unchanged, until)
+    if outcome.changed:
+        print("resume with `warmup resume` and the same target" + (" (or wait)" if length else ""))
 
 
 def resume(
@@ -75,7 +73,7 @@ def resume(
     plan: str | None = typer.Option(None, "--plan", help="Every number on this plan."),
     all_numbers: bool = typer.Option(False, "--all", help="Every number."),
     reason: str | None = typer.Option(None, "--reason", help="Why (kept in the audit log)."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    url: str | None = database_url_option(),
 ) -> None:
     """Start again gradually: the plan's resume policy, and the rest of today re-spread (never a burst)."""
     from warmup import admin
@@ -90,7 +88,7 @@ def resume(
 def audit(
     phone: str | None = typer.Argument(None, metavar="[PHONE]", help="Only this number."),
     limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Newest rows shown."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    url: str | None = database_url_option(),
 ) -> None:
     """The audit log, newest first: who did what to which number, and why."""
     from warmup.admin import audit_log
@@ -98,17 +96,45 @@ def audit(
     with _store(url) as engine:
         rows = audit_log(engine, phone, limit)
     table = Table(title="audit log" + (f" of {phone}" if phone else ""))
-    for column in ("at (UTC)", "actor", "action", "number", "detail"):
-        table.add_column(column, overflow="fold")
+    table.add_column("at (UTC)", no_wrap=True)
+    table.add_column("actor", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column("number", no_wrap=True)
+    table.add_column("detail", overflow="fold", ratio=1, min_width=20)
     for row, number_phone in rows:
-        detail = json.dumps(row.detail, ensure_ascii=False, default=str) if row.detail else ""
-        table.add_row(f"{row.at:%Y-%m-%d %H:%M:%S}", row.actor, row.action, number_phone or "", detail)
+        table.add_row(
+            f"{row.at:%Y-%m-%d %H:%M}", row.actor, row.action, number_phone or "", format_detail(row.detail)
+        )
     _show(table)
+    if not rows:
+        print("the audit log is empty")
+
+
+def format_detail(detail: dict[str, Any] | None) -> str:
+    """`key: value` pairs, nested mappings flattened, empty values left out (JSON is unreadable folded)."""
+    if not detail:
+        return ""
+    parts = []
+    for key, value in detail.items():
+        if isinstance(value, dict):
+            parts.append(format_detail(value))
+        elif value not in (None, "", [], {}):
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            if isinstance(value, list) and len(value) == 2 and key not in ("admins", "before"):
+                shown = f"{_plain(value[0])} -> {_plain(value[1])}"  # a change recorded as [before, after]
+            parts.append(f"{key}: {shown}")
+    return "; ".join(part for part in parts if part)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return "none" if value is None else str(value)
 
 
 def status(
     include_retired: bool = typer.Option(False, "--retired", help="Also list retired numbers."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    url: str | None = database_url_option(),
 ) -> None:
     """Every number's today: plan day, quota, sent, replies, last reading and state."""
     from warmup import admin
@@ -116,41 +142,53 @@ def status(
 
     with _store(url) as engine:
         rows = admin.status(engine, clock_from_settings().now(), include_retired=include_retired)
+    if not rows:
+        print(
+            "no numbers enrolled: run `warmup apply FLEET.yaml`"
+            + ("" if include_retired else " (`--retired` also lists retired ones)")
+        )
+        return
     table = Table(title="fleet status (each number's own local day)")
-    for column in ("number", "plan", "plan day", "day", "quota", "sent", "replies", "last reading", "state"):
-        table.add_column(column, overflow="fold")
+    for header in ("number", "plan", "day", "plan\nday", "quota", "sent", "replies", "reading", "state"):
+        numeric = header in ("plan\nday", "quota", "sent", "replies")
+        table.add_column(
+            header,
+            justify="right" if numeric else "left",
+            no_wrap=header not in ("plan", "state"),
+            overflow="fold",
+        )
+    notes = []
     for row in rows:
         reading = row.reading
         shown = (
             "-"
             if reading is None
-            else (
-                f"{reading.overall}/{reading.lifetime}/{reading.response_rate}/{reading.contacts} "
-                f"{reading.source} {reading.taken_at:%m-%d %H:%M}"
-            )
+            else f"o{reading.overall} l{reading.lifetime} r{reading.response_rate} c{reading.contacts}"
         )
         table.add_row(
             row.phone,
             row.plan,
+            f"{row.local_date:%m-%d}",
             str(row.plan_day),
-            str(row.local_date),
             "-" if row.quota is None else str(row.quota),
             str(row.sent),
             str(row.replies),
             shown,
-            admin.describe_state(row),
+            row.state,
         )
+        if row.state != "active":
+            notes.append(f"{row.phone}: {admin.describe_state(row)}")
     _show(table)
-    if not rows:
-        print("no numbers enrolled: run `warmup apply FLEET.yaml`")
-    else:
-        print("reading = overall/lifetime/response rate/contacts (1 caution .. 3 good)")
+    print("day: the number's local date (MM-DD); quota -: today is not planned yet")
+    print("reading: o overall, l lifetime, r response rate, c contacts (3 good .. 1 caution)")
+    for note in notes:
+        print(note)
 
 
 def why(
     phone: str = typer.Argument(..., metavar="PHONE", help="The number (E.164)."),
     day: str | None = typer.Option(None, "--date", help="Local date YYYY-MM-DD (default: its today)."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    url: str | None = database_url_option(),
 ) -> None:
     """Explain a day's decision: the inputs, every rule that fired, the action and the quota."""
     from warmup import admin
@@ -170,16 +208,20 @@ def history(
     phone: str = typer.Argument(..., metavar="PHONE", help="The number (E.164)."),
     days: int = typer.Option(60, "--days", min=1, max=3660, help="Most recent days shown."),
     chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG chart here."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    url: str | None = database_url_option(),
 ) -> None:
     """Day by day: plan day, action, quota, sent, replies, reading; pauses marked."""
     from warmup import admin
 
+    if chart is not None:
+        writable_file(chart, "the chart")
     with _store(url) as engine:
         rows = admin.history(engine, phone, days)
-    table = Table(title=f"history of {phone}")
+        shown_phone = admin.number_by_phone(engine, phone).phone
+    table = Table(title=f"history of {shown_phone}")
     for column in ("day", "plan day", "action", "quota", "sent", "replies", "overall", "paused"):
-        table.add_column(column)
+        numeric = column in ("plan day", "quota", "sent", "replies", "overall")
+        table.add_column(column, no_wrap=True, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(
             str(row.local_date),
@@ -191,23 +233,26 @@ def history(
             "-" if row.overall is None else str(row.overall),
             "paused" if row.paused else "",
         )
-    _show(table)
+    if not rows:
+        print(f"{shown_phone} has no planned day yet: is `warmup run` (or `warmup scheduler`) running?")
+    else:
+        _show(table)
     if chart is not None:
-        admin.history_chart(rows, phone, str(chart))
+        admin.history_chart(rows, shown_phone, str(chart))
         print(f"chart written to {chart}")
 
 
-def doctor(url: str | None = typer.Option(None, "--url", help=URL_HELP)) -> None:
+def doctor(url: str | None = database_url_option()) -> None:
     """Check the database, the broker and every number's channel and risk meter; exit 1 if any is red."""
     from warmup import doctor as checks
     from warmup.clock import clock_from_settings
-    from warmup.config import get_settings
 
-    settings = get_settings()
-    results = checks.run(url or settings.database_url, settings.redis_url, clock_from_settings().now())
+    loaded = settings()
+    results = checks.run(url or loaded.database_url, loaded.redis_url, clock_from_settings().now())
     table = Table(title="warmup doctor")
-    for column in ("item", "verdict", "detail"):
-        table.add_column(column, overflow="fold")
+    table.add_column("item", overflow="fold", ratio=2)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("detail", overflow="fold", ratio=3)
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for check in results:
         table.add_row(check.item, f"[{colours[check.verdict.value]}]{check.verdict.value}[/]", check.detail)

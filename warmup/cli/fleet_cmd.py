@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from warmup.cli.common import database_url_option
 from warmup.plan.problems import PlanError
 
 MAX_SHOWN = 50
@@ -15,12 +16,12 @@ MAX_SHOWN = 50
 def apply(
     fleet_file: Path = typer.Argument(..., metavar="FLEET.yaml", help="The fleet file (YAML)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the changes, change nothing."),
-    url: str | None = typer.Option(None, "--url", help="Database URL (default: WARMUP_DATABASE_URL)."),
+    url: str | None = database_url_option(),
 ) -> None:
     """Enroll, update and retire numbers and set the admins as the fleet file says (idempotent)."""
     from warmup.admin import open_store
+    from warmup.cli.common import database_url
     from warmup.clock import clock_from_settings
-    from warmup.config import get_settings
     from warmup.fleet import apply_changes, load_fleet, plan_changes
 
     try:
@@ -32,7 +33,7 @@ def apply(
             print(f"... and {len(exc.problems) - MAX_SHOWN} more problems", file=sys.stderr)
         print(f"{fleet_file}: nothing applied ({len(exc.problems)} problem(s))", file=sys.stderr)
         raise typer.Exit(1) from None
-    engine = open_store(url or get_settings().database_url)
+    engine = open_store(database_url(url))
     try:
         changes = plan_changes(engine, fleet)
         if not changes:
@@ -44,7 +45,7 @@ def apply(
             print(f"dry run: {len(changes)} change(s) not applied")
             return
         apply_changes(engine, changes, actor="cli:apply", now=clock_from_settings().now())
-        print(f"applied {len(changes)} change(s)")
+        print(f"applied {len(changes)} change(s); `warmup status` shows the fleet")
     finally:
         engine.dispose()
 

@@ -45,8 +45,8 @@ def main() -> None:
         code = app(standalone_mode=False)  # without standalone mode, typer returns typer.Exit codes
         if isinstance(code, int) and code:
             sys.exit(code)
-    except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
+    except UserError as exc:  # soft wrap: a long message stays one line, copy-pasteable, in a pipe too
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -64,7 +64,20 @@ def main() -> None:
         ):
             exc.show()
             sys.exit(exc.exit_code)
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):  # settings read outside `warmup.cli.common.settings`
+            names = ", ".join("WARMUP_" + "_".join(map(str, e["loc"])).upper() for e in exc.errors())
+            err_console.print(f"[bold red]error:[/] invalid setting {escape(names)}", soft_wrap=True)
+            sys.exit(1)
+        from warmup.secrets import redact
+
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        err_console.print("this is a bug in warmup: please report it with the command that caused it")
         sys.exit(2)
 
 

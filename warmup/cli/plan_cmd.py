@@ -17,7 +17,9 @@ MAX_SHOWN = 50
 
 
 def validate(
-    plans: list[Path] = typer.Argument(..., metavar="PLAN...", help="Plan files (YAML) to check."),
+    plans: list[Path] = typer.Argument(
+        ..., metavar="PLAN", help="Plan files (YAML) to check; several allowed."
+    ),
 ) -> None:
     """Check plan files and the message pools and contacts they name; list every problem found."""
     bad = 0

@@ -6,15 +6,16 @@ flight, and the database keeps everything a restart needs.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from types import FrameType
 
 import typer
 
+from warmup.cli.common import database_url, database_url_option, settings
 from warmup.config import Settings
 from warmup.errors import UserError
+from warmup.store.db import mask_url
 
 
 def _stop_on_signals() -> threading.Event:
@@ -30,47 +31,99 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _logging(settings: Settings) -> None:
+    """One redacting handler in the format the settings ask for (WARMUP_LOG_FORMAT, WARMUP_LOG_LEVEL)."""
+    from warmup.logs import setup_logging
     from warmup.secrets import install_log_redaction
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_format, settings.log_level)
     install_log_redaction()
 
 
 def run(
-    database_url: str = typer.Option(
-        None, "--database-url", help="SQLAlchemy URL (default: WARMUP_DATABASE_URL)"
-    ),
-    threads: int = typer.Option(4, "--threads", min=1, max=64, help="send threads"),
+    url: str | None = database_url_option(),
+    threads: int = typer.Option(4, "--threads", min=1, max=64, help="Send threads."),
 ) -> None:
-    """Run scheduler and workers in this one process (embedded mode, SQLite by default)."""
+    """Run scheduler and workers in this one process (embedded mode, SQLite by default).
+
+    Creates or upgrades the database schema first. Simulated time comes from WARMUP_CLOCK when set.
+    Ctrl-C (or SIGTERM) stops cleanly; run it again to go on where it stopped.
+    """
+    from warmup.clock import clock_from_settings
     from warmup.embedded import EmbeddedRunner
 
-    settings = Settings()
-    _logging(settings)
-    url = database_url or settings.database_url
+    loaded = settings()
+    target = database_url(url)
+    clock = clock_from_settings()  # a bad WARMUP_CLOCK is one clear error, before anything starts
+    _logging(loaded)
     stop = _stop_on_signals()
-    runner = EmbeddedRunner(url, worker_threads=threads)
-    runner.start()
-    print(f"warmup running (embedded, {threads} send threads); Ctrl-C to stop")
+    runner = EmbeddedRunner(target, worker_threads=threads)
+    try:
+        runner.start()
+    except UserError:
+        raise
+    except Exception as exc:
+        from warmup.admin import database_problem
+
+        raise UserError(f"cannot start on {mask_url(target)}: {database_problem(exc, target)}") from None
+    print(
+        f"warmup running (embedded, {threads} send threads, database {mask_url(target)}, "
+        f"now {clock.now():%Y-%m-%d %H:%M} UTC); Ctrl-C to stop",
+        flush=True,
+    )
     runner.wait(stop)
     print("warmup stopped")
 
 
-def scheduler(
-    database_url: str = typer.Option(
-        None, "--database-url", help="SQLAlchemy URL (default: WARMUP_DATABASE_URL)"
-    ),
-) -> None:
-    """Run the fleet scheduler; start any number of copies, one leads at a time (Redis lock)."""
-    settings = Settings()
-    _logging(settings)
-    if not settings.redis_url:
+REDIS_WAIT_SECONDS = 10.0
+"""How long the scheduler waits for Redis at start before giving up (a Redis restart is shorter)."""
+
+
+def scheduler(url: str | None = database_url_option()) -> None:
+    """Run the fleet scheduler; start any number of copies, one leads at a time (Redis lock).
+
+    Needs WARMUP_REDIS_URL and a migrated database (`warmup db upgrade`); workers are
+    `dramatiq workers.actors` processes with the same settings.
+    """
+    loaded = settings()
+    if not loaded.redis_url:
         raise UserError(
             "warmup scheduler needs WARMUP_REDIS_URL (fleet mode); use `warmup run` for embedded mode"
         )
-    run_fleet_scheduler(database_url or settings.database_url, settings.redis_url, _stop_on_signals())
+    from warmup.admin import open_store
+
+    target = database_url(url)
+    open_store(target).dispose()  # reachable and migrated, or one clear error
+    _wait_for_redis(loaded.redis_url, REDIS_WAIT_SECONDS)
+    _logging(loaded)
+    run_fleet_scheduler(target, loaded.redis_url, _stop_on_signals())
+
+
+def _wait_for_redis(redis_url: str, seconds: float) -> None:
+    """Return once Redis answers PING; a UserError after `seconds` without an answer."""
+    import time
+
+    import redis
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+            try:
+                client.ping()
+                return
+            finally:
+                client.close()
+        except ValueError as exc:
+            raise UserError(
+                f"WARMUP_REDIS_URL is not a Redis URL ({exc}): e.g. redis://127.0.0.1:6379/0"
+            ) from None
+        except redis.RedisError:
+            if time.monotonic() >= deadline:
+                raise UserError(
+                    f"Redis at {mask_url(redis_url)} does not answer after {seconds:g} s: "
+                    "start it (docker compose up -d redis) or fix WARMUP_REDIS_URL"
+                ) from None
+            time.sleep(0.5)
 
 
 def run_fleet_scheduler(database_url: str, redis_url: str, stop: threading.Event) -> None:

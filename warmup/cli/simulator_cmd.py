@@ -20,10 +20,12 @@ def _load_channels(path: Path) -> list[Any]:
     from warmup.secrets import resolve_token
     from warmup.simulator import channel_spec_from_json
 
+    if not path.is_file():
+        raise UserError(f"--channels {path}: no such file (a YAML list of {{token, phone, registered}})")
     try:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as exc:
-        raise UserError(f"{path}: cannot read channels: {exc}") from None
+    except (OSError, UnicodeDecodeError, YAMLError) as exc:
+        raise UserError(f"{path}: cannot read channels: {str(exc).splitlines()[0]}") from None
     items = data.get("channels") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise UserError(f"{path}: expected a list of channels (or a 'channels:' key holding one)")
@@ -34,7 +36,10 @@ def _load_channels(path: Path) -> list[Any]:
         item = dict(item)
         token = item.get("token")
         if isinstance(token, str) and token.startswith("${"):
-            item["token"] = resolve_token(token).reveal()
+            try:
+                item["token"] = resolve_token(token).reveal()
+            except UserError as exc:
+                raise UserError(f"{path}: channels[{i}].token: {exc}") from None
         try:
             specs.append(channel_spec_from_json(item))
         except ValueError as exc:

@@ -2,30 +2,61 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import typer
 
-URL_HELP = "Database URL (default: WARMUP_DATABASE_URL)."
+from warmup.cli.common import database_url, database_url_option, settings
+from warmup.errors import UserError
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is printed: a busy port is one clear error."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host!r} is not an address this machine has: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UserError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (another process uses it? pick --port)"
+        ) from None
+    sock.listen(128)
+    return sock
+
+
+def _serve(app: Any, sock: socket.socket) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def webhook(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    url: str | None = database_url_option(),
 ) -> None:
     """Receive Whapi and Cloud API webhooks (replies, delivery statuses, admin chat commands).
 
     Secrets come from the environment: WARMUP_WEBHOOK_SECRET (Whapi, header X-Warmup-Secret or
     ?secret=), WARMUP_META_APP_SECRET (Cloud API signatures), WARMUP_META_VERIFY_TOKEN (Meta's handshake).
     """
-    import uvicorn
-
     from warmup.admin import open_store
     from warmup.clock import clock_from_settings
-    from warmup.config import get_settings
     from warmup.logs import setup_logging
     from warmup.webhook import WebhookConfig, create_app
 
-    setup_logging()
+    loaded = settings()
     config = WebhookConfig.from_env()
     missing = [
         name
@@ -36,16 +67,23 @@ def webhook(
         if value is None
     ]
     if len(missing) == 2:
-        from warmup.errors import UserError
-
-        raise UserError("set WARMUP_WEBHOOK_SECRET (Whapi) and/or WARMUP_META_APP_SECRET (Cloud API) first")
-    for name in missing:
-        print(f"note: {name} is not set; that provider's webhooks will be refused (503)")
-    engine = open_store(url or get_settings().database_url)
-    app = create_app(engine, config, clock=clock_from_settings())
-    print(f"listening on http://{host}:{port} (POST /webhooks/whapi/PHONE, /webhooks/cloud; GET /metrics)")
+        raise UserError(
+            "set WARMUP_WEBHOOK_SECRET (Whapi) or WARMUP_META_APP_SECRET (Cloud API), or both: "
+            "without one every webhook would be refused"
+        )
+    engine = open_store(database_url(url))
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        clock = clock_from_settings()
+        sock = _bind(host, port)
+        setup_logging(loaded.log_format, loaded.log_level)
+        for name in missing:
+            print(f"note: {name} is not set; that provider's webhooks will be refused (503)")
+        app = create_app(engine, config, clock=clock)
+        print(
+            f"listening on http://{host}:{port} (POST /webhooks/whapi/PHONE, /webhooks/cloud; GET /metrics)",
+            flush=True,
+        )
+        _serve(app, sock)
     finally:
         engine.dispose()
 
@@ -53,10 +91,9 @@ def webhook(
 def metrics(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(9108, "--port", min=1, max=65535, help="TCP port."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+    url: str | None = database_url_option(),
 ) -> None:
     """Serve Prometheus metrics of the fleet (read from the database) on /metrics."""
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
@@ -66,20 +103,18 @@ def metrics(
     from warmup import metrics as m
     from warmup.admin import open_store
     from warmup.clock import clock_from_settings
-    from warmup.config import get_settings
 
-    engine = open_store(url or get_settings().database_url)
-    clock = clock_from_settings()
-
-    async def endpoint(request: Request) -> Response:
-        body = await run_in_threadpool(m.exposition, engine, clock.now)
-        return Response(body, media_type=m.CONTENT_TYPE)
-
-    print(f"serving http://{host}:{port}/metrics")
+    engine = open_store(database_url(url))
     try:
-        uvicorn.run(
-            Starlette(routes=[Route("/metrics", endpoint)]), host=host, port=port, log_level="warning"
-        )
+        clock = clock_from_settings()
+        sock = _bind(host, port)
+
+        async def endpoint(request: Request) -> Response:
+            body = await run_in_threadpool(m.exposition, engine, clock.now)
+            return Response(body, media_type=m.CONTENT_TYPE)
+
+        print(f"serving http://{host}:{port}/metrics", flush=True)
+        _serve(Starlette(routes=[Route("/metrics", endpoint)]), sock)
     finally:
         engine.dispose()
 

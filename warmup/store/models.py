@@ -127,6 +127,8 @@ class Number(SQLModel, table=True):
     plan_name: str = Field(max_length=100)
     plan_path: str = Field(max_length=500)
     timezone: str = Field(max_length=64)
+    pending_timezone: str | None = Field(default=None, max_length=64)  # takes effect at `timezone_from`
+    timezone_from: datetime | None = _utc()  # the end of the local day the change was made in
     registered: date | None = None
     state: str = Field(default=NumberStatus.ACTIVE.value, max_length=16)
     paused_reason: str | None = Field(default=None, max_length=500)
@@ -220,6 +222,7 @@ class OutboundMessage(SQLModel, table=True):
     typing_seconds: float = 0.0
     scheduled_at: datetime = _utc(nullable=False)
     not_before: datetime | None = _utc()
+    window_end: datetime | None = _utc()  # end of the send window it was planned in: no claim from then on
     state: str = Field(default=MessageState.PLANNED.value, max_length=16)
     reason: str | None = Field(default=None, max_length=500)
     provider_message_id: str | None = Field(default=None, max_length=128)

@@ -216,6 +216,12 @@ def upsert_number(
     """Enroll or update a number's configuration (for `warmup apply`); returns (id, created).
 
     Only configuration changes; the ramp position and the pause state are never touched here.
+
+    A new time zone for a number whose current local day (in the OLD zone) is already planned does not
+    apply at once: that would start a different local day, possibly unplanned, overlapping the planned
+    one and bringing a fresh quota. It is stored as `pending_timezone` and takes effect when the old
+    zone's local day ends (`timezone_from`, applied by `apply_timezone_changes`). Without a plan for
+    today, the change applies at once. Setting the current zone again cancels a pending change.
     """
     values = _number_config(
         phone=phone,
@@ -237,13 +243,68 @@ def upsert_number(
         ).scalar_one_or_none()
         if inserted is not None:
             return int(inserted), True
+        current = conn.execute(
+            sa.select(NUMBERS.c.id, NUMBERS.c.timezone).where(NUMBERS.c.phone == phone).with_for_update()
+        ).one()
+        values.update(pending_timezone=None, timezone_from=None)
+        if values["timezone"] != current.timezone:
+            today = local_date_of(current.timezone, stamp)
+            planned = conn.execute(
+                sa.select(DAY_PLANS.c.id).where(
+                    DAY_PLANS.c.number_id == current.id, DAY_PLANS.c.local_date == today
+                )
+            ).first()
+            if planned is not None:
+                values.update(
+                    pending_timezone=values["timezone"],
+                    timezone_from=_local_midnight(today + timedelta(days=1), current.timezone),
+                    timezone=current.timezone,
+                )
         number_id: int = conn.execute(
             sa.update(NUMBERS)
-            .where(NUMBERS.c.phone == phone)
+            .where(NUMBERS.c.id == current.id)
             .values(**values, updated_at=stamp)
             .returning(NUMBERS.c.id)
         ).scalar_one()
     return number_id, False
+
+
+def _local_midnight(local_date: date, timezone: str) -> datetime:
+    """The instant `local_date` starts in `timezone` (UTC)."""
+    return datetime.combine(local_date, datetime.min.time(), ZoneInfo(timezone)).astimezone(UTC)
+
+
+def apply_timezone_changes(engine: Engine, now: datetime) -> list[int]:
+    """Switch numbers whose pending time zone is due (`timezone_from <= now`); their ids, in id order.
+
+    The scheduler calls this before planning, so the first day planned in the new zone starts after
+    the last day of the old one ended: the two never overlap.
+    """
+    now = _aware(now)
+    with _write(engine) as conn:
+        rows = conn.execute(
+            sa.select(NUMBERS.c.id, NUMBERS.c.timezone, NUMBERS.c.pending_timezone)
+            .where(NUMBERS.c.pending_timezone.is_not(None), NUMBERS.c.timezone_from <= now)
+            .order_by(NUMBERS.c.id)
+            .with_for_update()
+        ).all()
+        for row in rows:
+            conn.execute(
+                sa.update(NUMBERS)
+                .where(NUMBERS.c.id == row.id)
+                .values(
+                    timezone=row.pending_timezone, pending_timezone=None, timezone_from=None, updated_at=now
+                )
+            )
+            _audit(
+                conn,
+                "scheduler",
+                "timezone_change",
+                row.id,
+                {"from": row.timezone, "to": row.pending_timezone},
+                now,
+            )
+    return [int(row.id) for row in rows]
 
 
 def _number_config(
@@ -323,6 +384,7 @@ class PlannedSend:
     kind: str = MessageKind.OPENER.value
     typing_seconds: float = 0.0
     in_reply_to: int | None = None  # outbound message id this answers (peer replies)
+    window_end: datetime | None = None  # end of the send window it lies in: no claim from then on
 
 
 def _message_rows(
@@ -349,6 +411,7 @@ def _message_rows(
                 "scheduled_at": _aware(send.scheduled_at, f"{where}: scheduled_at"),
                 "state": MessageState.PLANNED.value,
                 "in_reply_to": send.in_reply_to,
+                "window_end": _aware(send.window_end, f"{where}: window_end") if send.window_end else None,
                 "attempts": 0,
                 "created_at": stamp,
             }
@@ -358,6 +421,17 @@ def _message_rows(
 
 class _AlreadyPlanned(Exception):
     pass
+
+
+def _check_replies_exist(conn: Connection, sends: Sequence[PlannedSend]) -> None:
+    """Refuse sends answering a message that does not exist (the foreign key would raise a raw error)."""
+    wanted = {send.in_reply_to for send in sends if send.in_reply_to is not None}
+    if not wanted:
+        return
+    found = set(conn.execute(sa.select(MESSAGES.c.id).where(MESSAGES.c.id.in_(wanted))).scalars())
+    missing = sorted(wanted - found)
+    if missing:
+        raise InvalidWrite(f"in_reply_to names no stored message: {', '.join(map(str, missing))}")
 
 
 def plan_day(
@@ -402,6 +476,7 @@ def plan_day(
             ).first()
             if exists is not None:
                 raise _AlreadyPlanned
+            _check_replies_exist(conn, sends)
             try:
                 day_plan_id: int = conn.execute(
                     sa.insert(DAY_PLANS)
@@ -481,6 +556,7 @@ def add_sends(
         ).scalar_one_or_none()
         if day_plan_id is None:
             raise UserError(f"number {number_id} has no plan for {local_date}")
+        _check_replies_exist(conn, sends)
         rows = _message_rows(number_id, day_plan_id, local_date, sends, stamp)
         return [
             int(conn.execute(sa.insert(MESSAGES).values(**row).returning(MESSAGES.c.id)).scalar_one())
@@ -604,6 +680,7 @@ class ClaimStatus(StrEnum):
     PAUSED = "paused"  # the number is paused or retired: the message is now skipped
     QUOTA_REACHED = "quota_reached"  # the day's quota is used up: the message is now skipped
     DAY_OVER = "day_over"  # its local day has passed in the number's time zone: now skipped
+    WINDOW_CLOSED = "window_closed"  # the send window it was planned in has ended: now skipped
 
 
 @dataclass(frozen=True)
@@ -643,10 +720,15 @@ class ClaimResult:
 def claim(engine: Engine, message_id: int, worker_id: str, now: datetime) -> ClaimResult:
     """Take one message for sending; exactly one of any number of concurrent claimers wins.
 
-    In one transaction: lock the number (shared), re-check that it is active, that the message is due
-    and its local day not over, move the message planned|queued -> sending (conditional UPDATE), and
-    take a quota slot (`used = used + 1 WHERE used < quota`). A paused number, a full quota or a past
-    day turn the message `skipped` with the reason instead; a message that is not due is left alone.
+    In one transaction: lock the number (shared), re-check that it is active, that the message is due,
+    its local day not over and its send window (`window_end`) still open, move the message
+    planned|queued -> sending (conditional UPDATE), and take a quota slot (`used = used + 1 WHERE
+    used < quota`). A paused number, a full quota, a past day or a closed window turn the message
+    `skipped` with the reason instead; a message that is not due is left alone.
+
+    The window has NO grace: a claim at or after `window_end` is refused, so the only way a send can
+    land after its window is the provider round trip of a claim made inside it (about a second in real
+    time). A message dispatched too late for its window is skipped ("window closed"), never sent late.
 
     A cheap read-only look comes first, so a redelivered or duplicate broker message is turned away
     without taking SQLite's write lock.
@@ -668,6 +750,7 @@ def claim(engine: Engine, message_id: int, worker_id: str, now: datetime) -> Cla
                 MESSAGES.c.local_date,
                 MESSAGES.c.scheduled_at,
                 MESSAGES.c.not_before,
+                MESSAGES.c.window_end,
             ).where(MESSAGES.c.id == message_id)
         ).one_or_none()
         if row is None:
@@ -685,6 +768,9 @@ def claim(engine: Engine, message_id: int, worker_id: str, now: datetime) -> Cla
             return _refuse(conn, message_id, ClaimStatus.PAUSED, why, now)
         if row.local_date < local_date_of(number.timezone, now):
             return _refuse(conn, message_id, ClaimStatus.DAY_OVER, f"its day {row.local_date} is over", now)
+        if row.window_end is not None and now >= row.window_end:
+            why = f"window closed at {row.window_end.isoformat()} before it could be sent"
+            return _refuse(conn, message_id, ClaimStatus.WINDOW_CLOSED, why, now)
         claimed = conn.execute(
             sa.update(MESSAGES)
             .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(CLAIMABLE))
@@ -884,29 +970,40 @@ def record_skipped(engine: Engine, message_id: int, reason: str, now: datetime) 
 
 
 def release_for_retry(
-    engine: Engine, message_id: int, not_before: datetime, reason: str, now: datetime | None = None
+    engine: Engine,
+    message_id: int,
+    not_before: datetime,
+    reason: str,
+    now: datetime | None = None,
+    *,
+    window_end: datetime | None = None,
 ) -> bool:
     """sending -> queued with `not_before` (retry later); gives the slot back, keeps `attempts`.
 
     The caller re-enqueues it (with a delay) itself; if that broker message is lost, `requeue_lost`
     finds it again. `now` (the time of release) is recorded as `queued_at`; without it, `not_before`.
+    `window_end` moves the message to the window `not_before` lies in (a retry in a later window).
+    False when the message is not `sending` any more (e.g. its claim was recovered as `unknown`).
     """
     not_before = _aware(not_before, "not_before")
     queued_at = _aware(now) if now is not None else not_before
+    values: dict[str, Any] = {
+        "state": MessageState.QUEUED.value,
+        "not_before": not_before,
+        "reason": reason[:500],
+        "queued_at": queued_at,
+        "claimed_by": None,
+        "claimed_at": None,
+    }
+    if window_end is not None:
+        values["window_end"] = _aware(window_end, "window_end")
     with _write(engine) as conn:
         return (
             _finish(
                 conn,
                 message_id,
                 (MessageState.SENDING.value,),
-                {
-                    "state": MessageState.QUEUED.value,
-                    "not_before": not_before,
-                    "reason": reason[:500],
-                    "queued_at": queued_at,
-                    "claimed_by": None,
-                    "claimed_at": None,
-                },
+                values,
                 free_slot=True,
             )
             is not None
@@ -953,6 +1050,27 @@ def due_messages(engine: Engine, now: datetime, limit: int) -> list[int]:
                 .limit(limit)
             ).scalars()
         )
+
+
+def due_within(engine: Engine, until: datetime, limit: int) -> list[tuple[int, datetime]]:
+    """(id, due time) of `planned` messages due by `until` (scheduled_at and not_before both <= it),
+    earliest first: the dispatcher hands these to the broker with a delay, so they are claimed on time."""
+    until = _aware(until, "until")
+    with _read(engine) as conn:
+        rows = conn.execute(
+            sa.select(MESSAGES.c.id, MESSAGES.c.scheduled_at, MESSAGES.c.not_before)
+            .where(
+                MESSAGES.c.state == MessageState.PLANNED.value,
+                MESSAGES.c.scheduled_at <= until,
+                sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before <= until),
+            )
+            .order_by(MESSAGES.c.scheduled_at, MESSAGES.c.id)
+            .limit(limit)
+        ).all()
+    return [
+        (int(row.id), max(row.scheduled_at, row.not_before) if row.not_before else row.scheduled_at)
+        for row in rows
+    ]
 
 
 def mark_queued(engine: Engine, ids: Sequence[int], now: datetime | None = None) -> list[int]:
@@ -1012,13 +1130,30 @@ def _skip(
     condition = sa.and_(MESSAGES.c.number_id.in_(list(number_ids)), MESSAGES.c.state.in_(CLAIMABLE))
     if local_date is not None:
         condition = sa.and_(condition, MESSAGES.c.local_date == local_date)
-    return int(
+    return _skip_where(conn, condition, reason, stamp)
+
+
+def _skip_where(conn: Connection, condition: Any, reason: str, stamp: datetime) -> int:
+    """Skip the claimable messages matching `condition`, locking them in id order first.
+
+    A bare multi-row UPDATE locks rows in whatever order the plan scans them, so two bulk updates (a
+    pause and `expire_day`) could each hold a row the other waits for: a PostgreSQL deadlock. Taking
+    the row locks with `SELECT ... ORDER BY id FOR UPDATE` gives every bulk writer the same order
+    (numbers first, by id, then messages by id), so they queue behind each other instead.
+    """
+    ids = list(
         conn.execute(
+            sa.select(MESSAGES.c.id).where(condition).order_by(MESSAGES.c.id).with_for_update()
+        ).scalars()
+    )
+    total = 0
+    for start in range(0, len(ids), 500):
+        total += conn.execute(
             sa.update(MESSAGES)
-            .where(condition)
+            .where(MESSAGES.c.id.in_(ids[start : start + 500]), MESSAGES.c.state.in_(CLAIMABLE))
             .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=stamp)
         ).rowcount
-    )
+    return total
 
 
 def expire_day(engine: Engine, now: datetime, reason: str = "day over") -> int:
@@ -1029,19 +1164,21 @@ def expire_day(engine: Engine, now: datetime, reason: str = "day over") -> int:
     """
     now = _aware(now)
     with _write(engine) as conn:
-        zones = conn.execute(sa.select(NUMBERS.c.timezone).distinct()).scalars().all()
-        total = 0
-        for zone in zones:
-            total += conn.execute(
-                sa.update(MESSAGES)
-                .where(
-                    MESSAGES.c.state.in_(CLAIMABLE),
-                    MESSAGES.c.local_date < local_date_of(zone, now),
-                    MESSAGES.c.number_id.in_(sa.select(NUMBERS.c.id).where(NUMBERS.c.timezone == zone)),
-                )
-                .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=now)
-            ).rowcount
-        return total
+        # Same lock order as `pause_numbers` and `claim`: number rows (by id), then messages (by id).
+        numbers = conn.execute(
+            sa.select(NUMBERS.c.id, NUMBERS.c.timezone).order_by(NUMBERS.c.id).with_for_update(read=True)
+        ).all()
+        by_zone: dict[str, list[int]] = {}
+        for number in numbers:
+            by_zone.setdefault(number.timezone, []).append(number.id)
+        conditions = [
+            sa.and_(MESSAGES.c.number_id.in_(ids), MESSAGES.c.local_date < local_date_of(zone, now))
+            for zone, ids in by_zone.items()
+        ]
+        if not conditions:
+            return 0
+        condition = sa.and_(MESSAGES.c.state.in_(CLAIMABLE), sa.or_(*conditions))
+        return _skip_where(conn, condition, reason, now)
 
 
 # ------------------------------------------------------------------------------------------- counting

@@ -186,9 +186,8 @@ class Proc:
         return f"Proc({self.name}, pid={self.pid}, alive={self.alive})"
 
 
-_LEADER_LINE = re.compile(
-    r"^(\S+ \S+) \S+ warmup\.leader: scheduler leadership (acquired|lost)", re.MULTILINE
-)
+_LEADER_EVENT = re.compile(r"scheduler leadership (acquired|lost)")
+"""What `warmup.leader` logs (INFO / WARNING) when it takes or loses the lock, in any log format."""
 
 
 class FleetHarness:
@@ -221,6 +220,8 @@ class FleetHarness:
         self.number_ids: list[int] = []
         self.phones: list[str] = []
         self._counter = 0
+        self._lead_seen: dict[str, tuple[int, int]] = {}  # name -> (events seen, order of last acquisition)
+        self._lead_order = 0
         self._http = httpx.Client(timeout=30)
 
     # --- setup ------------------------------------------------------------------------------------
@@ -278,6 +279,7 @@ class FleetHarness:
                 "WARMUP_DATABASE_URL": self.database_url,
                 "WARMUP_REDIS_URL": self.redis_url,
                 "WARMUP_LOG_LEVEL": self.spec.log_level,
+                "WARMUP_LOG_FORMAT": "console",
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p),
             }
@@ -380,12 +382,18 @@ class FleetHarness:
         return [p for p in self.schedulers if p.alive]
 
     def leader(self) -> Proc | None:
-        """The live scheduler whose log last says it acquired the leadership (and has not lost it)."""
-        best: tuple[str, Proc] | None = None
+        """The live scheduler whose log last says it acquired the leadership (and has not lost it since);
+        if several do (a stale leader has not noticed yet), the one seen acquiring it most recently."""
+        best: tuple[int, Proc] | None = None
         for proc in self.alive_schedulers():
-            events = _LEADER_LINE.findall(proc.log_text())
-            if events and events[-1][1] == "acquired" and (best is None or events[-1][0] > best[0]):
-                best = (events[-1][0], proc)
+            events = _LEADER_EVENT.findall(proc.log_text())
+            seen, order = self._lead_seen.get(proc.name, (0, 0))
+            if len(events) > seen and "acquired" in events[seen:]:
+                self._lead_order += 1
+                order = self._lead_order
+            self._lead_seen[proc.name] = (len(events), order)
+            if events and events[-1] == "acquired" and (best is None or order > best[0]):
+                best = (order, proc)
         return best[1] if best else None
 
     def wait_for_leader(self, timeout: float = 30.0, other_than: Proc | None = None) -> Proc:

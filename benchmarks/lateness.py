@@ -1,0 +1,112 @@
+"""Send lateness: how long after its scheduled time a message reaches the API, at a steady 100 sends/s.
+
+50 numbers get messages scheduled evenly at 100/s over the run (real-time clock). A ``warmup scheduler``
+and 2 ``dramatiq workers.actors`` processes (8 threads each) send them through Redis and PostgreSQL to
+the simulator; lateness = the simulator's ``accepted_at`` - the row's ``scheduled_at`` (both on the one
+shared clock). Baseline, same run: the round-trip time of a plain httpx POST to the same simulator
+(what the API call alone costs). Target: p99 < 2 s.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+import httpx
+import sqlalchemy as sa
+from common import (
+    BENCH_START,
+    add_messages,
+    emit,
+    fleet,
+    parser,
+    percentile,
+    plan_fixed_day,
+    spread_times,
+    wait_all_terminal,
+    wait_workers_ready,
+)
+
+from warmup.store import ops
+from warmup.testing.harness import FleetHarness, FleetSpec, contact_of, token_of
+
+RATE = 100.0
+
+
+def request_latency(harness: FleetHarness, count: int) -> list[float]:
+    """Seconds per plain httpx POST /messages/text (sequential)."""
+    latencies = []
+    with httpx.Client(base_url=harness.sim_url, timeout=30) as client:
+        for i in range(count):
+            started = time.perf_counter()
+            client.post(
+                "/messages/text",
+                json={"to": contact_of(i).lstrip("+"), "body": f"latency probe {i}"},
+                headers={"Authorization": f"Bearer {token_of(0)}"},
+            ).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def main() -> None:
+    args = parser(__doc__ or "").parse_args()
+    duration = 15.0 if args.quick else 60.0
+    count = int(duration * RATE)
+    spec = FleetSpec(
+        numbers=50,
+        timezones=("UTC",),
+        scale=1.0,
+        sim_start=BENCH_START,
+        worker_threads=8,
+        log_level="WARNING",
+    )
+    with fleet(spec) as harness:
+        local_date = harness.now().date()
+        plan_fixed_day(harness, local_date, quota=count)
+        probe = request_latency(harness, 300)
+        harness.start_worker()
+        harness.start_worker()
+        wait_workers_ready(harness, 2)
+        harness.start_scheduler()
+        harness.wait_for_leader()
+        first = harness.now() + timedelta(seconds=2)
+        add_messages(harness, local_date, spread_times(first, count, RATE), texts=("Hi, how are you?",))
+        waited = wait_all_terminal(harness, timeout=duration * 4 + 60)
+        accepted = {s["message_id"]: datetime.fromisoformat(s["accepted_at"]) for s in harness.sends()}
+        with harness.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(ops.MESSAGES.c.provider_message_id, ops.MESSAGES.c.scheduled_at).where(
+                    ops.MESSAGES.c.state == "sent"
+                )
+            ).all()
+        counts = harness.state_counts()
+    late = [(accepted[pmid] - at).total_seconds() for pmid, at in rows if pmid in accepted]
+    p50, p99 = percentile(late, 50), percentile(late, 99)
+    result = {
+        "quick": args.quick,
+        "rate_per_second": RATE,
+        "messages": count,
+        "states": counts,
+        "drain_seconds": round(waited, 2),
+        "lateness_p50_s": round(p50, 3),
+        "lateness_p90_s": round(percentile(late, 90), 3),
+        "lateness_p99_s": round(p99, 3),
+        "lateness_max_s": round(max(late), 3) if late else None,
+        "baseline_request_p50_s": round(percentile(probe, 50), 4),
+        "baseline_request_p99_s": round(percentile(probe, 99), 4),
+        "target_p99_s": 2.0,
+        "target_met": p99 < 2.0,
+    }
+    emit(
+        "lateness",
+        result,
+        [
+            f"{len(late)} sends at {RATE:.0f}/s: lateness p50 {p50:.3f} s, p99 {p99:.3f} s (target < 2 s)",
+            f"baseline plain API call: p50 {result['baseline_request_p50_s']} s, "
+            f"p99 {result['baseline_request_p99_s']} s",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

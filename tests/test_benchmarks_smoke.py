@@ -1,0 +1,42 @@
+"""`benchmarks/chaos.py --quick` runs end to end and reports a clean fleet (about 70 s: slow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_service
+from warmup.testing.services import pg_available
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_chaos_quick_reports_every_must_be_zero_as_zero() -> None:
+    if shutil.which("redis-server") is None:
+        require_service("redis-server", "the binary is not on PATH (the chaos run restarts its own Redis)")
+    if not pg_available():
+        require_service("PostgreSQL", "cannot connect (WARMUP_TEST_DATABASE_URL)")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "chaos.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    assert done.stdout.strip(), done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "chaos"
+    for key in ("stuck", "over_quota_number_days", "duplicates", "sent_not_in_log"):
+        assert result[key] == 0, (key, result)
+    assert result["unexpected_exits"] == [], result
+    assert result["sent"] > 0 and result["planned"] >= result["sent"]
+    assert {event["event"] for event in result["events"]} == {"kill_worker", "kill_leader", "restart_redis"}
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -1,0 +1,68 @@
+"""Polling replies: new inbound events are stored and counted once, and an admin's chat command runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.fleet_fixture import fleet_builder
+from warmup import metrics
+from warmup.clock import ManualClock
+from warmup.fleet import ADMINS_ACTION
+from warmup.replies import ingest_replies
+from warmup.runtime import ProviderPool, Runtime
+from warmup.store import ops
+
+MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def world(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Three simulator channels: two enrolled numbers and an admin (the third channel)."""
+    builder = fleet_builder(tmp_path, monkeypatch)
+    build = next(builder)
+    clock = ManualClock(MONDAY_NOON)
+    fleet = build(engine, clock, count=3)
+    admin = fleet.phones[2]
+    ops.audit(engine, "cli", ADMINS_ACTION, None, {"admins": [admin]}, clock.now())
+    runtime = Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine))
+    yield fleet, runtime, clock
+    runtime.close()
+    next(builder, None)
+
+
+def _write(world: Any, sender: int, text: str) -> None:
+    fleet, runtime, clock = world
+    result = runtime.provider_for(fleet.number_ids[sender]).send_text(fleet.phones[0], text)
+    assert result.sent
+    clock.advance(timedelta(minutes=2))
+    fleet.admin("POST", "/_sim/tick")
+
+
+def test_an_admin_status_command_is_answered_and_counted(world: Any) -> None:
+    fleet, runtime, _clock = world
+    inbound = float(metrics.INBOUND.labels(kind="message")._value.get())
+    _write(world, 2, "/status")
+    assert ingest_replies(runtime, fleet.number_ids[0]) >= 1
+    answers = [s for s in fleet.sends(fleet.phones[0]) if s["to"] == fleet.phones[2]]
+    assert len(answers) == 1 and fleet.phones[0] in answers[0]["body"]
+    assert float(metrics.INBOUND.labels(kind="message")._value.get()) >= inbound + 1
+    # polling the same period again stores nothing new and never runs the command twice
+    ingest_replies(runtime, fleet.number_ids[0])
+    assert len([s for s in fleet.sends(fleet.phones[0]) if s["to"] == fleet.phones[2]]) == 1
+
+
+def test_a_pause_command_from_a_non_admin_changes_nothing(world: Any) -> None:
+    fleet, runtime, _clock = world
+    _write(world, 1, "/pause now")
+    ingest_replies(runtime, fleet.number_ids[0])
+    number = ops.get_number(runtime.engine, fleet.number_ids[0])
+    assert number is not None and number.state == "active"
+    assert [s for s in fleet.sends(fleet.phones[0]) if s["to"] == fleet.phones[1]] == []
+    audit = ops.list_audit(runtime.engine, fleet.number_ids[0])
+    assert any(a.action == "chat_command_refused" for a in audit)
