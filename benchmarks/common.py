@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,7 @@ def fleet(spec: FleetSpec, *, start_clock: bool = True) -> Iterator[FleetHarness
             yield harness
         finally:
             harness.close()
+        shutil.rmtree(harness.dir, ignore_errors=True)  # kept (with the process logs) when a run fails
 
 
 def plan_fixed_day(harness: FleetHarness, local_date: date, quota: int) -> None:
@@ -146,14 +148,9 @@ def wait_all_terminal(harness: FleetHarness, timeout: float, poll: float = 0.05)
 
 
 def wait_workers_ready(harness: FleetHarness, count: int, timeout: float = 60.0) -> None:
-    """Until ``count`` dramatiq worker processes log that they are ready."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready = sum(p.log_text().count("is ready for action") for p in harness.alive_workers())
-        if ready >= count:
-            return
-        time.sleep(0.1)
-    raise TimeoutError("workers did not boot")
+    """Until the live worker processes (``count`` of them) consume from Redis."""
+    assert len(harness.alive_workers()) == count, harness.alive_workers()
+    harness.wait_workers_ready(timeout=timeout)
 
 
 def spread_times(start: datetime, count: int, per_second: float) -> list[datetime]:

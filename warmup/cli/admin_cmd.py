@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def format_detail(detail: dict[str, Any] | None) -> str:
         if isinstance(value, dict):
             parts.append(format_detail(value))
         elif value not in (None, "", [], {}):
-            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else _plain(value)
             if isinstance(value, list) and len(value) == 2 and key not in ("admins", "before"):
                 shown = f"{_plain(value[0])} -> {_plain(value[1])}"  # a change recorded as [before, after]
             parts.append(f"{key}: {shown}")
@@ -129,6 +129,11 @@ def format_detail(detail: dict[str, Any] | None) -> str:
 def _plain(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, str) and len(value) > 18 and value[10:11] == "T":
+        try:  # an ISO timestamp (a pause's `until`): minutes are enough
+            return f"{datetime.fromisoformat(value):%Y-%m-%d %H:%M} UTC"
+        except ValueError:
+            pass
     return "none" if value is None else str(value)
 
 

@@ -26,21 +26,21 @@ def _stop_on_ctrl_c() -> threading.Event:
 
 
 def demo(
-    numbers: int = typer.Option(5, "--numbers", min=1, max=12, help="how many numbers to warm up"),
-    days: int = typer.Option(7, "--days", min=1, max=60, help="how many simulated days to run"),
+    numbers: int = typer.Option(5, "--numbers", min=1, max=12, help="How many numbers to warm up."),
+    days: int = typer.Option(7, "--days", min=1, max=60, help="How many simulated days to run."),
     day_seconds: float = typer.Option(
-        8.0, "--day-seconds", min=2.0, max=3600.0, help="wall-clock seconds per simulated day"
+        8.0, "--day-seconds", min=2.0, max=3600.0, help="Wall-clock seconds per simulated day."
     ),
-    seed: int = typer.Option(1, "--seed", help="seed of the simulator (who replies, when)"),
-    chart: Path | None = typer.Option(None, "--chart", help="also write a PNG: quota vs sent per day"),
+    seed: int = typer.Option(1, "--seed", help="Seed of the simulator (who replies, when)."),
+    chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG: quota vs sent per day."),
     db: Path | None = typer.Option(
-        None, "--db", help="keep the SQLite database in this NEW file (default: a temporary directory)"
+        None, "--db", help="Keep the SQLite database in this NEW file (default: a temporary directory)."
     ),
     plans: Path | None = typer.Option(
-        None, "--plans", help="directory with the example plans (default: the repository's plans/)"
+        None, "--plans", help="Directory with the example plans (default: the repository's plans/)."
     ),
     plain: bool = typer.Option(
-        False, "--plain", help="no live view, one line per finished day (automatic when not a terminal)"
+        False, "--plain", help="No live view, one line per finished day (automatic when not a terminal)."
     ),
 ) -> None:
     """Watch a small fleet warm up against the built-in simulator, then check the invariants.

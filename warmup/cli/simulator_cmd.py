@@ -48,21 +48,26 @@ def _load_channels(path: Path) -> list[Any]:
 
 
 def simulator(
-    port: int = typer.Option(8099, "--port", min=0, max=65535, help="TCP port (0 = any free port)"),
-    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (keep it loopback)"),
-    seed: int = typer.Option(0, "--seed", help="seed of the behaviour model and of fault draws"),
+    port: int = typer.Option(8099, "--port", min=0, max=65535, help="TCP port (0 = any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (keep it loopback)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the behaviour model and of fault draws."),
     fault: list[str] = typer.Option(
         [],
         "--fault",
-        help="fault probability KIND=P or PHONE:KIND=P (rate_limit, server_error, timeout, "
+        help="Fault probability KIND=P or PHONE:KIND=P (rate_limit, server_error, timeout, "
         "timeout_after_send, html, malformed, truncated, empty, latency; latency_ms=50-300, "
-        "retry_after=2, hold_seconds=30, operations=send,health); repeatable",
+        "retry_after=2, hold_seconds=30, operations=send,health); repeatable.",
     ),
     channels: Path | None = typer.Option(
-        None, "--channels", help="YAML/JSON list of channels {token, phone, registered, meter?, name?}"
+        None,
+        "--channels",
+        help="Channels file (YAML/JSON): a list of {token, phone, registered, meter?, name?}; "
+        "tokens as ${VAR}.",
     ),
-    log_file: Path | None = typer.Option(None, "--log-file", help="append every accepted send as JSONL here"),
-    no_bans: bool = typer.Option(False, "--no-bans", help="never ban a channel (benchmarks at high volume)"),
+    log_file: Path | None = typer.Option(
+        None, "--log-file", help="Append every accepted send as JSONL here."
+    ),
+    no_bans: bool = typer.Option(False, "--no-bans", help="Never ban a channel (benchmarks at high volume)."),
 ) -> None:
     """Serve the Whapi API (and its risk meter) locally with a seeded behaviour model; Ctrl-C stops it.
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -147,6 +148,20 @@ class Proc:
             return [self.pid, *(child.pid for child in parent.children(recursive=True))]
         except psutil.NoSuchProcess:
             return []
+
+    def connected_to(self, port: int) -> bool:
+        """Whether a process of this tree holds an established TCP connection to ``port`` (a worker
+        consuming from Redis: booted and ready, whatever its log level)."""
+        for pid in self.pids():
+            try:
+                connections = psutil.Process(pid).net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if any(
+                c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in connections
+            ):
+                return True
+        return False
 
     def rss_bytes(self) -> int:
         """Resident memory of the process and its descendants now."""
@@ -374,6 +389,24 @@ class FleetHarness:
         proc = self._spawn("scheduler", argv, {"WARMUP_LOG_LEVEL": self.spec.scheduler_log_level})
         self.schedulers.append(proc)
         return proc
+
+    @property
+    def redis_port(self) -> int:
+        port = urlsplit(self.redis_url).port
+        return port if port is not None else 6379
+
+    def wait_workers_ready(self, procs: Sequence[Proc] | None = None, timeout: float = 60.0) -> None:
+        """Until every worker of ``procs`` (default: all live ones) consumes from Redis."""
+        waiting = list(procs if procs is not None else self.alive_workers())
+        deadline = time.monotonic() + timeout
+        while waiting:
+            waiting = [p for p in waiting if not p.connected_to(self.redis_port)]
+            dead = [p.name for p in waiting if not p.alive]
+            if dead:
+                raise RuntimeError(f"workers exited while booting: {dead}\n{waiting[0].log_text()[-2000:]}")
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"workers did not boot: {[p.name for p in waiting]}")
+            time.sleep(0.05)
 
     def alive_workers(self) -> list[Proc]:
         return [p for p in self.workers if p.alive]
