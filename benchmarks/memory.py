@@ -82,6 +82,7 @@ def run_size(numbers: int, seconds: float) -> dict[str, Any]:
         with harness.engine.connect() as conn:
             planned = int(conn.execute(sa.select(sa.func.count()).select_from(ops.DAY_PLANS)).scalar_one())
         sent = harness.state_counts().get("sent", 0)
+    slope = (peaks["worker"] - worker_boot) / MIB / max(planned, 1)
     return {
         "numbers": numbers,
         "seconds": seconds,
@@ -91,7 +92,9 @@ def run_size(numbers: int, seconds: float) -> dict[str, Any]:
         "worker_boot_rss_mib": round(worker_boot / MIB, 1),
         "worker_peak_rss_mib": round(peaks["worker"] / MIB, 1),
         # what each number the worker touched (planned) cost it: projects the worker to N numbers
-        "worker_mib_per_planned_number": round((peaks["worker"] - worker_boot) / MIB / max(planned, 1), 3),
+        "worker_mib_per_planned_number": round(slope, 3),
+        # the worker once it has touched every number (each keeps what it cost), by that slope
+        "worker_projected_rss_mib_all_numbers": round(worker_boot / MIB + slope * numbers, 1),
     }
 
 
@@ -112,7 +115,8 @@ def main() -> None:
     lines = [f"baseline (imports only): {result['baseline_import_rss_mib']} MiB"] + [
         f"{r['numbers']:>6} numbers: scheduler peak {r['scheduler_peak_rss_mib']} MiB, worker peak "
         f"{r['worker_peak_rss_mib']} MiB (boot {r['worker_boot_rss_mib']}), {r['planned_during_run']} days "
-        f"planned in {r['seconds']:.0f} s"
+        f"planned in {r['seconds']:.0f} s; {r['worker_mib_per_planned_number']} MiB per number touched -> "
+        f"~{r['worker_projected_rss_mib_all_numbers']} MiB once all are"
         for r in results
     ]
     lines.append(

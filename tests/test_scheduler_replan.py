@@ -1,0 +1,72 @@
+"""Known bug (found by benchmarks/planning.py): unanswered plan_day requests are re-sent every
+`Timings.replan_wall`, forever, so a fleet that plans slower than N days per replan_wall floods the broker.
+
+Measured: 3,000 numbers, 2 workers planning ~14 days/s: the Redis queue grew 5.9k -> 8.6k -> 11.1k ->
+13.5k messages in 30 s (every unplanned day re-enqueued every 10 s). Fix in `Scheduler._plan_started_days`
+(warmup/scheduler.py): back off per (number, day) - e.g. double the wait after each re-request - or only
+re-request once the earlier message has left the queue. Remove the xfail marker once fixed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from warmup.clock import ManualClock
+from warmup.runtime import ProviderPool, Runtime, Timings
+from warmup.scheduler import Scheduler
+from warmup.store import ops
+
+REPLAN = 0.1
+
+
+@dataclass
+class Recorder:
+    plans: list[tuple[int, date]] = field(default_factory=list)
+
+    def plan_day(self, number_id: int, local_date: date) -> None:
+        self.plans.append((number_id, local_date))
+
+    def send_message(self, message_id: int) -> None:
+        return None
+
+    def ingest_replies(self, number_id: int) -> None:
+        return None
+
+
+@pytest.mark.xfail(strict=True, reason="scheduler re-requests an unanswered plan_day every replan_wall")
+def test_unanswered_plan_requests_back_off(engine: Engine) -> None:
+    clock = ManualClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
+    ops.add_number(
+        engine,
+        phone="+5511999990001",
+        provider="simulator",
+        token_ref="SIM_TOKEN_0",
+        plan_name="p",
+        plan_path="/nonexistent/plan.yaml",
+        timezone="UTC",
+        base_url="http://127.0.0.1:9",
+        now=clock.now(),
+    )
+    timings = Timings(
+        tick_wall=0.01,
+        stale_after=timedelta(minutes=10),
+        lost_after=timedelta(minutes=5),
+        ingest_every=timedelta(hours=1),
+        replan_wall=REPLAN,
+        lock_ttl_wall=1.0,
+    )
+    runtime = Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine), timings=timings)
+    recorder = Recorder()
+    scheduler = Scheduler(runtime, dispatch=recorder, poll_replies=False)
+    started = time.monotonic()
+    while time.monotonic() - started < 16 * REPLAN:  # no worker ever answers
+        scheduler.tick(clock.now())
+        time.sleep(REPLAN / 5)
+    # one request, then re-requests backing off (after 1, 2, 4, 8 x replan_wall): at most 5 in
+    # 16 x replan_wall; today the first tick after each replan_wall re-sends it (about 15 times)
+    assert len(recorder.plans) <= 5, recorder.plans
