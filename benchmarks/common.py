@@ -44,6 +44,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine skews figures
     }
 
 

@@ -91,7 +91,7 @@ def run_size(numbers: int, seconds: float) -> dict[str, Any]:
         "scheduler_peak_rss_mib": round(peaks["scheduler"] / MIB, 1),
         "worker_boot_rss_mib": round(worker_boot / MIB, 1),
         "worker_peak_rss_mib": round(peaks["worker"] / MIB, 1),
-        # what each number the worker touched (planned) cost it: projects the worker to N numbers
+        # worker growth per day planned (it also built provider clients for reply polls of other numbers)
         "worker_mib_per_planned_number": round(slope, 3),
         # the worker once it has touched every number (each keeps what it cost), by that slope
         "worker_projected_rss_mib_all_numbers": round(worker_boot / MIB + slope * numbers, 1),
@@ -115,7 +115,7 @@ def main() -> None:
     lines = [f"baseline (imports only): {result['baseline_import_rss_mib']} MiB"] + [
         f"{r['numbers']:>6} numbers: scheduler peak {r['scheduler_peak_rss_mib']} MiB, worker peak "
         f"{r['worker_peak_rss_mib']} MiB (boot {r['worker_boot_rss_mib']}), {r['planned_during_run']} days "
-        f"planned in {r['seconds']:.0f} s; {r['worker_mib_per_planned_number']} MiB per number touched -> "
+        f"planned in {r['seconds']:.0f} s; {r['worker_mib_per_planned_number']} MiB per day planned -> "
         f"~{r['worker_projected_rss_mib_all_numbers']} MiB once all are"
         for r in results
     ]

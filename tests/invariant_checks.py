@@ -57,3 +57,63 @@ def assert_all_terminal(engine: Engine, number_id: int, local_date: date) -> Non
         assert message.state in {s.value for s in TERMINAL_STATES}, (message.id, message.state)
         if message.state == MessageState.SKIPPED:
             assert message.reason, f"message {message.id} skipped without a reason"
+
+
+def quota_errors(engine: Engine, number_id: int | None = None) -> list[str]:
+    """Every day plan (of `number_id`, or of all numbers) whose messages that are not skipped outnumber
+    its quota. They never must: a reply takes an opener's place rather than add to a full day, and a
+    quota cut skips what no longer fits."""
+    plans_query = sa.select(ops.DAY_PLANS.c.id, ops.DAY_PLANS.c.quota)
+    if number_id is not None:
+        plans_query = plans_query.where(ops.DAY_PLANS.c.number_id == number_id)
+    with engine.connect() as conn:
+        plans = conn.execute(plans_query).all()
+        live = Counter(
+            conn.execute(
+                sa.select(ops.MESSAGES.c.day_plan_id).where(
+                    ops.MESSAGES.c.state != MessageState.SKIPPED.value
+                )
+            ).scalars()
+        )
+    return [
+        f"day plan {plan.id}: {live[plan.id]} messages not skipped over quota {plan.quota}"
+        for plan in plans
+        if live[plan.id] > plan.quota
+    ]
+
+
+def assert_quota_held(engine: Engine, number_id: int | None = None) -> None:
+    errors = quota_errors(engine, number_id)
+    assert not errors, "\n".join(errors)
+
+
+def overfill(engine: Engine, number_id: int, local_date: date, sends: list[ops.PlannedSend]) -> list[int]:
+    """Insert messages into a day plan BEHIND the store's back, past its quota (as a bug or a manual
+    edit could): the claim must still hold the line. `ops.add_sends` would refuse them."""
+    day = ops.get_day_plan(engine, number_id, local_date)
+    assert day is not None and day.id is not None
+    with engine.begin() as conn:
+        return [
+            int(
+                conn.execute(
+                    sa.insert(ops.MESSAGES)
+                    .values(
+                        number_id=number_id,
+                        day_plan_id=day.id,
+                        local_date=local_date,
+                        recipient=send.recipient,
+                        kind=send.kind,
+                        text=send.text,
+                        typing_seconds=send.typing_seconds,
+                        scheduled_at=send.scheduled_at,
+                        state=MessageState.PLANNED.value,
+                        in_reply_to=send.in_reply_to,
+                        window_end=send.window_end,
+                        attempts=0,
+                        created_at=send.scheduled_at,
+                    )
+                    .returning(ops.MESSAGES.c.id)
+                ).scalar_one()
+            )
+            for send in sends
+        ]

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.fleet_fixture import Fleet, fleet_builder
-from tests.invariant_checks import assert_accounting, assert_all_terminal, states
+from tests.invariant_checks import assert_accounting, assert_all_terminal, assert_quota_held, overfill, states
 from warmup import cycle
 from warmup.clock import ManualClock
 from warmup.cycle import pending_resumes, plan_number_day, respread_rest_of_day
@@ -150,7 +150,7 @@ def test_parallel_senders_at_the_quota_send_exactly_the_quota(world: World) -> N
         ops.PlannedSend(recipient="+5511977770003", text=f"extra {i}", scheduled_at=world.clock.now())
         for i in range(6)
     ]
-    ops.add_sends(world.engine, world.number, day, extra, now=world.clock.now())
+    overfill(world.engine, world.number, day, extra)  # past the quota, behind the store's back
     ids = [m.id for m in ops.list_messages(world.engine, world.number, day)]
     world.clock.set(max(m.scheduled_at for m in messages))
     results: list[str] = []
@@ -185,25 +185,28 @@ def test_peer_replies_never_push_a_nearly_full_peer_over_its_quota(engine: Engin
         for message in sorted(peer_own, key=lambda m: m.scheduled_at)[:3]:
             clock.set(max(clock.now(), message.scheduled_at))
             assert w.send(message.id).state == "sent"
-        # the sender writes to the peer three times (its own plan set aside), each one answered
+        # the sender writes to the peer three times (its own plan set aside); each would be answered
         ops.skip_remaining(engine, w.number, day, "set aside for the test", clock.now())
         notes = [ops.PlannedSend(fleet.phones[1], f"ping {i}", clock.now()) for i in range(3)]
-        reply_ids = []
-        for mid in ops.add_sends(engine, w.number, day, notes, now=clock.now()):
-            outcome = w.send(mid)
-            assert outcome.state == "sent" and outcome.reply_id is not None
-            reply_ids.append(outcome.reply_id)
-        # replies are paced like any send of the peer (gap.low apart): send each when it is due
+        outcomes = [w.send(mid) for mid in ops.add_sends(engine, w.number, day, notes, now=clock.now())]
+        assert [o.state for o in outcomes] == ["sent"] * 3
+        # the peer's last pending opener gives way to the first reply; nothing is left to give way after
+        reply_ids = [o.reply_id for o in outcomes if o.reply_id is not None]
+        assert len(reply_ids) == 1
+        gave_way = ops.get_message(engine, max(peer_own, key=lambda m: m.scheduled_at).id)
+        assert gave_way is not None and (gave_way.state, gave_way.reason) == ("skipped", ops.GAVE_WAY)
+        skipped = [r for r in ops.list_audit(engine, peer) if r.action == "peer_reply_skipped"]
+        assert len(skipped) == 2
+        assert_quota_held(engine)
         for message in sorted(ops.list_messages(engine, peer, peer_day), key=lambda m: m.scheduled_at):
             if message.id in reply_ids:
                 clock.set(max(clock.now(), message.scheduled_at))
-                w.send(message.id)
+                assert w.send(message.id).state == "sent"
         peer_plan = ops.get_day_plan(engine, peer, peer_day)
         assert peer_plan is not None and peer_plan.used == peer_plan.quota == 4
         assert len(fleet.sends(fleet.phones[1])) == 4
-        replies = [ops.get_message(engine, rid) for rid in reply_ids]
-        assert Counter(r.state for r in replies if r is not None) == {"sent": 1, "skipped": 2}
-        assert all("quota" in (r.reason or "") for r in replies if r is not None and r.state == "skipped")
+        outcome = ops.day_outcome(engine, peer, peer_day)
+        assert (outcome.planned, outcome.sent, outcome.skipped) == (4, 4, 0)
         assert_accounting(engine)
     finally:
         w.runtime.close()

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from tests.invariant_checks import assert_accounting, states
+from tests.invariant_checks import assert_accounting, assert_quota_held, overfill, states
 from warmup.cycle import days_to_plan
 from warmup.domain import Action, Decision, Reason
 from warmup.store import ops
@@ -61,9 +61,20 @@ def plan(
         for i in range(count)
     ]
     assert ops.plan_day(engine, number_id, decision, sends[:quota], now=NOW)
-    if count > quota:
-        ops.add_sends(engine, number_id, day, sends[quota:], now=NOW)
+    if count > quota:  # more than `add_sends` would take: the claim must still stop at the quota
+        overfill(engine, number_id, day, sends[quota:])
     return [m.id for m in ops.list_messages(engine, number_id, day) if m.id is not None]
+
+
+def over_quota(engine: Engine, number_id: int, day: date = DAY) -> int:
+    """How many of the day's messages that are not skipped exceed its quota (negative: room left)."""
+    plan = ops.get_day_plan(engine, number_id, day)
+    assert plan is not None
+    return sum(m.state != "skipped" for m in ops.list_messages(engine, number_id, day)) - plan.quota
+
+
+def count_gave_way(engine: Engine, number_id: int) -> int:
+    return sum(m.reason == ops.GAVE_WAY for m in ops.list_messages(engine, number_id, DAY))
 
 
 def message_state(engine: Engine, message_id: int) -> str:
@@ -88,6 +99,7 @@ OPERATIONS = (
     "resume",
     "skip_rest",
     "expire",
+    "reply",
     "tick",
 )
 FINAL = {"sent", "failed", "skipped"}
@@ -112,6 +124,7 @@ def test_random_interleavings_keep_the_books_and_never_resend(
     claims = dict.fromkeys(ids, 0)  # successful claims per message
     releases = dict.fromkeys(ids, 0)  # successful release_for_retry per message
     went_out: set[int] = set()  # messages whose claim ended sent / failed / unknown
+    was_over = over_quota(engine, number)
     for name, index in steps:
         mid = ids[index % len(ids)]
         before = message_state(engine, mid)
@@ -151,6 +164,22 @@ def test_random_interleavings_keep_the_books_and_never_resend(
             ops.resume_numbers(engine, actor="t", now=now, number_ids=[number])
         elif name == "skip_rest":
             ops.skip_remaining(engine, number, DAY, "throttled to zero", now)
+        elif name == "reply":
+            before, gave_before = over_quota(engine, number), count_gave_way(engine, number)
+            pending_openers = sum(
+                m.kind == "opener" and m.state in ("planned", "queued")
+                for m in ops.list_messages(engine, number, DAY)
+            )
+            reply = PlannedSend("+5511988880001", "re", now, kind="peer_reply", in_reply_to=ids[0])
+            added = ops.add_sends(engine, number, DAY, [reply], now=now)
+            after, gave_after = over_quota(engine, number), count_gave_way(engine, number)
+            # a reply fits in the room left, else takes a pending opener's place, else is not added
+            if before < 0:
+                assert len(added) == 1 and after == before + 1 and gave_after == gave_before
+            elif pending_openers > before:  # enough openers give way: the reply goes in, the day fits
+                assert len(added) == 1 and after == 0 and gave_after == gave_before + before + 1
+            else:  # not added; the openers that gave way in vain only bring an overfilled day down
+                assert added == [] and after == before - (gave_after - gave_before)
         elif name == "expire":
             ops.expire_day(engine, now)  # the day is not over: must change nothing
             assert message_state(engine, mid) == before
@@ -164,6 +193,13 @@ def test_random_interleavings_keep_the_books_and_never_resend(
         if after in ("sent", "failed", "unknown"):
             went_out.add(mid)
         assert_accounting(engine)
+        # messages not skipped never outnumber the quota, and an overfilled day (behind the store's
+        # back) never gets fuller
+        over = over_quota(engine, number)
+        assert over <= max(was_over, 0), f"{name}: {over} messages over the quota (was {was_over})"
+        was_over = over
+        if count <= quota:
+            assert_quota_held(engine, number)
     for mid in ids:
         assert claims[mid] <= 1 + releases[mid]
     counted = ops.day_count(engine, number, DAY)
@@ -194,10 +230,9 @@ def test_crash_between_claim_and_record_leaves_unknown_counted_and_never_resent(
     assert_accounting(engine)
     # the slot stays taken: only one more message fits in the quota of two
     assert ops.claim(engine, second, "other-worker", later).claimed
-    extra = ops.add_sends(
-        engine, number, DAY, [PlannedSend("+5511988880001", "x", NOW - timedelta(minutes=5))], now=NOW
-    )
+    extra = overfill(engine, number, DAY, [PlannedSend("+5511988880001", "x", NOW - timedelta(minutes=5))])
     assert ops.claim(engine, extra[0], "other-worker", later).status is ClaimStatus.QUOTA_REACHED
+    assert ops.add_sends(engine, number, DAY, [PlannedSend("+5511988880001", "x", NOW)], now=NOW) == []
     # a late confirmation of the first one turns it sent, still counted once
     assert ops.record_sent(engine, first, "wamid.1", later)
     assert ops.day_count(engine, number, DAY) == 2

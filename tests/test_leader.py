@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -11,7 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import require_service
-from warmup.leader import AlwaysLeader, RedisLeaderLock
+from warmup.leader import AlwaysLeader, RedisLeaderLock, masked_url
 
 REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -103,3 +104,41 @@ def test_embedded_is_always_leader() -> None:
     assert leader.hold() is True
     leader.release()
     assert leader.hold() is True
+
+
+def test_an_outage_is_logged_once_with_its_reason_then_rarely_then_its_end(
+    redis_url: str, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock = RedisLeaderLock.from_url("redis://:s3cret-pw@127.0.0.1:1/0", ttl=1.0, key=key, warn_every=60.0)
+    caplog.set_level(logging.INFO, logger="warmup.leader")
+    try:
+        for _ in range(5):  # the scheduler asks every second
+            assert lock.hold() is False
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(lines) == 1
+        assert "redis://:***@127.0.0.1:1/0 unreachable: ConnectionError" in lines[0]
+        assert "127.0.0.1" in lines[0].split("ConnectionError", 1)[1]  # the driver's reason, not just a name
+        lock._warned_at -= 61  # a minute later, still down: one reminder
+        assert lock._down_since is not None
+        lock._down_since -= 61
+        assert lock.hold() is False and lock.hold() is False
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert (
+            len(lines) == 2
+            and "still unreachable" in lines[1]
+            and "after 61 s (6 failed attempts)" in lines[1]
+        )
+        lock.client.close()
+        lock.client = redis.Redis.from_url(redis_url)  # Redis is back
+        assert lock.hold() is True and lock.hold() is True
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(lines) == 3 and "reachable again" in lines[2]
+        assert "s3cret-pw" not in caplog.text
+    finally:
+        lock.release()
+        lock.close()
+
+
+def test_masked_url_hides_only_the_password() -> None:
+    assert masked_url("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
+    assert masked_url("redis://host:6379/0") == "redis://host:6379/0"

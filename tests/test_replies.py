@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from tests.fleet_fixture import fleet_builder
 from warmup import metrics
 from warmup.clock import ManualClock
+from warmup.domain import Action, Decision
 from warmup.fleet import ADMINS_ACTION
 from warmup.replies import ingest_replies
 from warmup.runtime import ProviderPool, Runtime
+from warmup.sending import send_one
 from warmup.store import ops
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -66,3 +69,37 @@ def test_a_pause_command_from_a_non_admin_changes_nothing(world: Any) -> None:
     assert [s for s in fleet.sends(fleet.phones[0]) if s["to"] == fleet.phones[1]] == []
     audit = ops.list_audit(runtime.engine, fleet.number_ids[0])
     assert any(a.action == "chat_command_refused" for a in audit)
+
+
+def test_delivery_statuses_are_polled_without_a_webhook_and_counted_once(world: Any) -> None:
+    """The simulator over HTTP, no webhook: our sends' statuses come from GET /messages/list?from_me=true."""
+    fleet, runtime, clock = world
+    number = fleet.number_ids[0]
+    day = clock.now().date()
+    assert ops.plan_day(
+        runtime.engine,
+        number,
+        Decision(day, 1, 2, Action.ADVANCE, 2, 2, 10),
+        [ops.PlannedSend(fleet.phones[1], f"hello {i}", clock.now()) for i in range(2)],
+        now=clock.now(),
+    )
+    for message in ops.list_messages(runtime.engine, number, day):
+        assert message.id is not None
+        outcome = send_one(runtime.engine, message.id, "w", clock, runtime.provider_for)
+        assert outcome.state == "sent"
+    assert ops.day_outcome(runtime.engine, number, day).delivered == 0
+    clock.advance(timedelta(minutes=5))  # the simulator delivers within seconds
+    fleet.admin("POST", "/_sim/tick")
+    ingest_replies(runtime, number)
+    sent_ids = {m.provider_message_id for m in ops.list_messages(runtime.engine, number, day)}
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(ops.INBOUND.c.provider_message_id, ops.INBOUND.c.status).where(
+                ops.INBOUND.c.number_id == number, ops.INBOUND.c.kind == "status"
+            )
+        ).all()
+    assert {row.provider_message_id for row in rows} == sent_ids and None not in sent_ids
+    assert {row.status for row in rows} <= {"delivered", "read"}
+    assert ops.day_outcome(runtime.engine, number, day).delivered == 2
+    assert ingest_replies(runtime, number) == 0  # polling again stores nothing twice
+    assert ops.day_outcome(runtime.engine, number, day).delivered == 2

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from tests.invariant_checks import assert_quota_held, overfill
 from warmup import ramp
 from warmup.domain import Action, DayOutcome, Decision, NumberState, Reading, Reason
 from warmup.errors import UserError
@@ -75,6 +76,12 @@ def state(engine: Engine, message_id: int) -> str:
     message = ops.get_message(engine, message_id)
     assert message is not None
     return message.state
+
+
+def reason(engine: Engine, message_id: int) -> str | None:
+    message = ops.get_message(engine, message_id)
+    assert message is not None
+    return message.reason
 
 
 def row_counts(engine: Engine) -> dict[str, int]:
@@ -314,6 +321,93 @@ def test_add_sends_extends_a_planned_day_only(engine: Engine) -> None:
         ops.add_sends(engine, 1, DAY + timedelta(days=1), [reply])
 
 
+def reply_to(message_id: int, at: datetime = NOW) -> PlannedSend:
+    return PlannedSend(
+        recipient=PEER, text="sure!", scheduled_at=at, kind="peer_reply", in_reply_to=message_id
+    )
+
+
+def live(engine: Engine, number_id: int = 1) -> list[str]:
+    """The kinds of the day's messages that are not skipped, in schedule order."""
+    return [m.kind for m in ops.list_messages(engine, number_id, DAY) if m.state != "skipped"]
+
+
+def test_a_reply_to_a_full_day_takes_the_latest_pending_openers_place(engine: Engine) -> None:
+    ids = planned(engine, 4, quota=4)
+    assert ops.claim(engine, ids[0], "w", NOW).claimed  # sending: no longer pending, cannot give way
+    assert ops.record_sent(engine, ids[0], "wamid.0", NOW)
+    ops.mark_queued(engine, [ids[1]], NOW)  # queued still counts as pending
+    [reply] = ops.add_sends(engine, 1, DAY, [reply_to(ids[0], NOW + timedelta(hours=1))], now=NOW)
+    assert (state(engine, ids[3]), reason(engine, ids[3])) == ("skipped", ops.GAVE_WAY)
+    assert state(engine, reply) == "planned" and live(engine).count("peer_reply") == 1
+    [second] = ops.add_sends(engine, 1, DAY, [reply_to(ids[0])], now=NOW)
+    assert (state(engine, ids[2]), reason(engine, ids[2])) == ("skipped", ops.GAVE_WAY)
+    [third] = ops.add_sends(engine, 1, DAY, [reply_to(ids[0])], now=NOW)
+    assert (state(engine, ids[1]), reason(engine, ids[1])) == ("skipped", ops.GAVE_WAY)
+    assert sorted(live(engine)) == ["opener", "peer_reply", "peer_reply", "peer_reply"]
+    assert_quota_held(engine)
+    # every reply gets its slot at claim time: the quota is not "reached" by the openers any more
+    assert all(ops.claim(engine, m, "w", NOW + timedelta(hours=1)).claimed for m in (reply, second, third))
+    # the day reads as planned = quota: the openers that gave way were replaced, not lost
+    outcome = ops.day_outcome(engine, 1, DAY)
+    assert (outcome.planned, outcome.skipped) == (4, 0)
+
+
+def test_a_reply_with_no_opener_to_give_way_is_not_added(engine: Engine) -> None:
+    ids = planned(engine, 2, quota=2)
+    for message_id in ids:
+        assert ops.claim(engine, message_id, "w", NOW).claimed
+    assert ops.add_sends(engine, 1, DAY, [reply_to(ids[0])], now=NOW) == []
+    assert ops.add_sends(engine, 1, DAY, sends(1), now=NOW) == []  # an opener never pushes anything out
+    assert len(ops.list_messages(engine, 1, DAY)) == 2
+    audit = {row.action: row.detail for row in ops.list_audit(engine, 1)}
+    assert audit["peer_reply_skipped"] is not None and audit["send_not_added"] is not None
+    assert audit["peer_reply_skipped"]["in_reply_to"] == ids[0]
+    assert "no pending opener can give way" in audit["peer_reply_skipped"]["reason"]
+    # room left is used first: nothing gives way while the day is not full
+    assert ops.plan_day(engine, add(engine, phone="+5511999990003"), decision(3), sends(1))
+    [first] = [m.id for m in ops.list_messages(engine, 2, DAY)]
+    assert first is not None and len(ops.add_sends(engine, 2, DAY, [reply_to(first)] * 2, now=NOW)) == 2
+    assert live(engine, 2) == ["opener", "peer_reply", "peer_reply"]
+
+
+def test_concurrent_replies_never_push_a_day_over_its_quota(engine: Engine) -> None:
+    ids = planned(engine, 6, quota=6)
+    results: list[list[int]] = []
+    claims: list[bool] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            if index < 2:  # claims race the replies: a claimed opener can no longer give way
+                claims.append(ops.claim(engine, ids[index], f"w{index}", NOW).claimed)
+            else:
+                results.append(ops.add_sends(engine, 1, DAY, [reply_to(ids[0])], now=NOW))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    # six replies for six openers, less those claimed before a reply took their place
+    claimed = sum(claims)
+    assert sorted(len(r) for r in results) == [0] * claimed + [1] * (6 - claimed)
+    messages = ops.list_messages(engine, 1, DAY)
+    gave_way = [m for m in messages if m.reason == ops.GAVE_WAY]
+    assert len(gave_way) == 6 - claimed and all(m.kind == "opener" for m in gave_way)
+    assert ids[2:] == sorted(m.id for m in gave_way)[-4:]  # the latest went first
+    assert len([r for r in ops.list_audit(engine, 1) if r.action == "peer_reply_skipped"]) == claimed
+    assert_quota_held(engine)
+    day = ops.get_day_plan(engine, 1, DAY)
+    assert day is not None and day.used == claimed and sum(m.state != "skipped" for m in messages) == 6
+    assert sorted(live(engine)) == ["opener"] * claimed + ["peer_reply"] * (6 - claimed)
+
+
 # --------------------------------------------------------------------------------------------- claim
 
 
@@ -350,8 +444,8 @@ def test_claim_leaves_messages_that_are_not_due(engine: Engine) -> None:
 
 
 def test_claim_stops_at_the_quota_and_skips_the_rest(engine: Engine) -> None:
-    ids = planned(engine, 5, quota=5)
-    assert ops.cut_quota(engine, 1, DAY, 2, "throttled by provider") == 2
+    ids = planned(engine, 2, quota=2)
+    ids += overfill(engine, 1, DAY, sends(3, start=NOW - timedelta(minutes=30)))  # behind the store's back
     results = [ops.claim(engine, message_id, "w", NOW).status for message_id in ids]
     assert results == [ClaimStatus.CLAIMED] * 2 + [ClaimStatus.QUOTA_REACHED] * 3
     skipped = ops.get_message(engine, ids[-1])
@@ -704,7 +798,10 @@ def test_cut_quota_never_goes_below_used(engine: Engine) -> None:
         2,
         "131048 spam rate limit",
     )
-    assert ops.claim(engine, ids[3], "w", NOW).status is ClaimStatus.QUOTA_REACHED
+    # the pending message that no longer fits is skipped at once, not left for the claim to refuse
+    assert (state(engine, ids[3]), reason(engine, ids[3])) == ("skipped", "quota cut: 131048 spam rate limit")
+    assert ops.claim(engine, ids[3], "w", NOW).status is ClaimStatus.NOT_CLAIMABLE
+    assert_quota_held(engine)
     assert ops.cut_quota(engine, 1, DAY + timedelta(days=1), 1, "x") is None
 
 

@@ -12,6 +12,7 @@ from multiprocessing import get_context
 import pytest
 import sqlalchemy as sa
 
+from tests.invariant_checks import overfill
 from warmup.domain import Action, Decision
 from warmup.store import db, ops
 from warmup.store.ops import ClaimStatus, PlannedSend
@@ -53,7 +54,7 @@ def _setup(url: str, numbers: int, messages_per_number: int, quota: int) -> list
         ]
         if len(sends) > quota:  # more messages than the quota: plan the quota, add the rest
             assert ops.plan_day(engine, number_id, decision, sends[:quota])
-            ops.add_sends(engine, number_id, DAY, sends[quota:])
+            overfill(engine, number_id, DAY, sends[quota:])  # past the quota: the claims must hold the line
         else:
             assert ops.plan_day(engine, number_id, decision, sends)
         ids.extend(m.id for m in ops.list_messages(engine, number_id, DAY) if m.id is not None)

@@ -1,9 +1,12 @@
 """Poll a number's provider for incoming replies and delivery statuses, and store each event once.
 
 Replies feed the local risk meter (response rate) and mark recipients as engaged; statuses mark
-messages delivered. Storing is idempotent (`store.ops.add_inbound` ignores an event it already has),
-so polling overlapping periods, or two workers polling at once, is harmless. A NEWLY stored message
-may be an admin's chat command (`warmup.chat_commands.process_inbound`): it runs once, when stored.
+messages delivered (`ops.day_outcome.delivered`). Statuses normally come by webhook; a provider that
+can also list them (`list_statuses`, e.g. Whapi's own messages with their `status`) is asked too, so
+embedded mode without a webhook still sees deliveries. Storing is idempotent (`store.ops.add_inbound`
+ignores an event it already has), so polling overlapping periods, or two workers polling at once, is
+harmless. A NEWLY stored message may be an admin's chat command
+(`warmup.chat_commands.process_inbound`): it runs once, when stored.
 """
 
 from __future__ import annotations
@@ -50,7 +53,12 @@ def ingest_replies(runtime: Runtime, number_id: int) -> int:
         return 0
     now = runtime.clock.now()
     try:
-        events = runtime.provider_for(number_id).list_inbound(poll_since(runtime, number_id, now))
+        provider = runtime.provider_for(number_id)
+        since = poll_since(runtime, number_id, now)
+        events = list(provider.list_inbound(since))
+        statuses = getattr(provider, "list_statuses", None)
+        if callable(statuses):
+            events.extend(statuses(since))
     except ProviderError as exc:
         log.info("number %s: replies not polled: %s", number_id, exc.reason)
         return 0

@@ -391,6 +391,9 @@ def _schedule_peer_reply(
     the peer's other sends of that day and within its ``max_per_hour``. When nothing fits today, there
     is no reply (logged, with a `peer_reply_skipped` audit row): a late-night reply would be the very
     out-of-hours send the plan forbids.
+
+    Replies win over openers: on a peer day already full, the store skips the peer's latest pending
+    opener to make room (`ops.add_sends`); with no opener left to give way there is no reply.
     """
     if plans is None or message.kind == MessageKind.PEER_REPLY:
         return None  # replies are not answered, or a conversation would never end
@@ -454,4 +457,10 @@ def _schedule_peer_reply(
         window_end=span_end(spans, at),
     )
     ids = ops.add_sends(engine, peer.id, local_date, [send], now=now)
+    if not ids:  # the store wrote the `peer_reply_skipped` audit row in the same transaction
+        log.info(
+            "message %s: no reply from peer %s: its day is full and no opener could give way",
+            message.id,
+            peer.id,
+        )
     return ids[0] if ids else None

@@ -39,6 +39,8 @@ METER_PATH = "/services/riskOfBlocking"
 MAX_TYPING_SECONDS = 60.0
 PAGE_SIZE = 100  # spec: count 1..500
 MAX_PAGES = 50  # a runaway server cannot keep a worker paging forever
+STATUS_LOOKBACK = timedelta(hours=1)  # how far before `since` our own messages are checked for statuses
+REPORTED_STATUSES = frozenset({"delivered", "read", "played", "failed"})  # acks past plain `sent`
 
 # GET /health `status.text` (spec `ChannelStatus`) -> (action, meaning)
 HEALTH_STATES: dict[str, tuple[OutcomeAction, str]] = {
@@ -317,12 +319,40 @@ class WhapiProvider:
         Raises `ProviderError` (action RETRY, or STOP_NUMBER for auth problems); malformed single
         items are skipped with a log line so one odd message does not block the others.
         """
+        return [m for m in self._list_messages(since, from_me=False) if not m.from_me]
+
+    def list_statuses(self, since: datetime) -> list[Inbound]:
+        """Delivery statuses of OUR messages sent since `STATUS_LOOKBACK` before `since`, without a webhook.
+
+        GET /messages/list with from_me=true returns our messages, each with its current `status`; every
+        one past plain `sent` (delivered, read, played, failed) becomes a `status` event about that
+        message, timestamped with the message's time (the list gives no time for the ack itself). The
+        lookback covers messages delivered a while after they were sent. Errors as `list_inbound`.
+        """
+        found = []
+        for own in self._list_messages(since - STATUS_LOOKBACK, from_me=True):
+            if own.from_me and own.status in REPORTED_STATUSES:
+                found.append(
+                    Inbound(
+                        kind="status",
+                        provider_message_id=own.provider_message_id,
+                        chat_phone=own.chat_phone,
+                        from_me=True,
+                        text=None,
+                        timestamp=own.timestamp,
+                        status=own.status,
+                    )
+                )
+        return found
+
+    def _list_messages(self, since: datetime, *, from_me: bool) -> list[Inbound]:
+        """One direction of GET /messages/list since `since`, each message once, oldest first."""
         time_from = max(0, math.floor(since.timestamp()))
         seen: set[str] = set()
         found: list[Inbound] = []
         for page in range(MAX_PAGES):
             params: dict[str, str | int] = {
-                "from_me": "false",
+                "from_me": "true" if from_me else "false",
                 "time_from": time_from,
                 "count": PAGE_SIZE,
                 "offset": page * PAGE_SIZE,
@@ -335,7 +365,7 @@ class WhapiProvider:
                 except WebhookError as exc:
                     log.warning("skipping malformed message from /messages/list: %s", exc)
                     continue
-                if inbound is None or inbound.from_me or inbound.timestamp < since:
+                if inbound is None or inbound.timestamp < since:
                     continue
                 if inbound.provider_message_id not in seen:
                     seen.add(inbound.provider_message_id)

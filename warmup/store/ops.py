@@ -533,6 +533,12 @@ def _apply_decision(conn: Connection, number: sa.Row[Any], decision: Decision, s
         _audit(conn, "decide", "auto_pause", number.id, {"reason": values["paused_reason"]}, stamp)
 
 
+GAVE_WAY = "gave way to a reply to a peer"
+"""Reason of an opener skipped so that a reply fits in its day's quota (replies build the response rate)."""
+
+REPLY_KINDS = (MessageKind.PEER_REPLY.value, MessageKind.REPLY.value)
+
+
 def add_sends(
     engine: Engine,
     number_id: int,
@@ -541,27 +547,79 @@ def add_sends(
     *,
     now: datetime | None = None,
 ) -> list[int]:
-    """Add messages to an existing day plan (a peer's reply, the re-spread after a resume); their ids.
+    """Add messages to an existing day plan (a peer's reply, an extra note); the ids of those added.
 
-    The day's quota still binds at claim time, so extra messages can never exceed it; a day without a
-    plan raises `UserError` (plan the day first).
+    The day's books hold at all times: its messages that are not skipped never outnumber its quota.
+    One transaction with the number row locked (claims, pauses and other additions of the number wait):
+    a send that fits in the room left (quota - used - still pending) is added; a REPLY that does not fit
+    takes the place of the day's LATEST still-pending opener (skipped: `GAVE_WAY`), because replies
+    build the response rate; a send that still cannot fit (no pending opener to give way) is not added,
+    with an audit row saying why (`peer_reply_skipped` for a peer's reply, else `send_not_added`).
+    A day without a plan raises `UserError`.
     """
     stamp = _stamp(now)
     _message_rows(number_id, 0, local_date, sends, stamp)
     with _write(engine) as conn:
-        day_plan_id = conn.execute(
-            sa.select(DAY_PLANS.c.id).where(
+        conn.execute(sa.select(NUMBERS.c.id).where(NUMBERS.c.id == number_id).with_for_update()).first()
+        day = conn.execute(
+            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used).where(
                 DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
             )
-        ).scalar_one_or_none()
-        if day_plan_id is None:
+        ).one_or_none()
+        if day is None:
             raise UserError(f"number {number_id} has no plan for {local_date}")
         _check_replies_exist(conn, sends)
-        rows = _message_rows(number_id, day_plan_id, local_date, sends, stamp)
-        return [
-            int(conn.execute(sa.insert(MESSAGES).values(**row).returning(MESSAGES.c.id)).scalar_one())
-            for row in rows
-        ]
+        room = day.quota - day.used - _pending(conn, day.id)
+        ids: list[int] = []
+        for send, row in zip(sends, _message_rows(number_id, day.id, local_date, sends, stamp), strict=True):
+            while room <= 0 and send.kind in REPLY_KINDS and _give_way(conn, day.id, stamp):
+                room += 1  # (more than once only on a day overfilled behind the store's back)
+            if room <= 0:
+                why = "the day's quota is full and no pending opener can give way"
+                detail = {
+                    "local_date": local_date.isoformat(),
+                    "kind": send.kind,
+                    "in_reply_to": send.in_reply_to,
+                    "quota": day.quota,
+                    "reason": why,
+                }
+                action = "peer_reply_skipped" if send.kind == MessageKind.PEER_REPLY else "send_not_added"
+                _audit(conn, "worker", action, number_id, detail, stamp)
+                continue
+            ids.append(
+                int(conn.execute(sa.insert(MESSAGES).values(**row).returning(MESSAGES.c.id)).scalar_one())
+            )
+            room -= 1
+        return ids
+
+
+def _pending(conn: Connection, day_plan_id: int) -> int:
+    """Messages of the day that may still take a slot (planned or queued)."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                MESSAGES.c.day_plan_id == day_plan_id, MESSAGES.c.state.in_(CLAIMABLE)
+            )
+        ).scalar_one()
+    )
+
+
+def _give_way(conn: Connection, day_plan_id: int, stamp: datetime) -> bool:
+    """Skip the day's latest still-pending opener (`GAVE_WAY`); False when there is none."""
+    latest = conn.execute(
+        sa.select(MESSAGES.c.id)
+        .where(
+            MESSAGES.c.day_plan_id == day_plan_id,
+            MESSAGES.c.kind == MessageKind.OPENER.value,
+            MESSAGES.c.state.in_(CLAIMABLE),
+        )
+        .order_by(MESSAGES.c.scheduled_at.desc(), MESSAGES.c.id.desc())
+        .limit(1)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if latest is None:
+        return False
+    return _skip_where(conn, MESSAGES.c.id == latest, GAVE_WAY, stamp) == 1
 
 
 def add_respread(
@@ -639,34 +697,53 @@ def cut_quota(
 ) -> int | None:
     """Lower the day's quota (a throttle from the provider); never below the slots already used.
 
-    Returns the new quota, or None when the day has no plan. Messages beyond it are refused at claim
-    time with QUOTA_REACHED, so nothing else needs to change now.
+    Returns the new quota, or None when the day has no plan. Pending (planned|queued) messages that no
+    longer fit are skipped at once with the reason, the latest first and openers before replies, so the
+    day's messages that are not skipped never outnumber its quota. Number row locked first, like every
+    writer that adds to or trims a day (`add_sends`, `claim`, `pause_numbers`).
     """
     if new_quota < 0:
         raise InvalidWrite("a quota cannot be negative")
+    stamp = _stamp(now)
     with _write(engine) as conn:
+        conn.execute(sa.select(NUMBERS.c.id).where(NUMBERS.c.id == number_id).with_for_update()).first()
         row = conn.execute(
-            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used, DAY_PLANS.c.cut)
-            .where(DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date)
-            .with_for_update()
+            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used, DAY_PLANS.c.cut).where(
+                DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
+            )
         ).one_or_none()
         if row is None:
             return None
+        # `used` can only shrink meanwhile (a claim needs the number row), so `quota >= used` holds
         quota: int = max(row.used, min(row.quota, new_quota))
+        excess = row.used + _pending(conn, row.id) - quota
+        trimmed = 0
+        if excess > 0:
+            latest = conn.execute(
+                sa.select(MESSAGES.c.id)
+                .where(MESSAGES.c.day_plan_id == row.id, MESSAGES.c.state.in_(CLAIMABLE))
+                .order_by(
+                    (MESSAGES.c.kind == MessageKind.OPENER.value).desc(),
+                    MESSAGES.c.scheduled_at.desc(),
+                    MESSAGES.c.id.desc(),
+                )
+                .limit(excess)
+            ).scalars()
+            trimmed = _skip_where(conn, MESSAGES.c.id.in_(list(latest)), f"quota cut: {reason}", stamp)
         conn.execute(
             sa.update(DAY_PLANS)
             .where(DAY_PLANS.c.id == row.id)
             .values(quota=quota, cut=row.cut + (row.quota - quota), cut_reason=reason[:500])
         )
         if quota < row.quota:
-            _audit(
-                conn,
-                "worker",
-                "cut_quota",
-                number_id,
-                {"local_date": local_date.isoformat(), "from": row.quota, "to": quota, "reason": reason},
-                _stamp(now),
-            )
+            detail = {
+                "local_date": local_date.isoformat(),
+                "from": row.quota,
+                "to": quota,
+                "reason": reason,
+                "skipped": trimmed,
+            }
+            _audit(conn, "worker", "cut_quota", number_id, detail, stamp)
         return quota
 
 
@@ -1202,14 +1279,21 @@ def day_count(engine: Engine, number_id: int, local_date: date) -> int:
 
 def day_outcome(engine: Engine, number_id: int, local_date: date) -> DayOutcome:
     """What happened on that local day: messages by state, delivered ones (a delivered/read status was
-    received), and replies (inbound messages not from us, received during that local day)."""
+    received), and replies (inbound messages not from us, received during that local day).
+
+    An opener that gave way to a reply (`GAVE_WAY`) was replaced, not lost: it is left out of the
+    counts, so a full day reads "8 sent of 8 planned", not "8 of 10"."""
     with _read(engine) as conn:
         timezone = conn.execute(sa.select(NUMBERS.c.timezone).where(NUMBERS.c.id == number_id)).scalar_one()
         counts: dict[str, int] = {
             state: count
             for state, count in conn.execute(
                 sa.select(MESSAGES.c.state, sa.func.count())
-                .where(MESSAGES.c.number_id == number_id, MESSAGES.c.local_date == local_date)
+                .where(
+                    MESSAGES.c.number_id == number_id,
+                    MESSAGES.c.local_date == local_date,
+                    sa.or_(MESSAGES.c.reason.is_(None), MESSAGES.c.reason != GAVE_WAY),
+                )
                 .group_by(MESSAGES.c.state)
             )
         }

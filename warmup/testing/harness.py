@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psutil
+import redis as redis_client
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
@@ -115,6 +116,8 @@ class FleetSpec:
     faults: Mapping[str, float | int | str] = field(default_factory=dict)  # simulator --fault KIND=VALUE
     worker_threads: int = 4
     worker_processes: int = 1  # --processes of each `dramatiq workers.actors`
+    worker_args: tuple[str, ...] = ()  # more `dramatiq` options, e.g. ("--queues", "warmup")
+    worker_env: Mapping[str, str] = field(default_factory=dict)  # e.g. {"dramatiq_worker_timeout": "100"}
     log_level: str = "INFO"  # of workers and the simulator
     scheduler_log_level: str = "INFO"  # INFO at least: `leader()` reads the leadership lines
 
@@ -132,6 +135,7 @@ class Proc:
         self._handle = handle
         self.started = time.monotonic()
         self.killed = False
+        self.last_pids: list[int] = []  # the tree as it was when killed (to find its orphaned claims)
 
     @property
     def pid(self) -> int:
@@ -174,6 +178,7 @@ class Proc:
     def kill(self) -> None:
         """SIGKILL the whole process group: nothing gets to clean up, as when a machine dies."""
         self.killed = True
+        self.last_pids = self.pids()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
@@ -272,6 +277,8 @@ class FleetHarness:
     def setup(self, *, start_clock: bool = True) -> FleetHarness:
         """Migrate the database, write the plan, start the simulator and enroll the numbers."""
         upgrade(self.engine)
+        if not isinstance(self.redis, RedisServer):
+            flush_dedicated_db(self.redis)
         self.write_plan()
         if start_clock:
             self.start_clock()
@@ -378,8 +385,8 @@ class FleetHarness:
         """One ``dramatiq workers.actors`` (``--processes``/``--threads`` from the spec)."""
         argv = [self.python, "-m", "dramatiq", "workers.actors"]
         argv += ["--processes", str(processes or self.spec.worker_processes)]
-        argv += ["--threads", str(threads or self.spec.worker_threads)]
-        proc = self._spawn("worker", argv)
+        argv += ["--threads", str(threads or self.spec.worker_threads), *self.spec.worker_args]
+        proc = self._spawn("worker", argv, self.spec.worker_env)
         self.workers.append(proc)
         return proc
 
@@ -438,21 +445,26 @@ class FleetHarness:
             time.sleep(0.1)
         raise TimeoutError("no scheduler became the leader")
 
-    def claims_of(self, proc: Proc) -> int:
-        """How many ``sending`` rows processes of ``proc`` hold right now."""
+    def claimed_by(self, proc: Proc) -> list[int]:
+        """Ids of the ``sending`` rows claimed by processes of ``proc`` (alive, or as it was when killed)."""
         host = socket.gethostname()
-        ids = [f"{host}:{pid}" for pid in proc.pids()]
-        if not ids:
-            return 0
+        workers = [f"{host}:{pid}" for pid in (proc.pids() or proc.last_pids)]
+        if not workers:
+            return []
         messages = ops.MESSAGES
         with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.count()).where(
-                        messages.c.state == "sending", messages.c.claimed_by.in_(ids)
+            return [
+                int(i)
+                for i in conn.execute(
+                    sa.select(messages.c.id).where(
+                        messages.c.state == "sending", messages.c.claimed_by.in_(workers)
                     )
-                ).scalar_one()
-            )
+                ).scalars()
+            ]
+
+    def claims_of(self, proc: Proc) -> int:
+        """How many ``sending`` rows processes of ``proc`` hold right now."""
+        return len(self.claimed_by(proc))
 
     def kill_worker(self, proc: Proc | None = None, *, mid_send: bool = True, timeout: float = 10.0) -> bool:
         """SIGKILL a worker (the oldest live one by default); with ``mid_send``, at a moment it holds a
@@ -548,6 +560,19 @@ class FleetHarness:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def flush_dedicated_db(url: str) -> None:
+    """Empty the Redis database ``url`` names, which must be a dedicated one (not database 0)."""
+    path = urlsplit(url).path.strip("/")
+    if not path.isdigit() or int(path) == 0:
+        example = urlsplit(url)._replace(path="/14").geturl()
+        raise ValueError(f"a shared Redis needs a dedicated database number for a fleet run, e.g. {example}")
+    client = redis_client.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
