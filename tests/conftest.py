@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -122,3 +123,40 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     with pg_engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield pg_engine
+
+
+# -------------------------------------------------------------------------------------------- redis
+# Tests needing Redis take `redis_url`: a dedicated database number (15 unless WARMUP_TEST_REDIS_URL says
+# otherwise), emptied before and after each test, so no test sees another's keys.
+
+REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """URL of the reachable test Redis database, flushed before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+        client.flushdb()
+    except redis.RedisError as exc:
+        client.close()
+        require_service("redis", str(exc))
+    try:
+        yield REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+# -------------------------------------------------------------------------------------------- fleets
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """`make_fleet(engine, clock, count=...)`: numbers enrolled against a simulator (tests.fleet_fixture)."""
+    from tests.fleet_fixture import fleet_builder
+
+    yield from fleet_builder(tmp_path, monkeypatch)

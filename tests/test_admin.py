@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from tests.fleet_fixture import Fleet, fleet_builder
+from tests.fleet_fixture import Fleet
 from warmup import admin
 from warmup.clock import ManualClock
 from warmup.cycle import plan_number_day
@@ -40,11 +40,6 @@ class Recorder:
 
     def ingest_replies(self, number_id: int) -> None:
         pass
-
-
-@pytest.fixture
-def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from fleet_builder(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from tests.fleet_fixture import Fleet, fleet_builder
+from tests.fleet_fixture import Fleet
 from warmup.chat_commands import HELP, handle_inbound, parse_command, process_inbound
 from warmup.clock import ManualClock
 from warmup.fleet import Change, apply_changes
@@ -23,11 +22,6 @@ from warmup.store import ops
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ADMIN = "+5511988880000"
 STRANGER = "+5511977776666"
-
-
-@pytest.fixture
-def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from fleet_builder(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine
 
-from tests.fleet_fixture import fleet_builder
 from warmup.clock import ManualClock
 from warmup.cycle import days_to_plan, pending_resumes, plan_number_day, respread_rest_of_day
 from warmup.runtime import ProviderPool, Runtime
@@ -18,11 +14,6 @@ from warmup.schedule import local_date_of, window_spans
 from warmup.store import ops
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 09:00 in Sao Paulo, 13:00 Berlin, 21:00 Tokyo
-
-
-@pytest.fixture
-def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from fleet_builder(tmp_path, monkeypatch)
 
 
 def runtime_for(engine: Engine, clock: ManualClock) -> Runtime:

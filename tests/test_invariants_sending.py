@@ -11,13 +11,12 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from tests.fleet_fixture import Fleet, fleet_builder
+from tests.fleet_fixture import Fleet
 from tests.invariant_checks import assert_accounting, assert_all_terminal, assert_quota_held, overfill, states
 from warmup import cycle
 from warmup.clock import ManualClock
@@ -42,11 +41,6 @@ TIMINGS = Timings(
     replan_wall=60.0,
     lock_ttl_wall=0.6,
 )
-
-
-@pytest.fixture
-def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from fleet_builder(tmp_path, monkeypatch)
 
 
 class World:

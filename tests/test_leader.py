@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tests.conftest import require_service
 from warmup.leader import AlwaysLeader, RedisLeaderLock, masked_url
 
-REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        require_service("redis", str(exc))
-    finally:
-        client.close()
-    yield REDIS_URL
 
 
 @pytest.fixture

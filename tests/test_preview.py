@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from tests.plan_fixture import STANDARD
 from warmup.domain import Action
 from warmup.errors import UserError
 from warmup.plan.model import Plan
@@ -30,38 +31,7 @@ from warmup.ramp import plan_volume
 
 MONDAY = date(2026, 11, 23)
 
-PLAN = Plan.model_validate(
-    {
-        "name": "standard-21d",
-        "schedule": {
-            "windows": [
-                {"days": "mon-fri", "hours": "09:00-12:30"},
-                {"days": "mon-fri", "hours": "14:00-19:00"},
-                {"days": "sat", "hours": "10:00-14:00"},
-            ],
-            "rest_days": ["sun"],
-        },
-        "ramp": {
-            "steps": [
-                {"days": "1-3", "volume": 8},
-                {"days": "4-7", "volume": "15..40"},
-                {"days": "8-14", "volume": "50..150", "curve": "exponential"},
-                {"days": "15-21", "volume": 200},
-            ]
-        },
-        "pacing": {"gap": "40s..6m"},
-        "risk": {
-            "rules": [
-                {"when": {"overall": 1}, "do": "pause"},
-                {"when": {"lifetime": 1}, "do": {"cap": 50}},
-                {"when": {"response_rate": 1}, "do": {"throttle": 0.5}},
-                {"when": {"response_rate": 2}, "do": "hold"},
-                {"when": {"contacts": 1}, "do": {"max_new_contacts": 3}},
-            ],
-            "resume": {"at": 0.5, "over": "3d"},
-        },
-    }
-)
+PLAN = Plan.model_validate(STANDARD)
 
 
 def run(scenario: Scenario | str, days: int = 30, **kw: Any) -> Any:

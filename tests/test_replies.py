@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from tests.fleet_fixture import fleet_builder
 from warmup import metrics
 from warmup.clock import ManualClock
 from warmup.domain import Action, Decision
@@ -25,18 +23,15 @@ MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def world(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def world(engine: Engine, make_fleet: Any) -> Iterator[Any]:
     """Three simulator channels: two enrolled numbers and an admin (the third channel)."""
-    builder = fleet_builder(tmp_path, monkeypatch)
-    build = next(builder)
     clock = ManualClock(MONDAY_NOON)
-    fleet = build(engine, clock, count=3)
+    fleet = make_fleet(engine, clock, count=3)
     admin = fleet.phones[2]
     ops.audit(engine, "cli", ADMINS_ACTION, None, {"admins": [admin]}, clock.now())
     runtime = Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine))
     yield fleet, runtime, clock
     runtime.close()
-    next(builder, None)
 
 
 def _write(world: Any, sender: int, text: str) -> None:

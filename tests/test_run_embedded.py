@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fleet_fixture import fleet_builder
 from warmup.clock import ScaledClock
 from warmup.embedded import EmbeddedRunner
 from warmup.schedule import local_date_of
@@ -28,11 +26,6 @@ pytestmark = pytest.mark.slow
 
 SCALE = 8640.0  # one simulated day every 10 wall seconds
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from fleet_builder(tmp_path, monkeypatch)
 
 
 def run_for(runner: EmbeddedRunner, clock: ScaledClock, until: datetime) -> None:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import Engine
 
-from tests.conftest import require_service
-from tests.fleet_fixture import fleet_builder
 from warmup.clock import ManualClock
 from warmup.cycle import plan_number_day
 from warmup.leader import RedisLeaderLock
@@ -27,7 +22,6 @@ from warmup.scheduler import Scheduler
 from warmup.store import ops
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TIMINGS = Timings(
     tick_wall=0.05,
     stale_after=timedelta(minutes=10),
@@ -54,11 +48,6 @@ class Recorder:
 
     def ingest_replies(self, number_id: int) -> None:
         self.polls.append(number_id)
-
-
-@pytest.fixture
-def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from fleet_builder(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -154,20 +143,13 @@ def test_tick_ends_an_expired_pause_and_respreads_the_day(world: Any) -> None:
 
 
 @pytest.mark.redis
-def test_only_the_leader_ticks_and_a_standby_takes_over(world: Any) -> None:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        require_service("redis", str(exc))
-    finally:
-        client.close()
+def test_only_the_leader_ticks_and_a_standby_takes_over(world: Any, redis_url: str) -> None:
     runtime, _fleet, _clock, _recorder, _ = world
     key = f"warmup:test:leader:{uuid.uuid4().hex}"
     ticks = {"a": 0, "b": 0}
     schedulers = {}
     for name in ticks:
-        lock = RedisLeaderLock.from_url(REDIS_URL, ttl=TIMINGS.lock_ttl_wall, key=key)
+        lock = RedisLeaderLock.from_url(redis_url, ttl=TIMINGS.lock_ttl_wall, key=key)
         scheduler = Scheduler(runtime, leadership=lock, dispatch=Recorder())
 
         def counting(now: datetime, name: str = name) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from tests.fleet_fixture import Fleet, fleet_builder
+from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
 from warmup.cycle import plan_number_day
 from warmup.domain import Reading
@@ -24,11 +23,6 @@ from warmup.store import ops
 from warmup.store.models import OutboundMessage
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 09:00 in Sao Paulo, 13:00 in Berlin
-
-
-@pytest.fixture
-def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from fleet_builder(tmp_path, monkeypatch)
 
 
 class Setup:

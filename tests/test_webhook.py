@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
-from tests.fleet_fixture import Fleet, fleet_builder
+from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
 from warmup.fleet import Change, apply_changes
 from warmup.secrets import Secret
@@ -42,11 +42,6 @@ APP_SECRET = "meta-app-secret-xyz"
 VERIFY = "verify-me-please"
 ADMIN = "+5511988880000"
 PHONE_NUMBER_ID = "106540352242922"
-
-
-@pytest.fixture
-def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    yield from fleet_builder(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -11,27 +11,17 @@ from collections.abc import Iterator
 
 import dramatiq
 import pytest
-import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from tests.conftest import require_service
 from workers.broker import current_broker, is_in_process, setup_broker
-
-REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        require_service("redis", str(exc))
-    finally:
-        client.close()
-    yield REDIS_URL
-    setup_broker(None)  # leave later tests an in-process broker
+def broker_url(redis_url: str) -> Iterator[str]:
+    """The test Redis; later tests get an in-process broker back."""
+    yield redis_url
+    setup_broker(None)
 
 
 def test_in_process_broker_binds_the_actors() -> None:
@@ -56,8 +46,8 @@ def test_in_process_broker_binds_the_actors() -> None:
 
 
 @pytest.mark.redis
-def test_redis_broker_carries_actor_messages(redis_url: str) -> None:
-    broker = setup_broker(redis_url)
+def test_redis_broker_carries_actor_messages(broker_url: str) -> None:
+    broker = setup_broker(broker_url)
     import workers.actors as actors
 
     assert isinstance(broker, RedisBroker)
@@ -71,7 +61,7 @@ def test_redis_broker_carries_actor_messages(redis_url: str) -> None:
 
 
 @pytest.mark.redis
-def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(redis_url: str) -> None:
+def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(broker_url: str) -> None:
     """What `dramatiq workers.actors` does first: import the module in a fresh process, broker from env."""
     code = (
         "import dramatiq, workers.actors as a; "
@@ -80,7 +70,7 @@ def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(redis_url: str)
     )
     env = {
         **os.environ,
-        "WARMUP_REDIS_URL": redis_url,
+        "WARMUP_REDIS_URL": broker_url,
         "WARMUP_DATABASE_URL": f"sqlite:////tmp/{uuid.uuid4().hex}.db",
     }
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

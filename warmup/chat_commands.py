@@ -10,9 +10,9 @@ provider, outside the day's quota and the send windows (an admin asking `/why` a
 answer), and are recorded in the audit log rather than as outbound messages. They only ever go to the
 admin who asked.
 
-Call `process_inbound` once per NEWLY stored inbound message (the webhook app does; the polling path
-`warmup.replies.ingest_replies` should call it when `ops.add_inbound` returns True), so a redelivered
-event never runs a command twice.
+Call `process_inbound` once per NEWLY stored inbound message (the new messages
+`warmup.replies.store_events` returns; the webhook app and `warmup.replies.ingest_replies` both do), so a
+redelivered event never runs a command twice.
 """
 
 from __future__ import annotations

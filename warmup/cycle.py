@@ -21,11 +21,12 @@ from sqlalchemy import Engine
 
 from warmup import metrics
 from warmup.audience import AudienceResult, choose
+from warmup.content import MessagePool, load_pool
 from warmup.domain import Decision, Reading
 from warmup.plan.model import Plan
 from warmup.ramp import decide
 from warmup.risk import local_reading
-from warmup.runtime import Runtime
+from warmup.runtime import FileCache, Runtime
 from warmup.schedule import local_date_of, spread, window_spans
 from warmup.sending import holds_time, send_time, span_end
 from warmup.store import ops
@@ -74,13 +75,14 @@ def day_rng(number_id: int, local_date: date, purpose: str) -> random.Random:
     return random.Random(f"warmup:{number_id}:{local_date.isoformat()}:{purpose}")
 
 
+_POOLS: FileCache[MessagePool] = FileCache(load_pool)
+"""Message pools by path: `texts_of` runs for every peer reply, the file is read again only when edited."""
+
+
 def texts_of(plan: Plan, kind: str = "opener") -> tuple[str, ...]:
     """The plan's texts of one kind (``opener`` or ``reply``), or neutral defaults without a pool."""
     if plan.content:
-        from warmup.content import load_pool
-
-        pool = load_pool(plan.content)
-        return pool.options("reply" if kind == "reply" else "opener")
+        return _POOLS(plan.content).options("reply" if kind == "reply" else "opener")
     return DEFAULT_REPLIES if kind == "reply" else DEFAULT_OPENERS
 
 

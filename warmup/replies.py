@@ -15,6 +15,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy import Engine
 
 from warmup import metrics
 from warmup.providers.base import Inbound, ProviderError
@@ -65,12 +66,22 @@ def ingest_replies(runtime: Runtime, number_id: int) -> int:
     except Exception as exc:  # no token, bad URL: sending will auto-pause the number and say why
         log.warning("number %s: replies not polled: %s", number_id, type(exc).__name__)
         return 0
+    stored, new_messages = store_events(runtime.engine, number_id, events)
+    for event in new_messages:
+        _run_chat_command(runtime, number_id, event)
+    return stored
+
+
+def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple[int, list[Inbound]]:
+    """Store each event once; (how many were new, the new incoming messages). Polling and the webhook app
+    both store through here; only a NEW message may carry a chat command (it runs once)."""
     stored = 0
+    new_messages: list[Inbound] = []
     for event in events:
         if event.kind == "message" and event.from_me:
             continue  # our own sends, echoed back
         new = ops.add_inbound(
-            runtime.engine,
+            engine,
             number_id,
             kind=event.kind,
             provider_message_id=event.provider_message_id,
@@ -81,13 +92,12 @@ def ingest_replies(runtime: Runtime, number_id: int) -> int:
             status=event.status,
             ref_message_id=event.ref_message_id,
         )
-        if not new:
-            continue  # seen before: a command in it has already run
-        stored += 1
-        metrics.INBOUND.labels(kind=event.kind).inc()
-        if event.kind == "message":
-            _run_chat_command(runtime, number_id, event)
-    return stored
+        if new:
+            stored += 1
+            metrics.INBOUND.labels(kind=event.kind).inc()
+            if event.kind == "message":
+                new_messages.append(event)
+    return stored, new_messages
 
 
 def _run_chat_command(runtime: Runtime, number_id: int, event: Inbound) -> None:

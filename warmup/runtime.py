@@ -11,10 +11,11 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlalchemy import Engine
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from warmup.providers.base import Provider
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -112,25 +114,37 @@ class ProviderPool:
                 log.warning("provider client did not close cleanly", exc_info=True)
 
 
-class PlanCache:
+class FileCache(Generic[T]):
+    """Files loaded by path, read again only when the file changes (an edit applies from the next use)."""
+
+    def __init__(self, load: Callable[[str], T]) -> None:
+        self._load = load
+        self._loaded: dict[str, tuple[float, T]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, path: str) -> T:
+        mtime = Path(path).stat().st_mtime
+        with self._lock:
+            cached = self._loaded.get(path)
+            if cached is not None and cached[0] == mtime:
+                return cached[1]
+        value = self._load(path)
+        with self._lock:
+            self._loaded[path] = (mtime, value)
+        return value
+
+
+def _load_plan(path: str) -> Plan:
+    from warmup.plan.loader import load_plan
+
+    return load_plan(path)
+
+
+class PlanCache(FileCache["Plan"]):
     """Plans by file path, re-read when the file changes (an edited plan applies from the next day)."""
 
     def __init__(self) -> None:
-        self._plans: dict[str, tuple[float, Plan]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, path: str) -> Plan:
-        from warmup.plan.loader import load_plan
-
-        mtime = Path(path).stat().st_mtime
-        with self._lock:
-            cached = self._plans.get(path)
-            if cached is not None and cached[0] == mtime:
-                return cached[1]
-        plan = load_plan(path)
-        with self._lock:
-            self._plans[path] = (mtime, plan)
-        return plan
+        super().__init__(_load_plan)
 
 
 @dataclass

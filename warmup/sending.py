@@ -224,10 +224,18 @@ def _send_claimed(
     except Exception as exc:  # a bug below us: the request may have gone out, so never re-send
         reason = f"send crashed after the request may have left: {type(exc).__name__}"
         log.exception("message %s: provider raised", message_id)
-        if not ops.record_unknown(engine, message_id, reason, clock.now()):
-            return _refused(engine, message_id, OutcomeAction.UNKNOWN.value, reason)
-        return SendOutcome(message_id, OutcomeAction.UNKNOWN.value, "unknown", reason)
+        recorded = ops.record_unknown(engine, message_id, reason, clock.now())
+        return _outcome(engine, message_id, recorded, OutcomeAction.UNKNOWN.value, "unknown", reason)
     return _record(engine, message, result, clock, plans, requeue)
+
+
+def _outcome(
+    engine: Engine, message_id: int, recorded: bool, action: str, state: str, reason: str
+) -> SendOutcome:
+    """What a send came to when the store `recorded` it as `state`; `_refused` when it would not."""
+    if not recorded:
+        return _refused(engine, message_id, action, reason)
+    return SendOutcome(message_id, action, state, reason)
 
 
 def _refused(engine: Engine, message_id: int, action: str, reason: str) -> SendOutcome:
@@ -260,13 +268,12 @@ def _record(
     if action is OutcomeAction.RETRY:
         return _retry(engine, message, result, clock, plans, requeue)
     if action is OutcomeAction.SKIP_RECIPIENT:
-        if not ops.record_failed(engine, mid, reason, now, recipient_invalid=True):
-            return _refused(engine, mid, action.value, reason)
-        return SendOutcome(mid, action.value, "failed", reason)
+        recorded = ops.record_failed(engine, mid, reason, now, recipient_invalid=True)
+        return _outcome(engine, mid, recorded, action.value, "failed", reason)
     if action is OutcomeAction.FAIL:
-        if not ops.record_failed(engine, mid, reason, now):
-            return _refused(engine, mid, action.value, reason)
-        return SendOutcome(mid, action.value, "failed", reason)
+        return _outcome(
+            engine, mid, ops.record_failed(engine, mid, reason, now), action.value, "failed", reason
+        )
     if action is OutcomeAction.THROTTLE:
         if result.provider_message_id:
             ops.record_sent(engine, mid, result.provider_message_id, now)
@@ -279,12 +286,9 @@ def _record(
     if action is OutcomeAction.STOP_NUMBER:
         recorded = ops.record_skipped(engine, mid, f"number stopped by the provider: {reason}", now)
         _auto_pause(engine, message.number_id, reason, now)  # the number must stop either way
-        if not recorded:
-            return _refused(engine, mid, action.value, reason)
-        return SendOutcome(mid, action.value, "skipped", reason)
-    if not ops.record_unknown(engine, mid, reason, now):
-        return _refused(engine, mid, OutcomeAction.UNKNOWN.value, reason)
-    return SendOutcome(mid, OutcomeAction.UNKNOWN.value, "unknown", reason)
+        return _outcome(engine, mid, recorded, action.value, "skipped", reason)
+    recorded = ops.record_unknown(engine, mid, reason, now)
+    return _outcome(engine, mid, recorded, OutcomeAction.UNKNOWN.value, "unknown", reason)
 
 
 def _retry(
@@ -300,9 +304,9 @@ def _retry(
     action = OutcomeAction.RETRY.value
     if message.attempts >= MAX_ATTEMPTS:
         why = f"gave up after {message.attempts} attempts: {reason}"
-        if not ops.record_skipped(engine, message.id, why, now):
-            return _refused(engine, message.id, action, why)
-        return SendOutcome(message.id, action, "skipped", why)
+        return _outcome(
+            engine, message.id, ops.record_skipped(engine, message.id, why, now), action, "skipped", why
+        )
     not_before = now + retry_delay(result, message.attempts)
     plan = _plan_of(engine, message.number_id, plans)
     window_end: datetime | None = None
@@ -312,9 +316,9 @@ def _retry(
         plan is not None and window_end is None
     ):
         why = f"retry at {not_before.isoformat()} would fall outside today's send windows: {reason}"
-        if not ops.record_skipped(engine, message.id, why, now):
-            return _refused(engine, message.id, action, why)
-        return SendOutcome(message.id, action, "skipped", why)
+        return _outcome(
+            engine, message.id, ops.record_skipped(engine, message.id, why, now), action, "skipped", why
+        )
     if not ops.release_for_retry(engine, message.id, not_before, reason, now, window_end=window_end):
         return _refused(engine, message.id, action, reason)
     if requeue is not None:

@@ -52,6 +52,7 @@ from warmup.providers.webhooks import (
     parse_whapi_webhook,
     verify_cloud_signature,
 )
+from warmup.replies import store_events
 from warmup.secrets import Secret
 from warmup.store import ops
 
@@ -112,33 +113,6 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise _Reject(413, "body too large")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple[int, list[Inbound]]:
-    """Store each event once; (how many were new, the new incoming messages)."""
-    stored = 0
-    new_messages: list[Inbound] = []
-    for event in events:
-        if event.kind == "message" and event.from_me:
-            continue  # our own sends, echoed back
-        new = ops.add_inbound(
-            engine,
-            number_id,
-            kind=event.kind,
-            provider_message_id=event.provider_message_id,
-            received_at=event.timestamp,
-            chat_phone=event.chat_phone,
-            from_me=event.from_me,
-            text=event.text,
-            status=event.status,
-            ref_message_id=event.ref_message_id,
-        )
-        if new:
-            stored += 1
-            metrics.INBOUND.labels(kind=event.kind).inc()
-            if event.kind == "message":
-                new_messages.append(event)
-    return stored, new_messages
 
 
 def create_app(

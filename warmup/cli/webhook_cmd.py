@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from warmup.cli.common import database_url, database_url_option, settings
 from warmup.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from warmup.clock import Clock
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -31,14 +37,26 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(app: Any, sock: socket.socket) -> None:
+def _serve(url: str | None, host: str, port: int, build: Callable[[Engine, Clock], tuple[Any, str]]) -> None:
+    """Open the store, bind the port, then serve the app `build(engine, clock)` returns with its banner."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    from warmup.admin import open_store
+    from warmup.clock import clock_from_settings
+
+    engine = open_store(database_url(url))
     try:
-        server.run(sockets=[sock])
+        clock = clock_from_settings()
+        sock = _bind(host, port)
+        try:
+            app, banner = build(engine, clock)
+            print(banner, flush=True)
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
     finally:
-        sock.close()
+        engine.dispose()
 
 
 def webhook(
@@ -51,8 +69,6 @@ def webhook(
     Secrets come from the environment: WARMUP_WEBHOOK_SECRET (Whapi, header X-Warmup-Secret or
     ?secret=), WARMUP_META_APP_SECRET (Cloud API signatures), WARMUP_META_VERIFY_TOKEN (Meta's handshake).
     """
-    from warmup.admin import open_store
-    from warmup.clock import clock_from_settings
     from warmup.logs import setup_logging
     from warmup.webhook import WebhookConfig, create_app
 
@@ -71,21 +87,17 @@ def webhook(
             "set WARMUP_WEBHOOK_SECRET (Whapi) or WARMUP_META_APP_SECRET (Cloud API), or both: "
             "without one every webhook would be refused"
         )
-    engine = open_store(database_url(url))
-    try:
-        clock = clock_from_settings()
-        sock = _bind(host, port)
+
+    def build(engine: Engine, clock: Clock) -> tuple[Any, str]:
         setup_logging(loaded.log_format, loaded.log_level)
         for name in missing:
             print(f"note: {name} is not set; that provider's webhooks will be refused (503)")
-        app = create_app(engine, config, clock=clock)
-        print(
-            f"listening on http://{host}:{port} (POST /webhooks/whapi/PHONE, /webhooks/cloud; GET /metrics)",
-            flush=True,
+        banner = (
+            f"listening on http://{host}:{port} (POST /webhooks/whapi/PHONE, /webhooks/cloud; GET /metrics)"
         )
-        _serve(app, sock)
-    finally:
-        engine.dispose()
+        return create_app(engine, config, clock=clock), banner
+
+    _serve(url, host, port, build)
 
 
 def metrics(
@@ -101,22 +113,15 @@ def metrics(
     from starlette.routing import Route
 
     from warmup import metrics as m
-    from warmup.admin import open_store
-    from warmup.clock import clock_from_settings
 
-    engine = open_store(database_url(url))
-    try:
-        clock = clock_from_settings()
-        sock = _bind(host, port)
-
+    def build(engine: Engine, clock: Clock) -> tuple[Any, str]:
         async def endpoint(request: Request) -> Response:
             body = await run_in_threadpool(m.exposition, engine, clock.now)
             return Response(body, media_type=m.CONTENT_TYPE)
 
-        print(f"serving http://{host}:{port}/metrics", flush=True)
-        _serve(Starlette(routes=[Route("/metrics", endpoint)]), sock)
-    finally:
-        engine.dispose()
+        return Starlette(routes=[Route("/metrics", endpoint)]), f"serving http://{host}:{port}/metrics"
+
+    _serve(url, host, port, build)
 
 
 def register(app: typer.Typer, plan_app: typer.Typer) -> None:

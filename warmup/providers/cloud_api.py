@@ -22,14 +22,11 @@ import httpx
 from warmup.domain import Reading
 from warmup.providers.base import Health, Inbound, OutcomeAction, ProviderError, SendResult, worst
 from warmup.providers.errors import (
-    classify_error_response,
-    classify_transport_error,
-    clean_reason,
     decode_json,
     describe_body,
     transport_rule,
 )
-from warmup.providers.http import JSON_HEADERS, as_secret, encode_json, make_client
+from warmup.providers.http import HttpProvider
 from warmup.secrets import Secret
 
 A = OutcomeAction
@@ -87,8 +84,10 @@ class PhoneQuality:
         return quality_to_overall(self.quality_rating)
 
 
-class CloudApiProvider:
+class CloudApiProvider(HttpProvider):
     """One Cloud API phone number. Thread-safe; one pooled HTTP client per instance."""
+
+    kind = "cloud_api"
 
     def __init__(
         self,
@@ -102,12 +101,10 @@ class CloudApiProvider:
     ) -> None:
         if not phone_number_id.isascii() or not phone_number_id.isdigit():
             raise ValueError("phone_number_id must be the numeric id Meta assigned to the number")
-        self._token = as_secret(token)
+        super().__init__(token, base_url, timeout)
         self.phone_number_id = phone_number_id
-        self.base_url = base_url.rstrip("/")
         self.version = version
         self.source = source
-        self._client = make_client(self.base_url, self._token, timeout)
         self.last_reading_error: str | None = None
 
     def __repr__(self) -> str:
@@ -115,18 +112,6 @@ class CloudApiProvider:
             f"CloudApiProvider(phone_number_id={self.phone_number_id!r}, base_url={self.base_url!r}, "
             f"version={self.version!r}, token={self._token!r})"
         )
-
-    def __enter__(self) -> CloudApiProvider:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _reason(self, text: str) -> str:
-        return clean_reason(text, [self._token])
 
     @property
     def messages_path(self) -> str:
@@ -184,11 +169,7 @@ class CloudApiProvider:
             return SendResult(A.SKIP_RECIPIENT, None, self._reason(f"not sent: {exc}"))
         except TypeError as exc:
             return SendResult(A.FAIL, None, f"not sent: {exc}")
-        try:
-            content = encode_json(payload)
-        except Exception as exc:  # our bug, nothing was sent
-            return SendResult(A.FAIL, None, self._reason(f"not sent: cannot build the request: {exc!r}"))
-        return self._post_message(content)
+        return self._post_send(self.messages_path, payload, self._send_outcome)
 
     def send_template(
         self,
@@ -204,22 +185,11 @@ class CloudApiProvider:
             recipient = isinstance(exc, ValueError) and "recipient" in str(exc)
             action = A.SKIP_RECIPIENT if recipient else A.FAIL
             return SendResult(action, None, self._reason(f"not sent: {exc}"))
-        try:
-            content = encode_json(payload)
-        except Exception as exc:  # e.g. components that are not JSON: our bug, nothing was sent
-            return SendResult(A.FAIL, None, self._reason(f"not sent: cannot build the request: {exc!r}"))
-        return self._post_message(content)
+        return self._post_send(self.messages_path, payload, self._send_outcome)  # components may not be JSON
 
-    def _post_message(self, content: bytes) -> SendResult:
-        try:
-            response = self._client.post(self.messages_path, content=content, headers=JSON_HEADERS)
-        except Exception as exc:  # any failure of the call is an outcome, never a crash
-            return classify_transport_error(exc, [self._token])
+    def _send_outcome(self, response: httpx.Response) -> SendResult:
+        """A 2xx answer to a send: OK with the message id, UNKNOWN without one."""
         status = response.status_code
-        if not 200 <= status < 300:
-            return classify_error_response(
-                "cloud_api", status, response.headers, response.content, [self._token]
-            )
         data = decode_json(response.content)
         messages = data.get("messages") if isinstance(data, Mapping) else None
         first = messages[0] if isinstance(messages, list) and messages else None
@@ -253,9 +223,7 @@ class CloudApiProvider:
             raise ProviderError(action, self._reason(f"phone number info: {rule.meaning}")) from None
         status = response.status_code
         if not 200 <= status < 300:
-            result = classify_error_response(
-                "cloud_api", status, response.headers, response.content, [self._token]
-            )
+            result = self._error_answer(response)
             action = A.STOP_NUMBER if result.action is A.STOP_NUMBER else A.RETRY
             raise ProviderError(action, f"phone number info: {result.reason}", status)
         data = decode_json(response.content)

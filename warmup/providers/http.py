@@ -1,4 +1,5 @@
-"""The shared httpx client setup: one pooled, authenticated client per provider instance.
+"""What the HTTP providers share: one pooled, authenticated client per provider instance, and the POST
+of a JSON send up to where each provider reads its own 2xx answer.
 
 Actors run in threads; `httpx.Client` is thread-safe and reuses connections, so a provider object is
 built once per number and shared by the worker's threads.
@@ -7,11 +8,19 @@ built once per number and shared by the worker's threads.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 import httpx
 
 from warmup import __version__
+from warmup.providers.base import OutcomeAction, SendResult
+from warmup.providers.errors import (
+    ProviderKind,
+    classify_error_response,
+    classify_transport_error,
+    clean_reason,
+)
 from warmup.secrets import Secret
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, write=10.0, pool=5.0)
@@ -57,3 +66,52 @@ def encode_json(payload: Any) -> bytes:
     """Serialise a request body BEFORE the call, so a bad body is a FAIL (never sent), not a transport
     error whose outcome would be unknown. Raises TypeError/ValueError for non-JSON values."""
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+class HttpProvider:
+    """Base of the HTTP providers: the masked token, the client, reasons scrubbed of the token, and
+    `_post_send` (build, POST and classify a send; only a 2xx answer is left to the provider)."""
+
+    kind: ProviderKind  # which error tables `classify_error_response` uses
+
+    def __init__(self, token: str | Secret, base_url: str, timeout: httpx.Timeout | float | None) -> None:
+        self._token = as_secret(token)
+        self.base_url = base_url.rstrip("/")
+        self._client = make_client(self.base_url, self._token, timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _reason(self, text: str) -> str:
+        return clean_reason(text, [self._token])
+
+    def _error_answer(self, response: httpx.Response) -> SendResult:
+        """A non-2xx answer classified by the provider's tables."""
+        return classify_error_response(
+            self.kind, response.status_code, response.headers, response.content, [self._token]
+        )
+
+    def _post_send(
+        self, path: str, payload: Any, read_answer: Callable[[httpx.Response], SendResult]
+    ) -> SendResult:
+        """POST one send; never raises. A body that is not JSON is a FAIL (nothing went out), a failed
+        call or a non-2xx answer is classified (`warmup.providers.errors`), a 2xx goes to `read_answer`."""
+        try:
+            content = encode_json(payload)
+        except Exception as exc:  # e.g. a body that is not text: our bug, nothing was sent
+            return SendResult(
+                OutcomeAction.FAIL, None, self._reason(f"not sent: cannot build the request: {exc!r}")
+            )
+        try:
+            response = self._client.post(path, content=content, headers=JSON_HEADERS)
+        except Exception as exc:  # any failure of the call is an outcome, never a crash
+            return classify_transport_error(exc, [self._token])
+        if not 200 <= response.status_code < 300:
+            return self._error_answer(response)
+        return read_answer(response)

@@ -180,8 +180,10 @@ def whapi_message(item: Any, where: str = "message") -> Inbound | None:
     )
 
 
-def whapi_status(item: Any, where: str = "status") -> Inbound:
-    """One Whapi `Status` object (ack of one of our messages) as an Inbound of kind `status`."""
+def status_event(item: Any, where: str = "status") -> Inbound:
+    """One status (sent, delivered, read, failed) of one of our messages as an Inbound of kind `status`:
+    a Whapi `Status` and a Cloud API status have the same fields (id, recipient_id, timestamp, status,
+    errors)."""
     obj = _item(item, where)
     return Inbound(
         kind="status",
@@ -206,7 +208,7 @@ def parse_whapi_webhook(
         if inbound is not None:
             events.append(inbound)
     for i, item in enumerate(_items(payload, "statuses", "whapi webhook")):
-        events.append(whapi_status(item, f"statuses[{i}]"))
+        events.append(status_event(item, f"statuses[{i}]"))
     return events
 
 
@@ -236,21 +238,6 @@ def cloud_message(item: Any, where: str = "message") -> Inbound | None:
     )
 
 
-def cloud_status(item: Any, where: str = "status") -> Inbound:
-    """One Cloud API status (sent, delivered, read, failed) of one of our messages."""
-    obj = _item(item, where)
-    return Inbound(
-        kind="status",
-        provider_message_id=_required_str(obj, "id", where),
-        chat_phone=phone_from_chat_id(obj.get("recipient_id")),
-        from_me=True,
-        text=None,
-        timestamp=parse_timestamp(obj.get("timestamp"), where),
-        status=_required_str(obj, "status", where),
-        error=_first_error(obj.get("errors")),
-    )
-
-
 def parse_cloud_webhook(
     raw: bytes | str | Mapping[str, Any], max_bytes: int = MAX_WEBHOOK_BYTES
 ) -> list[Inbound]:
@@ -275,5 +262,5 @@ def parse_cloud_webhook(
                 if inbound is not None:
                     events.append(inbound)
             for i, item in enumerate(_items(value, "statuses", f"{where}.value")):
-                events.append(cloud_status(item, f"{where}.value.statuses[{i}]"))
+                events.append(status_event(item, f"{where}.value.statuses[{i}]"))
     return events

@@ -19,14 +19,11 @@ import httpx
 from warmup.domain import Reading
 from warmup.providers.base import Health, Inbound, OutcomeAction, ProviderError, SendResult
 from warmup.providers.errors import (
-    classify_error_response,
-    classify_transport_error,
-    clean_reason,
     decode_json,
     describe_body,
     transport_rule,
 )
-from warmup.providers.http import JSON_HEADERS, as_secret, encode_json, make_client
+from warmup.providers.http import HttpProvider
 from warmup.providers.webhooks import WebhookError, whapi_message
 from warmup.secrets import Secret
 
@@ -148,8 +145,10 @@ def parse_meter(data: Any, today: date, source: str) -> Reading | str:
     )
 
 
-class WhapiProvider:
+class WhapiProvider(HttpProvider):
     """A Whapi channel (one number). Thread-safe; one pooled HTTP client per instance."""
+
+    kind = "whapi"
 
     def __init__(
         self,
@@ -160,29 +159,15 @@ class WhapiProvider:
         timeout: httpx.Timeout | float | None = None,
         source: str = "whapi",
     ) -> None:
-        self._token = as_secret(token)
-        self.base_url = base_url.rstrip("/")
+        super().__init__(token, base_url, timeout)
         self.meter_url = meter_url or default_meter_url(self.base_url)
         self.source = source
-        self._client = make_client(self.base_url, self._token, timeout)
         self._meter_lock = threading.Lock()
         self._meter_posted_on: date | None = None
         self.last_reading_error: str | None = None
 
     def __repr__(self) -> str:
         return f"WhapiProvider(base_url={self.base_url!r}, token={self._token!r}, source={self.source!r})"
-
-    def __enter__(self) -> WhapiProvider:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _reason(self, text: str) -> str:
-        return clean_reason(text, [self._token])
 
     # --- send ---------------------------------------------------------------------------------------
 
@@ -203,20 +188,11 @@ class WhapiProvider:
             payload = self.build_text_body(to, body, typing_seconds)
         except ValueError as exc:
             return SendResult(A.SKIP_RECIPIENT, None, self._reason(f"not sent: {exc}"))
-        try:
-            content = encode_json(payload)
-        except Exception as exc:  # e.g. a body that is not text: our bug, nothing was sent
-            return SendResult(A.FAIL, None, self._reason(f"not sent: cannot build the request: {exc!r}"))
-        try:
-            response = self._client.post("/messages/text", content=content, headers=JSON_HEADERS)
-        except Exception as exc:  # any failure of the call is an outcome, never a crash
-            return classify_transport_error(exc, [self._token])
-        return self._send_outcome(response)
+        return self._post_send("/messages/text", payload, self._send_outcome)
 
     def _send_outcome(self, response: httpx.Response) -> SendResult:
+        """A 2xx answer to a send: `sent` true (OK), false without an id (RETRY), else UNKNOWN."""
         status = response.status_code
-        if not 200 <= status < 300:
-            return classify_error_response("whapi", status, response.headers, response.content, [self._token])
         data = decode_json(response.content)
         if not isinstance(data, Mapping):
             detail = describe_body(response.content, response.headers.get("content-type"))
@@ -256,9 +232,7 @@ class WhapiProvider:
             return Health(action, "unreachable", self._reason(f"{rule.meaning} ({type(exc).__name__})"))
         status = response.status_code
         if not 200 <= status < 300:
-            result = classify_error_response(
-                "whapi", status, response.headers, response.content, [self._token]
-            )
+            result = self._error_answer(response)
             action = A.STOP_NUMBER if status in (401, 402, 403, 404) else A.RETRY
             return Health(action, f"HTTP {status}", result.reason)
         data = decode_json(response.content)
@@ -302,9 +276,7 @@ class WhapiProvider:
         if status in (401, 402, 403):
             return None, f"meter unavailable on this channel (HTTP {status}); use the local meter", False
         if not 200 <= status < 300:
-            result = classify_error_response(
-                "whapi", status, response.headers, response.content, [self._token]
-            )
+            result = self._error_answer(response)
             return None, f"risk meter {method}: {result.reason}", False
         outcome = parse_meter(decode_json(response.content), today, self.source)
         if isinstance(outcome, str):
@@ -383,9 +355,7 @@ class WhapiProvider:
             raise ProviderError(action, self._reason(f"/messages/list: {rule.meaning}")) from None
         status = response.status_code
         if not 200 <= status < 300:
-            result = classify_error_response(
-                "whapi", status, response.headers, response.content, [self._token]
-            )
+            result = self._error_answer(response)
             action = A.STOP_NUMBER if status in (401, 402) else A.RETRY
             raise ProviderError(action, f"/messages/list: {result.reason}", status)
         data = decode_json(response.content)

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -146,6 +146,20 @@ def _choice(value: str, allowed: type[StrEnum], what: str) -> str:
     return value
 
 
+def _lock_number(conn: Connection, number_id: int) -> None:
+    """Lock the number row first (number -> message -> day plan everywhere): its writers take turns."""
+    conn.execute(sa.select(NUMBERS.c.id).where(NUMBERS.c.id == number_id).with_for_update()).first()
+
+
+def _day_row(conn: Connection, number_id: int, local_date: date, *columns: Any) -> sa.Row[Any] | None:
+    """The day plan's `columns` (id, quota, used by default) for that number and local day, or None."""
+    return conn.execute(
+        sa.select(*(columns or (DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used))).where(
+            DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
+        )
+    ).one_or_none()
+
+
 def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING for the connection's dialect."""
     if conn.dialect.name == "postgresql":
@@ -156,36 +170,27 @@ def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
 # --------------------------------------------------------------------------------------------- numbers
 
 
-def add_number(
-    engine: Engine,
-    *,
-    phone: str,
-    provider: str,
-    token_ref: str,
-    plan_name: str,
-    plan_path: str,
-    timezone: str,
-    registered: date | None = None,
-    base_url: str | None = None,
-    phone_number_id: str | None = None,
-    now: datetime | None = None,
-) -> int:
+class NumberConfig(TypedDict):
+    """A number's configuration as `add_number` and `upsert_number` take it (keyword arguments)."""
+
+    phone: str
+    provider: str
+    token_ref: str  # the NAME of the environment variable holding the token
+    plan_name: str
+    plan_path: str
+    timezone: str
+    registered: NotRequired[date | None]
+    base_url: NotRequired[str | None]
+    phone_number_id: NotRequired[str | None]
+
+
+def add_number(engine: Engine, *, now: datetime | None = None, **config: Unpack[NumberConfig]) -> int:
     """Enroll a number (state active, plan day 1) and return its id; a known phone is a `UserError`.
 
     `token_ref` is the name of the environment variable holding the token; anything that does not look
     like one is refused (so a pasted token can never land in the database).
     """
-    values = _number_config(
-        phone=phone,
-        provider=provider,
-        token_ref=token_ref,
-        plan_name=plan_name,
-        plan_path=plan_path,
-        timezone=timezone,
-        registered=registered,
-        base_url=base_url,
-        phone_number_id=phone_number_id,
-    )
+    values = _number_config(config)
     stamp = _stamp(now)
     try:
         with _write(engine) as conn:
@@ -195,23 +200,12 @@ def add_number(
                 .returning(NUMBERS.c.id)
             ).scalar_one()
     except IntegrityError as exc:
-        raise UserError(f"number {phone} is already enrolled") from exc
+        raise UserError(f"number {config['phone']} is already enrolled") from exc
     return number_id
 
 
 def upsert_number(
-    engine: Engine,
-    *,
-    phone: str,
-    provider: str,
-    token_ref: str,
-    plan_name: str,
-    plan_path: str,
-    timezone: str,
-    registered: date | None = None,
-    base_url: str | None = None,
-    phone_number_id: str | None = None,
-    now: datetime | None = None,
+    engine: Engine, *, now: datetime | None = None, **config: Unpack[NumberConfig]
 ) -> tuple[int, bool]:
     """Enroll or update a number's configuration (for `warmup apply`); returns (id, created).
 
@@ -223,17 +217,7 @@ def upsert_number(
     zone's local day ends (`timezone_from`, applied by `apply_timezone_changes`). Without a plan for
     today, the change applies at once. Setting the current zone again cancels a pending change.
     """
-    values = _number_config(
-        phone=phone,
-        provider=provider,
-        token_ref=token_ref,
-        plan_name=plan_name,
-        plan_path=plan_path,
-        timezone=timezone,
-        registered=registered,
-        base_url=base_url,
-        phone_number_id=phone_number_id,
-    )
+    values = _number_config(config)
     stamp = _stamp(now)
     with _write(engine) as conn:
         inserted = conn.execute(
@@ -244,17 +228,14 @@ def upsert_number(
         if inserted is not None:
             return int(inserted), True
         current = conn.execute(
-            sa.select(NUMBERS.c.id, NUMBERS.c.timezone).where(NUMBERS.c.phone == phone).with_for_update()
+            sa.select(NUMBERS.c.id, NUMBERS.c.timezone)
+            .where(NUMBERS.c.phone == values["phone"])
+            .with_for_update()
         ).one()
         values.update(pending_timezone=None, timezone_from=None)
         if values["timezone"] != current.timezone:
             today = local_date_of(current.timezone, stamp)
-            planned = conn.execute(
-                sa.select(DAY_PLANS.c.id).where(
-                    DAY_PLANS.c.number_id == current.id, DAY_PLANS.c.local_date == today
-                )
-            ).first()
-            if planned is not None:
+            if _day_row(conn, current.id, today, DAY_PLANS.c.id) is not None:
                 values.update(
                     pending_timezone=values["timezone"],
                     timezone_from=_local_midnight(today + timedelta(days=1), current.timezone),
@@ -307,29 +288,21 @@ def apply_timezone_changes(engine: Engine, now: datetime) -> list[int]:
     return [int(row.id) for row in rows]
 
 
-def _number_config(
-    *,
-    phone: str,
-    provider: str,
-    token_ref: str,
-    plan_name: str,
-    plan_path: str,
-    timezone: str,
-    registered: date | None,
-    base_url: str | None,
-    phone_number_id: str | None,
-) -> dict[str, Any]:
-    if provider == Provider.CLOUD_API and not phone_number_id:
+def _number_config(config: NumberConfig) -> dict[str, Any]:
+    """The checked column values of a number's configuration (`InvalidWrite` for a bad one)."""
+    phone = config["phone"]
+    phone_number_id = config.get("phone_number_id")
+    if config["provider"] == Provider.CLOUD_API and not phone_number_id:
         raise InvalidWrite(f"{phone}: provider cloud_api needs a phone_number_id")
     return {
         "phone": _check_phone(phone),
-        "provider": _choice(provider, Provider, "provider"),
-        "token_ref": _check_token_ref(token_ref),
-        "plan_name": plan_name,
-        "plan_path": plan_path,
-        "timezone": _check_timezone(timezone),
-        "registered": registered,
-        "base_url": base_url,
+        "provider": _choice(config["provider"], Provider, "provider"),
+        "token_ref": _check_token_ref(config["token_ref"]),
+        "plan_name": config["plan_name"],
+        "plan_path": config["plan_path"],
+        "timezone": _check_timezone(config["timezone"]),
+        "registered": config.get("registered"),
+        "base_url": config.get("base_url"),
         "phone_number_id": phone_number_id,
     }
 
@@ -469,12 +442,7 @@ def plan_day(
             ).one_or_none()
             if number is None:
                 raise UserError(f"no number with id {number_id}")
-            exists = conn.execute(
-                sa.select(DAY_PLANS.c.id).where(
-                    DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == decision.local_date
-                )
-            ).first()
-            if exists is not None:
+            if _day_row(conn, number_id, decision.local_date, DAY_PLANS.c.id) is not None:
                 raise _AlreadyPlanned
             _check_replies_exist(conn, sends)
             try:
@@ -560,12 +528,8 @@ def add_sends(
     stamp = _stamp(now)
     _message_rows(number_id, 0, local_date, sends, stamp)
     with _write(engine) as conn:
-        conn.execute(sa.select(NUMBERS.c.id).where(NUMBERS.c.id == number_id).with_for_update()).first()
-        day = conn.execute(
-            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used).where(
-                DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
-            )
-        ).one_or_none()
+        _lock_number(conn, number_id)
+        day = _day_row(conn, number_id, local_date)
         if day is None:
             raise UserError(f"number {number_id} has no plan for {local_date}")
         _check_replies_exist(conn, sends)
@@ -651,18 +615,9 @@ def add_respread(
         if any(isinstance(d, dict) and d.get("resume_id") == resume_id for d in done):
             return 0
         added = 0
-        day = conn.execute(
-            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used).where(
-                DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
-            )
-        ).one_or_none()
+        day = _day_row(conn, number_id, local_date)
         if number is not None and number.state == NumberStatus.ACTIVE and day is not None:
-            pending = conn.execute(
-                sa.select(sa.func.count()).where(
-                    MESSAGES.c.day_plan_id == day.id, MESSAGES.c.state.in_(CLAIMABLE)
-                )
-            ).scalar_one()
-            left = max(day.quota - day.used - int(pending), 0)
+            left = max(day.quota - day.used - _pending(conn, day.id), 0)
             rows = _message_rows(number_id, day.id, local_date, sends, stamp)[:left]
             if rows:
                 conn.execute(sa.insert(MESSAGES), rows)
@@ -706,12 +661,10 @@ def cut_quota(
         raise InvalidWrite("a quota cannot be negative")
     stamp = _stamp(now)
     with _write(engine) as conn:
-        conn.execute(sa.select(NUMBERS.c.id).where(NUMBERS.c.id == number_id).with_for_update()).first()
-        row = conn.execute(
-            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used, DAY_PLANS.c.cut).where(
-                DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
-            )
-        ).one_or_none()
+        _lock_number(conn, number_id)
+        row = _day_row(
+            conn, number_id, local_date, DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used, DAY_PLANS.c.cut
+        )
         if row is None:
             return None
         # `used` can only shrink meanwhile (a claim needs the number row), so `quota >= used` holds
@@ -953,6 +906,12 @@ def _finish(
     return row
 
 
+def _finish_sending(engine: Engine, message_id: int, values: dict[str, Any], free_slot: bool) -> bool:
+    """sending -> whatever `values` say, in its own transaction; False when it is not `sending` any more."""
+    with _write(engine) as conn:
+        return _finish(conn, message_id, (MessageState.SENDING.value,), values, free_slot) is not None
+
+
 def record_sent(engine: Engine, message_id: int, provider_message_id: str | None, now: datetime) -> bool:
     """sending -> sent (also unknown -> sent, when a late confirmation proves it went out).
 
@@ -1016,34 +975,14 @@ def record_failed(
 def record_unknown(engine: Engine, message_id: int, reason: str, now: datetime) -> bool:
     """sending -> unknown: the outcome is ambiguous (e.g. a read timeout). Counts against the quota and
     is never re-sent automatically."""
-    now = _aware(now)
-    with _write(engine) as conn:
-        return (
-            _finish(
-                conn,
-                message_id,
-                (MessageState.SENDING.value,),
-                {"state": MessageState.UNKNOWN.value, "reason": reason[:500], "finished_at": now},
-                free_slot=False,
-            )
-            is not None
-        )
+    values = {"state": MessageState.UNKNOWN.value, "reason": reason[:500], "finished_at": _aware(now)}
+    return _finish_sending(engine, message_id, values, free_slot=False)
 
 
 def record_skipped(engine: Engine, message_id: int, reason: str, now: datetime) -> bool:
     """sending -> skipped when nothing went out (e.g. retries exhausted); gives the slot back."""
-    now = _aware(now)
-    with _write(engine) as conn:
-        return (
-            _finish(
-                conn,
-                message_id,
-                (MessageState.SENDING.value,),
-                {"state": MessageState.SKIPPED.value, "reason": reason[:500], "finished_at": now},
-                free_slot=True,
-            )
-            is not None
-        )
+    values = {"state": MessageState.SKIPPED.value, "reason": reason[:500], "finished_at": _aware(now)}
+    return _finish_sending(engine, message_id, values, free_slot=True)
 
 
 def release_for_retry(
@@ -1074,17 +1013,7 @@ def release_for_retry(
     }
     if window_end is not None:
         values["window_end"] = _aware(window_end, "window_end")
-    with _write(engine) as conn:
-        return (
-            _finish(
-                conn,
-                message_id,
-                (MessageState.SENDING.value,),
-                values,
-                free_slot=True,
-            )
-            is not None
-        )
+    return _finish_sending(engine, message_id, values, free_slot=True)
 
 
 def recover_stale(engine: Engine, older_than: datetime, now: datetime | None = None) -> int:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -579,10 +580,13 @@ def flush_dedicated_db(url: str) -> None:
 def running_fleet(
     spec: FleetSpec, database_url: str, redis: RedisServer | str, directory: Path | None = None
 ) -> Iterator[FleetHarness]:
-    """A set-up harness (simulator up, numbers enrolled, clock started); every process stops on exit."""
+    """A set-up harness (simulator up, numbers enrolled, clock started); every process stops on exit.
+    A temporary directory it made is removed after a clean run and kept (logs) after a failure."""
     harness = FleetHarness(spec, database_url, redis, directory)
     try:
         harness.setup()
         yield harness
     finally:
         harness.close()
+    if directory is None:
+        shutil.rmtree(harness.dir, ignore_errors=True)

@@ -1,0 +1,38 @@
+"""The standard 21-day plan as a dict, shared by the tests that need a realistic plan (ramp, preview)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STANDARD: dict[str, Any] = {
+    "name": "standard-21d",
+    "schedule": {
+        "windows": [
+            {"days": "mon-fri", "hours": "09:00-12:30"},
+            {"days": "mon-fri", "hours": "14:00-19:00"},
+            {"days": "sat", "hours": "10:00-14:00"},
+        ],
+        "rest_days": ["sun"],
+    },
+    "ramp": {
+        "steps": [
+            {"days": "1-3", "volume": 8},
+            {"days": "4-7", "volume": "15..40"},
+            {"days": "8-14", "volume": "50..150", "curve": "exponential"},
+            {"days": "15-21", "volume": 200},
+        ],
+        "after": "hold",
+    },
+    "pacing": {"gap": "40s..6m", "max_per_hour": 30, "max_new_contacts_per_day": 10},
+    "risk": {
+        "stale_after": "36h",
+        "rules": [
+            {"when": {"overall": 1}, "do": "pause"},
+            {"when": {"lifetime": 1}, "do": {"cap": 50}},
+            {"when": {"response_rate": 1}, "do": {"throttle": 0.5}},
+            {"when": {"response_rate": 2}, "do": "hold"},
+            {"when": {"contacts": 1}, "do": {"max_new_contacts": 3}},
+        ],
+        "resume": {"at": 0.5, "over": "3d"},
+    },
+}
