@@ -106,3 +106,30 @@ def test_resume_respreads_the_rest_of_the_day_once(engine: Engine, make_fleet: A
         assert pending_resumes(engine, resume_at - timedelta(days=1)) == []
     finally:
         runtime.close()
+
+
+def test_peer_list_follows_pauses_resumes_and_swaps(engine: Engine) -> None:
+    """The cached peer list is re-read whenever the active set changes, also when a pause and a
+    resume leave the count and the sum of ids unchanged."""
+    from warmup.cycle import active_phones
+
+    phones = [f"+1555010{i:04d}" for i in range(1, 9)]
+    ids = [
+        ops.add_number(
+            engine,
+            phone=phone,
+            provider="simulator",
+            token_ref=f"TOKEN_{i}",
+            plan_name="p",
+            plan_path="p.yaml",
+            timezone="UTC",
+        )
+        for i, phone in enumerate(phones)
+    ]
+    assert [phone for _, phone in active_phones(engine)] == sorted(phones)
+    # pause ids[2] and ids[4] (sum 3+5 in 1-based terms), then swap: resume them, pause ids[0] and ids[6]
+    ops.pause_numbers(engine, reason="t", actor="test", now=MONDAY_NOON, number_ids=[ids[2], ids[4]])
+    assert {n for n, _ in active_phones(engine)} == set(ids) - {ids[2], ids[4]}
+    ops.resume_numbers(engine, actor="test", now=MONDAY_NOON, number_ids=[ids[2], ids[4]])
+    ops.pause_numbers(engine, reason="t", actor="test", now=MONDAY_NOON, number_ids=[ids[0], ids[6]])
+    assert {n for n, _ in active_phones(engine)} == set(ids) - {ids[0], ids[6]}

@@ -1,10 +1,7 @@
-"""Known bug (found by benchmarks/planning.py): unanswered plan_day requests are re-sent every
-`Timings.replan_wall`, forever, so a fleet that plans slower than N days per replan_wall floods the broker.
-
-Measured: 3,000 numbers, 2 workers planning ~14 days/s: the Redis queue grew 5.9k -> 8.6k -> 11.1k ->
-13.5k messages in 30 s (every unplanned day re-enqueued every 10 s). Fix in `Scheduler._plan_started_days`
-(warmup/scheduler.py): back off per (number, day) - e.g. double the wait after each re-request - or only
-re-request once the earlier message has left the queue. Remove the xfail marker once fixed.
+"""Unanswered plan_day requests back off (found by benchmarks/planning.py): re-sent every
+`Timings.replan_wall` forever, a fleet that plans slower than N days per replan_wall flooded the broker
+(3,000 numbers, 2 workers: the Redis queue grew 5.9k -> 13.5k messages in 30 s).
+`Scheduler._plan_started_days` now doubles the wait after each re-request.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from sqlalchemy import Engine
 
 from warmup.clock import ManualClock
@@ -38,7 +34,6 @@ class Recorder:
         return None
 
 
-@pytest.mark.xfail(strict=True, reason="scheduler re-requests an unanswered plan_day every replan_wall")
 def test_unanswered_plan_requests_back_off(engine: Engine) -> None:
     clock = ManualClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
     ops.add_number(

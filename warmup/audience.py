@@ -64,8 +64,9 @@ def choose(
     new_count = 0
     budget_hit = False
     for group, is_peer in ((peers, True), (contacts, False)):
+        excluded = invalid | seen  # once per group: per candidate it made a large fleet quadratic
         candidates = [
-            phone for phone in dict.fromkeys(group) if phone not in invalid | seen and phone != self_phone
+            phone for phone in dict.fromkeys(group) if phone not in excluded and phone != self_phone
         ]
         rng.shuffle(candidates)
         # recipients already in conversation first: they cost no new-contact budget

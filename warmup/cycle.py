@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -136,9 +138,56 @@ def refresh_reading(runtime: Runtime, number_id: int) -> Reading | None:
 # ------------------------------------------------------------------------------------------ planning
 
 
+_ActiveKey = tuple[int, int, int]
+
+
+class ActivePhones:
+    """The phones of the fleet's active numbers (ordered by phone), per engine, re-read only when the
+    active set changes.
+
+    Every day planned needs its peers; reading the whole fleet each time made planning a fleet O(N^2).
+    A cheap aggregate (count, sum and sum of squares of the active ids) tells whether the set changed
+    since the last read: enrolling, pausing, resuming or retiring a number changes it, planning does
+    not. (Two sets with equal count, sum and sum of squares are possible but need a deliberate
+    swap of several numbers at once; the cost of missing one is a peer list one change behind.)
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: weakref.WeakKeyDictionary[Engine, tuple[_ActiveKey, tuple[tuple[int, str], ...]]]
+        self._cache = weakref.WeakKeyDictionary()
+
+    def __call__(self, engine: Engine) -> tuple[tuple[int, str], ...]:
+        """(id, phone) of every active number, ordered by phone."""
+        table = ops.NUMBERS
+        active = table.c.state == NumberStatus.ACTIVE.value
+        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            ids = table.c.id
+            count, total, squares = conn.execute(
+                sa.select(
+                    sa.func.count(ids),
+                    sa.func.coalesce(sa.func.sum(ids), 0),
+                    sa.func.coalesce(sa.func.sum(ids * ids), 0),
+                ).where(active)
+            ).one()
+            key = (int(count), int(total), int(squares))
+            with self._lock:
+                cached = self._cache.get(engine)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            rows = conn.execute(sa.select(table.c.id, table.c.phone).where(active).order_by(table.c.phone))
+            phones = tuple((int(row.id), str(row.phone)) for row in rows)
+        with self._lock:
+            self._cache[engine] = (key, phones)
+        return phones
+
+
+active_phones = ActivePhones()
+
+
 def peers_of(engine: Engine, number: Number) -> list[str]:
     """Phones of the other active numbers of the fleet."""
-    return [n.phone for n in ops.list_numbers(engine, state=NumberStatus.ACTIVE.value) if n.id != number.id]
+    return [phone for number_id, phone in active_phones(engine) if number_id != number.id]
 
 
 def pick_audience(
@@ -179,7 +228,8 @@ def build_sends(
     earlier: Sequence[datetime] = (),
 ) -> tuple[list[ops.PlannedSend], list[str]]:
     """Up to ``count`` messages addressed and timed inside the day's windows after ``now``, and why
-    fewer, if so. Recipients get a row (so the store can track their last text) before anything is sent.
+    fewer, if so. Each send names its recipient's kind: `ops.plan_day` gives the recipients a row (so
+    the store can track their last text) in the transaction that stores the messages.
 
     ``earlier`` are the day's sends already made or pending: the new ones keep the gap and hourly
     rules with them (a re-spread right after a pause must not land seconds after the last send).
@@ -204,9 +254,6 @@ def build_sends(
         why.append(timing.reason)
     picks = audience.picks[: len(timing.times)]
     spans = window_spans(local_date, plan, number.timezone)
-    for phone, is_peer in dict.fromkeys((p.to, p.peer) for p in picks):
-        kind = RecipientKind.PEER if is_peer else RecipientKind.CONTACT
-        ops.upsert_recipient(engine, number.id, phone, kind.value, now=now)
     sends = [
         ops.PlannedSend(
             recipient=pick.to,
@@ -215,6 +262,7 @@ def build_sends(
             kind=MessageKind.OPENER.value,
             typing_seconds=round(typing, 3),
             window_end=span_end(spans, at),
+            recipient_kind=(RecipientKind.PEER if pick.peer else RecipientKind.CONTACT).value,
         )
         for pick, at, typing in zip(picks, timing.times, timing.typing, strict=False)
     ]
@@ -242,7 +290,7 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
         if ops.get_day_plan(engine, number_id, yesterday_date) is not None
         else None
     )
-    state = ops.number_state(engine, number_id)
+    state = ops.state_of(number)
     decision = decide(plan, state, reading, yesterday, local_date, now)
     sends: list[ops.PlannedSend] = []
     why: list[str] = []

@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 DUE_BATCH = 500
 """Messages enqueued per tick at most; the rest go on the next tick (ticks are a second apart at most)."""
 
+PLAN_BATCH = 2000
+"""plan_day requests sent per tick at most: a 10,000-number fleet's first tick does not hold up the other
+duties while it fills the broker; the rest go on the next ticks."""
+
+REPLAN_DOUBLINGS = 5
+"""An unanswered plan_day request is sent again after replan_wall, then 2, 4, ... up to 2**5 times that:
+a fleet planning slower than it asks must not flood the broker with copies of the same request."""
+
 LOOKAHEAD_TICKS = 2.0
 """With a `DelayedDispatch`, messages due within this many ticks are enqueued now with a delay."""
 
@@ -104,7 +112,8 @@ class Scheduler:
         self.leadership: Leadership = leadership or AlwaysLeader()
         self.dispatch: Dispatch = dispatch or ActorDispatch()
         self.poll_replies = poll_replies
-        self._plan_requested: dict[tuple[int, date], float] = {}  # (number, day) -> wall time asked
+        # (number, day) -> (wall time last asked, times asked): re-requests back off
+        self._plan_requested: dict[tuple[int, date], tuple[float, int]] = {}
         self._last_poll: dict[int, datetime] = {}
         self.last_report: TickReport | None = None
 
@@ -150,16 +159,20 @@ class Scheduler:
         from warmup.cycle import days_to_plan
 
         wall = time.monotonic()
-        retry_after = self.runtime.bounds.replan_wall
-        self._plan_requested = {
-            key: asked for key, asked in self._plan_requested.items() if wall - asked < retry_after
-        }
-        for number_id, local_date in days_to_plan(self.runtime.engine, now):
-            key = (number_id, local_date)
-            if key in self._plan_requested:
-                continue  # asked recently; the worker may still be on it
-            self.dispatch.plan_day(number_id, local_date)
-            self._plan_requested[key] = wall
+        replan = self.runtime.bounds.replan_wall
+        unplanned = days_to_plan(self.runtime.engine, now)
+        asked_before = self._plan_requested
+        self._plan_requested = {key: asked_before[key] for key in unplanned if key in asked_before}
+        for key in unplanned:
+            if report.planned_requests >= PLAN_BATCH:
+                return  # the rest on the next tick
+            asked = self._plan_requested.get(key)
+            if asked is not None:
+                last, times = asked
+                if wall - last < replan * 2 ** min(times - 1, REPLAN_DOUBLINGS):
+                    continue  # asked recently; a worker may still be on it (or the queue is long)
+            self.dispatch.plan_day(*key)
+            self._plan_requested[key] = (wall, 1 if asked is None else asked[1] + 1)
             report.planned_requests += 1
 
     def _apply_timezone_changes(self, now: datetime, report: TickReport) -> None:

@@ -401,6 +401,8 @@ def _schedule_peer_reply(
     """
     if plans is None or message.kind == MessageKind.PEER_REPLY:
         return None  # replies are not answered, or a conversation would never end
+    if message.recipient_is_number is False:
+        return None  # the claim found no fleet number with that phone: skip the lookup
     peer = ops.get_number(engine, phone=message.recipient)
     if peer is None or peer.id is None or peer.state != NumberStatus.ACTIVE:
         return None

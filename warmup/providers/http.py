@@ -8,6 +8,9 @@ built once per number and shared by the worker's threads.
 from __future__ import annotations
 
 import json
+import ssl
+import threading
+import urllib.request
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -44,9 +47,45 @@ def as_timeout(timeout: httpx.Timeout | float | None) -> httpx.Timeout:
     return httpx.Timeout(float(timeout))
 
 
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+_env_proxies: bool | None = None
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """The process's ONE verifying SSL context (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``, as httpx
+    picks by default), built on first use.
+
+    Each `httpx.Client` would otherwise load the CA bundle into a context of its own: 20-45 ms of CPU
+    and about 0.8 MiB per client, i.e. per number a worker touches. A context is safe to share between
+    clients and threads once built; certificate and host name verification stay on.
+    """
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
+
+
+def _proxies_in_env() -> bool:
+    """Whether the environment names a proxy (``HTTPS_PROXY``...), looked up once per process.
+
+    httpx scans the whole environment for proxy variables in every new client; a fleet worker's
+    environment holds a token variable per number, so that scan cost ~10 ms per client at 2,000
+    numbers. Without proxy variables the scan finds nothing, and skipping it changes nothing.
+    """
+    global _env_proxies
+    with _ssl_lock:
+        if _env_proxies is None:
+            _env_proxies = bool(urllib.request.getproxies())
+        return _env_proxies
+
+
 def make_client(base_url: str, token: Secret, timeout: httpx.Timeout | float | None = None) -> httpx.Client:
     """An httpx client with the bearer token; redirects are not followed (a POST must not be replayed)."""
     return httpx.Client(
+        verify=shared_ssl_context(),
+        trust_env=_proxies_in_env(),  # proxies only: the shared SSL context already honours SSL_CERT_*
         base_url=base_url.rstrip("/"),
         headers={
             "Authorization": f"Bearer {token.reveal()}",

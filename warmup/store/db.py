@@ -9,6 +9,7 @@ transaction takes the write lock first and waits (busy timeout) instead.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -17,7 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 READ_ONLY = "warmup_read_only"
 """Execution option: a transaction that only reads starts with a plain (deferred) BEGIN on SQLite."""
+
+PING_IDLE_SECONDS = 1.0
+"""A PostgreSQL connection that sat in the pool this long is pinged before use (see `make_engine`)."""
+
+_CHECKED_IN_AT = "warmup_checked_in_at"
 
 
 def normalize_url(url: str) -> str:
@@ -51,17 +58,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     SQLite gets WAL (readers never block the writer), a 30 s busy timeout, foreign keys, and
     transactions that start with `BEGIN IMMEDIATE` unless the connection carries the `READ_ONLY`
-    execution option. Every engine pings connections before use, so a restarted server costs no error.
+    execution option, and pings connections before use.
+
+    PostgreSQL pings only connections that sat idle in the pool for `PING_IDLE_SECONDS` or more (a
+    ping per checkout was a round trip per statement group on the send path). A restarted server
+    still costs at most one failed operation per process: SQLAlchemy invalidates the whole pool on the
+    first disconnect error, and every later checkout gets a fresh connection.
     """
     normalized = normalize_url(url)
     is_sqlite = make_url(normalized).get_backend_name() == "sqlite"
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {"pool_pre_ping": is_sqlite}
     if is_sqlite:
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     options.update(kwargs)
     engine = create_engine(normalized, **options)
     if is_sqlite:
         _setup_sqlite(engine)
+    elif not options["pool_pre_ping"]:
+        _ping_when_idle(engine)
     log.debug("database engine created for %s", mask_url(normalized))
     return engine
 
@@ -87,6 +101,24 @@ def _setup_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        idle_since = record.info.get(_CHECKED_IN_AT)
+        if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECONDS:
+            return  # a new connection, or one in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool replaces it with a fresh connection and checks out again
+            raise DisconnectionError("connection lost while idle in the pool") from exc
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -29,8 +29,8 @@ is given.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 
 from warmup.domain import Action, DayOutcome, Decision, NumberState, Reading
@@ -59,6 +59,7 @@ from warmup.store.models import (
     Provider,
     Recipient,
     RecipientKind,
+    UTCDateTime,
     metadata,
 )
 
@@ -333,6 +334,11 @@ def number_state(engine: Engine, number_id: int) -> NumberState:
     number = get_number(engine, number_id)
     if number is None:
         raise UserError(f"no number with id {number_id}")
+    return state_of(number)
+
+
+def state_of(number: Number) -> NumberState:
+    """`number_state` of a row already loaded (planning reads the number once)."""
     return NumberState(
         plan_day=number.plan_day,
         last_volume=number.last_volume,
@@ -358,6 +364,7 @@ class PlannedSend:
     typing_seconds: float = 0.0
     in_reply_to: int | None = None  # outbound message id this answers (peer replies)
     window_end: datetime | None = None  # end of the send window it lies in: no claim from then on
+    recipient_kind: str | None = None  # if set, `plan_day` gives the recipient a row of that kind
 
 
 def _message_rows(
@@ -372,6 +379,8 @@ def _message_rows(
             raise InvalidWrite(f"{where}: empty text")
         if send.typing_seconds < 0:
             raise InvalidWrite(f"{where}: negative typing_seconds")
+        if send.recipient_kind is not None:
+            _choice(send.recipient_kind, RecipientKind, f"{where}: recipient_kind")
         rows.append(
             {
                 "number_id": number_id,
@@ -394,6 +403,33 @@ def _message_rows(
 
 class _AlreadyPlanned(Exception):
     pass
+
+
+def _add_recipients(conn: Connection, number_id: int, sends: Sequence[PlannedSend], stamp: datetime) -> None:
+    """Give the recipients of ``sends`` that name a `recipient_kind` a row, in ONE statement; a known
+    recipient keeps its kind and only gets `updated_at` (as `upsert_recipient` without options does)."""
+    kinds = {s.recipient: s.recipient_kind for s in sends if s.recipient_kind is not None}
+    if not kinds:
+        return
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(RECIPIENTS)
+    conn.execute(  # executemany: one cached statement, sent as one multi-row INSERT (insertmanyvalues)
+        insert.on_conflict_do_update(
+            index_elements=[RECIPIENTS.c.number_id, RECIPIENTS.c.phone],
+            set_={"updated_at": insert.excluded.updated_at},
+        ),
+        [
+            {
+                "number_id": number_id,
+                "phone": phone,
+                "kind": kind,
+                "replied": False,
+                "invalid": False,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+            for phone, kind in sorted(kinds.items())  # one order everywhere: no lock-order deadlock
+        ],
+    )
 
 
 def _check_replies_exist(conn: Connection, sends: Sequence[PlannedSend]) -> None:
@@ -469,6 +505,7 @@ def plan_day(
                 if "uq_day_plans_number_date" in str(exc.orig) or "UNIQUE" in str(exc.orig):
                     raise _AlreadyPlanned from exc
                 raise
+            _add_recipients(conn, number_id, sends, stamp)
             rows = _message_rows(number_id, day_plan_id, decision.local_date, sends, stamp)
             if rows:
                 conn.execute(sa.insert(MESSAGES), rows)
@@ -620,6 +657,7 @@ def add_respread(
             left = max(day.quota - day.used - _pending(conn, day.id), 0)
             rows = _message_rows(number_id, day.id, local_date, sends, stamp)[:left]
             if rows:
+                _add_recipients(conn, number_id, sends[:left], stamp)
                 conn.execute(sa.insert(MESSAGES), rows)
             added = len(rows)
         _audit(
@@ -734,6 +772,7 @@ class ClaimedMessage:
     base_url: str | None
     phone_number_id: str | None
     timezone: str
+    recipient_is_number: bool | None = None  # the recipient is a number of the fleet (None: not looked up)
 
 
 @dataclass(frozen=True)
@@ -760,10 +799,14 @@ def claim(engine: Engine, message_id: int, worker_id: str, now: datetime) -> Cla
     land after its window is the provider round trip of a claim made inside it (about a second in real
     time). A message dispatched too late for its window is skipped ("window closed"), never sent late.
 
-    A cheap read-only look comes first, so a redelivered or duplicate broker message is turned away
-    without taking SQLite's write lock.
+    On SQLite a cheap read-only look comes first, so a redelivered or duplicate broker message is turned
+    away without taking the write lock. PostgreSQL needs no such look: `_claim_pg_fast` claims in one
+    statement, and anything but a clean claim falls back to `_claim_pg` (two statements, every reason).
     """
     now = _aware(now)
+    if engine.dialect.name == "postgresql":
+        fast = _claim_pg_fast(engine, message_id, worker_id[:128], now)
+        return fast if fast is not None else _claim_pg(engine, message_id, worker_id[:128], now)
     with _read(engine) as conn:
         current = conn.execute(
             sa.select(MESSAGES.c.state).where(MESSAGES.c.id == message_id)
@@ -846,6 +889,198 @@ def claim(engine: Engine, message_id: int, worker_id: str, now: datetime) -> Cla
         )
 
 
+_PG_CLAIM_READ = sa.text(
+    "SELECT m.state, m.local_date, m.scheduled_at, m.not_before, m.window_end, n.state AS number_state,"
+    " n.paused_reason, n.timezone, n.phone, n.provider, n.token_ref, n.base_url, n.phone_number_id,"
+    " EXISTS (SELECT 1 FROM numbers p WHERE p.phone = m.recipient) AS recipient_is_number"
+    " FROM outbound_messages m JOIN numbers n ON n.id = m.number_id WHERE m.id = :message_id"
+    " FOR SHARE OF n"
+).columns(
+    state=sa.String(),
+    local_date=sa.Date(),
+    scheduled_at=UTCDateTime(),
+    not_before=UTCDateTime(),
+    window_end=UTCDateTime(),
+    number_state=sa.String(),
+    paused_reason=sa.String(),
+    timezone=sa.String(),
+    phone=sa.String(),
+    provider=sa.String(),
+    token_ref=sa.String(),
+    base_url=sa.String(),
+    phone_number_id=sa.String(),
+    recipient_is_number=sa.Boolean(),
+)
+"""The claim's read on PostgreSQL: the message with its number row locked FOR SHARE (one round trip)."""
+
+_PG_CLAIM_TAKE = (
+    sa.text(
+        "WITH m AS (UPDATE outbound_messages SET state = 'sending', claimed_by = :worker_id,"
+        " claimed_at = :now, attempts = attempts + 1, reason = NULL"
+        " WHERE id = :message_id AND state IN ('planned', 'queued')"
+        " RETURNING id, number_id, day_plan_id, local_date, recipient, kind, text, typing_seconds,"
+        " scheduled_at, attempts, in_reply_to),"
+        " d AS (UPDATE day_plans SET used = day_plans.used + 1 FROM m"
+        " WHERE day_plans.id = m.day_plan_id AND day_plans.used < day_plans.quota RETURNING day_plans.id)"
+        " SELECT m.*, EXISTS (SELECT 1 FROM d) AS slot FROM m"
+    )
+    .bindparams(sa.bindparam("now", type_=UTCDateTime()))
+    .columns(
+        id=sa.Integer(),
+        number_id=sa.Integer(),
+        day_plan_id=sa.Integer(),
+        local_date=sa.Date(),
+        recipient=sa.String(),
+        kind=sa.String(),
+        text=sa.Text(),
+        typing_seconds=sa.Float(),
+        scheduled_at=UTCDateTime(),
+        attempts=sa.Integer(),
+        in_reply_to=sa.Integer(),
+        slot=sa.Boolean(),
+    )
+)
+"""The claim's write on PostgreSQL: planned|queued -> sending, then the quota slot, in ONE statement
+(message row before day plan row, the lock order everywhere); `slot` is false when the quota is full."""
+
+
+_PG_CLAIM_FAST = (
+    sa.text(
+        "WITH n AS (SELECT numbers.id, numbers.state, numbers.timezone, numbers.phone, numbers.provider,"
+        " numbers.token_ref, numbers.base_url, numbers.phone_number_id"
+        " FROM numbers JOIN outbound_messages o ON o.number_id = numbers.id WHERE o.id = :message_id"
+        " FOR SHARE OF numbers),"
+        " m AS (UPDATE outbound_messages SET state = 'sending', claimed_by = :worker_id,"
+        " claimed_at = :now, attempts = outbound_messages.attempts + 1, reason = NULL FROM n"
+        " WHERE outbound_messages.id = :message_id AND outbound_messages.number_id = n.id"
+        " AND outbound_messages.state IN ('planned', 'queued') AND n.state = 'active'"
+        " AND GREATEST(outbound_messages.scheduled_at,"
+        " COALESCE(outbound_messages.not_before, outbound_messages.scheduled_at)) <= :now"
+        " AND (outbound_messages.window_end IS NULL OR outbound_messages.window_end > :now)"
+        " AND outbound_messages.local_date >= (CAST(:now AS timestamptz) AT TIME ZONE n.timezone)::date"
+        " RETURNING outbound_messages.id, outbound_messages.number_id, outbound_messages.day_plan_id,"
+        " outbound_messages.local_date, outbound_messages.recipient, outbound_messages.kind,"
+        " outbound_messages.text, outbound_messages.typing_seconds, outbound_messages.scheduled_at,"
+        " outbound_messages.attempts, outbound_messages.in_reply_to),"
+        " d AS (UPDATE day_plans SET used = day_plans.used + 1 FROM m"
+        " WHERE day_plans.id = m.day_plan_id AND day_plans.used < day_plans.quota RETURNING day_plans.id)"
+        " SELECT m.*, n.timezone, n.phone, n.provider, n.token_ref, n.base_url, n.phone_number_id,"
+        " EXISTS (SELECT 1 FROM numbers p WHERE p.phone = m.recipient) AS recipient_is_number,"
+        " EXISTS (SELECT 1 FROM d) AS slot FROM m JOIN n ON n.id = m.number_id"
+    )
+    .bindparams(sa.bindparam("now", type_=UTCDateTime()))
+    .columns(
+        id=sa.Integer(),
+        number_id=sa.Integer(),
+        day_plan_id=sa.Integer(),
+        local_date=sa.Date(),
+        recipient=sa.String(),
+        kind=sa.String(),
+        text=sa.Text(),
+        typing_seconds=sa.Float(),
+        scheduled_at=UTCDateTime(),
+        attempts=sa.Integer(),
+        in_reply_to=sa.Integer(),
+        timezone=sa.String(),
+        phone=sa.String(),
+        provider=sa.String(),
+        token_ref=sa.String(),
+        base_url=sa.String(),
+        phone_number_id=sa.String(),
+        recipient_is_number=sa.Boolean(),
+        slot=sa.Boolean(),
+    )
+)
+"""The common claim on PostgreSQL in ONE statement: lock the number FOR SHARE, move the message to
+`sending` only if the number is active and the message due, in its day and window, then take the slot
+(number -> message -> day plan, the lock order everywhere). No row back: `_claim_pg` finds out why."""
+
+
+class _NotFast(Exception):
+    """The fast claim must not stand: roll its transaction back and take the checked path."""
+
+
+def _claim_pg_fast(engine: Engine, message_id: int, worker_id: str, now: datetime) -> ClaimResult | None:
+    """The claim of a message that is simply claimable (the hot path: 3 round trips), or None when it
+    is not (refused, not due, duplicate...) and nothing was changed: `_claim_pg` then decides.
+
+    The local day is checked in SQL with PostgreSQL's time zone data, then again here with Python's
+    (`local_date_of`, the authority everywhere else); should they ever disagree the transaction is
+    rolled back, so the checked path's answer is the only one that counts.
+    """
+    params = {"message_id": message_id, "worker_id": worker_id, "now": now}
+    try:
+        with _write(engine) as conn:
+            row = conn.execute(_PG_CLAIM_FAST, params).one_or_none()
+            if row is None or row.local_date < local_date_of(row.timezone, now):
+                raise _NotFast
+            if not row.slot:
+                return _unclaim(
+                    conn, message_id, ClaimStatus.QUOTA_REACHED, "the day's quota is reached", now
+                )
+            return ClaimResult(ClaimStatus.CLAIMED, _claimed_message(row, row))
+    except (_NotFast, sa.exc.DataError):  # DataError: a time zone PostgreSQL does not know
+        return None
+
+
+def _claimed_message(claimed: sa.Row[Any], number: sa.Row[Any]) -> ClaimedMessage:
+    """What the worker needs, from the claimed message row and its number's row."""
+    return ClaimedMessage(
+        id=claimed.id,
+        number_id=claimed.number_id,
+        day_plan_id=claimed.day_plan_id,
+        local_date=claimed.local_date,
+        recipient=claimed.recipient,
+        kind=claimed.kind,
+        text=claimed.text,
+        typing_seconds=claimed.typing_seconds,
+        scheduled_at=claimed.scheduled_at,
+        attempts=claimed.attempts,
+        in_reply_to=claimed.in_reply_to,
+        phone=number.phone,
+        provider=number.provider,
+        token_ref=number.token_ref,
+        base_url=number.base_url,
+        phone_number_id=number.phone_number_id,
+        timezone=number.timezone,
+        recipient_is_number=bool(number.recipient_is_number),
+    )
+
+
+def _claim_pg(engine: Engine, message_id: int, worker_id: str, now: datetime) -> ClaimResult:
+    """`claim` on PostgreSQL: the same checks and locks as the generic path in two statements.
+
+    The read locks the number row FOR SHARE (so a committed pause is seen, and a pause in progress
+    waits for this claim) before the write moves the message and takes the slot; the write is
+    conditional on the state, so of concurrent claimers exactly one gets a row back.
+    """
+    with _write(engine) as conn:
+        row = conn.execute(_PG_CLAIM_READ, {"message_id": message_id}).one_or_none()
+        if row is None:
+            return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason="no such message")
+        if row.state not in CLAIMABLE:
+            return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason=f"message is {row.state}")
+        due_at = max(row.scheduled_at, row.not_before) if row.not_before is not None else row.scheduled_at
+        if due_at > now:
+            return ClaimResult(ClaimStatus.NOT_DUE, reason=f"due at {due_at.isoformat()}")
+        if row.number_state != NumberStatus.ACTIVE:
+            why = f"number {row.number_state}" + (f": {row.paused_reason}" if row.paused_reason else "")
+            return _refuse(conn, message_id, ClaimStatus.PAUSED, why, now)
+        if row.local_date < local_date_of(row.timezone, now):
+            return _refuse(conn, message_id, ClaimStatus.DAY_OVER, f"its day {row.local_date} is over", now)
+        if row.window_end is not None and now >= row.window_end:
+            why = f"window closed at {row.window_end.isoformat()} before it could be sent"
+            return _refuse(conn, message_id, ClaimStatus.WINDOW_CLOSED, why, now)
+        claimed = conn.execute(
+            _PG_CLAIM_TAKE, {"message_id": message_id, "worker_id": worker_id, "now": now}
+        ).one_or_none()
+        if claimed is None:
+            return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason="claimed by another worker")
+        if not claimed.slot:
+            return _unclaim(conn, message_id, ClaimStatus.QUOTA_REACHED, "the day's quota is reached", now)
+        return ClaimResult(ClaimStatus.CLAIMED, _claimed_message(claimed, row))
+
+
 def _refuse(
     conn: Connection, message_id: int, status: ClaimStatus, reason: str, now: datetime
 ) -> ClaimResult:
@@ -906,10 +1141,52 @@ def _finish(
     return row
 
 
+@contextmanager
+def _one_statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for ONE statement that is its own transaction (PostgreSQL autocommit): a single
+    statement is atomic anyway, and BEGIN and COMMIT would cost two more round trips."""
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _recorded(
+    engine: Engine,
+    write: Callable[[Connection], bool],
+    transaction: Callable[[Engine], AbstractContextManager[Connection]] = _write,
+) -> bool:
+    """`write` in its own `transaction`, once more on a fresh connection when the first try found the
+    server gone (a restarted PostgreSQL: the pool was invalidated). An outcome is recorded after the
+    provider call, when losing it would turn a sent message `unknown`; a repeat is harmless, since
+    every outcome write is conditional on the state it leaves (a second try after a commit whose
+    answer was lost changes nothing and reports False)."""
+    try:
+        with transaction(engine) as conn:
+            return write(conn)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with transaction(engine) as conn:
+        return write(conn)
+
+
 def _finish_sending(engine: Engine, message_id: int, values: dict[str, Any], free_slot: bool) -> bool:
     """sending -> whatever `values` say, in its own transaction; False when it is not `sending` any more."""
-    with _write(engine) as conn:
-        return _finish(conn, message_id, (MessageState.SENDING.value,), values, free_slot) is not None
+    return _recorded(
+        engine,
+        lambda conn: _finish(conn, message_id, (MessageState.SENDING.value,), values, free_slot) is not None,
+    )
+
+
+_PG_RECORD_SENT = sa.text(
+    "WITH m AS (UPDATE outbound_messages SET state = 'sent', provider_message_id = :provider_message_id,"
+    " finished_at = :now, reason = NULL WHERE id = :message_id AND state IN ('sending', 'unknown')"
+    " RETURNING number_id, recipient, text, local_date),"
+    " r AS (UPDATE recipients SET last_text = m.text,"
+    " first_contacted_on = COALESCE(recipients.first_contacted_on, m.local_date), updated_at = :now"
+    " FROM m WHERE recipients.number_id = m.number_id AND recipients.phone = m.recipient)"
+    " SELECT count(*) AS recorded FROM m"
+).bindparams(sa.bindparam("now", type_=UTCDateTime()))
+"""`record_sent` on PostgreSQL: the message, then its recipient row, in ONE statement (one transaction)."""
 
 
 def record_sent(engine: Engine, message_id: int, provider_message_id: str | None, now: datetime) -> bool:
@@ -919,6 +1196,13 @@ def record_sent(engine: Engine, message_id: int, provider_message_id: str | None
     message was in neither state (nothing changed).
     """
     now = _aware(now)
+    if engine.dialect.name == "postgresql":
+        params = {"message_id": message_id, "provider_message_id": provider_message_id, "now": now}
+
+        def write(conn: Connection) -> bool:
+            return bool(conn.execute(_PG_RECORD_SENT, params).scalar_one())
+
+        return _recorded(engine, write, _one_statement)
     with _write(engine) as conn:
         row = _finish(
             conn,
