@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -143,3 +144,53 @@ def test_make_engine_logs_only_the_masked_url(tmp_path: Path, caplog: pytest.Log
     engine = db.make_engine("postgresql://warm:s3cr3t@127.0.0.1:1/x")
     engine.dispose()
     assert "warm:***@" in caplog.text and "s3cr3t" not in caplog.text
+
+
+def _drop_server_side(url: str) -> None:
+    """What a PostgreSQL restart does to pooled connections: the server ends every other session."""
+    admin = db.make_engine(url)
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        conn.commit()
+    admin.dispose()
+
+
+def test_postgres_recovers_from_lost_connections_without_a_ping_per_checkout(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.2)
+    engine = db.make_engine(pg_url)
+    pings: list[int] = []
+    real_ping = engine.dialect.do_ping
+
+    def counted_ping(dbapi_connection: Any) -> bool:
+        pings.append(1)
+        return real_ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted_ping)
+
+    def select_one() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT 1")).scalar_one())
+
+    assert [select_one() for _ in range(5)] == [1] * 5
+    assert pings == []  # a connection used a moment ago is not pinged
+    _drop_server_side(pg_url)
+    time.sleep(0.3)
+    assert select_one() == 1  # idle long enough: pinged, found dead, replaced before use
+    assert len(pings) == 1
+    _drop_server_side(pg_url)
+    outcomes = []
+    for _ in range(3):  # used a moment ago: the first use fails and invalidates the pool, no more
+        try:
+            outcomes.append(select_one())
+        except sa.exc.DBAPIError as exc:
+            assert exc.connection_invalidated
+            outcomes.append(0)
+    assert outcomes in ([0, 1, 1], [1, 1, 1])
+    engine.dispose()

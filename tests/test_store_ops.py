@@ -432,6 +432,21 @@ def test_claim_wins_once_and_returns_what_the_sender_needs(engine: Engine) -> No
     assert used(engine) == 1
 
 
+def test_claim_on_postgresql_says_whether_the_recipient_is_a_fleet_number(engine: Engine) -> None:
+    """The send worker skips its peer lookup when the claim already knows (PostgreSQL's one-statement
+    claim); SQLite leaves it unknown (None) and the worker looks the phone up as before."""
+    first, second, *_ = planned(engine)
+    before = ops.claim(engine, first, "worker-1", NOW)
+    add(engine, phone=PEER)
+    after = ops.claim(engine, second, "worker-1", NOW)
+    assert before.message is not None and after.message is not None
+    if engine.dialect.name == "postgresql":
+        assert (before.message.recipient_is_number, after.message.recipient_is_number) == (False, True)
+    else:
+        assert (before.message.recipient_is_number, after.message.recipient_is_number) == (None, None)
+    assert used(engine) == 2
+
+
 def test_claim_leaves_messages_that_are_not_due(engine: Engine) -> None:
     number_id = add(engine)
     assert ops.plan_day(engine, number_id, decision(5), sends(1, start=NOW + timedelta(minutes=5)))

@@ -964,12 +964,16 @@ _PG_CLAIM_FAST = (
         " outbound_messages.attempts, outbound_messages.in_reply_to),"
         " d AS (UPDATE day_plans SET used = day_plans.used + 1 FROM m"
         " WHERE day_plans.id = m.day_plan_id AND day_plans.used < day_plans.quota RETURNING day_plans.id)"
-        " SELECT m.*, n.timezone, n.phone, n.provider, n.token_ref, n.base_url, n.phone_number_id,"
+        " SELECT cur.state AS current_state, m.*, n.timezone, n.phone, n.provider, n.token_ref,"
+        " n.base_url, n.phone_number_id,"
         " EXISTS (SELECT 1 FROM numbers p WHERE p.phone = m.recipient) AS recipient_is_number,"
-        " EXISTS (SELECT 1 FROM d) AS slot FROM m JOIN n ON n.id = m.number_id"
+        " EXISTS (SELECT 1 FROM d) AS slot"
+        " FROM (SELECT state FROM outbound_messages WHERE id = :message_id) AS cur"
+        " LEFT JOIN m ON true LEFT JOIN n ON n.id = m.number_id"
     )
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
     .columns(
+        current_state=sa.String(),
         id=sa.Integer(),
         number_id=sa.Integer(),
         day_plan_id=sa.Integer(),
@@ -993,7 +997,9 @@ _PG_CLAIM_FAST = (
 )
 """The common claim on PostgreSQL in ONE statement: lock the number FOR SHARE, move the message to
 `sending` only if the number is active and the message due, in its day and window, then take the slot
-(number -> message -> day plan, the lock order everywhere). No row back: `_claim_pg` finds out why."""
+(number -> message -> day plan, the lock order everywhere). `current_state` is the message's state
+before the statement (no row: no such message); a claimable one that was not claimed (the message
+columns are NULL) goes to `_claim_pg`, which finds out why."""
 
 
 class _NotFast(Exception):
@@ -1001,8 +1007,10 @@ class _NotFast(Exception):
 
 
 def _claim_pg_fast(engine: Engine, message_id: int, worker_id: str, now: datetime) -> ClaimResult | None:
-    """The claim of a message that is simply claimable (the hot path: 3 round trips), or None when it
-    is not (refused, not due, duplicate...) and nothing was changed: `_claim_pg` then decides.
+    """The claim of a message that is simply claimable (the hot path: 3 round trips), NOT_CLAIMABLE for
+    a missing or finished one (a duplicate delivery, as cheap as the generic path's read-only look), or
+    None when neither holds (refused, not due, lost a race...) and nothing was changed: `_claim_pg`
+    then decides.
 
     The local day is checked in SQL with PostgreSQL's time zone data, then again here with Python's
     (`local_date_of`, the authority everywhere else); should they ever disagree the transaction is
@@ -1012,7 +1020,11 @@ def _claim_pg_fast(engine: Engine, message_id: int, worker_id: str, now: datetim
     try:
         with _write(engine) as conn:
             row = conn.execute(_PG_CLAIM_FAST, params).one_or_none()
-            if row is None or row.local_date < local_date_of(row.timezone, now):
+            if row is None:
+                return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason="no such message")
+            if row.id is None and row.current_state not in CLAIMABLE:
+                return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason=f"message is {row.current_state}")
+            if row.id is None or row.local_date < local_date_of(row.timezone, now):
                 raise _NotFast
             if not row.slot:
                 return _unclaim(
