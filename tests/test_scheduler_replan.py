@@ -63,6 +63,6 @@ def test_unanswered_plan_requests_back_off(engine: Engine) -> None:
         scheduler.tick(clock.now())
         time.sleep(REPLAN / 5)
     # one request, then re-requests backing off (after 1, 2, 4, 8 x replan_wall): at most 5 in
-    # 16 x replan_wall; today the first tick after each replan_wall re-sends it (about 15 times)
+    # 16 x replan_wall; without the backoff the first tick after each replan_wall re-sent it (about 15 times)
     assert recorder.plans, "the scheduler never asked for the day to be planned"
     assert len(recorder.plans) <= 5, recorder.plans
