@@ -433,15 +433,15 @@ def test_admin_channels_sends_reset_and_clock(sim: Sim) -> None:
     assert_error(sim.client("tok-a").get("/health"), 401)
 
 
-def test_many_sends_per_second(sim: Sim) -> None:
+def test_many_sends_on_one_connection_are_all_logged(sim: Sim) -> None:
+    # Throughput is measured by benchmarks/send_path.py against a plain httpx loop, not here.
     sim.admin.patch("/_sim/channels/+5511999990001", json={"registered": "2020-01-01"})
     client = sim.client()
-    started = time.monotonic()
     for i in range(300):
         assert client.post("/messages/text", json=text(to=B.phone, body=f"n{i}")).status_code == 201
-    rate = 300 / (time.monotonic() - started)
-    assert rate > 100, f"only {rate:.0f} sends/s"
-    assert len(sim.sends()) == 300
+    sends = sim.sends()
+    assert len(sends) == 300
+    assert [send["body"] for send in sends] == [f"n{i}" for i in range(300)]
 
 
 # --- CLI ----------------------------------------------------------------------------------------
