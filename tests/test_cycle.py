@@ -5,10 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from warmup.clock import ManualClock
-from warmup.cycle import days_to_plan, pending_resumes, plan_number_day, respread_rest_of_day
+from warmup.cycle import (
+    days_to_plan,
+    pending_resumes,
+    plan_number_day,
+    plan_number_days,
+    respread_rest_of_day,
+)
 from warmup.runtime import ProviderPool, Runtime
 from warmup.schedule import local_date_of, window_spans
 from warmup.store import ops
@@ -133,3 +140,89 @@ def test_peer_list_follows_pauses_resumes_and_swaps(engine: Engine) -> None:
     ops.resume_numbers(engine, actor="test", now=MONDAY_NOON, number_ids=[ids[2], ids[4]])
     ops.pause_numbers(engine, reason="t", actor="test", now=MONDAY_NOON, number_ids=[ids[0], ids[6]])
     assert {n for n, _ in active_phones(engine)} == set(ids) - {ids[0], ids[6]}
+
+
+# ----------------------------------------------------------------------------------- batch planning
+
+_PLANNING_TABLES = (ops.MESSAGES, ops.DAY_PLANS, ops.READINGS, ops.RECIPIENTS, ops.AUDIT)
+
+
+def _rows(engine: Engine, table: sa.Table) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(sa.select(table).order_by(table.c.id))]
+
+
+def _planning_snapshot(engine: Engine) -> dict[str, Any]:
+    """What planning wrote, without the ids a second run numbers differently (messages name their day)."""
+    days = {row["id"]: (row["number_id"], row["local_date"]) for row in _rows(engine, ops.DAY_PLANS)}
+    skip = {"id", "day_plan_id"}
+    snapshot: dict[str, Any] = {
+        table.name: sorted(
+            (repr(sorted((k, v) for k, v in row.items() if k not in skip)) for row in _rows(engine, table)),
+        )
+        for table in (ops.DAY_PLANS, ops.READINGS, ops.RECIPIENTS, ops.AUDIT, ops.NUMBERS)
+    }
+    snapshot["messages"] = sorted(
+        repr((days[row["day_plan_id"]], sorted((k, v) for k, v in row.items() if k not in skip)))
+        for row in _rows(engine, ops.MESSAGES)
+    )
+    return snapshot
+
+
+def _restore(engine: Engine, saved: dict[str, list[dict[str, Any]]]) -> None:
+    """Put the planning tables and the numbers back as they were before planning."""
+    with engine.begin() as conn:
+        for table in _PLANNING_TABLES:
+            conn.execute(sa.delete(table))
+        for table in reversed(_PLANNING_TABLES):
+            if saved[table.name]:
+                conn.execute(sa.insert(table), saved[table.name])
+        for row in saved[ops.NUMBERS.name]:
+            conn.execute(sa.update(ops.NUMBERS).where(ops.NUMBERS.c.id == row["id"]).values(**row))
+
+
+def test_batch_planning_equals_one_by_one_and_is_idempotent(engine: Engine, make_fleet: Any) -> None:
+    """`plan_number_days` stores exactly the day plans, messages, recipients, readings and ramp columns
+    that planning each number alone stores, on a first day and on the day after (which reads
+    yesterday's outcome); a second batch, or a batch over a day already planned alone, changes nothing."""
+    clock = ManualClock(MONDAY_NOON)
+    fleet = make_fleet(engine, clock, volume=6)
+    runtime = runtime_for(engine, clock)
+    try:
+        for _ in range(2):  # Monday, then Tuesday
+            day = local_date_of(clock.now(), "UTC")
+            before = {t.name: _rows(engine, t) for t in (*_PLANNING_TABLES, ops.NUMBERS)}
+            alone = [plan_number_day(runtime, n, day) for n in fleet.number_ids]
+            assert all(r.planned for r in alone)
+            expected = _planning_snapshot(engine)
+
+            _restore(engine, before)
+            assert _planning_snapshot(engine) != expected
+            batch = plan_number_days(runtime, fleet.number_ids, day)
+            assert batch == alone
+            assert _planning_snapshot(engine) == expected
+
+            again = plan_number_days(runtime, [*fleet.number_ids, 999_999], day)
+            assert [r.planned for r in again] == [False] * (len(fleet.number_ids) + 1)
+            assert _planning_snapshot(engine) == expected
+            clock.set(clock.now() + timedelta(days=1))
+    finally:
+        runtime.close()
+
+
+def test_batch_skips_days_planned_alone_meanwhile(engine: Engine, make_fleet: Any) -> None:
+    clock = ManualClock(MONDAY_NOON)
+    fleet = make_fleet(engine, clock, volume=4)
+    runtime = runtime_for(engine, clock)
+    try:
+        day = local_date_of(clock.now(), "UTC")
+        first = fleet.number_ids[0]
+        assert plan_number_day(runtime, first, day).planned
+        messages = [m.id for m in ops.list_messages(engine, first, day)]
+        results = plan_number_days(runtime, fleet.number_ids, day)
+        assert [r.planned for r in results] == [False, True, True]
+        assert [m.id for m in ops.list_messages(engine, first, day)] == messages
+        assert all(ops.get_day_plan(engine, n, day) is not None for n in fleet.number_ids)
+        assert days_to_plan(engine, clock.now()) == []
+    finally:
+        runtime.close()

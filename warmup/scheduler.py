@@ -33,6 +33,10 @@ REPLAN_DOUBLINGS = 5
 """An unanswered plan_day request is sent again after replan_wall, then 2, 4, ... up to 2**5 times that:
 a fleet planning slower than it asks must not flood the broker with copies of the same request."""
 
+PLAN_DAYS_BATCH = 100
+"""Numbers per `plan_days` request (with a `BatchDispatch`): one message and one transaction plan them
+all, while a large fleet still gives every worker thread a batch of its own."""
+
 LOOKAHEAD_TICKS = 2.0
 """With a `DelayedDispatch`, messages due within this many ticks are enqueued now with a delay."""
 
@@ -58,6 +62,13 @@ class DelayedDispatch(Protocol):
     def send_message_later(self, message_id: int, wall_seconds: float) -> None: ...
 
 
+@runtime_checkable
+class BatchDispatch(Protocol):
+    """A dispatch that can also ask for many numbers' same local day to be planned in one request."""
+
+    def plan_days(self, number_ids: list[int], local_date: date) -> None: ...
+
+
 class ActorDispatch:
     """Hands work to the dramatiq actors of this process's broker (Redis or in-process)."""
 
@@ -65,6 +76,11 @@ class ActorDispatch:
         from workers.actors import plan_day
 
         plan_day.send(number_id, local_date.isoformat())
+
+    def plan_days(self, number_ids: list[int], local_date: date) -> None:
+        from workers.actors import plan_days
+
+        plan_days.send(number_ids, local_date.isoformat())
 
     def send_message(self, message_id: int) -> None:
         from workers.actors import send_message
@@ -163,17 +179,25 @@ class Scheduler:
         unplanned = days_to_plan(self.runtime.engine, now)
         asked_before = self._plan_requested
         self._plan_requested = {key: asked_before[key] for key in unplanned if key in asked_before}
+        batches: dict[date, list[int]] = {}
         for key in unplanned:
             if report.planned_requests >= PLAN_BATCH:
-                return  # the rest on the next tick
+                break  # the rest on the next tick
             asked = self._plan_requested.get(key)
             if asked is not None:
                 last, times = asked
                 if wall - last < replan * 2 ** min(times - 1, REPLAN_DOUBLINGS):
                     continue  # asked recently; a worker may still be on it (or the queue is long)
-            self.dispatch.plan_day(*key)
+            if isinstance(self.dispatch, BatchDispatch):
+                batches.setdefault(key[1], []).append(key[0])
+            else:
+                self.dispatch.plan_day(*key)
             self._plan_requested[key] = (wall, 1 if asked is None else asked[1] + 1)
             report.planned_requests += 1
+        if isinstance(self.dispatch, BatchDispatch):
+            for local_date, number_ids in batches.items():
+                for at in range(0, len(number_ids), PLAN_DAYS_BATCH):
+                    self.dispatch.plan_days(number_ids[at : at + PLAN_DAYS_BATCH], local_date)
 
     def _apply_timezone_changes(self, now: datetime, report: TickReport) -> None:
         from warmup.store import ops

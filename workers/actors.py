@@ -53,6 +53,15 @@ def plan_day(number_id: int, local_date: str) -> None:
 
 
 @dramatiq.actor(broker=_broker, **_OPTIONS)
+def plan_days(number_ids: list[int], local_date: str) -> None:
+    """Plan a batch of numbers' same local day (idempotent: days already planned are skipped)."""
+    from warmup.cycle import plan_number_days
+    from warmup.runtime import get_runtime
+
+    plan_number_days(get_runtime(), [int(n) for n in number_ids], date.fromisoformat(local_date))
+
+
+@dramatiq.actor(broker=_broker, **_OPTIONS)
 def send_message(message_id: int) -> None:
     """Claim, send and record one outbound message (a claim already taken makes this a no-op)."""
     from warmup.runtime import get_runtime
@@ -93,4 +102,4 @@ def ingest_replies(number_id: int) -> None:
     ingest(get_runtime(), number_id)
 
 
-ACTORS.extend([plan_day, send_message, refresh_reading, ingest_replies])
+ACTORS.extend([plan_day, plan_days, send_message, refresh_reading, ingest_replies])

@@ -515,6 +515,156 @@ def plan_day(
     return True
 
 
+def get_numbers(engine: Engine, number_ids: Sequence[int]) -> list[Number]:
+    """The numbers with these ids that exist, in one query (batch planning reads them together)."""
+    if not number_ids:
+        return []
+    with session_scope(engine, read_only=True) as session:
+        return list(session.exec(select(Number).where(col(Number.id).in_(sorted(set(number_ids))))).all())
+
+
+def planned_on(engine: Engine, number_ids: Sequence[int], local_date: date) -> set[int]:
+    """Which of these numbers have a day plan for ``local_date`` (one query)."""
+    if not number_ids:
+        return set()
+    with _read(engine) as conn:
+        return {
+            int(n)
+            for n in conn.execute(
+                sa.select(DAY_PLANS.c.number_id).where(
+                    DAY_PLANS.c.number_id.in_(sorted(set(number_ids))), DAY_PLANS.c.local_date == local_date
+                )
+            ).scalars()
+        }
+
+
+@dataclass(frozen=True)
+class DayToPlan:
+    """One number's planned day for `plan_days`: what `plan_day` takes, for one number."""
+
+    number_id: int
+    decision: Decision
+    sends: Sequence[PlannedSend]
+    cut: int = 0
+    cut_reason: str | None = None
+
+
+def plan_days(engine: Engine, days: Sequence[DayToPlan], *, now: datetime | None = None) -> list[int]:
+    """Store many days (as `plan_day` each) in ONE transaction; the number ids whose day was stored.
+
+    A day already planned (or a number that no longer exists) is skipped, so a batch planned twice, or
+    at the same time as a single `plan_day`, changes nothing. The number rows are locked in id order
+    first (as `plan_day` locks its one number), then the existence check cannot race a concurrent
+    writer; day plans, recipients and messages go in as multi-row inserts. Invalid sends raise
+    `InvalidWrite` before anything is written.
+    """
+    stamp = _stamp(now)
+    by_number: dict[int, DayToPlan] = {}
+    for day in days:
+        if len(day.sends) > day.decision.quota:
+            raise InvalidWrite(
+                f"number {day.number_id}: {len(day.sends)} sends exceed the day's quota {day.decision.quota}"
+            )
+        if day.cut < 0:
+            raise InvalidWrite("cut must not be negative")
+        if day.number_id in by_number:
+            raise InvalidWrite(f"number {day.number_id} appears twice in one batch")
+        _message_rows(day.number_id, 0, day.decision.local_date, day.sends, stamp)  # validate first
+        by_number[day.number_id] = day
+    if not by_number:
+        return []
+    ids = sorted(by_number)
+    with _write(engine) as conn:
+        numbers = {
+            int(row.id): row
+            for row in conn.execute(
+                sa.select(NUMBERS).where(NUMBERS.c.id.in_(ids)).order_by(NUMBERS.c.id).with_for_update()
+            )
+        }
+        existing = {
+            (int(row.number_id), row.local_date)
+            for row in conn.execute(
+                sa.select(DAY_PLANS.c.number_id, DAY_PLANS.c.local_date).where(
+                    DAY_PLANS.c.number_id.in_(ids),
+                    DAY_PLANS.c.local_date.in_({d.decision.local_date for d in by_number.values()}),
+                )
+            )
+        }
+        todo = [
+            by_number[n]
+            for n in ids
+            if n in numbers and (n, by_number[n].decision.local_date) not in existing
+        ]
+        if not todo:
+            return []
+        _check_replies_exist(conn, [send for day in todo for send in day.sends])
+        plan_rows = [
+            {
+                "number_id": day.number_id,
+                "local_date": day.decision.local_date,
+                "plan_day": day.decision.plan_day,
+                "next_plan_day": day.decision.next_plan_day,
+                "action": str(day.decision.action),
+                "quota": day.decision.quota,
+                "plan_volume": day.decision.plan_volume,
+                "max_new_contacts": day.decision.max_new_contacts,
+                "reasons": [
+                    {"rule": r.rule, "action": str(r.action), "text": r.text} for r in day.decision.reasons
+                ],
+                "used": 0,
+                "cut": day.cut,
+                "cut_reason": day.cut_reason,
+                "created_at": stamp,
+            }
+            for day in todo
+        ]
+        inserted = conn.execute(
+            sa.insert(DAY_PLANS).returning(
+                DAY_PLANS.c.id, DAY_PLANS.c.number_id, sort_by_parameter_order=True
+            ),
+            plan_rows,
+        ).all()
+        plan_ids = {int(row.number_id): int(row.id) for row in inserted}
+        kinds = {
+            (day.number_id, s.recipient): s.recipient_kind
+            for day in todo
+            for s in day.sends
+            if s.recipient_kind is not None
+        }
+        if kinds:
+            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(RECIPIENTS)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[RECIPIENTS.c.number_id, RECIPIENTS.c.phone],
+                    set_={"updated_at": insert.excluded.updated_at},
+                ),
+                [
+                    {
+                        "number_id": number_id,
+                        "phone": phone,
+                        "kind": kind,
+                        "replied": False,
+                        "invalid": False,
+                        "created_at": stamp,
+                        "updated_at": stamp,
+                    }
+                    for (number_id, phone), kind in sorted(kinds.items())  # one lock order everywhere
+                ],
+            )
+        rows = [
+            row
+            for day in todo
+            for row in _message_rows(
+                day.number_id, plan_ids[day.number_id], day.decision.local_date, day.sends, stamp
+            )
+        ]
+        if rows:
+            conn.execute(sa.insert(MESSAGES), rows)
+        for day in todo:
+            _apply_decision(conn, numbers[day.number_id], day.decision, stamp)
+    return [day.number_id for day in todo]
+
+
 def _apply_decision(conn: Connection, number: sa.Row[Any], decision: Decision, stamp: datetime) -> None:
     values: dict[str, Any] = {
         "plan_day": decision.plan_day,
