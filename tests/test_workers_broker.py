@@ -35,6 +35,7 @@ def test_in_process_broker_binds_the_actors() -> None:
         assert broker.get_actor(actor.actor_name) is actor
     assert {a.actor_name for a in actors.ACTORS} == {
         "plan_day",
+        "plan_days",
         "send_message",
         "refresh_reading",
         "ingest_replies",
@@ -76,7 +77,7 @@ def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(broker_url: str
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "RedisBroker True ['ingest_replies', 'plan_day', 'refresh_reading', 'send_message']"
+        "RedisBroker True ['ingest_replies', 'plan_day', 'plan_days', 'refresh_reading', 'send_message']"
     )
 
 
