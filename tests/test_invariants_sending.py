@@ -237,6 +237,7 @@ def test_nothing_is_claimed_or_sent_after_a_pause_returns(engine: Engine, make_f
         ops.mark_queued(engine, ids, clock.now())
         frozen: dict[str, set[int]] = {}
         started = threading.Event()
+        paused = threading.Event()
 
         def run(i: int) -> None:
             order = ids[:]
@@ -244,6 +245,10 @@ def test_nothing_is_claimed_or_sent_after_a_pause_returns(engine: Engine, make_f
             for n, mid in enumerate(order):
                 if n == 3:
                     started.set()
+                if n == 6:
+                    # Sends 3..5 of each thread race the pause; no thread gets further before it returns,
+                    # so on a fast machine the pause still finds messages left to stop.
+                    paused.wait(30)
                 w.send(mid, worker=f"w{i}")
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
@@ -252,6 +257,7 @@ def test_nothing_is_claimed_or_sent_after_a_pause_returns(engine: Engine, make_f
         assert started.wait(30)
         ops.pause_numbers(engine, reason="admin", actor="admin", now=clock.now(), number_ids=[w.number])
         frozen["claimed"] = {m.id for m in ops.list_messages(engine, w.number, day) if m.attempts > 0}
+        paused.set()
         for thread in threads:
             thread.join(60)
         went_out = {

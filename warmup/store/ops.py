@@ -29,7 +29,7 @@ is given.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -406,9 +406,17 @@ class _AlreadyPlanned(Exception):
 
 
 def _add_recipients(conn: Connection, number_id: int, sends: Sequence[PlannedSend], stamp: datetime) -> None:
-    """Give the recipients of ``sends`` that name a `recipient_kind` a row, in ONE statement; a known
-    recipient keeps its kind and only gets `updated_at` (as `upsert_recipient` without options does)."""
-    kinds = {s.recipient: s.recipient_kind for s in sends if s.recipient_kind is not None}
+    """Give the recipients of ``sends`` that name a `recipient_kind` a row (see `_upsert_recipients`)."""
+    _upsert_recipients(
+        conn,
+        {(number_id, s.recipient): s.recipient_kind for s in sends if s.recipient_kind is not None},
+        stamp,
+    )
+
+
+def _upsert_recipients(conn: Connection, kinds: Mapping[tuple[int, str], str], stamp: datetime) -> None:
+    """Recipient rows for (number id, phone) -> kind, in ONE statement; a known recipient keeps its kind
+    and only gets `updated_at` (as `upsert_recipient` without options does)."""
     if not kinds:
         return
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(RECIPIENTS)
@@ -427,7 +435,7 @@ def _add_recipients(conn: Connection, number_id: int, sends: Sequence[PlannedSen
                 "created_at": stamp,
                 "updated_at": stamp,
             }
-            for phone, kind in sorted(kinds.items())  # one order everywhere: no lock-order deadlock
+            for (number_id, phone), kind in sorted(kinds.items())  # one order everywhere: no deadlock
         ],
     )
 
@@ -631,26 +639,7 @@ def plan_days(engine: Engine, days: Sequence[DayToPlan], *, now: datetime | None
             for s in day.sends
             if s.recipient_kind is not None
         }
-        if kinds:
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(RECIPIENTS)
-            conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[RECIPIENTS.c.number_id, RECIPIENTS.c.phone],
-                    set_={"updated_at": insert.excluded.updated_at},
-                ),
-                [
-                    {
-                        "number_id": number_id,
-                        "phone": phone,
-                        "kind": kind,
-                        "replied": False,
-                        "invalid": False,
-                        "created_at": stamp,
-                        "updated_at": stamp,
-                    }
-                    for (number_id, phone), kind in sorted(kinds.items())  # one lock order everywhere
-                ],
-            )
+        _upsert_recipients(conn, kinds, stamp)
         rows = [
             row
             for day in todo
