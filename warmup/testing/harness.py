@@ -41,7 +41,13 @@ from warmup.clock import ENV_VAR as CLOCK_ENV
 from warmup.clock import ScaledClock
 from warmup.store import ops
 from warmup.store.db import READ_ONLY, make_engine, upgrade
-from warmup.testing.invariants import InvariantReport, check_invariants
+from warmup.testing.invariants import (
+    InvariantReport,
+    evaluate,
+    load_messages,
+    load_quotas,
+    load_timezones,
+)
 from warmup.testing.services import RedisServer, free_port, workdir
 
 log = logging.getLogger(__name__)
@@ -531,7 +537,17 @@ class FleetHarness:
         return {str(state): int(count) for state, count in rows}
 
     def check(self) -> InvariantReport:
-        return check_invariants(self.engine, self.sends(), self.now())
+        """Compare the store with the simulator's log while the fleet may still be sending.
+
+        The store is read FIRST and the log after it: every row `sent` in that snapshot is then in the
+        log, and a log entry newer than the snapshot belongs to a row the snapshot shows `sending` (a
+        claim commits before its HTTP call), which `evaluate` counts as in flight, not as a duplicate.
+        """
+        now = self.now()
+        messages = load_messages(self.engine)
+        quotas = load_quotas(self.engine)
+        zones = load_timezones(self.engine)
+        return evaluate(messages, quotas, zones, self.sends(), now)
 
     def wait_settled(self, timeout: float) -> InvariantReport:
         """Check until nothing of a finished day is left non-terminal (recovery needs up to the stale

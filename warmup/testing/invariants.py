@@ -194,8 +194,10 @@ def _check_once(
         if count > 1:
             report.duplicates += count - 1
             report.duplicate_details.append(f"provider id {provider_id} recorded by {count} sent rows")
+    # A log entry no `sent` row claims is accounted for by an `unknown` row (the outcome was ambiguous)
+    # or a `sending` row (in flight: the store was read before the HTTP call returned), one each.
     unknown: Counter[tuple[str, str, str]] = Counter(
-        (row.phone, row.recipient, row.text) for row in rows if row.state == "unknown"
+        (row.phone, row.recipient, row.text) for row in rows if row.state in ("unknown", "sending")
     )
     unexplained: defaultdict[tuple[str, str, str], list[str]] = defaultdict(list)
     for send in sends:
