@@ -1052,6 +1052,24 @@ _PG_CLAIM_READ = sa.text(
 )
 """The claim's read on PostgreSQL: the message with its number row locked FOR SHARE (one round trip)."""
 
+
+def _message_columns() -> dict[str, Any]:
+    """Result types of the message columns both PostgreSQL claim statements return."""
+    return {
+        "id": sa.Integer(),
+        "number_id": sa.Integer(),
+        "day_plan_id": sa.Integer(),
+        "local_date": sa.Date(),
+        "recipient": sa.String(),
+        "kind": sa.String(),
+        "text": sa.Text(),
+        "typing_seconds": sa.Float(),
+        "scheduled_at": UTCDateTime(),
+        "attempts": sa.Integer(),
+        "in_reply_to": sa.Integer(),
+    }
+
+
 _PG_CLAIM_TAKE = (
     sa.text(
         "WITH m AS (UPDATE outbound_messages SET state = 'sending', claimed_by = :worker_id,"
@@ -1065,17 +1083,7 @@ _PG_CLAIM_TAKE = (
     )
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
     .columns(
-        id=sa.Integer(),
-        number_id=sa.Integer(),
-        day_plan_id=sa.Integer(),
-        local_date=sa.Date(),
-        recipient=sa.String(),
-        kind=sa.String(),
-        text=sa.Text(),
-        typing_seconds=sa.Float(),
-        scheduled_at=UTCDateTime(),
-        attempts=sa.Integer(),
-        in_reply_to=sa.Integer(),
+        **_message_columns(),
         slot=sa.Boolean(),
     )
 )
@@ -1113,17 +1121,7 @@ _PG_CLAIM_FAST = (
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
     .columns(
         current_state=sa.String(),
-        id=sa.Integer(),
-        number_id=sa.Integer(),
-        day_plan_id=sa.Integer(),
-        local_date=sa.Date(),
-        recipient=sa.String(),
-        kind=sa.String(),
-        text=sa.Text(),
-        typing_seconds=sa.Float(),
-        scheduled_at=UTCDateTime(),
-        attempts=sa.Integer(),
-        in_reply_to=sa.Integer(),
+        **_message_columns(),
         timezone=sa.String(),
         phone=sa.String(),
         provider=sa.String(),
