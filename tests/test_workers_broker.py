@@ -37,6 +37,7 @@ def test_in_process_broker_binds_the_actors() -> None:
         "plan_day",
         "plan_days",
         "send_message",
+        "send_messages",
         "refresh_reading",
         "ingest_replies",
     }
@@ -57,7 +58,9 @@ def test_redis_broker_carries_actor_messages(broker_url: str) -> None:
     broker.flush_all()
     message = actors.send_message.send(12345)
     assert message.args == (12345,)  # ids only: JSON-serialisable, no objects
-    assert broker.client.llen(f"warmup:{actors.QUEUE}") >= 1  # namespace "warmup", bytes client
+    batch = actors.send_messages.send([12345, 12346])
+    assert batch.args == ([12345, 12346],)
+    assert broker.client.llen(f"warmup:{actors.QUEUE}") >= 2  # namespace "warmup", bytes client
     broker.flush_all()
 
 
@@ -77,7 +80,7 @@ def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(broker_url: str
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "RedisBroker True ['ingest_replies', 'plan_day', 'plan_days', 'refresh_reading', 'send_message']"
+        "RedisBroker True ['ingest_replies', 'plan_day', 'plan_days', 'refresh_reading', 'send_message', 'send_messages']"
     )
 
 

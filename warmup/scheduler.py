@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from warmup.leader import AlwaysLeader, Leadership
 from warmup.runtime import Runtime
+
+if TYPE_CHECKING:
+    from warmup.store.batch import Due
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,17 @@ a fleet planning slower than it asks must not flood the broker with copies of th
 PLAN_DAYS_BATCH = 100
 """Numbers per `plan_days` request (with a `BatchDispatch`): one message and one transaction plan them
 all, while a large fleet still gives every worker thread a batch of its own."""
+
+SEND_BATCH = 10
+"""Messages per `send_messages` request at most: messages of different numbers that fall due together
+share one claim, one record and one broker message (`warmup.store.batch`). Small, because a worker
+killed mid-batch loses the claims it had not sent yet to `unknown`."""
+
+SEND_BATCH_SPREAD_WALL = 0.05
+SEND_BATCH_SPREAD = timedelta(seconds=1)
+"""Messages fall due "together" when their due times are within this much: 50 ms of wall time, and
+never more than a simulated second in an accelerated run. A batch is handed over when its LAST
+message falls due, so none is claimed early and none is later than this."""
 
 LOOKAHEAD_TICKS = 2.0
 """With a `DelayedDispatch`, messages due within this many ticks are enqueued now with a delay."""
@@ -69,6 +83,41 @@ class BatchDispatch(Protocol):
     def plan_days(self, number_ids: list[int], local_date: date) -> None: ...
 
 
+@runtime_checkable
+class SendBatchDispatch(Protocol):
+    """A dispatch that can also hand over messages that fall due together as one request, delivered
+    after a wall delay (0: at once)."""
+
+    def send_messages(self, message_ids: list[int], wall_seconds: float) -> None: ...
+
+
+def group_due(
+    due: Sequence[Due], now: datetime, spread: timedelta, size: int
+) -> list[tuple[datetime, list[int]]]:
+    """Batches of messages that fall due together: (when to hand it over, ids), earliest first.
+
+    Pure. A batch holds at most ``size`` messages, at most one per number (the batch claim takes one
+    quota slot per day plan), all due within ``spread`` of its first; it is handed over at its last
+    message's due time (an overdue message counts as due ``now``), so no message is claimed before it
+    is due and none waits more than ``spread``. Every message is in exactly one batch.
+    """
+    batches: list[tuple[datetime, list[int], set[int], list[datetime]]] = []
+    open_from = 0  # batches before this index started more than `spread` ago: closed
+    for item in sorted(due, key=lambda d: (max(d.due_at, now), d.message_id)):
+        at = max(item.due_at, now)
+        while open_from < len(batches) and batches[open_from][0] < at - spread:
+            open_from += 1
+        for _start, ids, numbers, times in batches[open_from:]:
+            if len(ids) < size and item.number_id not in numbers:
+                ids.append(item.message_id)
+                numbers.add(item.number_id)
+                times.append(at)
+                break
+        else:
+            batches.append((at, [item.message_id], {item.number_id}, [at]))
+    return sorted(((max(times), ids) for _, ids, _, times in batches), key=lambda b: (b[0], b[1][0]))
+
+
 class ActorDispatch:
     """Hands work to the dramatiq actors of this process's broker (Redis or in-process)."""
 
@@ -91,6 +140,12 @@ class ActorDispatch:
         from workers.actors import send_message
 
         send_message.send_with_options(args=(message_id,), delay=max(round(wall_seconds * 1000), 0))
+
+    def send_messages(self, message_ids: list[int], wall_seconds: float) -> None:
+        from workers.actors import send_messages
+
+        delay = max(round(wall_seconds * 1000), 0)
+        send_messages.send_with_options(args=(message_ids,), delay=delay or None)
 
     def ingest_replies(self, number_id: int) -> None:
         from workers.actors import ingest_replies
@@ -247,6 +302,9 @@ class Scheduler:
         later = self.dispatch if isinstance(self.dispatch, DelayedDispatch) else None
         horizon = timedelta(seconds=LOOKAHEAD_TICKS * self.runtime.bounds.tick_wall * scale)
         until = now + horizon if later is not None else now
+        if isinstance(self.dispatch, SendBatchDispatch):
+            self._enqueue_due_in_batches(self.dispatch, now, until, scale, report)
+            return
         while True:
             due = ops.due_within(self.runtime.engine, until, DUE_BATCH)
             if not due:
@@ -261,6 +319,32 @@ class Scheduler:
                     later.send_message_later(message_id, wait)
                 else:
                     self.dispatch.send_message(message_id)
+            report.enqueued += len(queued)
+            if len(due) < DUE_BATCH:
+                return
+
+    def _enqueue_due_in_batches(
+        self, dispatch: SendBatchDispatch, now: datetime, until: datetime, scale: float, report: TickReport
+    ) -> None:
+        """`_enqueue_due` for a dispatch that takes batches: messages that fall due together (of
+        different numbers) go as one request (`group_due`), a lone one as a single send."""
+        from warmup.store import batch, ops
+
+        spread = min(timedelta(seconds=SEND_BATCH_SPREAD_WALL * scale), SEND_BATCH_SPREAD)
+        while True:
+            due = batch.due_within(self.runtime.engine, until, DUE_BATCH)
+            if not due:
+                return
+            queued = set(ops.mark_queued(self.runtime.engine, [d.message_id for d in due], now))
+            # queued before the broker has them: a crash here is healed by `requeue_lost` (see above)
+            for when, ids in group_due([d for d in due if d.message_id in queued], now, spread, SEND_BATCH):
+                wait = max((when - now).total_seconds() / scale, 0.0)
+                if len(ids) > 1:
+                    dispatch.send_messages(ids, wait)
+                elif wait > 0 and isinstance(self.dispatch, DelayedDispatch):
+                    self.dispatch.send_message_later(ids[0], wait)
+                else:
+                    self.dispatch.send_message(ids[0])
             report.enqueued += len(queued)
             if len(due) < DUE_BATCH:
                 return

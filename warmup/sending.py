@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from warmup.clock import Clock
 from warmup.plan.model import Plan
 from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.schedule import local_date_of, window_spans
-from warmup.store import ops
+from warmup.store import batch, ops
 from warmup.store.models import MessageKind, MessageState, NumberStatus, OutboundMessage, RecipientKind
 
 log = logging.getLogger(__name__)
@@ -190,15 +191,103 @@ def send_one(
     claimed_at = clock.now()
     claim = ops.claim(engine, message_id, worker_id, claimed_at)
     if not claim.claimed or claim.message is None:
-        if claim.status is ops.ClaimStatus.NOT_DUE and requeue is not None:
-            _requeue_when_due(engine, message_id, clock, requeue)
-        if claim.status in REFUSALS:
-            metrics.record_send(claim.status.value)
-        return SendOutcome(message_id, claim.status.value, reason=claim.reason)
+        return _not_claimed(engine, message_id, claim, clock, requeue)
     message = claim.message
     outcome = _send_claimed(engine, message, clock, provider_for, plans, requeue)
     metrics.record_send(outcome.status, (claimed_at - message.scheduled_at).total_seconds())
     return outcome
+
+
+def _not_claimed(
+    engine: Engine, message_id: int, claim: ops.ClaimResult, clock: Clock, requeue: Requeue | None
+) -> SendOutcome:
+    """A claim that did not give us the message: an early delivery is enqueued again for its time."""
+    if claim.status is ops.ClaimStatus.NOT_DUE and requeue is not None:
+        _requeue_when_due(engine, message_id, clock, requeue)
+    if claim.status in REFUSALS:
+        metrics.record_send(claim.status.value)
+    return SendOutcome(message_id, claim.status.value, reason=claim.reason)
+
+
+BATCH_BUDGET_WALL = 10.0
+"""Wall seconds a batch may spend sending after its claim; the claims it has not used by then go back
+to the queue (slot and attempt returned) and are enqueued again. A run of provider timeouts must not
+leave a batch's last claims waiting long enough to send far from their time (or be recovered as
+`unknown` while still to be sent)."""
+
+
+def send_batch(
+    engine: Engine,
+    message_ids: Sequence[int],
+    worker_id: str,
+    clock: Clock,
+    provider_for: ProviderFor,
+    *,
+    plans: PlanFor | None = None,
+    requeue: Requeue | None = None,
+    budget_wall: float = BATCH_BUDGET_WALL,
+) -> list[SendOutcome]:
+    """`send_one` for messages that fall due together, with one claim and one record for the lot
+    (`warmup.store.batch`); the outcome of each id, in order. Safe to call any number of times for
+    the same ids: a message claimed or finished already is not claimable again.
+
+    Each claimed message is sent in turn; an accepted send is recorded with the others at the end, any
+    other provider answer at once through the single path (`_record`), so retries, throttles and stops
+    behave exactly as for one message.
+    """
+    ids = list(dict.fromkeys(message_ids))
+    claimed_at = clock.now()
+    started = time.monotonic()
+    claims = batch.claim_many(engine, ids, worker_id, claimed_at)
+    outcomes: dict[int, SendOutcome] = {}
+    accepted: list[tuple[ops.ClaimedMessage, SendResult]] = []
+    for message_id in ids:
+        claim = claims[message_id]
+        message = claim.message
+        if not claim.claimed or message is None:
+            outcomes[message_id] = _not_claimed(engine, message_id, claim, clock, requeue)
+            continue
+        lag = (claimed_at - message.scheduled_at).total_seconds()
+        if time.monotonic() - started > budget_wall:
+            outcomes[message_id] = _give_back(engine, message, clock, requeue)
+            continue
+        result = _call(engine, message, clock, provider_for)
+        if isinstance(result, SendResult) and result.action is OutcomeAction.OK:
+            accepted.append((message, result))
+            continue
+        outcome = (
+            result
+            if isinstance(result, SendOutcome)
+            else _record(engine, message, result, clock, plans, requeue)
+        )
+        outcomes[message_id] = outcome
+        metrics.record_send(outcome.status, lag)
+    if accepted:
+        now = clock.now()
+        recorded = batch.record_sent_many(
+            engine, [batch.Sent(m.id, r.provider_message_id) for m, r in accepted], now
+        )
+        for message, result in accepted:
+            action = OutcomeAction.OK.value
+            if message.id in recorded:
+                reply_id = _schedule_peer_reply(engine, message, now, plans)
+                outcomes[message.id] = SendOutcome(message.id, action, "sent", None, reply_id)
+            else:
+                outcomes[message.id] = _refused(engine, message.id, action, result.reason or action)
+            metrics.record_send(action, (claimed_at - message.scheduled_at).total_seconds())
+    return [outcomes[message_id] for message_id in ids]
+
+
+def _give_back(
+    engine: Engine, message: ops.ClaimedMessage, clock: Clock, requeue: Requeue | None
+) -> SendOutcome:
+    """Return a claim a long-running batch did not get to; it is enqueued again at once."""
+    reason = "its batch ran out of time before sending it: queued again"
+    if not batch.give_back(engine, message.id, reason, clock.now()):
+        return _refused(engine, message.id, "given_back", reason)
+    if requeue is not None:
+        requeue(message.id, 0.0)
+    return SendOutcome(message.id, "given_back", "queued", reason)
 
 
 def _send_claimed(
@@ -209,6 +298,17 @@ def _send_claimed(
     plans: PlanFor | None,
     requeue: Requeue | None,
 ) -> SendOutcome:
+    result = _call(engine, message, clock, provider_for)
+    if isinstance(result, SendOutcome):
+        return result
+    return _record(engine, message, result, clock, plans, requeue)
+
+
+def _call(
+    engine: Engine, message: ops.ClaimedMessage, clock: Clock, provider_for: ProviderFor
+) -> SendResult | SendOutcome:
+    """The provider's answer to a claimed message, or the outcome already recorded when there was none
+    (no provider for the number: skipped and the number paused; the call crashed: unknown)."""
     message_id = message.id
     try:
         provider = provider_for(message.number_id)
@@ -220,13 +320,12 @@ def _send_claimed(
         _auto_pause(engine, message.number_id, reason, clock.now())
         return SendOutcome(message_id, action, "skipped", reason)
     try:
-        result = provider.send_text(message.recipient, message.text, typing_seconds=message.typing_seconds)
+        return provider.send_text(message.recipient, message.text, typing_seconds=message.typing_seconds)
     except Exception as exc:  # a bug below us: the request may have gone out, so never re-send
         reason = f"send crashed after the request may have left: {type(exc).__name__}"
         log.exception("message %s: provider raised", message_id)
         recorded = ops.record_unknown(engine, message_id, reason, clock.now())
         return _outcome(engine, message_id, recorded, OutcomeAction.UNKNOWN.value, "unknown", reason)
-    return _record(engine, message, result, clock, plans, requeue)
 
 
 def _outcome(

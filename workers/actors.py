@@ -79,6 +79,25 @@ def send_message(message_id: int) -> None:
     )
 
 
+@dramatiq.actor(broker=_broker, **_OPTIONS)
+def send_messages(message_ids: list[int]) -> None:
+    """Claim, send and record messages that fell due together, one claim and one record for the lot
+    (messages claimed or finished already are skipped, so a redelivery is harmless)."""
+    from warmup.runtime import get_runtime
+    from warmup.sending import send_batch
+
+    runtime = get_runtime()
+    send_batch(
+        runtime.engine,
+        [int(m) for m in message_ids],
+        runtime.worker_id,
+        runtime.clock,
+        runtime.provider_for,
+        plans=runtime.plans,
+        requeue=_send_later,
+    )
+
+
 def _send_later(message_id: int, wall_seconds: float) -> None:
     """Enqueue a send again after a delay in wall time (a retry, or a message delivered too early)."""
     send_message.send_with_options(args=(message_id,), delay=max(int(wall_seconds * 1000), 0))
@@ -102,4 +121,4 @@ def ingest_replies(number_id: int) -> None:
     ingest(get_runtime(), number_id)
 
 
-ACTORS.extend([plan_day, plan_days, send_message, refresh_reading, ingest_replies])
+ACTORS.extend([plan_day, plan_days, send_message, send_messages, refresh_reading, ingest_replies])
