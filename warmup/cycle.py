@@ -32,7 +32,7 @@ from warmup.risk import local_reading
 from warmup.runtime import FileCache, Runtime
 from warmup.schedule import local_date_of, spread, window_spans
 from warmup.sending import holds_time, send_time, span_end
-from warmup.store import ops
+from warmup.store import bulk, ops
 from warmup.store.db import READ_ONLY
 from warmup.store.models import (
     MessageKind,
@@ -96,8 +96,22 @@ def todays_reading(runtime: Runtime, number: Number, local_date: date, now: date
     """Today's reading: the stored one if taken today, else the provider meter (once), else the local one."""
     assert number.id is not None
     latest = ops.latest_reading(runtime.engine, number.id)
-    if latest is not None and local_date_of(latest.taken_at, number.timezone) == local_date:
+    if _taken_on(latest, number, local_date):
+        assert latest is not None
         return latest
+    reading = meter_reading(runtime, number, local_date, now)
+    ops.save_reading(runtime.engine, number.id, local_date, reading)
+    metrics.READINGS.labels(source=reading.source).inc()
+    return reading
+
+
+def _taken_on(reading: Reading | None, number: Number, local_date: date) -> bool:
+    return reading is not None and local_date_of(reading.taken_at, number.timezone) == local_date
+
+
+def meter_reading(runtime: Runtime, number: Number, local_date: date, now: datetime) -> Reading:
+    """A new reading, not stored: the provider meter (one HTTP call), else the local meter."""
+    assert number.id is not None
     reading: Reading | None = None
     try:
         provider = runtime.provider_for(number.id)
@@ -108,8 +122,6 @@ def todays_reading(runtime: Runtime, number: Number, local_date: date, now: date
         log.warning("number %s: provider meter failed: %s", number.id, type(exc).__name__)
     if reading is None:
         reading = local_meter(runtime.engine, number, local_date, now)
-    ops.save_reading(runtime.engine, number.id, local_date, reading)
-    metrics.READINGS.labels(source=reading.source).inc()
     return reading
 
 
@@ -191,18 +203,49 @@ def peers_of(engine: Engine, number: Number) -> list[str]:
     return [phone for number_id, phone in active_phones(engine) if number_id != number.id]
 
 
-def pick_audience(
-    engine: Engine, number: Number, plan: Plan, count: int, max_new: int, rng: random.Random
-) -> AudienceResult:
-    """Recipients and texts for ``count`` messages, from what the store knows about this number."""
-    assert number.id is not None
-    peers = peers_of(engine, number) if plan.audience.peers is not None else []
-    contacts: list[str] = []
-    if plan.audience.contacts:
-        from warmup.content import load_contacts
+def _contact_phones(path: str) -> tuple[str, ...]:
+    from warmup.content import load_contacts
 
-        contacts = [c.phone for c in load_contacts(plan.audience.contacts)]
-    rows = ops.list_recipients(engine, number.id, include_invalid=True)
+    return tuple(c.phone for c in load_contacts(path))
+
+
+_CONTACTS: FileCache[tuple[str, ...]] = FileCache(_contact_phones)
+"""Contact phones by CSV path: every day planned needs them, the file is read again only when edited."""
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the store knows that choosing a number's audience depends on, read once per batch."""
+
+    peers: tuple[tuple[int, str], ...]  # (id, phone) of the fleet's active numbers (`active_phones`)
+    recipients: Sequence[bulk.KnownRecipient]  # the number's recipient rows, invalid ones too
+
+
+def known_of(engine: Engine, number: Number) -> Known:
+    """`Known` for one number, read now (a re-spread, or a day planned alone)."""
+    assert number.id is not None
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        recipients = bulk.recipients_of(conn, [number.id]).get(number.id, [])
+    return Known(active_phones(engine), recipients)
+
+
+def pick_audience(
+    engine: Engine,
+    number: Number,
+    plan: Plan,
+    count: int,
+    max_new: int,
+    rng: random.Random,
+    known: Known | None = None,
+) -> AudienceResult:
+    """Recipients and texts for ``count`` messages, from what the store knows about this number
+    (``known``, else read now)."""
+    assert number.id is not None
+    if known is None:
+        known = known_of(engine, number)
+    peers = [phone for n, phone in known.peers if n != number.id] if plan.audience.peers is not None else []
+    contacts = _CONTACTS(plan.audience.contacts) if plan.audience.contacts else ()
+    rows = known.recipients
     return choose(
         count,
         peers=peers,
@@ -227,6 +270,7 @@ def build_sends(
     now: datetime,
     seed: str,
     earlier: Sequence[datetime] = (),
+    known: Known | None = None,
 ) -> tuple[list[ops.PlannedSend], list[str]]:
     """Up to ``count`` messages addressed and timed inside the day's windows after ``now``, and why
     fewer, if so. Each send names its recipient's kind: `ops.plan_day` gives the recipients a row (so
@@ -238,7 +282,7 @@ def build_sends(
     assert number.id is not None
     why: list[str] = []
     audience = pick_audience(
-        engine, number, plan, count, max_new, day_rng(number.id, local_date, "audience" + seed)
+        engine, number, plan, count, max_new, day_rng(number.id, local_date, "audience" + seed), known
     )
     if audience.shortfall_reason:
         why.append(audience.shortfall_reason)
@@ -283,12 +327,23 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
         return DayResult(False)
     if ops.get_day_plan(engine, number_id, local_date) is not None:
         return DayResult(False)
-    reading = todays_reading(runtime, number, local_date, now)
-    day = _decide_day(runtime, number, local_date, now, reading)
+    facts = bulk.read_facts(engine, {number_id: number.timezone}, local_date, _readings_since(now))[number_id]
+    reading = facts.latest_reading
+    if not _taken_on(reading, number, local_date):
+        reading = meter_reading(runtime, number, local_date, now)
+        ops.save_reading(engine, number_id, local_date, reading)
+        metrics.READINGS.labels(source=reading.source).inc()
+    assert reading is not None
+    day = _decide_day(runtime, number, local_date, now, reading, facts, active_phones(engine))
     planned = ops.plan_day(
         engine, number_id, day.decision, day.sends, cut=day.cut, cut_reason=day.cut_reason, now=now
     )
     return _planned(day, planned)
+
+
+def _readings_since(now: datetime) -> datetime:
+    """A moment before the start of today in every time zone (local days start at most ~26 h ago)."""
+    return now - timedelta(days=2)
 
 
 READING_THREADS = 8
@@ -299,9 +354,12 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
     """Plan many numbers' same local day, once each (results in the order of ``number_ids``).
 
     Every decision, audience and spread is the one `plan_number_day` would make (the same functions
-    and seeded generators); what changes is the I/O: the numbers and the days already planned are read
-    in one query each, the risk meters concurrently, and all the days are stored in one transaction
-    (`ops.plan_days`, which skips a day planned meanwhile).
+    and seeded generators, over the same facts); what changes is the I/O: the numbers, the days
+    already planned and everything the decisions depend on (latest readings, yesterday's plans and
+    outcomes, recipients, the active peers) are read in a few queries for the whole batch
+    (`store.bulk`), the missing risk-meter readings are fetched concurrently while the days whose
+    reading has arrived are decided, the readings are stored in one insert, and all the days in one
+    transaction (`ops.plan_days`, which skips a day planned meanwhile).
     """
     engine = runtime.engine
     now = runtime.clock.now()
@@ -318,20 +376,38 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
         todo.append(number)
     if not todo:
         return [DayResult(False) for _ in number_ids]
-    with ThreadPoolExecutor(min(READING_THREADS, len(todo)), thread_name_prefix="reading") as pool:
-        readings = list(pool.map(lambda n: todays_reading(runtime, n, local_date, now), todo))
-    days = [
-        _decide_day(runtime, number, local_date, now, reading)
-        for number, reading in zip(todo, readings, strict=True)
-    ]
-    stored = set(
+    facts = bulk.read_facts(
+        engine, {n.id: n.timezone for n in todo if n.id}, local_date, _readings_since(now)
+    )
+    peers = active_phones(engine)
+    stored = {
+        n.id: f.latest_reading
+        for n in todo
+        if n.id is not None and _taken_on((f := facts[n.id]).latest_reading, n, local_date)
+    }
+    missing = [n for n in todo if n.id not in stored]
+    days: list[_Day] = []
+    taken: list[tuple[int, date, Reading]] = []
+    with ThreadPoolExecutor(max(min(READING_THREADS, len(missing)), 1), thread_name_prefix="reading") as pool:
+        fetching = {n.id: pool.submit(meter_reading, runtime, n, local_date, now) for n in missing}
+        for number in todo:  # decide each day as soon as its reading is there
+            assert number.id is not None
+            reading = stored.get(number.id)
+            if reading is None:
+                reading = fetching[number.id].result()
+                taken.append((number.id, local_date, reading))
+            days.append(_decide_day(runtime, number, local_date, now, reading, facts[number.id], peers))
+    bulk.save_readings(engine, taken)
+    for _, _, reading in taken:
+        metrics.READINGS.labels(source=reading.source).inc()
+    stored_days = set(
         ops.plan_days(
             engine,
             [ops.DayToPlan(d.number_id, d.decision, d.sends, d.cut, d.cut_reason) for d in days],
             now=now,
         )
     )
-    results = {d.number_id: _planned(d, d.number_id in stored) for d in days}
+    results = {d.number_id: _planned(d, d.number_id in stored_days) for d in days}
     return [results.get(number_id, DayResult(False)) for number_id in number_ids]
 
 
@@ -346,23 +422,33 @@ class _Day:
     cut_reason: str | None
 
 
-def _decide_day(runtime: Runtime, number: Number, local_date: date, now: datetime, reading: Reading) -> _Day:
-    """Yesterday's outcome, the decision and the day's sends: the part single and batch planning share."""
-    engine = runtime.engine
+def _decide_day(
+    runtime: Runtime,
+    number: Number,
+    local_date: date,
+    now: datetime,
+    reading: Reading,
+    facts: bulk.Facts,
+    peers: tuple[tuple[int, str], ...],
+) -> _Day:
+    """The decision and the day's sends from what was read (no I/O but the plan's files): the part
+    single and batch planning share."""
     assert number.id is not None
     plan = runtime.plans(number.plan_path)
-    yesterday_date = local_date - timedelta(days=1)
-    yesterday = (
-        ops.day_outcome(engine, number.id, yesterday_date)
-        if ops.get_day_plan(engine, number.id, yesterday_date) is not None
-        else None
-    )
-    decision = decide(plan, ops.state_of(number), reading, yesterday, local_date, now)
+    decision = decide(plan, ops.state_of(number), reading, facts.yesterday, local_date, now)
     sends: list[ops.PlannedSend] = []
     why: list[str] = []
     if decision.quota > 0:
         sends, why = build_sends(
-            engine, number, plan, local_date, decision.quota, decision.max_new_contacts, now, ""
+            runtime.engine,
+            number,
+            plan,
+            local_date,
+            decision.quota,
+            decision.max_new_contacts,
+            now,
+            "",
+            known=Known(peers, facts.recipients),
         )
     cut = decision.quota - len(sends)
     return _Day(number.id, decision, sends, cut, "; ".join(why)[:500] or None)
@@ -386,15 +472,20 @@ def _planned(day: _Day, planned: bool) -> DayResult:
 
 def days_to_plan(engine: Engine, now: datetime) -> list[tuple[int, date]]:
     """(number, local date) of every non-retired number whose local day has started but has no plan."""
-    numbers = [n for n in ops.list_numbers(engine) if n.state != NumberStatus.RETIRED]
-    if not numbers:
-        return []
-    today = {n.id: local_date_of(now, n.timezone) for n in numbers if n.id is not None}
-    earliest = min(today.values())
-    table = ops.DAY_PLANS
+    table = ops.NUMBERS
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        zones = conn.execute(
+            sa.select(table.c.id, table.c.timezone)
+            .where(table.c.state != NumberStatus.RETIRED.value)
+            .order_by(table.c.phone)
+        ).all()
+        if not zones:
+            return []
+        local = {zone: local_date_of(now, zone) for zone in {row.timezone for row in zones}}
+        today = {int(row.id): local[row.timezone] for row in zones}
+        plans = ops.DAY_PLANS
         rows = conn.execute(
-            sa.select(table.c.number_id, table.c.local_date).where(table.c.local_date >= earliest)
+            sa.select(plans.c.number_id, plans.c.local_date).where(plans.c.local_date >= min(local.values()))
         ).all()
     planned = {(row.number_id, row.local_date) for row in rows}
     return [(number_id, day) for number_id, day in today.items() if (number_id, day) not in planned]

@@ -45,6 +45,8 @@ from sqlmodel import col, select
 
 from warmup.domain import Action, DayOutcome, Decision, NumberState, Reading
 from warmup.errors import UserError
+from warmup.store import bulk
+from warmup.store.bulk import MESSAGE_COLUMNS
 from warmup.store.db import READ_ONLY, session_scope
 from warmup.store.models import (
     COUNTED_STATES,
@@ -367,38 +369,63 @@ class PlannedSend:
     recipient_kind: str | None = None  # if set, `plan_day` gives the recipient a row of that kind
 
 
-def _message_rows(
-    number_id: int, day_plan_id: int, local_date: date, sends: Sequence[PlannedSend], stamp: datetime
-) -> list[dict[str, Any]]:
-    rows = []
+_MESSAGE_KINDS = frozenset(k.value for k in MessageKind)
+_RECIPIENT_KINDS = frozenset(k.value for k in RecipientKind)
+
+
+def _check_sends(sends: Sequence[PlannedSend]) -> None:
+    """Refuse invalid sends with `InvalidWrite` (the first bad one named), before anything is written."""
     for index, send in enumerate(sends):
         where = f"send {index}"
-        _check_phone(send.recipient, f"{where}: recipient")
-        _choice(send.kind, MessageKind, f"{where}: kind")
+        if not E164.match(send.recipient):
+            _check_phone(send.recipient, f"{where}: recipient")
+        if send.kind not in _MESSAGE_KINDS:
+            _choice(send.kind, MessageKind, f"{where}: kind")
         if not send.text.strip():
             raise InvalidWrite(f"{where}: empty text")
         if send.typing_seconds < 0:
             raise InvalidWrite(f"{where}: negative typing_seconds")
-        if send.recipient_kind is not None:
+        if send.recipient_kind is not None and send.recipient_kind not in _RECIPIENT_KINDS:
             _choice(send.recipient_kind, RecipientKind, f"{where}: recipient_kind")
-        rows.append(
-            {
-                "number_id": number_id,
-                "day_plan_id": day_plan_id,
-                "local_date": local_date,
-                "recipient": send.recipient,
-                "kind": send.kind,
-                "text": send.text,
-                "typing_seconds": float(send.typing_seconds),
-                "scheduled_at": _aware(send.scheduled_at, f"{where}: scheduled_at"),
-                "state": MessageState.PLANNED.value,
-                "in_reply_to": send.in_reply_to,
-                "window_end": _aware(send.window_end, f"{where}: window_end") if send.window_end else None,
-                "attempts": 0,
-                "created_at": stamp,
-            }
+        _aware(send.scheduled_at, f"{where}: scheduled_at")
+        if send.window_end:
+            _aware(send.window_end, f"{where}: window_end")
+
+
+def _message_values(
+    number_id: int, day_plan_id: int, local_date: date, sends: Sequence[PlannedSend], stamp: datetime
+) -> list[tuple[Any, ...]]:
+    """The rows of ``sends`` (checked by `_check_sends`) in `bulk.MESSAGE_COLUMNS` order."""
+    planned = MessageState.PLANNED.value
+    return [
+        (
+            number_id,
+            day_plan_id,
+            local_date,
+            send.recipient,
+            send.kind,
+            send.text,
+            float(send.typing_seconds),
+            send.scheduled_at.astimezone(UTC),
+            planned,
+            send.in_reply_to,
+            send.window_end.astimezone(UTC) if send.window_end else None,
+            0,
+            stamp,
         )
-    return rows
+        for send in sends
+    ]
+
+
+def _message_rows(
+    number_id: int, day_plan_id: int, local_date: date, sends: Sequence[PlannedSend], stamp: datetime
+) -> list[dict[str, Any]]:
+    """The checked rows of ``sends`` as `sa.insert(MESSAGES)` takes them."""
+    _check_sends(sends)
+    return [
+        dict(zip(MESSAGE_COLUMNS, row, strict=True))
+        for row in _message_values(number_id, day_plan_id, local_date, sends, stamp)
+    ]
 
 
 class _AlreadyPlanned(Exception):
@@ -478,7 +505,7 @@ def plan_day(
         raise InvalidWrite("cut must not be negative")
     stamp = _stamp(now)
     reasons = [{"rule": r.rule, "action": str(r.action), "text": r.text} for r in decision.reasons]
-    _message_rows(number_id, 0, decision.local_date, sends, stamp)  # validate before any write
+    _check_sends(sends)  # before any write
     try:
         with _write(engine) as conn:
             number = conn.execute(
@@ -563,8 +590,9 @@ def plan_days(engine: Engine, days: Sequence[DayToPlan], *, now: datetime | None
     A day already planned (or a number that no longer exists) is skipped, so a batch planned twice, or
     at the same time as a single `plan_day`, changes nothing. The number rows are locked in id order
     first (as `plan_day` locks its one number), then the existence check cannot race a concurrent
-    writer; day plans, recipients and messages go in as multi-row inserts. Invalid sends raise
-    `InvalidWrite` before anything is written.
+    writer. On PostgreSQL each table gets one set-based statement (`warmup.store.bulk`: unnest arrays,
+    COPY for the messages); elsewhere multi-row inserts. Invalid sends raise `InvalidWrite` before
+    anything is written.
     """
     stamp = _stamp(now)
     by_number: dict[int, DayToPlan] = {}
@@ -577,7 +605,7 @@ def plan_days(engine: Engine, days: Sequence[DayToPlan], *, now: datetime | None
             raise InvalidWrite("cut must not be negative")
         if day.number_id in by_number:
             raise InvalidWrite(f"number {day.number_id} appears twice in one batch")
-        _message_rows(day.number_id, 0, day.decision.local_date, day.sends, stamp)  # validate first
+        _check_sends(day.sends)
         by_number[day.number_id] = day
     if not by_number:
         return []
@@ -586,7 +614,7 @@ def plan_days(engine: Engine, days: Sequence[DayToPlan], *, now: datetime | None
         numbers = {
             int(row.id): row
             for row in conn.execute(
-                sa.select(NUMBERS).where(NUMBERS.c.id.in_(ids)).order_by(NUMBERS.c.id).with_for_update()
+                sa.select(*_RAMP_READ).where(NUMBERS.c.id.in_(ids)).order_by(NUMBERS.c.id).with_for_update()
             )
         }
         existing = {
@@ -607,61 +635,92 @@ def plan_days(engine: Engine, days: Sequence[DayToPlan], *, now: datetime | None
             return []
         _check_replies_exist(conn, [send for day in todo for send in day.sends])
         plan_rows = [
-            {
-                "number_id": day.number_id,
-                "local_date": day.decision.local_date,
-                "plan_day": day.decision.plan_day,
-                "next_plan_day": day.decision.next_plan_day,
-                "action": str(day.decision.action),
-                "quota": day.decision.quota,
-                "plan_volume": day.decision.plan_volume,
-                "max_new_contacts": day.decision.max_new_contacts,
-                "reasons": [
-                    {"rule": r.rule, "action": str(r.action), "text": r.text} for r in day.decision.reasons
-                ],
-                "used": 0,
-                "cut": day.cut,
-                "cut_reason": day.cut_reason,
-                "created_at": stamp,
-            }
+            (
+                day.number_id,
+                day.decision.local_date,
+                day.decision.plan_day,
+                day.decision.next_plan_day,
+                str(day.decision.action),
+                day.decision.quota,
+                day.decision.plan_volume,
+                day.decision.max_new_contacts,
+                [{"rule": r.rule, "action": str(r.action), "text": r.text} for r in day.decision.reasons],
+                0,
+                day.cut,
+                day.cut_reason,
+                stamp,
+            )
             for day in todo
         ]
-        inserted = conn.execute(
-            sa.insert(DAY_PLANS).returning(
-                DAY_PLANS.c.id, DAY_PLANS.c.number_id, sort_by_parameter_order=True
-            ),
-            plan_rows,
-        ).all()
-        plan_ids = {int(row.number_id): int(row.id) for row in inserted}
         kinds = {
             (day.number_id, s.recipient): s.recipient_kind
             for day in todo
             for s in day.sends
             if s.recipient_kind is not None
         }
-        _upsert_recipients(conn, kinds, stamp)
+        fast = conn.dialect.name == "postgresql"
+        if fast:
+            plan_ids = bulk.insert_day_plans_pg(conn, plan_rows)
+            bulk.upsert_recipients_pg(conn, kinds, stamp)
+        else:
+            inserted = conn.execute(
+                sa.insert(DAY_PLANS).returning(
+                    DAY_PLANS.c.id, DAY_PLANS.c.number_id, sort_by_parameter_order=True
+                ),
+                [dict(zip(bulk.PLAN_COLUMNS, row, strict=True)) for row in plan_rows],
+            ).all()
+            plan_ids = {int(row.number_id): int(row.id) for row in inserted}
+            _upsert_recipients(conn, kinds, stamp)
         rows = [
             row
             for day in todo
-            for row in _message_rows(
+            for row in _message_values(
                 day.number_id, plan_ids[day.number_id], day.decision.local_date, day.sends, stamp
             )
         ]
-        if rows:
-            conn.execute(sa.insert(MESSAGES), rows)
+        if rows and fast:
+            bulk.copy_messages_pg(conn, rows)
+        elif rows:
+            conn.execute(sa.insert(MESSAGES), [dict(zip(MESSAGE_COLUMNS, row, strict=True)) for row in rows])
+        ramps = []
         for day in todo:
-            _apply_decision(conn, numbers[day.number_id], day.decision, stamp)
+            number = numbers[day.number_id]
+            if fast and not _pauses(number, day.decision):
+                ramps.append(_ramp_values(number, day.decision))
+            else:
+                _apply_decision(conn, number, day.decision, stamp)
+        bulk.update_ramps_pg(conn, ramps, stamp)
     return [day.number_id for day in todo]
 
 
+_RAMP_READ: tuple[sa.Column[Any], ...] = (NUMBERS.c.id, NUMBERS.c.state, NUMBERS.c.last_volume)
+"""What storing a decision reads of its number (`_apply_decision`)."""
+
+
+def _pauses(number: sa.Row[Any], decision: Decision) -> bool:
+    """Whether storing ``decision`` auto-pauses the number (a PAUSE decision for an active number)."""
+    return decision.action is Action.PAUSE and number.state == NumberStatus.ACTIVE
+
+
+def _ramp_values(number: sa.Row[Any], decision: Decision) -> tuple[int, int, bool, int]:
+    """(id, plan_day, advance_pending, last_volume) after ``decision``, as `_apply_decision` sets them."""
+    return (
+        int(number.id),
+        decision.plan_day,
+        decision.next_plan_day > decision.plan_day,
+        decision.quota if decision.quota > 0 else number.last_volume,
+    )
+
+
 def _apply_decision(conn: Connection, number: sa.Row[Any], decision: Decision, stamp: datetime) -> None:
+    _, plan_day, advance_pending, last_volume = _ramp_values(number, decision)
     values: dict[str, Any] = {
-        "plan_day": decision.plan_day,
-        "advance_pending": decision.next_plan_day > decision.plan_day,
-        "last_volume": decision.quota if decision.quota > 0 else number.last_volume,
+        "plan_day": plan_day,
+        "advance_pending": advance_pending,
+        "last_volume": last_volume,
         "updated_at": stamp,
     }
-    auto_pause = decision.action is Action.PAUSE and number.state == NumberStatus.ACTIVE
+    auto_pause = _pauses(number, decision)
     if auto_pause:
         why = "; ".join(r.text for r in decision.reasons if r.action is Action.PAUSE) or "risk policy"
         values.update(
