@@ -40,7 +40,7 @@ PLAN_DAYS_BATCH = 100
 """Numbers per `plan_days` request (with a `BatchDispatch`): one message and one transaction plan them
 all, while a large fleet still gives every worker thread a batch of its own."""
 
-SEND_BATCH = 10
+SEND_BATCH = 20
 """Messages per `send_messages` request at most: messages of different numbers that fall due together
 share one claim, one record and one broker message (`warmup.store.batch`). Small, because a worker
 killed mid-batch loses the claims it had not sent yet to `unknown`."""
