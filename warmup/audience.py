@@ -38,6 +38,47 @@ def pick_text(pool: Sequence[str], last: str | None, rng: random.Random) -> str 
     return rng.choice(choices)
 
 
+def _candidates(group: Sequence[str], excluded: Set[str], self_phone: str | None) -> list[str]:
+    """The phones of ``group`` in order, each once, without ``excluded`` ones and ``self_phone``.
+
+    Written with C-level list and set operations: a fleet's peer list is as long as the fleet, and it
+    is filtered for every day planned.
+    """
+    unique = list(dict.fromkeys(group))
+    drop = set(excluded)
+    if self_phone is not None:
+        drop.add(self_phone)
+    drop.intersection_update(unique)
+    if not drop:
+        return unique
+    if len(drop) * 8 > len(unique):
+        return [phone for phone in unique if phone not in drop]
+    for phone in drop:
+        unique.remove(phone)  # each phone is in the list once
+    return unique
+
+
+def shuffle(items: list[str], rng: random.Random) -> None:
+    """Exactly ``rng.shuffle(items)``: the same draws from the generator and the same order.
+
+    `random.Random.shuffle` calls a Python method per element to draw; here the draws are inlined
+    (getrandbits of the bound's bit length, redrawn while out of range, as `Random._randbelow` does),
+    which matters with a peer list as long as the fleet. A generator subclass with its own
+    ``random()`` or ``getrandbits()`` draws differently, so it gets its own `shuffle`.
+    """
+    if type(rng) is not random.Random:
+        rng.shuffle(items)
+        return
+    getrandbits = rng.getrandbits
+    for i in range(len(items) - 1, 0, -1):
+        bound = i + 1
+        bits = bound.bit_length()
+        j = getrandbits(bits)
+        while j >= bound:
+            j = getrandbits(bits)
+        items[i], items[j] = items[j], items[i]
+
+
 def choose(
     quota: int,
     *,
@@ -64,13 +105,12 @@ def choose(
     new_count = 0
     budget_hit = False
     for group, is_peer in ((peers, True), (contacts, False)):
-        excluded = invalid | seen  # once per group: per candidate it made a large fleet quadratic
-        candidates = [
-            phone for phone in dict.fromkeys(group) if phone not in excluded and phone != self_phone
-        ]
-        rng.shuffle(candidates)
-        # recipients already in conversation first: they cost no new-contact budget
-        candidates.sort(key=lambda phone: phone not in known)
+        candidates = _candidates(group, invalid | seen, self_phone)
+        shuffle(candidates, rng)
+        # recipients already in conversation first (a stable partition, as a sort by "not known"):
+        # they cost no new-contact budget
+        if known:
+            candidates = [p for p in candidates if p in known] + [p for p in candidates if p not in known]
         for phone in candidates:
             if phone not in known:
                 if new_count >= budget:

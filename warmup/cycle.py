@@ -27,6 +27,7 @@ from warmup.audience import AudienceResult, choose
 from warmup.content import MessagePool, load_pool
 from warmup.domain import Decision, Reading
 from warmup.plan.model import Plan
+from warmup.providers.base import Provider
 from warmup.ramp import decide
 from warmup.risk import local_reading
 from warmup.runtime import FileCache, Runtime
@@ -109,20 +110,43 @@ def _taken_on(reading: Reading | None, number: Number, local_date: date) -> bool
     return reading is not None and local_date_of(reading.taken_at, number.timezone) == local_date
 
 
-def meter_reading(runtime: Runtime, number: Number, local_date: date, now: datetime) -> Reading:
-    """A new reading, not stored: the provider meter (one HTTP call), else the local meter."""
+def meter_reading(
+    runtime: Runtime, number: Number, local_date: date, now: datetime, *, own_client: bool = False
+) -> Reading:
+    """A new reading, not stored: the provider meter (one HTTP call), else the local meter.
+
+    ``own_client``: call the meter through a client built here from the row in hand and closed after
+    the call, instead of the process's shared one (`runtime.provider_for`). Batch planning reads every
+    number's meter at once: the shared pool builds clients one at a time under one lock, each after a
+    query for the number's row, which made the meter reads of a fleet wait in line.
+    """
     assert number.id is not None
     reading: Reading | None = None
     try:
-        provider = runtime.provider_for(number.id)
-        reading = provider.fetch_reading(local_date)
-        if reading is None:
-            log.info("number %s: provider meter unavailable: %s", number.id, provider.last_reading_error)
+        provider = _provider_of(number) if own_client else runtime.provider_for(number.id)
+        try:
+            reading = provider.fetch_reading(local_date)
+            if reading is None:
+                log.info("number %s: provider meter unavailable: %s", number.id, provider.last_reading_error)
+        finally:
+            if own_client:
+                provider.close()
     except Exception as exc:  # no token, bad URL...: the local meter still gives an honest reading
         log.warning("number %s: provider meter failed: %s", number.id, type(exc).__name__)
     if reading is None:
         reading = local_meter(runtime.engine, number, local_date, now)
     return reading
+
+
+def _provider_of(number: Number) -> Provider:
+    """A provider client for ``number`` (as `runtime.ProviderPool` builds one); the caller closes it."""
+    from warmup.providers.factory import make_provider
+    from warmup.secrets import resolve_token
+
+    options = {"phone_number_id": number.phone_number_id} if number.phone_number_id else {}
+    return make_provider(
+        number.provider, resolve_token(number.token_ref), base_url=number.base_url, **options
+    )
 
 
 def local_meter(engine: Engine, number: Number, local_date: date, now: datetime) -> Reading:
@@ -198,11 +222,6 @@ class ActivePhones:
 active_phones = ActivePhones()
 
 
-def peers_of(engine: Engine, number: Number) -> list[str]:
-    """Phones of the other active numbers of the fleet."""
-    return [phone for number_id, phone in active_phones(engine) if number_id != number.id]
-
-
 def _contact_phones(path: str) -> tuple[str, ...]:
     from warmup.content import load_contacts
 
@@ -213,12 +232,45 @@ _CONTACTS: FileCache[tuple[str, ...]] = FileCache(_contact_phones)
 """Contact phones by CSV path: every day planned needs them, the file is read again only when edited."""
 
 
+class PlanFiles:
+    """The plans, contact lists and message pools of one batch, each looked up once per batch.
+
+    The process-wide caches behind them (`Runtime.plans`, `_CONTACTS`, `_POOLS`) check the file's
+    modification time on every call; a batch plans many numbers on the same few files.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._plans: dict[str, Plan] = {}
+        self._contacts: dict[str, tuple[str, ...]] = {}
+        self._texts: dict[str | None, tuple[str, ...]] = {}
+
+    def plan(self, path: str) -> Plan:
+        plan = self._plans.get(path)
+        if plan is None:
+            plan = self._plans[path] = self._runtime.plans(path)
+        return plan
+
+    def contacts(self, path: str) -> tuple[str, ...]:
+        phones = self._contacts.get(path)
+        if phones is None:
+            phones = self._contacts[path] = _CONTACTS(path)
+        return phones
+
+    def texts(self, plan: Plan) -> tuple[str, ...]:
+        texts = self._texts.get(plan.content)
+        if texts is None:
+            texts = self._texts[plan.content] = texts_of(plan)
+        return texts
+
+
 @dataclass(frozen=True)
 class Known:
     """What the store knows that choosing a number's audience depends on, read once per batch."""
 
-    peers: tuple[tuple[int, str], ...]  # (id, phone) of the fleet's active numbers (`active_phones`)
+    peer_phones: tuple[str, ...]  # the fleet's active numbers (its own phone too: `choose` leaves it out)
     recipients: Sequence[bulk.KnownRecipient]  # the number's recipient rows, invalid ones too
+    files: PlanFiles | None = None
 
 
 def known_of(engine: Engine, number: Number) -> Known:
@@ -226,7 +278,11 @@ def known_of(engine: Engine, number: Number) -> Known:
     assert number.id is not None
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         recipients = bulk.recipients_of(conn, [number.id]).get(number.id, [])
-    return Known(active_phones(engine), recipients)
+    return Known(_phones(active_phones(engine)), recipients)
+
+
+def _phones(active: tuple[tuple[int, str], ...]) -> tuple[str, ...]:
+    return tuple(phone for _, phone in active)
 
 
 def pick_audience(
@@ -243,18 +299,20 @@ def pick_audience(
     assert number.id is not None
     if known is None:
         known = known_of(engine, number)
-    peers = [phone for n, phone in known.peers if n != number.id] if plan.audience.peers is not None else []
-    contacts = _CONTACTS(plan.audience.contacts) if plan.audience.contacts else ()
+    files = known.files
+    contacts: Sequence[str] = ()
+    if plan.audience.contacts:
+        contacts = files.contacts(plan.audience.contacts) if files else _CONTACTS(plan.audience.contacts)
     rows = known.recipients
     return choose(
         count,
-        peers=peers,
+        peers=known.peer_phones if plan.audience.peers is not None else (),
         contacts=contacts,
         known={r.phone for r in rows if r.first_contacted_on is not None},
         invalid={r.phone for r in rows if r.invalid},
         last_text={r.phone: r.last_text for r in rows if r.last_text},
         max_new_contacts=max_new,
-        texts=texts_of(plan),
+        texts=files.texts(plan) if files else texts_of(plan),
         rng=rng,
         self_phone=number.phone,
     )
@@ -334,7 +392,9 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
         ops.save_reading(engine, number_id, local_date, reading)
         metrics.READINGS.labels(source=reading.source).inc()
     assert reading is not None
-    day = _decide_day(runtime, number, local_date, now, reading, facts, active_phones(engine))
+    day = _decide_day(
+        runtime, number, local_date, now, reading, facts, _phones(active_phones(engine)), PlanFiles(runtime)
+    )
     planned = ops.plan_day(
         engine, number_id, day.decision, day.sends, cut=day.cut, cut_reason=day.cut_reason, now=now
     )
@@ -379,7 +439,8 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
     facts = bulk.read_facts(
         engine, {n.id: n.timezone for n in todo if n.id}, local_date, _readings_since(now)
     )
-    peers = active_phones(engine)
+    peers = _phones(active_phones(engine))
+    files = PlanFiles(runtime)
     stored = {
         n.id: f.latest_reading
         for n in todo
@@ -389,14 +450,18 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
     days: list[_Day] = []
     taken: list[tuple[int, date, Reading]] = []
     with ThreadPoolExecutor(max(min(READING_THREADS, len(missing)), 1), thread_name_prefix="reading") as pool:
-        fetching = {n.id: pool.submit(meter_reading, runtime, n, local_date, now) for n in missing}
+        fetching = {
+            n.id: pool.submit(meter_reading, runtime, n, local_date, now, own_client=True) for n in missing
+        }
         for number in todo:  # decide each day as soon as its reading is there
             assert number.id is not None
             reading = stored.get(number.id)
             if reading is None:
                 reading = fetching[number.id].result()
                 taken.append((number.id, local_date, reading))
-            days.append(_decide_day(runtime, number, local_date, now, reading, facts[number.id], peers))
+            days.append(
+                _decide_day(runtime, number, local_date, now, reading, facts[number.id], peers, files)
+            )
     bulk.save_readings(engine, taken)
     for _, _, reading in taken:
         metrics.READINGS.labels(source=reading.source).inc()
@@ -429,12 +494,13 @@ def _decide_day(
     now: datetime,
     reading: Reading,
     facts: bulk.Facts,
-    peers: tuple[tuple[int, str], ...],
+    peers: tuple[str, ...],
+    files: PlanFiles,
 ) -> _Day:
     """The decision and the day's sends from what was read (no I/O but the plan's files): the part
     single and batch planning share."""
     assert number.id is not None
-    plan = runtime.plans(number.plan_path)
+    plan = files.plan(number.plan_path)
     decision = decide(plan, ops.state_of(number), reading, facts.yesterday, local_date, now)
     sends: list[ops.PlannedSend] = []
     why: list[str] = []
@@ -448,7 +514,7 @@ def _decide_day(
             decision.max_new_contacts,
             now,
             "",
-            known=Known(peers, facts.recipients),
+            known=Known(peers, facts.recipients, files),
         )
     cut = decision.quota - len(sends)
     return _Day(number.id, decision, sends, cut, "; ".join(why)[:500] or None)

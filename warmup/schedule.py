@@ -35,6 +35,7 @@ because two sends in the same second, or metronome-regular gaps, are exactly wha
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,11 +91,14 @@ def _offset_at(utc_naive: datetime, tz: ZoneInfo) -> timedelta:
     return offset
 
 
-def _segments(local_date: date, tz: ZoneInfo) -> list[tuple[datetime, datetime, timedelta]]:
+@functools.lru_cache(maxsize=1024)
+def _segments(local_date: date, tz: ZoneInfo) -> tuple[tuple[datetime, datetime, timedelta], ...]:
     """Stretches of naive UTC time around ``local_date`` during which the zone's offset is constant.
 
     The offset is sampled hourly and each change is narrowed down to the second by bisection; two
     transitions less than an hour apart that cancel out (no real zone has them) would be missed.
+    Cached: a fleet's numbers share a few zones and days, and the scan (~50 offset look-ups) was
+    most of the cost of spreading a day.
     """
     midnight = datetime.combine(local_date, time())
     low, high = midnight - _SCAN_MARGIN, midnight + timedelta(days=1) + _SCAN_MARGIN
@@ -117,7 +121,7 @@ def _segments(local_date: date, tz: ZoneInfo) -> list[tuple[datetime, datetime, 
             seg_start, seg_offset = change, nxt_offset
         point = nxt
     segments.append((seg_start, high, seg_offset))
-    return segments
+    return tuple(segments)
 
 
 def _merge(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -131,7 +135,7 @@ def _merge(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datet
 
 
 def _wall_to_utc(
-    wall: list[tuple[datetime, datetime]], segments: list[tuple[datetime, datetime, timedelta]]
+    wall: list[tuple[datetime, datetime]], segments: Sequence[tuple[datetime, datetime, timedelta]]
 ) -> list[tuple[datetime, datetime]]:
     """UTC spans of the instants whose local wall time falls in one of the ``wall`` intervals."""
     pieces = []
