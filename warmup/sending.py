@@ -209,11 +209,12 @@ def _not_claimed(
     return SendOutcome(message_id, claim.status.value, reason=claim.reason)
 
 
-BATCH_BUDGET_WALL = 10.0
+BATCH_BUDGET_WALL = 2.0
 """Wall seconds a batch may spend sending after its claim; the claims it has not used by then go back
-to the queue (slot and attempt returned) and are enqueued again. A run of provider timeouts must not
-leave a batch's last claims waiting long enough to send far from their time (or be recovered as
-`unknown` while still to be sent)."""
+to the queue (slot and attempt returned) and are enqueued again. The claim checked each message's
+window and due time; a run of slow provider answers must not send the batch's last messages long after
+that check (outside their window, or at a time the pacing did not plan). A healthy batch takes a few
+milliseconds per message."""
 
 
 def send_batch(

@@ -12,10 +12,18 @@ order (number -> message -> day plan), and anything the fast statement does not 
 through `ops.claim` one by one, which finds out why. On SQLite (the single-machine mode) both are
 loops over the single-message operations.
 
-The price of a batch is one crash case: a worker killed after the claim loses the batch's claims that
-it had not sent yet to `unknown` (never re-sent), as it loses its one claim today. A batch is small and
-`warmup.sending.send_batch` stops sending (and gives the rest back) once it runs long, so the claims it
-holds never age towards the stale-claim recovery.
+The price of a batch is the hard-crash case: a worker killed (SIGKILL, power loss) in the middle of a
+batch leaves all of the batch's claims `sending`, and the stale-claim recovery turns them `unknown`
+(counted against the quota, never re-sent): the ones it had not sent yet AND the ones the provider had
+accepted but that were not recorded yet (their provider ids are lost, so later delivery statuses cannot
+be matched to them). One message's claim meets the same fate today; a batch multiplies it by its size
+(`warmup.scheduler.SEND_BATCH`). A graceful stop (SIGTERM) lets the batch finish. Nothing is sent twice
+and no quota is exceeded either way. `warmup.sending.send_batch` stops sending and gives the rest back
+once a batch runs long, so no claim is used long after its checks.
+
+Two batches sharing numbers (a backlog: the dispatcher puts one message per number in a batch, but
+successive batches may hold the same numbers) can lock day plans in opposite orders; PostgreSQL then
+aborts one after its deadlock timeout and that batch claims one by one: slower, never wrong.
 """
 
 from __future__ import annotations
