@@ -406,8 +406,21 @@ def _readings_since(now: datetime) -> datetime:
     return now - timedelta(days=2)
 
 
-READING_THREADS = 8
-"""Risk-meter reads in flight at once while a batch is planned: each is an HTTP round trip."""
+READING_THREADS = 16
+"""Risk-meter reads in flight at once in a process, whatever the number of batches being planned:
+each is an HTTP round trip; more threads than the provider answers at once only add switching."""
+
+_readers_lock = threading.Lock()
+_readers: ThreadPoolExecutor | None = None
+
+
+def _reading_pool() -> ThreadPoolExecutor:
+    """The process's meter-reading threads, shared by every batch (started on first use)."""
+    global _readers
+    with _readers_lock:
+        if _readers is None:
+            _readers = ThreadPoolExecutor(READING_THREADS, thread_name_prefix="reading")
+        return _readers
 
 
 def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: date) -> list[DayResult]:
@@ -449,19 +462,17 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
     missing = [n for n in todo if n.id not in stored]
     days: list[_Day] = []
     taken: list[tuple[int, date, Reading]] = []
-    with ThreadPoolExecutor(max(min(READING_THREADS, len(missing)), 1), thread_name_prefix="reading") as pool:
-        fetching = {
-            n.id: pool.submit(meter_reading, runtime, n, local_date, now, own_client=True) for n in missing
-        }
-        for number in todo:  # decide each day as soon as its reading is there
-            assert number.id is not None
-            reading = stored.get(number.id)
-            if reading is None:
-                reading = fetching[number.id].result()
-                taken.append((number.id, local_date, reading))
-            days.append(
-                _decide_day(runtime, number, local_date, now, reading, facts[number.id], peers, files)
-            )
+    pool = _reading_pool()
+    fetching = {
+        n.id: pool.submit(meter_reading, runtime, n, local_date, now, own_client=True) for n in missing
+    }
+    for number in todo:  # decide each day as soon as its reading is there
+        assert number.id is not None
+        reading = stored.get(number.id)
+        if reading is None:
+            reading = fetching[number.id].result()
+            taken.append((number.id, local_date, reading))
+        days.append(_decide_day(runtime, number, local_date, now, reading, facts[number.id], peers, files))
     bulk.save_readings(engine, taken)
     for _, _, reading in taken:
         metrics.READINGS.labels(source=reading.source).inc()
@@ -558,8 +569,20 @@ def days_to_plan(engine: Engine, now: datetime) -> list[tuple[int, date]]:
 
 
 def sending_numbers(engine: Engine) -> list[int]:
-    """Numbers whose replies are worth polling: every one that is not retired."""
-    return [n.id for n in ops.list_numbers(engine) if n.id is not None and n.state != NumberStatus.RETIRED]
+    """Numbers whose replies are worth polling: every one that is not retired (ordered by phone).
+
+    Asked every tick: reads the ids only, not every `Number` row of the fleet.
+    """
+    table = ops.NUMBERS
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        return [
+            int(n)
+            for n in conn.execute(
+                sa.select(table.c.id)
+                .where(table.c.state != NumberStatus.RETIRED.value)
+                .order_by(table.c.phone)
+            ).scalars()
+        ]
 
 
 def close_past_days(engine: Engine, now: datetime) -> int:
