@@ -16,6 +16,7 @@ from warmup.cycle import (
     plan_number_days,
     respread_rest_of_day,
 )
+from warmup.domain import Reading
 from warmup.runtime import ProviderPool, Runtime
 from warmup.schedule import local_date_of, window_spans
 from warmup.store import ops
@@ -206,8 +207,51 @@ def test_batch_planning_equals_one_by_one_and_is_idempotent(engine: Engine, make
             assert [r.planned for r in again] == [False] * (len(fleet.number_ids) + 1)
             assert _planning_snapshot(engine) == expected
             clock.set(clock.now() + timedelta(days=1))
+            _live_a_day(engine, fleet.number_ids, day, clock.now())
     finally:
         runtime.close()
+
+
+def _live_a_day(engine: Engine, number_ids: list[int], day: Any, now: datetime) -> None:
+    """What a day leaves behind for the next one to read: sends in several states with delivery
+    statuses and replies, a recipient found invalid, and one number's next reading already taken."""
+    first, second, third = number_ids
+    for number_id, states in ((first, ("sent", "sent", "failed")), (second, ("sent", "skipped"))):
+        for index, (message, state) in enumerate(
+            zip(ops.list_messages(engine, number_id, day), states, strict=False)
+        ):
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.update(ops.MESSAGES)
+                    .where(ops.MESSAGES.c.id == message.id)
+                    .values(state=state, provider_message_id=f"p{message.id}")
+                )
+            if state == "sent" and index == 0:
+                ops.add_inbound(
+                    engine,
+                    number_id,
+                    kind="status",
+                    provider_message_id=f"p{message.id}",
+                    received_at=now - timedelta(hours=20),
+                    status="read",
+                )
+                ops.add_inbound(
+                    engine,
+                    number_id,
+                    kind="message",
+                    provider_message_id=f"reply{message.id}",
+                    received_at=now - timedelta(hours=20),
+                    chat_phone=message.recipient,
+                    text="hi back",
+                )
+    recipient = ops.list_recipients(engine, second)[0]
+    ops.upsert_recipient(engine, second, recipient.phone, recipient.kind, invalid_reason="gone", now=now)
+    ops.save_reading(
+        engine,
+        third,
+        day + timedelta(days=1),
+        Reading(overall=1, lifetime=1, response_rate=2, contacts=2, taken_at=now - timedelta(hours=1)),
+    )
 
 
 def test_batch_skips_days_planned_alone_meanwhile(engine: Engine, make_fleet: Any) -> None:
