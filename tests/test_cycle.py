@@ -16,7 +16,7 @@ from warmup.cycle import (
     plan_number_days,
     respread_rest_of_day,
 )
-from warmup.domain import Reading
+from warmup.domain import Action, Decision, Reading
 from warmup.runtime import ProviderPool, Runtime
 from warmup.schedule import local_date_of, window_spans
 from warmup.store import ops
@@ -77,6 +77,26 @@ def test_no_window_time_left_cuts_the_day_and_says_why(engine: Engine, make_flee
         assert stored.cut_reason is not None and "no send-window time is left" in stored.cut_reason
     finally:
         runtime.close()
+
+
+def test_days_to_plan_takes_each_zone_s_own_today(engine: Engine, make_fleet: Any) -> None:
+    """At 23:30 UTC it is still Monday in Sao Paulo and Berlin is past midnight, Tuesday already in
+    Tokyo: each number's own date is asked for, a plan of another date does not count, retired
+    numbers are left out, and the answer is ordered by phone."""
+    late = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)
+    clock = ManualClock(late)
+    fleet = make_fleet(engine, clock, count=3)
+    sao_paulo, berlin, tokyo = fleet.number_ids
+    monday, tuesday = local_date_of(late, "America/Sao_Paulo"), local_date_of(late, "Asia/Tokyo")
+    assert tuesday == monday + timedelta(days=1) == local_date_of(late, "Europe/Berlin")
+    assert days_to_plan(engine, late) == [(sao_paulo, monday), (berlin, tuesday), (tokyo, tuesday)]
+    decision = Decision(monday, 1, 1, Action.HOLD, 0, 0, 0, ())
+    assert ops.plan_day(engine, tokyo, decision, [], now=late)  # Tokyo's Monday: not its today
+    assert ops.plan_day(engine, sao_paulo, decision, [], now=late)
+    assert days_to_plan(engine, late) == [(berlin, tuesday), (tokyo, tuesday)]
+    with engine.begin() as conn:
+        conn.execute(sa.update(ops.NUMBERS).where(ops.NUMBERS.c.id == berlin).values(state="retired"))
+    assert days_to_plan(engine, late) == [(tokyo, tuesday)]
 
 
 def test_only_today_is_planned(engine: Engine, make_fleet: Any) -> None:
