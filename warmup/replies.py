@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from warmup import metrics
+from warmup import metrics, reconcile
 from warmup.providers.base import Inbound, ProviderError
 from warmup.runtime import Runtime
 from warmup.store import ops
@@ -69,7 +69,29 @@ def ingest_replies(runtime: Runtime, number_id: int) -> int:
     stored, new_messages = store_events(runtime.engine, number_id, events)
     for event in new_messages:
         _run_chat_command(runtime, number_id, event)
+    _confirm_unknown(runtime, number_id, provider, now)
     return stored
+
+
+def _confirm_unknown(runtime: Runtime, number_id: int, provider: object, now: datetime) -> None:
+    """Ask a provider that lists our own messages (`list_own`) about the number's `unknown` sends, only
+    when it has some (`warmup.reconcile`); a failure leaves them unknown until the next poll."""
+    list_own = getattr(provider, "list_own", None)
+    if not callable(list_own):
+        return
+    oldest = reconcile.pending(runtime.engine, number_id, now)
+    if oldest is None:
+        return
+    try:
+        own = list_own(oldest - reconcile.CLOCK_SLACK)
+    except Exception as exc:  # ProviderError or a transport problem: try again at the next poll
+        log.info("number %s: unknown sends not checked: %s", number_id, type(exc).__name__)
+        return
+    confirmed = reconcile.confirm_unknown(runtime.engine, number_id, own, now)
+    if confirmed:
+        log.info(
+            "number %s: %s unknown sends confirmed sent by the provider's list", number_id, len(confirmed)
+        )
 
 
 def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple[int, list[Inbound]]:
@@ -77,6 +99,9 @@ def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple
     both store through here; only a NEW message may carry a chat command (it runs once)."""
     stored = 0
     new_messages: list[Inbound] = []
+    echoes = [e for e in events if e.kind == "message" and e.from_me]
+    if echoes:  # our own sends echoed back (a webhook): each may confirm an `unknown` send
+        reconcile.confirm_unknown(engine, number_id, echoes, max(e.timestamp for e in echoes))
     for event in events:
         if event.kind == "message" and event.from_me:
             continue  # our own sends, echoed back

@@ -293,6 +293,11 @@ class WhapiProvider(HttpProvider):
         """
         return [m for m in self._list_messages(since, from_me=False) if not m.from_me]
 
+    def list_own(self, since: datetime) -> list[Inbound]:
+        """OUR messages sent since `since` (GET /messages/list, from_me=true), with their text and id:
+        what `warmup.reconcile` matches `unknown` sends against. Errors as `list_inbound`."""
+        return [m for m in self._list_messages(since, from_me=True) if m.from_me]
+
     def list_statuses(self, since: datetime) -> list[Inbound]:
         """Delivery statuses of OUR messages sent since `STATUS_LOOKBACK` before `since`, without a webhook.
 

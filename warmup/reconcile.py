@@ -1,0 +1,115 @@
+"""Late confirmation of `unknown` sends: find them in the provider's list of the number's own messages.
+
+A send is recorded `unknown` when we cannot tell whether it went out: a read timeout, a 502/504, a
+broken answer, or a worker killed between the provider call and the record (a killed batch leaves all
+of its claims so). `unknown` is never re-sent and counts against the quota, which keeps the invariants,
+but the message's provider id is missing, so its delivery and read statuses cannot be matched and the
+day's outcome undercounts. The provider knows: Whapi lists the channel's own messages with their
+recipient, text and id. A message found there with the unknown row's number, recipient and text, sent
+no earlier than a little before the claim, and whose id no other row holds, proves the send went out:
+the row becomes `sent` with that id (`ops.record_sent` accepts unknown -> sent).
+
+Nothing found means nothing is changed: the request may still have died on the way, or the list may
+lag. A row is never re-sent on that evidence (invariant 2). Each provider message confirms at most one
+row, earliest claim first, so two unknown rows of the same text to the same recipient need two
+messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from warmup.providers.base import Inbound
+from warmup.store import ops
+from warmup.store.db import READ_ONLY
+from warmup.store.models import MessageState
+
+log = logging.getLogger(__name__)
+
+LOOKBACK = timedelta(days=2)
+"""Unknown rows claimed this long ago at most are still looked for."""
+
+CLOCK_SLACK = timedelta(minutes=2)
+"""The provider's timestamp of a send may precede our claim time by this much (clock skew)."""
+
+
+def pending(engine: Engine, number_id: int, now: datetime) -> datetime | None:
+    """The claim time of the number's oldest unconfirmed `unknown` row within `LOOKBACK`, or None when
+    there is none (then nothing needs asking)."""
+    table = ops.MESSAGES
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        oldest = conn.execute(
+            sa.select(sa.func.min(table.c.claimed_at)).where(*_unconfirmed(number_id, now))
+        ).scalar_one_or_none()
+    if isinstance(oldest, str):  # SQLite aggregates bypass the column type
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return oldest
+
+
+def _unconfirmed(number_id: int, now: datetime) -> list[sa.ColumnElement[bool]]:
+    table = ops.MESSAGES
+    return [
+        table.c.number_id == number_id,
+        table.c.state == MessageState.UNKNOWN.value,
+        table.c.provider_message_id.is_(None),
+        table.c.claimed_at.is_not(None),
+        table.c.claimed_at >= now - LOOKBACK,
+    ]
+
+
+def confirm_unknown(engine: Engine, number_id: int, own: Sequence[Inbound], now: datetime) -> list[int]:
+    """Turn the number's `unknown` rows that ``own`` (the provider's list of our sent messages) proves
+    sent into `sent` with the provider's id; the ids of the rows confirmed."""
+    sent = [m for m in own if m.from_me and m.kind == "message" and m.chat_phone and m.text is not None]
+    if not sent:
+        return []
+    table = ops.MESSAGES
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        rows = conn.execute(
+            sa.select(table.c.id, table.c.recipient, table.c.text, table.c.claimed_at)
+            .where(*_unconfirmed(number_id, now))
+            .order_by(table.c.claimed_at, table.c.id)
+        ).all()
+        if not rows:
+            return []
+        taken = set(
+            conn.execute(
+                sa.select(table.c.provider_message_id).where(
+                    table.c.provider_message_id.in_([m.provider_message_id for m in sent])
+                )
+            ).scalars()
+        )
+    candidates = sorted(
+        (m for m in sent if m.provider_message_id not in taken),
+        key=lambda m: (m.timestamp, m.provider_message_id),
+    )
+    confirmed: list[int] = []
+    for row in rows:
+        match = next(
+            (
+                m
+                for m in candidates
+                if m.chat_phone == row.recipient
+                and m.text == row.text
+                and m.timestamp >= row.claimed_at - CLOCK_SLACK
+            ),
+            None,
+        )
+        if match is None:
+            continue
+        candidates.remove(match)
+        if ops.record_sent(engine, int(row.id), match.provider_message_id, now):
+            confirmed.append(int(row.id))
+            log.info(
+                "message %s: unknown -> sent, found in the provider's list as %s",
+                row.id,
+                match.provider_message_id,
+            )
+    return confirmed
