@@ -3,7 +3,9 @@ against the simulator over HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -158,3 +160,46 @@ def test_nothing_pending_means_nothing_to_ask(world: Any) -> None:
     assert send_one(runtime.engine, message_id, "w", clock, runtime.provider_for).state == "sent"
     assert reconcile.pending(runtime.engine, fleet.number_ids[0], clock.now()) is None
     assert reconcile.confirm_unknown(runtime.engine, fleet.number_ids[0], [], clock.now()) == []
+
+
+def test_a_send_of_the_same_words_still_in_flight_makes_the_match_wait(world: Any) -> None:
+    """Its worker may be about to record the very id the list shows: confirming now could put one
+    provider id on two rows."""
+    fleet, runtime, clock = world
+    lost, in_flight = _plan(world, ["twin words", "twin words"])
+    _claim(world, lost)
+    _worker_dies(world)
+    message = _claim(world, in_flight)
+    result = runtime.provider_for(message.number_id).send_text(message.recipient, message.text)
+    assert result.sent
+    ingest_replies(runtime, fleet.number_ids[0])
+    assert _state(world, lost) == ("unknown", None)
+    assert ops.record_sent(runtime.engine, in_flight, result.provider_message_id, clock.now())
+    ingest_replies(runtime, fleet.number_ids[0])
+    assert _state(world, lost) == ("unknown", None)  # the only message found is the in-flight one's
+    assert _state(world, in_flight) == ("sent", result.provider_message_id)
+
+
+def test_confirmations_racing_for_one_number_never_share_a_provider_id(world: Any) -> None:
+    fleet, runtime, clock = world
+    ids = _plan(world, ["race words"] * 4)
+    for message_id in ids:
+        _claim(world, message_id)
+    _worker_dies(world)
+    at = clock.now()
+    echoes = [_echo(f"sim-race-{i}", fleet.phones[1], "race words", at) for i in range(2)]
+    barrier = threading.Barrier(4)
+
+    def confirm(order: int) -> list[int]:
+        barrier.wait()
+        mine = [echoes, echoes[1:], echoes[:1], echoes[1:]][order]  # a poll and webhooks see different sets
+        return reconcile.confirm_unknown(runtime.engine, fleet.number_ids[0], mine, at)
+
+    with ThreadPoolExecutor(4) as pool:
+        confirmed = [i for found in pool.map(confirm, range(4)) for i in found]
+    states = [_state(world, i) for i in ids]
+    provider_ids = [pid for state, pid in states if state == "sent"]
+    assert sorted(provider_ids) == ["sim-race-0", "sim-race-1"]  # each id once, two rows confirmed
+    assert sorted(confirmed) == sorted(
+        i for i, (state, _pid) in zip(ids, states, strict=True) if state == "sent"
+    )

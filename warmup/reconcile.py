@@ -66,14 +66,23 @@ def _unconfirmed(number_id: int, now: datetime) -> list[sa.ColumnElement[bool]]:
 
 def confirm_unknown(engine: Engine, number_id: int, own: Sequence[Inbound], now: datetime) -> list[int]:
     """Turn the number's `unknown` rows that ``own`` (the provider's list of our sent messages) proves
-    sent into `sent` with the provider's id; the ids of the rows confirmed."""
+    sent into `sent` with the provider's id; the ids of the rows confirmed.
+
+    One write transaction holding the number's row lock (the lock order everywhere: number -> message
+    -> recipient), so two confirmations of one number at once (a poll and a webhook) cannot give the
+    same provider id to two rows. A message of the same recipient and text still `sending` makes the
+    match ambiguous (its worker may be about to record that very id): those rows wait for the next try.
+    """
     sent = [m for m in own if m.from_me and m.kind == "message" and m.chat_phone and m.text is not None]
     if not sent:
         return []
-    table = ops.MESSAGES
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+    table, numbers = ops.MESSAGES, ops.NUMBERS
+    now = ops._aware(now)
+    confirmed: list[int] = []
+    with ops._write(engine) as conn:
+        conn.execute(sa.select(numbers.c.id).where(numbers.c.id == number_id).with_for_update())
         rows = conn.execute(
-            sa.select(table.c.id, table.c.recipient, table.c.text, table.c.claimed_at)
+            sa.select(table.c.id, table.c.recipient, table.c.text, table.c.claimed_at, table.c.local_date)
             .where(*_unconfirmed(number_id, now))
             .order_by(table.c.claimed_at, table.c.id)
         ).all()
@@ -86,30 +95,57 @@ def confirm_unknown(engine: Engine, number_id: int, own: Sequence[Inbound], now:
                 )
             ).scalars()
         )
-    candidates = sorted(
-        (m for m in sent if m.provider_message_id not in taken),
-        key=lambda m: (m.timestamp, m.provider_message_id),
-    )
-    confirmed: list[int] = []
-    for row in rows:
-        match = next(
-            (
-                m
-                for m in candidates
-                if m.chat_phone == row.recipient
-                and m.text == row.text
-                and m.timestamp >= row.claimed_at - CLOCK_SLACK
-            ),
-            None,
-        )
-        if match is None:
-            continue
-        candidates.remove(match)
-        if ops.record_sent(engine, int(row.id), match.provider_message_id, now):
-            confirmed.append(int(row.id))
-            log.info(
-                "message %s: unknown -> sent, found in the provider's list as %s",
-                row.id,
-                match.provider_message_id,
+        in_flight = {
+            (row.recipient, row.text)
+            for row in conn.execute(
+                sa.select(table.c.recipient, table.c.text).where(
+                    table.c.number_id == number_id, table.c.state == MessageState.SENDING.value
+                )
             )
+        }
+        candidates = sorted(
+            (m for m in sent if m.provider_message_id not in taken),
+            key=lambda m: (m.timestamp, m.provider_message_id),
+        )
+        for row in rows:
+            if (row.recipient, row.text) in in_flight:
+                continue
+            match = next(
+                (
+                    m
+                    for m in candidates
+                    if m.chat_phone == row.recipient
+                    and m.text == row.text
+                    and m.timestamp >= row.claimed_at - CLOCK_SLACK
+                ),
+                None,
+            )
+            if match is None:
+                continue
+            candidates.remove(match)
+            updated = conn.execute(
+                sa.update(table)
+                .where(table.c.id == row.id, table.c.state == MessageState.UNKNOWN.value)
+                .values(
+                    state=MessageState.SENT.value,
+                    provider_message_id=match.provider_message_id,
+                    finished_at=now,
+                    reason=None,
+                )
+            ).rowcount
+            if not updated:
+                continue
+            recipients = ops.RECIPIENTS
+            conn.execute(
+                sa.update(recipients)
+                .where(recipients.c.number_id == number_id, recipients.c.phone == row.recipient)
+                .values(
+                    last_text=row.text,
+                    first_contacted_on=sa.func.coalesce(recipients.c.first_contacted_on, row.local_date),
+                    updated_at=now,
+                )
+            )
+            confirmed.append(int(row.id))
+    for message_id in confirmed:
+        log.info("message %s: unknown -> sent, found in the provider's list of our messages", message_id)
     return confirmed
