@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -27,7 +28,6 @@ from warmup.audience import AudienceResult, choose
 from warmup.content import MessagePool, load_pool
 from warmup.domain import Decision, Reading
 from warmup.plan.model import Plan
-from warmup.providers.base import Provider
 from warmup.ramp import decide
 from warmup.risk import local_reading
 from warmup.runtime import FileCache, Runtime
@@ -42,6 +42,9 @@ from warmup.store.models import (
     NumberStatus,
     RecipientKind,
 )
+
+if TYPE_CHECKING:
+    from warmup.providers.base import Provider
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +284,18 @@ def known_of(engine: Engine, number: Number) -> Known:
     return Known(_phones(active_phones(engine)), recipients)
 
 
+_last_phones: tuple[tuple[tuple[int, str], ...], tuple[str, ...]] | None = None
+
+
 def _phones(active: tuple[tuple[int, str], ...]) -> tuple[str, ...]:
-    return tuple(phone for _, phone in active)
+    """The phones of `active_phones`; the same tuple object for as long as the active set is the same,
+    so `audience.choose` recognises the peer list it has already deduplicated, whichever batch or
+    thread asks (one slot, replaced atomically)."""
+    global _last_phones
+    last = _last_phones
+    if last is None or last[0] is not active:
+        last = _last_phones = (active, tuple(phone for _, phone in active))
+    return last[1]
 
 
 def pick_audience(
