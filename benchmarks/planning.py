@@ -11,6 +11,7 @@ planned in < 10 s.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -54,6 +55,7 @@ def wait_first_tick(harness: FleetHarness, timeout: float = 60.0) -> None:
 
 
 def run_size(numbers: int, cap: float) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]  # other work on the machine skews the figures
     spec = FleetSpec(
         numbers=numbers,
         timezones=("UTC", "Europe/Berlin", "America/Sao_Paulo"),
@@ -98,6 +100,7 @@ def run_size(numbers: int, cap: float) -> dict[str, Any]:
         "bulk_insert_rows": bulk_rows,
         "bulk_insert_rows_per_second": round(bulk_rate, 1),
         "ratio_to_bulk_insert": round(row_rate / bulk_rate, 4) if bulk_rate else None,
+        "load_average_1m_before": round(load_before, 2),
     }
 
 
@@ -122,7 +125,8 @@ def main() -> None:
         f"{r['numbers']:>6} numbers: {r['planned']} planned in {r['seconds']} s "
         f"= {r['numbers_per_second']}/s "
         f"({r['rows_per_second']} rows/s; bulk insert {r['bulk_insert_rows_per_second']} rows/s, "
-        f"ratio {r['ratio_to_bulk_insert']}); all would take ~{r['projected_seconds_all']} s"
+        f"ratio {r['ratio_to_bulk_insert']}); all would take ~{r['projected_seconds_all']} s "
+        f"(load average {r['load_average_1m_before']} before)"
         for r in results
     ]
     emit("planning", result, lines)
