@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
@@ -272,6 +273,40 @@ def _live_a_day(engine: Engine, number_ids: list[int], day: Any, now: datetime) 
         day + timedelta(days=1),
         Reading(overall=1, lifetime=1, response_rate=2, contacts=2, taken_at=now - timedelta(hours=1)),
     )
+
+
+def test_a_failing_batch_writes_no_day_but_keeps_the_readings_it_took(
+    engine: Engine, make_fleet: Any
+) -> None:
+    """One number's plan file is gone: the batch plans nothing (one transaction), the readings already
+    taken are stored, and the retry reads no meter twice for them."""
+    clock = ManualClock(MONDAY_NOON)
+    fleet = make_fleet(engine, clock, count=3, timezones=("UTC",))
+    runtime = runtime_for(engine, clock)
+    first, second, _ = fleet.number_ids
+    day = local_date_of(clock.now(), "UTC")
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(ops.NUMBERS).where(ops.NUMBERS.c.id == second).values(plan_path="/gone/plan.yaml")
+            )
+        with pytest.raises(FileNotFoundError):
+            plan_number_days(runtime, fleet.number_ids, day)
+        assert all(ops.get_day_plan(engine, n, day) is None for n in fleet.number_ids)
+        kept = {r["number_id"] for r in _rows(engine, ops.READINGS)}
+        assert {first, second} <= kept
+
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(ops.NUMBERS)
+                .where(ops.NUMBERS.c.id == second)
+                .values(plan_path=str(fleet.plan_path))
+            )
+        assert [r.planned for r in plan_number_days(runtime, fleet.number_ids, day)] == [True] * 3
+        readings = [r["number_id"] for r in _rows(engine, ops.READINGS)]
+        assert sorted(readings) == sorted(fleet.number_ids)  # one each: none read twice
+    finally:
+        runtime.close()
 
 
 def test_batch_skips_days_planned_alone_meanwhile(engine: Engine, make_fleet: Any) -> None:

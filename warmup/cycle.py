@@ -467,28 +467,34 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
     )
     peers = _phones(active_phones(engine))
     files = PlanFiles(runtime)
-    stored = {
-        n.id: f.latest_reading
-        for n in todo
-        if n.id is not None and _taken_on((f := facts[n.id]).latest_reading, n, local_date)
-    }
-    missing = [n for n in todo if n.id not in stored]
-    days: list[_Day] = []
-    taken: list[tuple[int, date, Reading]] = []
+    stored: dict[int, Reading] = {}  # today's reading, already taken (a retried batch, refresh_reading)
+    for number in todo:
+        assert number.id is not None
+        latest = facts[number.id].latest_reading
+        if latest is not None and _taken_on(latest, number, local_date):
+            stored[number.id] = latest
     pool = _reading_pool()
     fetching = {
-        n.id: pool.submit(meter_reading, runtime, n, local_date, now, own_client=True) for n in missing
+        n.id: pool.submit(meter_reading, runtime, n, local_date, now, own_client=True)
+        for n in todo
+        if n.id not in stored
     }
-    for number in todo:  # decide each day as soon as its reading is there
-        assert number.id is not None
-        reading = stored.get(number.id)
-        if reading is None:
-            reading = fetching[number.id].result()
-            taken.append((number.id, local_date, reading))
-        days.append(_decide_day(runtime, number, local_date, now, reading, facts[number.id], peers, files))
-    bulk.save_readings(engine, taken)
-    for _, _, reading in taken:
-        metrics.READINGS.labels(source=reading.source).inc()
+    days: list[_Day] = []
+    taken: list[tuple[int, date, Reading]] = []
+    try:
+        for number in todo:  # decide each day as soon as its reading is there
+            assert number.id is not None
+            reading = stored.get(number.id)
+            if reading is None:
+                reading = fetching[number.id].result()
+                taken.append((number.id, local_date, reading))
+            days.append(
+                _decide_day(runtime, number, local_date, now, reading, facts[number.id], peers, files)
+            )
+    finally:  # the readings taken are stored even if a decision failed: a retry will not read them again
+        bulk.save_readings(engine, taken)
+        for _, _, reading in taken:
+            metrics.READINGS.labels(source=reading.source).inc()
     stored_days = set(
         ops.plan_days(
             engine,
