@@ -55,7 +55,7 @@ def _decision(local_date: date, quota: int = 6, action: Action = Action.ADVANCE)
 def _send(i: int, at: datetime, kind: str | None = "contact") -> ops.PlannedSend:
     return ops.PlannedSend(
         recipient=f"+55119777700{i:02d}",
-        text=f"hello number {i}",
+        text=f"hello number {i}" if i % 3 else f"tab\there, new\nline, back\\slash \\N, 'quote' ünï 😀 {i}",
         scheduled_at=at,
         typing_seconds=1.25 * i,
         window_end=at + timedelta(hours=1),
