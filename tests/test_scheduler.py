@@ -18,7 +18,7 @@ from warmup.cycle import plan_number_day
 from warmup.leader import RedisLeaderLock
 from warmup.runtime import ProviderPool, Runtime, Timings
 from warmup.schedule import local_date_of
-from warmup.scheduler import Scheduler
+from warmup.scheduler import Scheduler, poll_offset
 from warmup.store import ops
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -70,7 +70,21 @@ def test_tick_requests_each_started_day_once(world: Any) -> None:
     )
     scheduler.tick(clock.now())
     assert len(recorder.plans) == 2  # asked recently: not asked again
+    clock.advance(TIMINGS.ingest_every)  # within one polling period every number is polled once
+    scheduler.tick(clock.now())
     assert sorted(recorder.polls) == sorted(fleet.number_ids)
+
+
+def test_reply_polls_of_a_large_fleet_are_spread_over_the_period() -> None:
+    """10,000 numbers seen at the first tick must not all be polled at once (it held up planning)."""
+    every = timedelta(minutes=5)
+    offsets = [poll_offset(number_id, every) for number_id in range(1, 10_001)]
+    assert all(timedelta(0) <= o < every for o in offsets)
+    buckets = [0] * 10
+    for offset in offsets:
+        buckets[int(offset / every * 10)] += 1
+    assert max(buckets) <= 1_100 and min(buckets) >= 900  # about a tenth of the fleet in each tenth
+    assert poll_offset(42, every) == poll_offset(42, every)  # a restarted scheduler keeps each place
 
 
 def test_tick_enqueues_due_messages_once_and_requeues_lost_ones(world: Any) -> None:
