@@ -82,10 +82,14 @@ class ProviderPool:
     def __call__(self, number_id: int) -> Provider:
         with self._lock:
             client = self._clients.get(number_id)
-            if client is None:
-                client = self._build(number_id)
-                self._clients[number_id] = client
+        if client is not None:
             return client
+        built = self._build(number_id)  # outside the lock: threads building other numbers' clients
+        with self._lock:  # do not queue behind this one's query; a racing twin is dropped
+            client = self._clients.setdefault(number_id, built)
+        if client is not built:
+            built.close()
+        return client
 
     def _build(self, number_id: int) -> Provider:
         from warmup.providers.factory import make_provider

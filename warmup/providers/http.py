@@ -29,10 +29,6 @@ from warmup.secrets import Secret
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, write=10.0, pool=5.0)
 """Read 30 s: a send with typing_time up to 60 s may hold the answer, callers pass more when needed."""
 
-# Idle connections are dropped before typical server keep-alive timeouts (uvicorn: 5 s), so a send is
-# rarely written onto a socket the server is closing — which would make its outcome UNKNOWN.
-DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=4.0)
-
 
 def as_secret(token: str | Secret) -> Secret:
     """Wrap a plain token (tests, factory) so it is masked from here on."""
@@ -81,10 +77,49 @@ def _proxies_in_env() -> bool:
         return _env_proxies
 
 
+SHARED_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=4.0)
+"""The process's one connection pool: every worker thread and risk-meter thread at once, with room.
+Idle connections are dropped before typical server keep-alive timeouts (uvicorn: 5 s), so a send is
+rarely written onto a socket the server is closing, which would make its outcome UNKNOWN."""
+
+_transport: httpx.HTTPTransport | None = None
+
+
+class _SharedTransport(httpx.BaseTransport):
+    """The process's ONE connection pool, lent to every provider client: closing a client (a number's
+    provider is dropped, a batch's meter client is done) must not close the connections the others use.
+
+    A client per number holds that number's bearer token; the connections to the provider's host are
+    the same for all of them. With a pool per client, every number a worker touched for the first time
+    paid a TCP (and TLS) handshake, and a batch of 100 meter reads opened 100 connections. Requests
+    carry their own Authorization header, so sharing a connection never shares a token.
+    """
+
+    def __init__(self, inner: httpx.HTTPTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        """The pool outlives every client; it closes with the process."""
+
+
+def shared_transport() -> httpx.BaseTransport:
+    """The process's connection pool, built on first use (verifying TLS with `shared_ssl_context`)."""
+    global _transport
+    context = shared_ssl_context()
+    with _ssl_lock:
+        if _transport is None:
+            _transport = httpx.HTTPTransport(verify=context, limits=SHARED_LIMITS)
+        return _SharedTransport(_transport)
+
+
 def make_client(base_url: str, token: Secret, timeout: httpx.Timeout | float | None = None) -> httpx.Client:
-    """An httpx client with the bearer token; redirects are not followed (a POST must not be replayed)."""
+    """An httpx client with the bearer token on the process's shared connection pool; redirects are
+    not followed (a POST must not be replayed)."""
     return httpx.Client(
-        verify=shared_ssl_context(),
+        transport=shared_transport(),
         trust_env=_proxies_in_env(),  # proxies only: the shared SSL context already honours SSL_CERT_*
         base_url=base_url.rstrip("/"),
         headers={
@@ -93,7 +128,6 @@ def make_client(base_url: str, token: Secret, timeout: httpx.Timeout | float | N
             "User-Agent": f"warmup/{__version__}",
         },
         timeout=as_timeout(timeout),
-        limits=DEFAULT_LIMITS,
         follow_redirects=False,
     )
 
