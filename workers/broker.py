@@ -39,6 +39,31 @@ class ResponsiveConsumers(dramatiq.Middleware):
             worker.worker_timeout = CONSUMER_POLL_MS
 
 
+class WarmWorker(dramatiq.Middleware):
+    """Loads what the actors need when a worker process boots, not on its first message.
+
+    The actors import the planning and sending code lazily (so importing `workers.actors`, e.g. to
+    enqueue, stays light), and the runtime (database engine, provider pool) is built on first use: a
+    fresh worker paid both (a quarter of a second of imports, contended by every thread at once, plus
+    the first connections) inside the first requests it took. Failing here is harmless: the first
+    message builds the runtime again and reports the problem where it belongs.
+    """
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        import warmup.cycle
+        import warmup.replies
+        import warmup.sending  # noqa: F401
+        from warmup.runtime import get_runtime
+
+        try:
+            with get_runtime().engine.connect():
+                pass
+        except Exception as exc:  # the database may come up later; the first message will say
+            import logging
+
+            logging.getLogger(__name__).warning("worker boot: runtime not ready yet: %s", type(exc).__name__)
+
+
 _lock = threading.Lock()
 _current: dramatiq.Broker | None = None
 
@@ -56,6 +81,7 @@ def setup_broker(redis_url: str | None) -> dramatiq.Broker:
             url=redis_url, namespace=NAMESPACE, heartbeat_timeout=60_000
         )
         broker.add_middleware(ResponsiveConsumers())
+        broker.add_middleware(WarmWorker())
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
