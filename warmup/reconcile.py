@@ -32,19 +32,20 @@ from warmup.store.models import MessageState
 log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(days=2)
-"""Unknown rows claimed this long ago at most are still looked for."""
+"""Unknown rows claimed this long ago at most are still looked for (callers pass more when a claim
+takes longer than that to be recovered as unknown, as in an accelerated run)."""
 
 CLOCK_SLACK = timedelta(minutes=2)
 """The provider's timestamp of a send may precede our claim time by this much (clock skew)."""
 
 
-def pending(engine: Engine, number_id: int, now: datetime) -> datetime | None:
+def pending(engine: Engine, number_id: int, now: datetime, lookback: timedelta = LOOKBACK) -> datetime | None:
     """The claim time of the number's oldest unconfirmed `unknown` row within `LOOKBACK`, or None when
     there is none (then nothing needs asking)."""
     table = ops.MESSAGES
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         oldest = conn.execute(
-            sa.select(sa.func.min(table.c.claimed_at)).where(*_unconfirmed(number_id, now))
+            sa.select(sa.func.min(table.c.claimed_at)).where(*_unconfirmed(number_id, now, lookback))
         ).scalar_one_or_none()
     if isinstance(oldest, str):  # SQLite aggregates bypass the column type
         oldest = datetime.fromisoformat(oldest)
@@ -53,18 +54,20 @@ def pending(engine: Engine, number_id: int, now: datetime) -> datetime | None:
     return oldest
 
 
-def _unconfirmed(number_id: int, now: datetime) -> list[sa.ColumnElement[bool]]:
+def _unconfirmed(number_id: int, now: datetime, lookback: timedelta) -> list[sa.ColumnElement[bool]]:
     table = ops.MESSAGES
     return [
         table.c.number_id == number_id,
         table.c.state == MessageState.UNKNOWN.value,
         table.c.provider_message_id.is_(None),
         table.c.claimed_at.is_not(None),
-        table.c.claimed_at >= now - LOOKBACK,
+        table.c.claimed_at >= now - lookback,
     ]
 
 
-def confirm_unknown(engine: Engine, number_id: int, own: Sequence[Inbound], now: datetime) -> list[int]:
+def confirm_unknown(
+    engine: Engine, number_id: int, own: Sequence[Inbound], now: datetime, lookback: timedelta = LOOKBACK
+) -> list[int]:
     """Turn the number's `unknown` rows that ``own`` (the provider's list of our sent messages) proves
     sent into `sent` with the provider's id; the ids of the rows confirmed.
 
@@ -83,7 +86,7 @@ def confirm_unknown(engine: Engine, number_id: int, own: Sequence[Inbound], now:
         conn.execute(sa.select(numbers.c.id).where(numbers.c.id == number_id).with_for_update())
         rows = conn.execute(
             sa.select(table.c.id, table.c.recipient, table.c.text, table.c.claimed_at, table.c.local_date)
-            .where(*_unconfirmed(number_id, now))
+            .where(*_unconfirmed(number_id, now, lookback))
             .order_by(table.c.claimed_at, table.c.id)
         ).all()
         if not rows:

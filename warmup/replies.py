@@ -79,7 +79,9 @@ def _confirm_unknown(runtime: Runtime, number_id: int, provider: object, now: da
     list_own = getattr(provider, "list_own", None)
     if not callable(list_own):
         return
-    oldest = reconcile.pending(runtime.engine, number_id, now)
+    # a claim becomes unknown only `stale_after` after it was taken: look back well past that
+    lookback = max(reconcile.LOOKBACK, 2 * runtime.bounds.stale_after)
+    oldest = reconcile.pending(runtime.engine, number_id, now, lookback)
     if oldest is None:
         return
     try:
@@ -87,7 +89,7 @@ def _confirm_unknown(runtime: Runtime, number_id: int, provider: object, now: da
     except Exception as exc:  # ProviderError or a transport problem: try again at the next poll
         log.info("number %s: unknown sends not checked: %s", number_id, type(exc).__name__)
         return
-    confirmed = reconcile.confirm_unknown(runtime.engine, number_id, own, now)
+    confirmed = reconcile.confirm_unknown(runtime.engine, number_id, own, now, lookback)
     if confirmed:
         log.info(
             "number %s: %s unknown sends confirmed sent by the provider's list", number_id, len(confirmed)
