@@ -58,6 +58,16 @@ def fleet(pg_url: str, redis_server: RedisServer, tmp_path: Path) -> Iterator[Fl
         harness.close()
 
 
+def _provider_ids(harness: FleetHarness, ids: list[int]) -> dict[int, str | None]:
+    if not ids:
+        return {}
+    with harness.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(ops.MESSAGES.c.id, ops.MESSAGES.c.provider_message_id).where(ops.MESSAGES.c.id.in_(ids))
+        ).all()
+    return {int(row.id): row.provider_message_id for row in rows}
+
+
 def _states(harness: FleetHarness, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
@@ -120,5 +130,12 @@ def test_fleet_keeps_invariants_through_worker_leader_and_redis_crashes(fleet: F
     assert report.sent >= 3 * 4 * 15, summary  # the fleet really worked through several days
     assert len(sends) > sends_before_restart
     assert any(_accepted(s) > restarted_at + timedelta(hours=2) for s in sends), "no send after the restart"
-    # the dead worker's open claims were recovered as `unknown` (counted, never re-sent)
-    assert set(_states(fleet, orphaned).values()) <= {"unknown"}, _states(fleet, orphaned)
+    # the dead worker's open claims were recovered as `unknown` (counted, never re-sent), or, when the
+    # send had gone out, confirmed `sent` from the provider's list of our messages (warmup.reconcile)
+    states = _states(fleet, orphaned)
+    assert set(states.values()) <= {"unknown", "sent"}, states
+    logged = {s["message_id"] for s in sends}
+    for message_id, provider_id in _provider_ids(
+        fleet, [i for i, st in states.items() if st == "sent"]
+    ).items():
+        assert provider_id in logged, (message_id, provider_id)
