@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -17,14 +16,7 @@ from sqlalchemy import Engine
 from tests.test_store_ops import DAY, NOW, decision
 from warmup.clock import ManualClock
 from warmup.runtime import ProviderPool, Runtime, Timings
-from warmup.scheduler import (
-    BACKLOG_GAP,
-    SEND_BATCH,
-    SEND_BATCH_SPREAD_WALL,
-    Scheduler,
-    SendBatchDispatch,
-    group_due,
-)
+from warmup.scheduler import SEND_BATCH, SEND_BATCH_SPREAD_WALL, Scheduler, SendBatchDispatch, group_due
 from warmup.store import ops
 from warmup.store.batch import Due
 from warmup.store.ops import PlannedSend
@@ -214,11 +206,8 @@ def test_many_numbers_due_together_are_split_into_batches_of_at_most_send_batch(
     _, ids = numbers_with(engine, [[-timedelta(seconds=i), timedelta(0)] for i in range(count)])
     recorder = BatchRecorder()
     scheduler = Scheduler(rt, dispatch=recorder, poll_replies=False)
-    # each number's second message waits its plan's minimum gap (no plan file here: BACKLOG_GAP)
-    assert scheduler.tick(clock.now()).enqueued == count
+    assert scheduler.tick(clock.now()).enqueued == 2 * count
     assert scheduler.tick(clock.now()).enqueued == 0
-    clock.advance(BACKLOG_GAP)
-    assert scheduler.tick(clock.now()).enqueued == count
     assert recorder.sends == []
     assert sorted(len(batch) for batch, _ in recorder.batches) == sorted(
         [SEND_BATCH, SEND_BATCH, count - SEND_BATCH, count - SEND_BATCH]
@@ -262,48 +251,3 @@ def test_requeued_and_lost_messages_still_go_as_single_sends(
     report = scheduler.tick(clock.now())
     assert report.requeued == 2 and sorted(recorder.sends) == sorted([a[0], b[0]])
     assert len(recorder.batches) == 1
-
-
-@settings(max_examples=300, deadline=None)
-@given(due=due_lists(), spread_ms=st.integers(0, 2000), size=st.integers(1, 12), gap_ms=st.integers(1, 5000))
-def test_group_due_spaces_a_backlog_of_one_number_by_its_gap(
-    due: list[Due], spread_ms: int, size: int, gap_ms: int
-) -> None:
-    gap = gap_ms * MS
-    batches = group_due(due, NOW, spread_ms * MS, size, lambda item: gap)
-    by_id = {d.message_id: d for d in due}
-    assert Counter(m for _, ids in batches for m in ids) == Counter(list(by_id))
-    handed: dict[int, list[datetime]] = {}
-    for when, ids in batches:
-        assert 1 <= len(ids) <= size
-        assert len({by_id[m].number_id for m in ids}) == len(ids)
-        for m in ids:
-            assert when >= max(by_id[m].due_at, NOW)  # never before it is due
-            handed.setdefault(by_id[m].number_id, []).append(when)
-    for times in handed.values():  # one number's messages are at least its gap apart
-        times.sort()
-        assert all(later - earlier >= gap - spread_ms * MS for earlier, later in pairwise(times))
-
-
-def test_a_backlog_of_one_number_stays_planned_and_falls_due_at_the_plans_pace(
-    engine: Engine, runtime: tuple[Runtime, ManualClock]
-) -> None:
-    """Workers were down: three of a number's messages are overdue; they must not go out together."""
-    rt, clock = runtime
-    minute = timedelta(minutes=1)
-    _, [backlog] = numbers_with(engine, [[-3 * minute, -2 * minute, -minute]])
-    recorder = BatchRecorder()
-    scheduler = Scheduler(rt, dispatch=recorder, poll_replies=False)
-    assert scheduler.tick(clock.now()).enqueued == 1
-    assert recorder.sends == [backlog[0]]
-    later = [ops.get_message(engine, m) for m in backlog[1:]]
-    assert [(m.state, m.not_before) for m in later if m is not None] == [
-        ("planned", NOW + BACKLOG_GAP),
-        ("planned", NOW + 2 * BACKLOG_GAP),
-    ]
-    clock.advance(BACKLOG_GAP)
-    scheduler.tick(clock.now())
-    assert recorder.sends == backlog[:2]
-    clock.advance(BACKLOG_GAP)
-    scheduler.tick(clock.now())
-    assert recorder.sends == backlog

@@ -92,37 +92,19 @@ class SendBatchDispatch(Protocol):
 
 
 def group_due(
-    due: Sequence[Due],
-    now: datetime,
-    spread: timedelta,
-    size: int,
-    gap: Callable[[Due], timedelta] | None = None,
-    last_at: dict[int, datetime] | None = None,
+    due: Sequence[Due], now: datetime, spread: timedelta, size: int
 ) -> list[tuple[datetime, list[int]]]:
     """Batches of messages that fall due together: (when to hand it over, ids), earliest first.
 
-    Pure. A message is handed over when it is due (an overdue one: ``now``), and, with ``gap``, never
-    sooner than ``gap(message)`` after the previous message of the same number: a backlog (workers
-    were down, messages piled up inside their windows) goes out at the plan's pace, not back to back.
-    Planned sends are that far apart anyway, so this changes nothing in normal running. A batch holds
-    at most ``size`` messages, at most one per number (the batch claim takes one quota slot per day
-    plan), all handed over within ``spread`` of its first; it goes at its last member's time, so no
-    message is claimed before its time and none waits more than ``spread``. Every message is in
-    exactly one batch. ``last_at`` (number -> time of its latest message handed over) carries the
-    spacing over from an earlier call and is updated.
+    Pure. A batch holds at most ``size`` messages, at most one per number (the batch claim takes one
+    quota slot per day plan), all due within ``spread`` of its first; it is handed over at its last
+    message's due time (an overdue message counts as due ``now``), so no message is claimed before it
+    is due and none waits more than ``spread``. Every message is in exactly one batch.
     """
-    timed: list[tuple[datetime, Due]] = []
-    last: dict[int, datetime] = last_at if last_at is not None else {}
-    for item in sorted(due, key=lambda d: (max(d.due_at, now), d.message_id)):
-        at = max(item.due_at, now)
-        previous = last.get(item.number_id)
-        if gap is not None and previous is not None:
-            at = max(at, previous + gap(item))
-        last[item.number_id] = at
-        timed.append((at, item))
     batches: list[tuple[datetime, list[int], set[int], list[datetime]]] = []
     open_from = 0  # batches before this index started more than `spread` ago: closed
-    for at, item in sorted(timed, key=lambda t: (t[0], t[1].message_id)):
+    for item in sorted(due, key=lambda d: (max(d.due_at, now), d.message_id)):
+        at = max(item.due_at, now)
         while open_from < len(batches) and batches[open_from][0] < at - spread:
             open_from += 1
         for _start, ids, numbers, times in batches[open_from:]:
@@ -134,10 +116,6 @@ def group_due(
         else:
             batches.append((at, [item.message_id], {item.number_id}, [at]))
     return sorted(((max(times), ids) for _, ids, _, times in batches), key=lambda b: (b[0], b[1][0]))
-
-
-BACKLOG_GAP = timedelta(minutes=1)
-"""The spacing of a backlog of one number's sends when its plan cannot be read (see `group_due`)."""
 
 
 _GOLDEN = 0.6180339887498949
@@ -364,33 +342,13 @@ class Scheduler:
         from warmup.store import batch, ops
 
         spread = min(timedelta(seconds=SEND_BATCH_SPREAD_WALL * scale), SEND_BATCH_SPREAD)
-        gaps: dict[str | None, timedelta] = {}
-
-        def gap(item: Due) -> timedelta:
-            """The minimum gap of the number's plan (cached per plan file for this tick)."""
-            if item.plan_path not in gaps:
-                try:
-                    assert item.plan_path is not None
-                    gaps[item.plan_path] = self.runtime.plans(item.plan_path).pacing.gap.low
-                except Exception:  # a broken or missing plan must not stop the dispatch
-                    gaps[item.plan_path] = BACKLOG_GAP
-            return gaps[item.plan_path]
-
-        last_at: dict[int, datetime] = {}
         while True:
             due = batch.due_within(self.runtime.engine, until, DUE_BATCH)
             if not due:
                 return
-            grouped = group_due(due, now, spread, SEND_BATCH, gap, last_at)
-            # a backlog spaced out beyond the look-ahead stays planned, due again at its new time
-            batch.defer(self.runtime.engine, {m: when for when, ids in grouped if when > until for m in ids})
-            handed = [(when, ids) for when, ids in grouped if when <= until]
-            queued = set(ops.mark_queued(self.runtime.engine, [m for _, ids in handed for m in ids], now))
+            queued = set(ops.mark_queued(self.runtime.engine, [d.message_id for d in due], now))
             # queued before the broker has them: a crash here is healed by `requeue_lost` (see above)
-            for when, ids in handed:
-                ids = [m for m in ids if m in queued]
-                if not ids:
-                    continue
+            for when, ids in group_due([d for d in due if d.message_id in queued], now, spread, SEND_BATCH):
                 wait = max((when - now).total_seconds() / scale, 0.0)
                 if len(ids) > 1:
                     dispatch.send_messages(ids, wait)

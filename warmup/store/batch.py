@@ -214,7 +214,6 @@ class Due:
     message_id: int
     number_id: int
     due_at: datetime
-    plan_path: str | None = None  # the number's plan: its pacing spaces a backlog of the number's sends
 
 
 def due_within(engine: Engine, until: datetime, limit: int) -> list[Due]:
@@ -223,14 +222,7 @@ def due_within(engine: Engine, until: datetime, limit: int) -> list[Due]:
     table = ops.MESSAGES
     with ops._read(engine) as conn:
         rows = conn.execute(
-            sa.select(
-                table.c.id,
-                table.c.number_id,
-                table.c.scheduled_at,
-                table.c.not_before,
-                ops.NUMBERS.c.plan_path,
-            )
-            .join(ops.NUMBERS, ops.NUMBERS.c.id == table.c.number_id)
+            sa.select(table.c.id, table.c.number_id, table.c.scheduled_at, table.c.not_before)
             .where(
                 table.c.state == MessageState.PLANNED.value,
                 table.c.scheduled_at <= until,
@@ -241,30 +233,7 @@ def due_within(engine: Engine, until: datetime, limit: int) -> list[Due]:
         ).all()
     return [
         Due(
-            int(r.id),
-            int(r.number_id),
-            max(r.scheduled_at, r.not_before) if r.not_before else r.scheduled_at,
-            r.plan_path,
+            int(r.id), int(r.number_id), max(r.scheduled_at, r.not_before) if r.not_before else r.scheduled_at
         )
         for r in rows
     ]
-
-
-def defer(engine: Engine, until: dict[int, datetime]) -> list[int]:
-    """Set ``not_before`` of still `planned` messages to the given times (a backlog spaced out by the
-    dispatcher: they stay planned and fall due again one by one); the ids changed."""
-    if not until:
-        return []
-    table = ops.MESSAGES
-    changed: list[int] = []
-    with ops._write(engine) as conn:
-        for message_id, at in sorted(until.items()):
-            row = conn.execute(
-                sa.update(table)
-                .where(table.c.id == message_id, table.c.state == MessageState.PLANNED.value)
-                .values(not_before=ops._aware(at, "not_before"))
-                .returning(table.c.id)
-            ).scalar_one_or_none()
-            if row is not None:
-                changed.append(int(row))
-    return changed
