@@ -71,17 +71,7 @@ _CLAIM_MANY = (
         " FROM m JOIN n ON n.id = m.number_id"
     )
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
-    .columns(
-        **ops._message_columns(),
-        timezone=sa.String(),
-        phone=sa.String(),
-        provider=sa.String(),
-        token_ref=sa.String(),
-        base_url=sa.String(),
-        phone_number_id=sa.String(),
-        recipient_is_number=sa.Boolean(),
-        slot=sa.Boolean(),
-    )
+    .columns(**ops._message_columns(), **ops.NUMBER_RESULT_COLUMNS)
 )
 """`_PG_CLAIM_FAST` for many messages at once. Two guards keep it exactly as safe as the single one:
 messages sharing a day plan are left out (one UPDATE of a day plan row takes ONE slot, however many

@@ -1063,28 +1063,7 @@ def claim(engine: Engine, message_id: int, worker_id: str, now: datetime) -> Cla
         )
         if slot.rowcount != 1:
             return _unclaim(conn, message_id, ClaimStatus.QUOTA_REACHED, "the day's quota is reached", now)
-        return ClaimResult(
-            ClaimStatus.CLAIMED,
-            ClaimedMessage(
-                id=claimed.id,
-                number_id=claimed.number_id,
-                day_plan_id=claimed.day_plan_id,
-                local_date=claimed.local_date,
-                recipient=claimed.recipient,
-                kind=claimed.kind,
-                text=claimed.text,
-                typing_seconds=claimed.typing_seconds,
-                scheduled_at=claimed.scheduled_at,
-                attempts=claimed.attempts,
-                in_reply_to=claimed.in_reply_to,
-                phone=number.phone,
-                provider=number.provider,
-                token_ref=number.token_ref,
-                base_url=number.base_url,
-                phone_number_id=number.phone_number_id,
-                timezone=number.timezone,
-            ),
-        )
+        return ClaimResult(ClaimStatus.CLAIMED, _claimed_message(claimed, number))
 
 
 _PG_CLAIM_READ = sa.text(
@@ -1127,6 +1106,20 @@ def _message_columns() -> dict[str, Any]:
         "attempts": sa.Integer(),
         "in_reply_to": sa.Integer(),
     }
+
+
+NUMBER_RESULT_COLUMNS: dict[str, Any] = {
+    "timezone": sa.String(),
+    "phone": sa.String(),
+    "provider": sa.String(),
+    "token_ref": sa.String(),
+    "base_url": sa.String(),
+    "phone_number_id": sa.String(),
+    "recipient_is_number": sa.Boolean(),
+    "slot": sa.Boolean(),
+}
+"""Result types of what the claim statements return beside the message columns (`_message_columns`):
+the number's send details, whether the recipient is a fleet number, and whether a quota slot was taken."""
 
 
 _PG_CLAIM_TAKE = (
@@ -1178,18 +1171,7 @@ _PG_CLAIM_FAST = (
         " LEFT JOIN m ON true LEFT JOIN n ON n.id = m.number_id"
     )
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
-    .columns(
-        current_state=sa.String(),
-        **_message_columns(),
-        timezone=sa.String(),
-        phone=sa.String(),
-        provider=sa.String(),
-        token_ref=sa.String(),
-        base_url=sa.String(),
-        phone_number_id=sa.String(),
-        recipient_is_number=sa.Boolean(),
-        slot=sa.Boolean(),
-    )
+    .columns(current_state=sa.String(), **_message_columns(), **NUMBER_RESULT_COLUMNS)
 )
 """The common claim on PostgreSQL in ONE statement: lock the number FOR SHARE, move the message to
 `sending` only if the number is active and the message due, in its day and window, then take the slot
@@ -1251,8 +1233,13 @@ def _claimed_message(claimed: sa.Row[Any], number: sa.Row[Any]) -> ClaimedMessag
         base_url=number.base_url,
         phone_number_id=number.phone_number_id,
         timezone=number.timezone,
-        recipient_is_number=bool(number.recipient_is_number),
+        recipient_is_number=_looked_up(number._mapping.get("recipient_is_number")),
     )
+
+
+def _looked_up(flag: object) -> bool | None:
+    """A claim statement's `recipient_is_number` (None: the statement did not look it up)."""
+    return None if flag is None else bool(flag)
 
 
 def _claim_pg(engine: Engine, message_id: int, worker_id: str, now: datetime) -> ClaimResult:
