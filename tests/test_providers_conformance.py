@@ -1,7 +1,8 @@
 """The bodies our clients send (and the samples our parsers are tested with) against the PUBLISHED specs.
 
-The specs live outside the repo, in ../shared/specs next to the repo root (CI clones them there). They
-are loaded once per session. OpenAPI schemas are not plain JSON Schema, so two documented adaptations:
+The specs are copies of ../shared/specs (the project's published copies) kept in tests/specs, so a
+clean clone checks against them with nothing beside it. They are loaded once per session. OpenAPI
+schemas are not plain JSON Schema, so two documented adaptations:
 * OpenAPI 3.0 (Whapi): `nullable: true` becomes a `"null"` type; `exclusiveMinimum/Maximum` booleans
   become the numeric form.
 * OpenAPI 3.1 (Meta): an `allOf` branch with `additionalProperties: false` (TextMessage does this) would
@@ -30,7 +31,7 @@ from warmup.providers.cloud_api import CloudApiProvider
 from warmup.providers.whapi import WhapiProvider
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPECS = REPO_ROOT.parent / "shared" / "specs"
+SPECS = REPO_ROOT / "tests" / "specs"
 WHAPI_SPEC = SPECS / "whapi-openapi-1.8.7.yaml"
 META_SPEC = SPECS / "meta-business-messaging-api-v23.0.yaml"
 
@@ -75,7 +76,7 @@ def openapi_to_jsonschema(node: Any, openapi_30: bool) -> Any:
 class Spec:
     def __init__(self, path: Path, uri: str) -> None:
         if not path.is_file():
-            message = f"published spec missing: {path} (expected ../shared/specs beside the repo)"
+            message = f"published spec missing: {path} (a copy of ../shared/specs belongs in tests/specs)"
             if IN_CI:
                 pytest.fail(message + " — CI must have it", pytrace=False)
             pytest.skip(message)
