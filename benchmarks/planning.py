@@ -107,8 +107,9 @@ def run_size(numbers: int, cap: float) -> dict[str, Any]:
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--cap", type=float, default=None, help="wall seconds at most per fleet size")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="fleet sizes (default 100 1000 10000)")
     args = p.parse_args()
-    sizes = (100, 300) if args.quick else (100, 1000, 10000)
+    sizes = tuple(args.sizes) if args.sizes else (100, 300) if args.quick else (100, 1000, 10000)
     cap = args.cap or (30.0 if args.quick else 150.0)
     results = [run_size(n, cap) for n in sizes]
     first, last = results[0], results[-1]
