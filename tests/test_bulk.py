@@ -58,7 +58,7 @@ def _send(i: int, at: datetime, kind: str | None = "contact") -> ops.PlannedSend
         text=f"hello number {i}" if i % 3 else f"tab\there, new\nline, back\\slash \\N, 'quote' ünï 😀 {i}",
         scheduled_at=at,
         typing_seconds=1.25 * i,
-        window_end=at + timedelta(hours=1),
+        window_end=at + timedelta(hours=1) if i % 4 else None,
         recipient_kind=kind,
     )
 
