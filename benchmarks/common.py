@@ -148,6 +148,46 @@ def wait_all_terminal(harness: FleetHarness, timeout: float, poll: float = 0.05)
     return time.perf_counter() - started
 
 
+class CpuMeter:
+    """CPU seconds (user + system) each part of a run used between `start` and `stop`: the workers, the
+    schedulers, the simulator, PostgreSQL (every ``postgres`` process) and this process; on a 2-core
+    machine it shows which part a benchmark is waiting for."""
+
+    def __init__(self, harness: FleetHarness) -> None:
+        self.harness = harness
+        self._before: dict[int, tuple[str, float]] = {}
+        self.used: dict[str, float] = {}
+
+    def _snapshot(self) -> dict[int, tuple[str, float]]:
+        h = self.harness
+        roles: dict[int, str] = {os.getpid(): "benchmark"}
+        for role, procs in (("workers", h.workers), ("schedulers", h.schedulers)):
+            for proc in procs:
+                roles.update(dict.fromkeys(proc.pids(), role))
+        if h.simulator is not None:
+            roles.update(dict.fromkeys(h.simulator.pids(), "simulator"))
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] and proc.info["name"].startswith("postgres"):
+                roles[proc.pid] = "postgresql"
+        found = {}
+        for pid, role in roles.items():
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                found[pid] = (role, times.user + times.system)
+        return found
+
+    def start(self) -> None:
+        self._before = self._snapshot()
+
+    def stop(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for pid, (role, seconds) in self._snapshot().items():
+            earlier = self._before.get(pid, (role, 0.0))[1]  # a process started meanwhile counts from 0
+            used[role] = used.get(role, 0.0) + seconds - earlier
+        self.used = {role: round(seconds, 2) for role, seconds in sorted(used.items())}
+        return self.used
+
+
 def wait_workers_ready(harness: FleetHarness, count: int, timeout: float = 60.0) -> None:
     """Until the live worker processes (``count`` of them) consume from Redis."""
     assert len(harness.alive_workers()) == count, harness.alive_workers()

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from common import BENCH_START, emit, fleet, parser, wait_workers_ready
+from common import BENCH_START, CpuMeter, emit, fleet, parser, wait_workers_ready
 
 from warmup.store import ops
 from warmup.testing.harness import FleetHarness, FleetSpec
@@ -71,6 +71,8 @@ def run_size(numbers: int, cap: float) -> dict[str, Any]:
         wait_workers_ready(harness, 2)
         harness.start_scheduler()
         wait_first_tick(harness)
+        cpu = CpuMeter(harness)
+        cpu.start()
         started = time.perf_counter()
         planned = 0
         while time.perf_counter() - started < cap:
@@ -79,6 +81,7 @@ def run_size(numbers: int, cap: float) -> dict[str, Any]:
                 break
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
+        cpu_seconds = cpu.stop()
         for proc in harness.schedulers + harness.workers:
             proc.stop(timeout=10)
         planned = _count(harness, ops.DAY_PLANS)
@@ -101,6 +104,7 @@ def run_size(numbers: int, cap: float) -> dict[str, Any]:
         "bulk_insert_rows_per_second": round(bulk_rate, 1),
         "ratio_to_bulk_insert": round(row_rate / bulk_rate, 4) if bulk_rate else None,
         "load_average_1m_before": round(load_before, 2),
+        "cpu_seconds": cpu_seconds,  # while planning, by part (2 cores: at most 2 x seconds in all)
     }
 
 
@@ -127,7 +131,7 @@ def main() -> None:
         f"= {r['numbers_per_second']}/s "
         f"({r['rows_per_second']} rows/s; bulk insert {r['bulk_insert_rows_per_second']} rows/s, "
         f"ratio {r['ratio_to_bulk_insert']}); all would take ~{r['projected_seconds_all']} s "
-        f"(load average {r['load_average_1m_before']} before)"
+        f"(load average {r['load_average_1m_before']} before); CPU s: {r['cpu_seconds']}"
         for r in results
     ]
     emit("planning", result, lines)

@@ -659,6 +659,25 @@ def test_skip_remaining_and_expire_day(engine: Engine) -> None:
     assert ops.skip_remaining(engine, utc, DAY, "again", NOW) == 0
 
 
+@pytest.mark.postgres
+def test_expire_day_with_nothing_past_never_waits_on_locked_numbers(engine: Engine) -> None:
+    """The scheduler calls it every tick: it must not queue behind (or hold up) a day being planned,
+    which holds its numbers' rows FOR UPDATE."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    number_id = add(engine)
+    assert ops.plan_day(engine, number_id, decision(5), sends(2))
+    with engine.connect() as locker, locker.begin():
+        locker.execute(sa.select(ops.NUMBERS.c.id).with_for_update())  # every number row
+        done: list[int] = []
+        thread = threading.Thread(target=lambda: done.append(ops.expire_day(engine, NOW)))
+        thread.start()
+        thread.join(10)
+        assert done == [0]  # nothing of a past day: no lock asked for, no wait
+    tomorrow = datetime.combine(DAY + timedelta(days=1), datetime.min.time(), UTC) + timedelta(hours=1)
+    assert ops.expire_day(engine, tomorrow) == 2  # once the day is over, its messages are skipped
+
+
 # ------------------------------------------------------------------------------------ pause / resume
 
 

@@ -20,6 +20,18 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for the broker and the scheduler lock; unset means embedded mode"
     )
+    db_pool_size: int = Field(
+        default=12,
+        ge=1,
+        le=200,
+        description=(
+            "PostgreSQL connections each process keeps open: at least a worker's --threads (default 8),"
+            " else connections are opened and closed all the time under load"
+        ),
+    )
+    db_max_overflow: int = Field(
+        default=12, ge=0, le=200, description="extra PostgreSQL connections a process may open at a peak"
+    )
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = "INFO"
 

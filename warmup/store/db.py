@@ -22,6 +22,8 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel import Session
 
+from warmup.config import Settings
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -60,16 +62,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     transactions that start with `BEGIN IMMEDIATE` unless the connection carries the `READ_ONLY`
     execution option, and pings connections before use.
 
-    PostgreSQL pings only connections that sat idle in the pool for `PING_IDLE_SECONDS` or more (a
-    ping per checkout was a round trip per statement group on the send path). A restarted server
-    still costs at most one failed operation per process: SQLAlchemy invalidates the whole pool on the
-    first disconnect error, and every later checkout gets a fresh connection.
+    PostgreSQL keeps `Settings.db_pool_size` connections open (a worker thread returning a connection
+    to a full pool closed it, and the next checkout paid a new backend: PostgreSQL forked one ~4 times
+    a second while a fleet's day was planned). It pings only connections that sat idle in the pool for
+    `PING_IDLE_SECONDS` or more (a ping per checkout was a round trip per statement group on the send
+    path). A restarted server still costs at most one failed operation per process: SQLAlchemy
+    invalidates the whole pool on the first disconnect error, and every later checkout gets a fresh
+    connection.
     """
     normalized = normalize_url(url)
     is_sqlite = make_url(normalized).get_backend_name() == "sqlite"
     options: dict[str, Any] = {"pool_pre_ping": is_sqlite}
     if is_sqlite:
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    else:  # a pool smaller than the threads using it closes and reopens connections all the time
+        settings = Settings()
+        options["pool_size"] = settings.db_pool_size
+        options["max_overflow"] = settings.db_max_overflow
     options.update(kwargs)
     engine = create_engine(normalized, **options)
     if is_sqlite:
