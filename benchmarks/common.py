@@ -150,8 +150,8 @@ def wait_all_terminal(harness: FleetHarness, timeout: float, poll: float = 0.05)
 
 class CpuMeter:
     """CPU seconds (user + system) each part of a run used between `start` and `stop`: the workers, the
-    schedulers, the simulator, PostgreSQL (every ``postgres`` process) and this process; on a 2-core
-    machine it shows which part a benchmark is waiting for."""
+    schedulers, the simulator, PostgreSQL (the backends serving the run's database) and this process;
+    on a 2-core machine it shows which part a benchmark is waiting for."""
 
     def __init__(self, harness: FleetHarness) -> None:
         self.harness = harness
@@ -166,8 +166,10 @@ class CpuMeter:
                 roles.update(dict.fromkeys(proc.pids(), role))
         if h.simulator is not None:
             roles.update(dict.fromkeys(h.simulator.pids(), "simulator"))
-        for proc in psutil.process_iter(["name"]):
-            if proc.info["name"] and proc.info["name"].startswith("postgres"):
+        database = f" {sa.make_url(h.database_url).database} "  # backends show it in their title
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            title = " ".join(proc.info["cmdline"] or ())
+            if (proc.info["name"] or "").startswith("postgres") and database in title:
                 roles[proc.pid] = "postgresql"
         found = {}
         for pid, role in roles.items():
