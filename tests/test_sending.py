@@ -18,7 +18,7 @@ from warmup.domain import Reading
 from warmup.providers.base import Health, Inbound, OutcomeAction, Provider, SendResult
 from warmup.runtime import ProviderPool, Runtime
 from warmup.schedule import local_date_of
-from warmup.sending import place_reply, retry_delay, send_one
+from warmup.sending import place_reply, retry_delay, send_one, span_end
 from warmup.store import ops
 from warmup.store.models import OutboundMessage
 
@@ -405,3 +405,19 @@ def test_sends_readings_and_auto_pauses_are_counted(setup: Setup) -> None:
     pending = [m for m in ops.list_messages(setup.engine, setup.number, setup.day) if m.state == "planned"]
     assert pending == []  # the pause skipped the rest
     assert _count(metrics.SENDS, outcome="paused") == paused
+
+
+@given(
+    st.lists(st.integers(0, 10_000), max_size=12, unique=True).map(sorted),
+    st.integers(-100, 10_100),
+)
+def test_span_end_is_the_end_of_the_span_holding_the_moment(edges: list[int], at: int) -> None:
+    """Bisection finds what a scan of the spans finds, for any sorted disjoint half-open spans."""
+    base = datetime(2026, 11, 23, tzinfo=UTC)
+    spans = [
+        (base + timedelta(seconds=edges[i]), base + timedelta(seconds=edges[i + 1]))
+        for i in range(0, len(edges) - 1, 2)
+    ]
+    moment = base + timedelta(seconds=at)
+    expected = next((end for start, end in spans if start <= moment < end), None)
+    assert span_end(spans, moment) == expected

@@ -27,6 +27,7 @@ behind the scheduled time for claimed messages.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import random
@@ -110,8 +111,12 @@ def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: 
 
 
 def span_end(spans: Sequence[tuple[datetime, datetime]], moment: datetime) -> datetime | None:
-    """The end of the half-open span holding ``moment``, or None when it lies in none."""
-    return next((end for start, end in spans if start <= moment < end), None)
+    """The end of the half-open span holding ``moment``, or None when it lies in none (``spans`` sorted
+    and disjoint, as `window_spans` gives them; found by bisection: planning asks once per message)."""
+    at = bisect.bisect_right(spans, moment, key=lambda span: span[0]) - 1
+    if at >= 0 and moment < spans[at][1]:
+        return spans[at][1]
+    return None
 
 
 def holds_time(message: OutboundMessage) -> bool:

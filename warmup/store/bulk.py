@@ -206,26 +206,46 @@ def recipients_of(conn: Connection, ids: Sequence[int]) -> dict[int, list[KnownR
 # -------------------------------------------------------------------------------------------- writes
 
 
+READING_COLUMNS = (
+    "number_id",
+    "local_date",
+    "overall",
+    "lifetime",
+    "response_rate",
+    "contacts",
+    "source",
+    "taken_at",
+)
+
+
 def insert_readings(conn: Connection, readings: Sequence[tuple[int, date, Reading]]) -> None:
-    """Store risk-meter results (number id, local date, reading) in one multi-row insert."""
+    """Store risk-meter results (number id, local date, reading) in one statement: over `unnest`
+    arrays on PostgreSQL (no per-row parameters to render), a multi-row insert elsewhere."""
     if not readings:
         return
-    conn.execute(
-        sa.insert(READINGS),
-        [
-            {
-                "number_id": number_id,
-                "local_date": local_date,
-                "overall": reading.overall,
-                "lifetime": reading.lifetime,
-                "response_rate": reading.response_rate,
-                "contacts": reading.contacts,
-                "source": reading.source[:16],
-                "taken_at": reading.taken_at.astimezone(UTC),
-            }
-            for number_id, local_date, reading in readings
-        ],
-    )
+    rows = [
+        (
+            number_id,
+            local_date,
+            reading.overall,
+            reading.lifetime,
+            reading.response_rate,
+            reading.contacts,
+            reading.source[:16],
+            reading.taken_at.astimezone(UTC),
+        )
+        for number_id, local_date, reading in readings
+    ]
+    if conn.dialect.name != "postgresql":
+        conn.execute(sa.insert(READINGS), [dict(zip(READING_COLUMNS, row, strict=True)) for row in rows])
+        return
+    with _cursor(conn) as cur:
+        cur.execute(
+            f"INSERT INTO readings ({', '.join(READING_COLUMNS)}) SELECT * FROM unnest("  # fixed names
+            "%s::int4[], %s::date[], %s::int4[], %s::int4[], %s::int4[], %s::int4[], %s::text[],"
+            " %s::timestamptz[])",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
 
 
 PLAN_COLUMNS = (
