@@ -174,6 +174,30 @@ def test_connection_refused_is_retry() -> None:
 def test_bad_base_url_scheme_stops_the_number() -> None:
     with WhapiProvider(TOKEN, "ftp://127.0.0.1:1") as provider:
         assert provider.send_text("+5511999990001", "hi").action is A.STOP_NUMBER
+        assert provider.health().action is A.STOP_NUMBER  # reads (keep-alive client) agree
+        with pytest.raises(ProviderError) as info:
+            provider.list_inbound(datetime(2026, 11, 23, tzinfo=UTC))
+        assert info.value.action is A.STOP_NUMBER
+        assert provider.fetch_reading(TODAY) is None
+
+
+def test_reads_time_out_as_retry(server: ScriptedServer) -> None:
+    server.on("GET", "/health", Reply(200, health_body(4, "AUTH"), delay=1.0))
+    server.on("GET", "/messages/list", Reply(200, {"messages": []}, delay=1.0))
+    with WhapiProvider(TOKEN, server.base_url, timeout=0.2) as provider:
+        health = provider.health()
+        assert health.action is A.RETRY and "TimeoutError" in health.reason
+        with pytest.raises(ProviderError) as info:
+            provider.list_inbound(datetime(2026, 11, 23, tzinfo=UTC))
+        assert info.value.action is A.RETRY and TOKEN not in info.value.reason
+
+
+def test_reads_carry_the_token_and_query(server: ScriptedServer, provider: WhapiProvider) -> None:
+    server.on("GET", "/messages/list", Reply(200, {"messages": []}))
+    assert provider.list_inbound(datetime(2026, 11, 23, tzinfo=UTC)) == []
+    call = server.calls("GET", "/messages/list")[0]
+    assert call.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert call.query["from_me"] == ["false"] and call.query["count"] == ["100"]
 
 
 def test_concurrent_sends_share_one_client(server: ScriptedServer, provider: WhapiProvider) -> None:

@@ -11,18 +11,22 @@ import json
 import ssl
 import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Self
+from urllib.parse import urlencode
 
 import httpx
 
 from warmup import __version__
+from warmup.providers import keepalive
 from warmup.providers.base import OutcomeAction, SendResult
 from warmup.providers.errors import (
     ProviderKind,
+    Rule,
     classify_error_response,
     classify_transport_error,
     clean_reason,
+    transport_rule,
 )
 from warmup.secrets import Secret
 
@@ -134,6 +138,17 @@ def make_client(base_url: str, token: Secret, timeout: httpx.Timeout | float | N
     )
 
 
+def read_failure(exc: BaseException) -> Rule:
+    """What an exception raised by `HttpProvider._read` means: httpx's own by `transport_rule`; from
+    `keepalive`, a URL that is not http(s) is the number's misconfiguration, anything else (refused,
+    reset, timed out, a broken answer) is worth trying again later."""
+    if isinstance(exc, httpx.HTTPError):
+        return transport_rule(exc)
+    if isinstance(exc, ValueError):
+        return Rule(OutcomeAction.STOP_NUMBER, "provider URL misconfigured (not an http(s) URL)")
+    return Rule(OutcomeAction.RETRY, f"the call failed ({type(exc).__name__})")
+
+
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -155,6 +170,7 @@ class HttpProvider:
         self.timeout = as_timeout(timeout)
         self._httpx: httpx.Client | None = None
         self._httpx_lock = threading.Lock()
+        self._read_headers: dict[str, str] | None = None
 
     @property
     def _client(self) -> httpx.Client:
@@ -180,10 +196,35 @@ class HttpProvider:
         if client is not None:
             client.close()
 
+    def _read(
+        self, path: str, params: Mapping[str, str | int] | None = None, *, method: str = "GET"
+    ) -> httpx.Response | keepalive.Answer:
+        """A read that is safe to repeat (a list, the health check, the risk meter): through `keepalive`
+        (a quarter of httpx's CPU per request), or httpx when the environment names a proxy. ``path``
+        is relative to the base URL, or absolute. Raises as the client does; see `read_failure`."""
+        url = path if "://" in path else self.base_url + path
+        if params:
+            url += "?" + urlencode(params)
+        if proxies_in_env():
+            return self._client.request(method, url)
+        if self._read_headers is None:
+            self._read_headers = {
+                "Authorization": f"Bearer {self._token.reveal()}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            }
+        return keepalive.request(
+            method,
+            url,
+            self._read_headers,
+            connect_timeout=self.timeout.connect or DEFAULT_TIMEOUT.connect or 5.0,
+            read_timeout=self.timeout.read or DEFAULT_TIMEOUT.read or 30.0,
+        )
+
     def _reason(self, text: str) -> str:
         return clean_reason(text, [self._token])
 
-    def _error_answer(self, response: httpx.Response) -> SendResult:
+    def _error_answer(self, response: httpx.Response | keepalive.Answer) -> SendResult:
         """A non-2xx answer classified by the provider's tables."""
         return classify_error_response(
             self.kind, response.status_code, response.headers, response.content, [self._token]

@@ -17,15 +17,12 @@ from typing import Any
 import httpx
 
 from warmup.domain import Reading
-from warmup.providers import keepalive
 from warmup.providers.base import Health, Inbound, OutcomeAction, ProviderError, SendResult
 from warmup.providers.errors import (
-    classify_error_response,
     decode_json,
     describe_body,
-    transport_rule,
 )
-from warmup.providers.http import DEFAULT_TIMEOUT, USER_AGENT, HttpProvider, proxies_in_env
+from warmup.providers.http import HttpProvider, read_failure
 from warmup.providers.webhooks import WebhookError, whapi_message
 from warmup.secrets import Secret
 
@@ -165,11 +162,6 @@ class WhapiProvider(HttpProvider):
         self.meter_url = meter_url or default_meter_url(self.base_url)
         self.source = source
         self._meter_lock = threading.Lock()
-        self._meter_headers = {
-            "Authorization": f"Bearer {self._token.reveal()}",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
         self._meter_posted_on: date | None = None
         self.last_reading_error: str | None = None
 
@@ -232,9 +224,9 @@ class WhapiProvider(HttpProvider):
     def health(self) -> Health:
         """GET /health -> connected (ok), starting (retry), logged out / error / unauthorised (stop)."""
         try:
-            response = self._client.get("/health")
+            response = self._read("/health")
         except Exception as exc:
-            rule = transport_rule(exc)
+            rule = read_failure(exc)
             action = A.STOP_NUMBER if rule.action is A.STOP_NUMBER else A.RETRY
             return Health(action, "unreachable", self._reason(f"{rule.meaning} ({type(exc).__name__})"))
         status = response.status_code
@@ -279,28 +271,16 @@ class WhapiProvider(HttpProvider):
         Through `keepalive` (a quarter of httpx's CPU per request; a fleet's meters are read in one
         burst when its day starts), or httpx when the environment names a proxy.
         """
-        response: httpx.Response | keepalive.Answer
         try:
-            if proxies_in_env():
-                response = self._client.request(method, self.meter_url)
-            else:
-                response = keepalive.request(
-                    method,
-                    self.meter_url,
-                    self._meter_headers,
-                    connect_timeout=self.timeout.connect or DEFAULT_TIMEOUT.connect or 5.0,
-                    read_timeout=self.timeout.read or DEFAULT_TIMEOUT.read or 30.0,
-                )
+            response = self._read(self.meter_url, method=method)
         except Exception as exc:
-            meaning = transport_rule(exc).meaning if isinstance(exc, httpx.HTTPError) else repr(exc)
-            return None, self._reason(f"risk meter {method}: {meaning}"), False
+            meaning = read_failure(exc).meaning
+            return None, self._reason(f"risk meter {method}: {meaning}: {exc!r}"), False
         status = response.status_code
         if status in (401, 402, 403):
             return None, f"meter unavailable on this channel (HTTP {status}); use the local meter", False
         if not 200 <= status < 300:
-            result = classify_error_response(
-                self.kind, status, response.headers, response.content, [self._token]
-            )
+            result = self._error_answer(response)
             return None, f"risk meter {method}: {result.reason}", False
         outcome = parse_meter(decode_json(response.content), today, self.source)
         if isinstance(outcome, str):
@@ -377,9 +357,9 @@ class WhapiProvider(HttpProvider):
 
     def _list_page(self, params: Mapping[str, str | int]) -> list[Any]:
         try:
-            response = self._client.get("/messages/list", params=params)
+            response = self._read("/messages/list", params)
         except Exception as exc:
-            rule = transport_rule(exc)
+            rule = read_failure(exc)
             action = A.STOP_NUMBER if rule.action is A.STOP_NUMBER else A.RETRY
             raise ProviderError(action, self._reason(f"/messages/list: {rule.meaning}")) from None
         status = response.status_code
