@@ -54,14 +54,14 @@ def wait_first_tick(harness: FleetHarness, timeout: float = 60.0) -> None:
     harness.wait_for_leader(timeout)
 
 
-def run_size(numbers: int, cap: float) -> dict[str, Any]:
+def run_size(numbers: int, cap: float, threads: int = 8) -> dict[str, Any]:
     load_before = os.getloadavg()[0]  # other work on the machine skews the figures
     spec = FleetSpec(
         numbers=numbers,
         timezones=("UTC", "Europe/Berlin", "America/Sao_Paulo"),
         scale=1.0,
         sim_start=BENCH_START,
-        worker_threads=8,
+        worker_threads=threads,
         log_level="WARNING",
         volume="20",
     )
@@ -111,16 +111,19 @@ def run_size(numbers: int, cap: float) -> dict[str, Any]:
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--cap", type=float, default=None, help="wall seconds at most per fleet size")
+    p.add_argument("--threads", type=int, default=8, help="threads per worker process (dramatiq --threads)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="fleet sizes (default 100 1000 10000)")
     args = p.parse_args()
     sizes = tuple(args.sizes) if args.sizes else (100, 300) if args.quick else (100, 1000, 10000)
     cap = args.cap or (30.0 if args.quick else 150.0)
-    results = [run_size(n, cap) for n in sizes]
+    results = [run_size(n, cap, args.threads) for n in sizes]
     first, last = results[0], results[-1]
     growth = first["numbers_per_second"] / last["numbers_per_second"] if last["numbers_per_second"] else None
     result = {
         "quick": args.quick,
         "cap_seconds": cap,
+        "worker_processes": 2,
+        "threads_per_worker": args.threads,
         "sizes": results,
         "slowdown_per_number_smallest_to_largest": round(growth, 2) if growth else None,
         "target_ratio": 0.5,

@@ -38,10 +38,10 @@ def test_upgrade_on_an_empty_database_matches_the_models(empty_url: str) -> None
     assert db.current_revision(engine) is None
     db.upgrade(engine)
     assert _diff(engine) == []
-    assert db.current_revision(engine) == db.head_revision() == "0002"
+    assert db.current_revision(engine) == db.head_revision() == "0003"
     assert set(sa.inspect(engine).get_table_names()) >= set(metadata.tables)
     db.upgrade(engine)  # idempotent
-    assert db.current_revision(engine) == "0002"
+    assert db.current_revision(engine) == "0003"
     engine.dispose()
 
 
@@ -57,7 +57,7 @@ def test_downgrade_to_base_and_back(empty_url: str) -> None:
 
 def test_upgrade_accepts_a_url(sqlite_url: str) -> None:
     db.upgrade(sqlite_url)
-    assert db.current_revision(sqlite_url) == "0002"
+    assert db.current_revision(sqlite_url) == "0003"
 
 
 def test_migrations_do_not_import_the_models() -> None:
@@ -72,7 +72,7 @@ def test_cli_upgrade_and_current(sqlite_url: str) -> None:
     result = runner.invoke(db_cmd.db_app, ["current", "--url", sqlite_url])
     assert result.exit_code == 0 and "behind" in result.output
     result = runner.invoke(db_cmd.db_app, ["upgrade", "--url", sqlite_url])
-    assert result.exit_code == 0 and "at revision 0002" in result.output
+    assert result.exit_code == 0 and "at revision 0003" in result.output
     result = runner.invoke(db_cmd.db_app, ["current", "--url", sqlite_url])
     assert result.exit_code == 0 and "up to date" in result.output
 
@@ -81,3 +81,47 @@ def test_cli_error_masks_the_password() -> None:
     result = CliRunner().invoke(db_cmd.db_app, ["upgrade", "--url", "postgresql://warm:s3cr3t@127.0.0.1:1/x"])
     assert result.exit_code != 0
     assert "s3cr3t" not in str(result.exception) and "warm:***@127.0.0.1:1/x" in str(result.exception)
+
+
+def test_0003_keeps_the_rows_and_checks_a_message_is_its_day_plans_numbers(empty_url: str) -> None:
+    engine = db.make_engine(empty_url)
+    command.upgrade(db.alembic_config(engine), "0002")
+    at = "2026-11-23 12:00:00+00:00"
+    with engine.begin() as conn:
+        for phone in ("+5511999990001", "+5511999990002"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO numbers (phone, provider, token_ref, plan_name, plan_path, timezone, state,"
+                    " plan_day, advance_pending, last_volume, created_at, updated_at) VALUES (:phone,"
+                    " 'simulator', 'T', 'p', '/p.yaml', 'UTC', 'active', 1, false, 0, :at, :at)"
+                ),
+                {"phone": phone, "at": at},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO day_plans (number_id, local_date, plan_day, next_plan_day, action, quota,"
+                " plan_volume, max_new_contacts, reasons, used, cut, created_at) VALUES"
+                " (1, '2026-11-23', 1, 2, 'advance', 5, 5, 2, '[]', 0, 0, :at)"
+            ),
+            {"at": at},
+        )
+    message = (
+        "INSERT INTO outbound_messages (number_id, day_plan_id, local_date, recipient, kind, text,"
+        " typing_seconds, scheduled_at, state, attempts, created_at) VALUES"
+        " (:number, 1, '2026-11-23', '+5511977770001', 'opener', 'hi', 0, :at, 'planned', 0, :at)"
+    )
+    reply = message.replace("typing_seconds,", "typing_seconds, in_reply_to,").replace(
+        ", 0, :at, 'p", ", 0, 1, :at, 'p"
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.text(message), {"number": 1, "at": at})
+        conn.execute(sa.text(reply), {"number": 1, "at": at})  # a reply to message 1
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, in_reply_to FROM outbound_messages ORDER BY id")).all()
+        assert [tuple(row) for row in rows] == [(1, None), (2, 1)]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # day plan 1 is number 1's
+        conn.execute(sa.text(message), {"number": 2, "at": at})
+    with engine.begin() as conn:
+        conn.execute(sa.text(message), {"number": 1, "at": at})
+    engine.dispose()

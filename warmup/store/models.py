@@ -178,6 +178,7 @@ class DayPlan(SQLModel, table=True):
     __tablename__ = "day_plans"
     __table_args__ = (
         sa.UniqueConstraint("number_id", "local_date", name="uq_day_plans_number_date"),
+        sa.Index("uq_day_plans_id_number", "id", "number_id", unique=True),  # messages' foreign key
         sa.CheckConstraint("quota >= 0 AND used >= 0 AND used <= quota", name="ck_day_plans_used"),
         sa.CheckConstraint("plan_day >= 1 AND next_plan_day >= 1", name="ck_day_plans_plan_day"),
         sa.CheckConstraint("cut >= 0", name="ck_day_plans_cut"),
@@ -210,11 +211,17 @@ class OutboundMessage(SQLModel, table=True):
         sa.CheckConstraint("typing_seconds >= 0", name="ck_outbound_typing"),
         sa.Index("ix_outbound_state_scheduled", "state", "scheduled_at"),
         sa.Index("ix_outbound_number_day_state", "number_id", "local_date", "state"),
+        # one look-up per row checks both the day plan and that it is this number's (migration 0003)
+        sa.ForeignKeyConstraint(
+            ["day_plan_id", "number_id"],
+            ["day_plans.id", "day_plans.number_id"],
+            name="fk_outbound_day_plan_number",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    number_id: int = Field(foreign_key="numbers.id")
-    day_plan_id: int = Field(foreign_key="day_plans.id", index=True)
+    number_id: int
+    day_plan_id: int = Field(index=True)
     local_date: date
     recipient: str = Field(max_length=20)
     kind: str = Field(max_length=16)

@@ -30,15 +30,34 @@ def run_migrations_online() -> None:
     if not isinstance(engine, Engine):
         raise RuntimeError("run migrations through warmup.store.db.upgrade(), which provides the engine")
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-            compare_type=True,
-            render_item=render_item,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        sqlite = connection.dialect.name == "sqlite"
+        driver = connection.connection.dbapi_connection
+        if sqlite and driver is not None:
+            # A batch rebuild drops and renames tables other rows refer to (a reply's `in_reply_to`):
+            # SQLite checks keys row by row unless told not to, which only works outside a transaction
+            # (the driver connection is in autocommit mode). Every key is checked before the commit.
+            driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=sqlite,
+                compare_type=True,
+                render_item=render_item,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration left rows whose keys point nowhere: {broken[:5]}")
+        finally:
+            if sqlite and driver is not None:
+                if connection.in_transaction():
+                    connection.rollback()  # whatever is left open (the migration's own is committed)
+                driver.execute("PRAGMA foreign_keys=ON")
+                if driver.execute("PRAGMA foreign_keys").fetchone() != (1,):
+                    connection.invalidate()  # never hand a connection that ignores keys back to the pool
 
 
 if context.is_offline_mode():
