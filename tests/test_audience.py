@@ -132,3 +132,17 @@ def test_pick_text_avoids_the_last_one() -> None:
     assert all(pick_text(["x", "y"], "x", rng) == "y" for _ in range(20))
     assert pick_text(["x"], "x", rng) is None
     assert pick_text([], None, rng) is None
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=6),
+    st.one_of(st.none(), st.sampled_from(["a", "b", "z"])),
+    st.integers(0, 2**32),
+)
+def test_pick_text_draws_as_from_the_pool_without_the_last_text(
+    pool: list[str], last: str | None, seed: int
+) -> None:
+    """The shortcut (no filtering when ``last`` is not in the pool) draws what the filtered list would."""
+    choices = [text for text in pool if text != last]
+    expected = random.Random(seed).choice(choices) if choices else None
+    assert pick_text(pool, last, random.Random(seed)) == expected

@@ -32,6 +32,8 @@ class AudienceResult:
 
 def pick_text(pool: Sequence[str], last: str | None, rng: random.Random) -> str | None:
     """A text from the pool that differs from ``last``; None when the pool offers no other text."""
+    if last is None or last not in pool:  # the same draw as from the filtered list, without building it
+        return rng.choice(pool) if pool else None
     choices = [text for text in pool if text != last]
     if not choices:
         return None

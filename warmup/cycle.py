@@ -370,15 +370,16 @@ def build_sends(
         why.append(timing.reason)
     picks = audience.picks[: len(timing.times)]
     spans = window_spans(local_date, plan, number.timezone)
+    opener, peer, contact = MessageKind.OPENER.value, RecipientKind.PEER.value, RecipientKind.CONTACT.value
     sends = [
         ops.PlannedSend(
             recipient=pick.to,
             text=pick.text,
             scheduled_at=at,
-            kind=MessageKind.OPENER.value,
+            kind=opener,
             typing_seconds=round(typing, 3),
             window_end=span_end(spans, at),
-            recipient_kind=(RecipientKind.PEER if pick.peer else RecipientKind.CONTACT).value,
+            recipient_kind=peer if pick.peer else contact,
         )
         for pick, at, typing in zip(picks, timing.times, timing.typing, strict=False)
     ]
