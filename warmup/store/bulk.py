@@ -300,8 +300,12 @@ _PG_TYPES = {
 
 
 def _cursor(conn: Connection) -> Any:
-    """A psycopg cursor on the connection's current transaction (SQLAlchemy's BEGIN is already sent)."""
-    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    """A psycopg cursor on the connection's current transaction (SQLAlchemy's BEGIN is already sent).
+
+    Binary: parameters (the arrays of a batch, thousands of values) go in PostgreSQL's binary form,
+    which spares a quoting check of every string of every array (a third of the cost of sending them).
+    """
+    return conn.connection.dbapi_connection.cursor(binary=True)  # type: ignore[union-attr]
 
 
 def insert_day_plans_pg(conn: Connection, rows: Sequence[Sequence[Any]]) -> dict[int, int]:
