@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from warmup.providers.base import Inbound
 from warmup.store import ops
@@ -42,11 +42,18 @@ CLOCK_SLACK = timedelta(minutes=2)
 def pending(engine: Engine, number_id: int, now: datetime, lookback: timedelta = LOOKBACK) -> datetime | None:
     """The claim time of the number's oldest unconfirmed `unknown` row within `LOOKBACK`, or None when
     there is none (then nothing needs asking)."""
-    table = ops.MESSAGES
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        oldest = conn.execute(
-            sa.select(sa.func.min(table.c.claimed_at)).where(*_unconfirmed(number_id, now, lookback))
-        ).scalar_one_or_none()
+        return pending_on(conn, number_id, now, lookback)
+
+
+def pending_on(
+    conn: Connection, number_id: int, now: datetime, lookback: timedelta = LOOKBACK
+) -> datetime | None:
+    """`pending` on a connection the caller holds (a reply poll reads it with its other state)."""
+    table = ops.MESSAGES
+    oldest = conn.execute(
+        sa.select(sa.func.min(table.c.claimed_at)).where(*_unconfirmed(number_id, now, lookback))
+    ).scalar_one_or_none()
     if isinstance(oldest, str):  # SQLite aggregates bypass the column type
         oldest = datetime.fromisoformat(oldest)
     if oldest is not None and oldest.tzinfo is None:

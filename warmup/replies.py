@@ -31,31 +31,47 @@ OVERLAP = timedelta(minutes=5)
 FIRST_LOOKBACK = timedelta(days=1)
 
 
-def poll_since(runtime: Runtime, number_id: int, now: datetime) -> datetime:
-    """Where the next poll starts: the newest stored event minus an overlap, or a day back."""
+def _aware(value: datetime | str | None) -> datetime | None:
+    """An aggregate's datetime as aware UTC (SQLite hands aggregates back as naive text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def poll_state(
+    engine: Engine, number_id: int, now: datetime, lookback: timedelta
+) -> tuple[datetime, datetime | None]:
+    """Where the next poll starts (the newest stored event minus an overlap, or a day back) and the
+    claim time of the oldest `unknown` send to confirm (`reconcile.pending`), read together: a poll
+    runs for every number every few minutes, and each read of its own cost a transaction."""
     inbound = ops.INBOUND
-    with runtime.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        newest = conn.execute(
-            sa.select(sa.func.max(inbound.c.received_at)).where(inbound.c.number_id == number_id)
-        ).scalar_one_or_none()
-    if newest is None:
-        return now - FIRST_LOOKBACK
-    if isinstance(newest, str):  # SQLite aggregate bypasses the column type
-        newest = datetime.fromisoformat(newest)
-    if newest.tzinfo is None:
-        newest = newest.replace(tzinfo=UTC)
-    return min(newest - OVERLAP, now)
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn, conn.begin():
+        newest = _aware(
+            conn.execute(
+                sa.select(sa.func.max(inbound.c.received_at)).where(inbound.c.number_id == number_id)
+            ).scalar_one_or_none()
+        )
+        oldest_unknown = reconcile.pending_on(conn, number_id, now, lookback)
+    since = now - FIRST_LOOKBACK if newest is None else min(newest - OVERLAP, now)
+    return since, oldest_unknown
 
 
 def ingest_replies(runtime: Runtime, number_id: int) -> int:
     """Fetch and store the number's new inbound events; how many were new (0 when the provider fails)."""
-    number = ops.get_number(runtime.engine, number_id)
-    if number is None:
-        return 0
     now = runtime.clock.now()
+    # a claim becomes unknown only `stale_after` after it was taken: look back well past that
+    lookback = max(reconcile.LOOKBACK, 2 * runtime.bounds.stale_after)
     try:
-        provider = runtime.provider_for(number_id)
-        since = poll_since(runtime, number_id, now)
+        provider = runtime.provider_for(number_id)  # built on first use from the number's row
+    except LookupError:  # no such number (any more)
+        return 0
+    except Exception as exc:  # no token: sending will auto-pause the number and say why
+        log.warning("number %s: replies not polled: %s", number_id, type(exc).__name__)
+        return 0
+    since, oldest_unknown = poll_state(runtime.engine, number_id, now, lookback)
+    try:
         events = list(provider.list_inbound(since))
         statuses = getattr(provider, "list_statuses", None)
         if callable(statuses):
@@ -63,26 +79,24 @@ def ingest_replies(runtime: Runtime, number_id: int) -> int:
     except ProviderError as exc:
         log.info("number %s: replies not polled: %s", number_id, exc.reason)
         return 0
-    except Exception as exc:  # no token, bad URL: sending will auto-pause the number and say why
+    except Exception as exc:  # a bad URL: sending will auto-pause the number and say why
         log.warning("number %s: replies not polled: %s", number_id, type(exc).__name__)
         return 0
     stored, new_messages = store_events(runtime.engine, number_id, events)
     for event in new_messages:
         _run_chat_command(runtime, number_id, event)
-    _confirm_unknown(runtime, number_id, provider, now)
+    if oldest_unknown is not None:
+        _confirm_unknown(runtime, number_id, provider, oldest_unknown, now, lookback)
     return stored
 
 
-def _confirm_unknown(runtime: Runtime, number_id: int, provider: object, now: datetime) -> None:
-    """Ask a provider that lists our own messages (`list_own`) about the number's `unknown` sends, only
-    when it has some (`warmup.reconcile`); a failure leaves them unknown until the next poll."""
+def _confirm_unknown(
+    runtime: Runtime, number_id: int, provider: object, oldest: datetime, now: datetime, lookback: timedelta
+) -> None:
+    """Ask a provider that lists our own messages (`list_own`) about the number's `unknown` sends, the
+    oldest claimed at ``oldest`` (`warmup.reconcile`); a failure leaves them unknown until the next poll."""
     list_own = getattr(provider, "list_own", None)
     if not callable(list_own):
-        return
-    # a claim becomes unknown only `stale_after` after it was taken: look back well past that
-    lookback = max(reconcile.LOOKBACK, 2 * runtime.bounds.stale_after)
-    oldest = reconcile.pending(runtime.engine, number_id, now, lookback)
-    if oldest is None:
         return
     try:
         own = list_own(oldest - reconcile.CLOCK_SLACK)
