@@ -255,12 +255,16 @@ def test_plan_day_pause_decision_pauses_the_number_with_an_audit_row(engine: Eng
         PlannedSend(recipient=PEER, text="  ", scheduled_at=NOW),
         PlannedSend(recipient=PEER, text="hi", scheduled_at=NOW.replace(tzinfo=None)),
         PlannedSend(recipient=PEER, text="hi", scheduled_at=NOW, kind="broadcast"),
+        PlannedSend(recipient=PEER, text="hi", scheduled_at=NOW, typing_seconds=-1.0),
+        PlannedSend(recipient=PEER, text="hi", scheduled_at=NOW, typing_seconds=float("nan")),
+        PlannedSend(recipient=PEER, text="hi", scheduled_at=NOW, recipient_kind="stranger"),
+        PlannedSend(recipient=PEER, text="hi", scheduled_at=NOW, window_end=NOW.replace(tzinfo=None)),
     ],
 )
 def test_plan_day_with_an_invalid_send_stores_nothing(engine: Engine, bad: PlannedSend) -> None:
     number_id = add(engine)
     before = row_counts(engine)
-    with pytest.raises(InvalidWrite):
+    with pytest.raises(InvalidWrite, match="send 2: "):  # the bad one is named
         ops.plan_day(engine, number_id, decision(5), [*sends(2), bad])
     assert row_counts(engine) == before
     assert ops.number_state(engine, number_id).plan_day == 1

@@ -374,22 +374,44 @@ _RECIPIENT_KINDS = frozenset(k.value for k in RecipientKind)
 
 
 def _check_sends(sends: Sequence[PlannedSend]) -> None:
-    """Refuse invalid sends with `InvalidWrite` (the first bad one named), before anything is written."""
+    """Refuse invalid sends with `InvalidWrite` (the first bad one named), before anything is written.
+
+    Each send is checked with plain comparisons first and only a suspect one goes through the full
+    checks that name the problem: a fleet's day is 200,000 sends, all of them valid.
+    """
+    match, kinds, recipient_kinds = E164.match, _MESSAGE_KINDS, _RECIPIENT_KINDS
     for index, send in enumerate(sends):
-        where = f"send {index}"
-        if not E164.match(send.recipient):
-            _check_phone(send.recipient, f"{where}: recipient")
-        if send.kind not in _MESSAGE_KINDS:
-            _choice(send.kind, MessageKind, f"{where}: kind")
-        if not send.text.strip():
-            raise InvalidWrite(f"{where}: empty text")
-        if send.typing_seconds < 0:
-            raise InvalidWrite(f"{where}: negative typing_seconds")
-        if send.recipient_kind is not None and send.recipient_kind not in _RECIPIENT_KINDS:
-            _choice(send.recipient_kind, RecipientKind, f"{where}: recipient_kind")
-        _aware(send.scheduled_at, f"{where}: scheduled_at")
-        if send.window_end:
-            _aware(send.window_end, f"{where}: window_end")
+        at, end = send.scheduled_at, send.window_end
+        if (
+            match(send.recipient)
+            and send.kind in kinds
+            and send.typing_seconds >= 0
+            and (send.recipient_kind is None or send.recipient_kind in recipient_kinds)
+            and at.tzinfo is not None
+            and at.utcoffset() is not None
+            and (not end or (end.tzinfo is not None and end.utcoffset() is not None))
+            and send.text.strip()
+        ):
+            continue
+        _check_send(index, send)
+
+
+def _check_send(index: int, send: PlannedSend) -> None:
+    """Name what is wrong with a send `_check_sends` found suspect (raises `InvalidWrite`)."""
+    where = f"send {index}"
+    if not E164.match(send.recipient):
+        _check_phone(send.recipient, f"{where}: recipient")
+    if send.kind not in _MESSAGE_KINDS:
+        _choice(send.kind, MessageKind, f"{where}: kind")
+    if not send.text.strip():
+        raise InvalidWrite(f"{where}: empty text")
+    if not send.typing_seconds >= 0:
+        raise InvalidWrite(f"{where}: typing_seconds must be a number >= 0")
+    if send.recipient_kind is not None and send.recipient_kind not in _RECIPIENT_KINDS:
+        _choice(send.recipient_kind, RecipientKind, f"{where}: recipient_kind")
+    _aware(send.scheduled_at, f"{where}: scheduled_at")
+    if send.window_end:
+        _aware(send.window_end, f"{where}: window_end")
 
 
 def _message_values(
