@@ -7,6 +7,7 @@ loaded (a second embedded run in one process, tests), re-binds them to the new b
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -62,6 +63,22 @@ class WarmWorker(dramatiq.Middleware):
             import logging
 
             logging.getLogger(__name__).warning("worker boot: runtime not ready yet: %s", type(exc).__name__)
+        quiet_garbage_collector()
+
+
+GC_THRESHOLDS = (10_000, 20, 20)
+"""Young collections every 10,000 net allocations instead of Python's 700: planning a batch allocates
+hundreds of thousands of short-lived objects (times, sends, rows) and the collector ran ~60 times a
+batch, 5% of planning's CPU. Reference counting frees those objects anyway; cycles wait a little longer."""
+
+
+def quiet_garbage_collector() -> None:
+    """After boot: move everything loaded so far (modules, SQLAlchemy metadata, the plan models) out of
+    the collector's sight for good (`gc.freeze`: it is never garbage, and a full collection scanned it
+    every time) and collect young objects less often (`GC_THRESHOLDS`)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 _lock = threading.Lock()
