@@ -107,3 +107,18 @@ def test_a_worker_process_logs_json_with_tokens_masked() -> None:
     record = json.loads(line)
     assert record["logger"] == "workers.test" and record["event"] == "sending with token ***"
     assert token not in result.stderr
+
+
+def test_worker_boot_quiets_the_garbage_collector() -> None:
+    import gc
+
+    from workers.broker import GC_THRESHOLDS, quiet_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        quiet_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # what was loaded is out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
