@@ -57,8 +57,9 @@ BACKLOG_TOLERANCE = timedelta(minutes=1)
 is overdue: a healthy fleet claims within it, a backlog (workers or scheduler were down) does not
 (`warmup.schedule.backlog_reason`)."""
 
-BACKLOG_SCAN = timedelta(seconds=1)
-"""Numbers with a message this overdue are looked at for a backlog (the per-plan tolerance decides)."""
+BACKLOG_NEAR = timedelta(hours=1)
+"""A number with a single overdue message is looked at when it has another send this close (a send made
+or one pending): the largest minimum gap a plan is expected to have."""
 
 LOOKAHEAD_TICKS = 2.0
 """With a `DelayedDispatch`, messages due within this many ticks are enqueued now with a delay."""
@@ -303,7 +304,7 @@ class Scheduler:
         tolerance = min(
             timedelta(seconds=BACKLOG_TOLERANCE_WALL * max(self.runtime.clock.scale, 1e-9)), BACKLOG_TOLERANCE
         )
-        for number_id in ops.overdue_numbers(self.runtime.engine, now - min(tolerance, BACKLOG_SCAN)):
+        for number_id in ops.overdue_numbers(self.runtime.engine, now - tolerance, BACKLOG_NEAR):
             report.backlog += respread_backlog(self.runtime, number_id, now, tolerance)
 
     def _recover_stale(self, now: datetime, report: TickReport) -> None:
