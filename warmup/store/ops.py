@@ -913,27 +913,16 @@ def retime_day(
     outage re-spreads again each time a send is missed) update that row and count the repeats.
     """
     stamp = _aware(now)
+    with _read(engine) as conn:  # most candidates need nothing: decide without the write lock first
+        if decide(_day_messages(conn, number_id, local_date)) is None:
+            return None
     with _write(engine) as conn:
         number = conn.execute(
             sa.select(NUMBERS.c.state).where(NUMBERS.c.id == number_id).with_for_update()
         ).one_or_none()
         if number is None or number.state != NumberStatus.ACTIVE:
             return None
-        rows = conn.execute(
-            sa.select(
-                MESSAGES.c.id,
-                MESSAGES.c.state,
-                MESSAGES.c.kind,
-                MESSAGES.c.scheduled_at,
-                MESSAGES.c.not_before,
-                MESSAGES.c.claimed_at,
-            )
-            .where(MESSAGES.c.number_id == number_id, MESSAGES.c.local_date == local_date)
-            .order_by(MESSAGES.c.id)
-        ).all()
-        retiming = decide(
-            [DayMessage(int(r.id), r.state, r.kind, r.scheduled_at, r.not_before, r.claimed_at) for r in rows]
-        )
+        retiming = decide(_day_messages(conn, number_id, local_date))
         if retiming is None:
             return None
         for message_id, (at, window_end) in retiming.moves.items():
@@ -976,6 +965,22 @@ def retime_day(
                 conn, "scheduler", BACKLOG_ACTION, number_id, {**detail, "first_at": stamp.isoformat()}, stamp
             )
         return retiming
+
+
+def _day_messages(conn: Connection, number_id: int, local_date: date) -> list[DayMessage]:
+    rows = conn.execute(
+        sa.select(
+            MESSAGES.c.id,
+            MESSAGES.c.state,
+            MESSAGES.c.kind,
+            MESSAGES.c.scheduled_at,
+            MESSAGES.c.not_before,
+            MESSAGES.c.claimed_at,
+        )
+        .where(MESSAGES.c.number_id == number_id, MESSAGES.c.local_date == local_date)
+        .order_by(MESSAGES.c.id)
+    ).all()
+    return [DayMessage(int(r.id), r.state, r.kind, r.scheduled_at, r.not_before, r.claimed_at) for r in rows]
 
 
 def overdue_numbers(engine: Engine, before: datetime, around: timedelta, limit: int = 1000) -> list[int]:
