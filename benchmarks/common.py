@@ -96,14 +96,25 @@ def plan_fixed_day(harness: FleetHarness, local_date: date, quota: int) -> None:
 
 
 def add_messages(
-    harness: FleetHarness, local_date: date, times: Sequence[datetime], *, texts: Sequence[str]
+    harness: FleetHarness,
+    local_date: date,
+    times: Sequence[datetime],
+    *,
+    texts: Sequence[str],
+    numbers: Sequence[int] | None = None,
 ) -> int:
-    """Add one message per entry of ``times`` round-robin over the numbers (bulk insert); how many."""
+    """Add one message per entry of ``times`` round-robin over ``numbers`` (default: the fleet's), in
+    one bulk insert; how many.
+
+    The caller keeps each number at its plan's pace: a number whose messages come closer than the
+    plan's gap has a backlog, which the scheduler re-spreads over the day (it never bursts).
+    """
     rows = []
     plans = _day_plan_ids(harness, local_date)
     stamp = harness.now()
+    numbers = list(numbers if numbers is not None else harness.number_ids)
     for i, at in enumerate(times):
-        number_id = harness.number_ids[i % len(harness.number_ids)]
+        number_id = numbers[i % len(numbers)]
         rows.append(
             {
                 "number_id": number_id,

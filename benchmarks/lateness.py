@@ -1,6 +1,9 @@
 """Send lateness: how long after its scheduled time a message reaches the API, at a steady 100 sends/s.
 
-50 numbers get messages scheduled evenly at 100/s over the run (real-time clock). A ``warmup scheduler``
+1,000 numbers get messages scheduled evenly at 100/s over the run (real-time clock), round-robin, so each
+number sends one message every 10 s, at its plan's pace (gap 5s..20s, up to 400 an hour): the product
+refuses to send one number faster than its plan (a backlog is re-spread), so the rate comes from many
+numbers. A ``warmup scheduler``
 and 2 ``dramatiq workers.actors`` processes (8 threads each) send them through Redis and PostgreSQL to
 the simulator; lateness = the simulator's ``accepted_at`` - the row's ``scheduled_at`` (both on the one
 shared clock). Baseline, same run: the round-trip time of a plain httpx POST to the same simulator
@@ -31,6 +34,8 @@ from warmup.store import ops
 from warmup.testing.harness import FleetHarness, FleetSpec, contact_of, token_of
 
 RATE = 100.0
+SPACING = 10.0
+"""Seconds between two messages of one number (above the plan's 5 s minimum gap)."""
 
 
 def request_latency(harness: FleetHarness, count: int) -> list[float]:
@@ -61,7 +66,9 @@ def main() -> None:
     duration = 15.0 if args.quick else 60.0
     count = int(duration * RATE)
     spec = FleetSpec(
-        numbers=50,
+        numbers=int(RATE * SPACING),
+        gap="5s..20s",
+        max_per_hour=400,
         timezones=("UTC",),
         scale=1.0,
         sim_start=BENCH_START,

@@ -3,8 +3,11 @@
 End to end = scheduler (due query, mark queued, enqueue in batches of messages that fall due together)
 -> Redis broker -> ``dramatiq workers.actors`` (claim in PostgreSQL, httpx POST to the simulator,
 record the outcome) from the messages' due time until every message is terminal;
-measured with 1 and then 2 worker processes (8 threads each). Baseline, same run, same simulator, same
-bodies: one plain ``httpx.Client`` posting ``/messages/text`` in a loop. Target: >= 50% of the plain loop.
+measured with 1 and then 2 worker processes (8 threads each). Each number sends ONE message per run
+and each run has numbers of its own: the product refuses to send one number's messages back to back
+(a backlog is re-spread at the plan's pace), so a fleet's throughput comes from many numbers at once.
+Baseline, same run, same simulator, same bodies: one plain ``httpx.Client`` posting ``/messages/text``
+in a loop. Target: >= 50% of the plain loop.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ LEAD = 2.0
 ticks), so the dispatcher hands the messages over for their due time, as it does for planned days."""
 
 
-def end_to_end(harness: FleetHarness, count: int, timeout: float) -> dict[str, float]:
-    """Insert ``count`` messages all due ``LEAD`` s from now and time the fleet until all are terminal.
+def end_to_end(harness: FleetHarness, numbers: list[int], timeout: float) -> dict[str, float]:
+    """Insert one message for each of ``numbers``, all due ``LEAD`` s from now, and time the fleet until
+    all are terminal.
 
     The rate counts from the due time (when the dispatcher is to hand them over) to the last terminal
     message; ``from_insert_per_second`` counts from the insert instead (it includes the wait for the
@@ -64,7 +68,8 @@ def end_to_end(harness: FleetHarness, count: int, timeout: float) -> dict[str, f
     local_date = harness.now().date()
     due = harness.now() + timedelta(seconds=LEAD * harness.spec.scale)
     inserted = time.perf_counter()
-    add_messages(harness, local_date, [due] * count, texts=TEXTS)
+    count = len(numbers)
+    add_messages(harness, local_date, [due] * count, texts=TEXTS, numbers=numbers)
     due_wall = inserted + (due - harness.now()).total_seconds() / harness.spec.scale
     waited = wait_all_terminal(harness, timeout)
     finished = inserted + waited
@@ -86,7 +91,7 @@ def main() -> None:
     args = parser(__doc__ or "").parse_args()
     count = 300 if args.quick else 2000
     spec = FleetSpec(
-        numbers=20,
+        numbers=2 * count,  # one message per number and run
         timezones=("UTC",),
         scale=1.0,
         sim_start=BENCH_START,
@@ -94,17 +99,17 @@ def main() -> None:
         log_level="WARNING",
     )
     with fleet(spec) as harness:
-        plan_fixed_day(harness, harness.now().date(), quota=3 * count)
+        plan_fixed_day(harness, harness.now().date(), quota=3)
         plain_ids: set[str] = set()
         plain = plain_loop(harness, count, plain_ids)
         harness.start_worker()
         wait_workers_ready(harness, 1)
         harness.start_scheduler()
         time.sleep(2.0)  # let the scheduler boot and take the lead before the clock starts
-        one = end_to_end(harness, count, timeout=300)
+        one = end_to_end(harness, harness.number_ids[:count], timeout=300)
         harness.start_worker()
         wait_workers_ready(harness, 2)
-        two = end_to_end(harness, count, timeout=300)
+        two = end_to_end(harness, harness.number_ids[count:], timeout=300)
         plain_again = plain_loop(harness, count, plain_ids)
         fleet_sends = [s for s in harness.sends() if s["message_id"] not in plain_ids]
         report = check_invariants(harness.engine, fleet_sends, harness.now())

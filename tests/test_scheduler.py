@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from warmup.clock import ManualClock
@@ -89,21 +90,32 @@ def test_reply_polls_of_a_large_fleet_are_spread_over_the_period() -> None:
 
 def test_tick_enqueues_due_messages_once_and_requeues_lost_ones(world: Any) -> None:
     runtime, fleet, clock, recorder, scheduler = world
-    number = fleet.number_ids[0]
-    day = local_date_of(clock.now(), "America/Sao_Paulo")
-    assert plan_number_day(runtime, number, day).planned
-    messages = ops.list_messages(runtime.engine, number, day)
-    clock.set(messages[1].scheduled_at)
+    firsts = []
+    for number in fleet.number_ids:
+        tz = ops.get_number(runtime.engine, number).timezone  # type: ignore[union-attr]
+        assert plan_number_day(runtime, number, local_date_of(clock.now(), tz)).planned
+        first, *rest = ops.list_messages(runtime.engine, number, local_date_of(clock.now(), tz))
+        firsts.append(first)
+        # one message per number in play: the rest waits an hour (two overdue of one number are a backlog)
+        with runtime.engine.begin() as conn:
+            for m in rest:
+                conn.execute(
+                    sa.update(ops.MESSAGES)
+                    .where(ops.MESSAGES.c.id == m.id)
+                    .values(scheduled_at=m.scheduled_at + timedelta(hours=1))
+                )
+    clock.set(max(m.scheduled_at for m in firsts))
     scheduler.tick(clock.now())
-    assert recorder.sends == [messages[0].id, messages[1].id]
-    assert {ops.get_message(runtime.engine, m.id).state for m in messages[:2]} == {"queued"}  # type: ignore[union-attr]
+    ids = sorted(m.id for m in firsts)
+    assert sorted(recorder.sends) == ids
+    assert {ops.get_message(runtime.engine, m).state for m in ids} == {"queued"}  # type: ignore[union-attr]
     scheduler.tick(clock.now())
-    assert recorder.sends == [messages[0].id, messages[1].id]  # not enqueued twice
+    assert sorted(recorder.sends) == ids  # not enqueued twice
     # the broker lost them (e.g. Redis restarted): after `lost_after` they are enqueued again
     clock.advance(TIMINGS.lost_after + timedelta(seconds=1))
     recorder.sends.clear()
     report = scheduler.tick(clock.now())
-    assert report.requeued >= 2 and {messages[0].id, messages[1].id} <= set(recorder.sends)
+    assert report.requeued >= 2 and set(ids) <= set(recorder.sends)
 
 
 def test_tick_recovers_stale_claims_as_unknown(world: Any) -> None:

@@ -4,8 +4,8 @@ reading -> yesterday's outcome -> decide (pure) -> audience + content -> spread 
 transaction (`store.ops.plan_day`, unique per number and local date, so planning twice does nothing).
 The random generators are seeded from (number id, local date), so a day replays exactly.
 
-Also here: what the scheduler asks about days (which have started, closing past ones) and the
-re-spread of the rest of a day after a pause ends (never a burst).
+Also here: what the scheduler asks about days (which have started, closing past ones), the
+re-spread of the rest of a day after a pause ends, and of a backlog after an outage (never a burst).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -28,10 +28,11 @@ from warmup.audience import AudienceResult, choose
 from warmup.content import MessagePool, load_pool
 from warmup.domain import Decision, Reading
 from warmup.plan.model import Plan
+from warmup.plan.values import format_duration
 from warmup.ramp import decide
 from warmup.risk import local_reading
 from warmup.runtime import FileCache, Runtime
-from warmup.schedule import local_date_of, spread, window_spans
+from warmup.schedule import backlog_reason, local_date_of, spread, window_spans
 from warmup.sending import holds_time, send_time, span_end
 from warmup.store import bulk, ops
 from warmup.store.db import READ_ONLY
@@ -697,3 +698,94 @@ def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume
             )
             detail.update(why="; ".join(why)[:500])
     return ops.add_respread(engine, number_id, local_date, sends, resume_id=resume_id, detail=detail, now=now)
+
+
+# ------------------------------------------------------------------------------ a backlog after an outage
+
+
+BACKLOG_SKIPPED = "backlog after an outage: no send-window time left at the plan's pace"
+
+
+def retime_backlog(
+    plan: Plan,
+    timezone: str,
+    local_date: date,
+    rows: Sequence[ops.DayMessage],
+    now: datetime,
+    tolerance: timedelta,
+    rng: random.Random,
+) -> ops.Retiming | None:
+    """The re-spread of a day's backlog, or None when its pending messages break no pacing rule.
+
+    Pure (the rows are the day's messages: id, state, kind, scheduled_at, not_before, claimed_at).
+    The pending messages keep their order, recipients and texts and get new times from `spread` over
+    the window time left after ``now``, keeping the gap and hourly rules with the sends already made;
+    those that no longer fit are skipped (openers, latest first: replies build the response rate).
+    A message waiting for a provider's Retry-After keeps its time, and the new ones come after it.
+    """
+    pending = [r for r in rows if r.state in (MessageState.PLANNED, MessageState.QUEUED)]
+    sent = [r.claimed_at for r in rows if r.state not in _NOT_SENT and r.claimed_at is not None]
+    due = {r.id: max(r.scheduled_at, r.not_before or r.scheduled_at) for r in pending}
+    gap = max(plan.pacing.gap.low, timedelta(seconds=1))
+    why = backlog_reason(sent, list(due.values()), now, gap, plan.pacing.max_per_hour, tolerance)
+    if why is None:
+        return None
+    waiting = [r for r in pending if r.not_before is not None and r.not_before > now]
+    movable = sorted((r for r in pending if r not in waiting), key=lambda r: (due[r.id], r.id))
+    timing = spread(
+        local_date,
+        len(movable),
+        plan,
+        timezone,
+        rng,
+        not_before=now,
+        earlier=sorted(sent + [due[r.id] for r in waiting]),
+    )
+    fits = len(timing.times)
+    by_priority = sorted(movable, key=lambda r: (r.kind == MessageKind.OPENER, due[r.id], r.id))
+    kept = sorted(by_priority[:fits], key=lambda r: (due[r.id], r.id))
+    spans = window_spans(local_date, plan, timezone)
+    moves = {r.id: (at, span_end(spans, at)) for r, at in zip(kept, timing.times, strict=True)}
+    reason = f"{BACKLOG_SKIPPED} ({timing.reason})" if timing.reason else BACKLOG_SKIPPED
+    skips = {r.id: reason[:500] for r in by_priority[fits:]}
+    detail: dict[str, Any] = {
+        "reason": why,
+        "pending": len(pending),
+        "moved": len(moves),
+        "skipped": len(skips),
+        "next_at": min(timing.times).isoformat() if timing.times else "",
+        "gap": format_duration(gap),
+        "why": timing.reason or "",
+    }
+    return ops.Retiming(moves, skips, detail)
+
+
+_NOT_SENT = (MessageState.PLANNED, MessageState.QUEUED, MessageState.SKIPPED)
+"""States of a message that did not go out (a skipped one may carry the claim that skipped it)."""
+
+
+def respread_backlog(runtime: Runtime, number_id: int, now: datetime, tolerance: timedelta) -> int:
+    """Re-spread the rest of today of a number whose pending messages would go out in a burst (workers
+    or the scheduler were down): `retime_backlog` under the number's lock (`ops.retime_day`, so it
+    happens once however many schedulers ask). Returns how many messages were re-timed or skipped."""
+    number = ops.get_number(runtime.engine, number_id)
+    if number is None or number.state != NumberStatus.ACTIVE:
+        return 0
+    try:
+        plan = runtime.plans(number.plan_path)
+    except Exception:  # a broken plan file: its sends are not re-timed blind (the claim still checks)
+        log.warning("number %s: plan %s unreadable, backlog not re-spread", number_id, number.plan_path)
+        return 0
+    local_date = local_date_of(now, number.timezone)
+    rng = day_rng(number_id, local_date, f"backlog:{now.isoformat()}")
+    tolerance = min(tolerance, max(plan.pacing.gap.low, timedelta(seconds=1)) / 2)
+
+    def decide(rows: Sequence[ops.DayMessage]) -> ops.Retiming | None:
+        return retime_backlog(plan, number.timezone, local_date, rows, now, tolerance, rng)
+
+    done = ops.retime_day(runtime.engine, number_id, local_date, decide, now=now)
+    if done is None:
+        return 0
+    log.info("number %s: backlog re-spread: %s", number_id, dict(done.detail))
+    metrics.BACKLOG_RESPREADS.inc()
+    return len(done.moves) + len(done.skips)
