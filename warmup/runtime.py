@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
@@ -67,6 +67,30 @@ class Timings:
         )
 
 
+class ProviderRow(Protocol):
+    """What a provider client is built from: a number row, or a claimed message (which carries it)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def token_ref(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def phone_number_id(self) -> str | None: ...
+
+
+def _make(row: ProviderRow) -> Provider:
+    """A provider client for the row; the token is resolved from the environment variable it names."""
+    from warmup.providers.factory import make_provider
+    from warmup.secrets import resolve_token
+
+    options: dict[str, str] = {}
+    if row.phone_number_id:
+        options["phone_number_id"] = row.phone_number_id
+    return make_provider(row.provider, resolve_token(row.token_ref), base_url=row.base_url, **options)
+
+
 class ProviderPool:
     """One provider client per number, built on first use and reused by every thread of the process.
 
@@ -80,20 +104,28 @@ class ProviderPool:
         self._lock = threading.Lock()
 
     def __call__(self, number_id: int) -> Provider:
+        """The number's client; its row is read to build it the first time."""
+        return self._get(number_id, None)
+
+    def for_row(self, number_id: int, row: ProviderRow) -> Provider:
+        """The number's client, built from the row in hand the first time (a claim read it already):
+        a fleet whose numbers each send once in a while would otherwise pay a query per first send."""
+        return self._get(number_id, row)
+
+    def _get(self, number_id: int, row: ProviderRow | None) -> Provider:
         with self._lock:
             client = self._clients.get(number_id)
         if client is not None:
             return client
-        built = self._build(number_id)  # outside the lock: threads building other numbers' clients
-        with self._lock:  # do not queue behind this one's query; a racing twin is dropped
+        # built outside the lock: threads building other numbers' clients do not queue behind this one
+        built = self._build(number_id) if row is None else _make(row)
+        with self._lock:  # a racing twin is dropped
             client = self._clients.setdefault(number_id, built)
         if client is not built:
             built.close()
         return client
 
     def _build(self, number_id: int) -> Provider:
-        from warmup.providers.factory import make_provider
-        from warmup.secrets import resolve_token
         from warmup.store.db import session_scope
         from warmup.store.models import Number
 
@@ -101,12 +133,7 @@ class ProviderPool:
             number = session.get(Number, number_id)
             if number is None:
                 raise LookupError(f"number {number_id} does not exist")
-            kind, token_ref = number.provider, number.token_ref
-            base_url, phone_number_id = number.base_url, number.phone_number_id
-        options: dict[str, str] = {}
-        if phone_number_id:
-            options["phone_number_id"] = phone_number_id
-        return make_provider(kind, resolve_token(token_ref), base_url=base_url, **options)
+            return _make(number)
 
     def close(self) -> None:
         with self._lock:

@@ -27,12 +27,11 @@ behind the scheduled time for claimed messages.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import random
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -43,6 +42,7 @@ from warmup import metrics
 from warmup.clock import Clock
 from warmup.plan.model import Plan
 from warmup.providers.base import OutcomeAction, Provider, SendResult
+from warmup.runtime import ProviderPool
 from warmup.schedule import local_date_of, window_spans
 from warmup.store import batch, ops
 from warmup.store.models import MessageKind, MessageState, NumberStatus, OutboundMessage, RecipientKind
@@ -113,7 +113,7 @@ def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: 
 def span_end(spans: Sequence[tuple[datetime, datetime]], moment: datetime) -> datetime | None:
     """The end of the half-open span holding ``moment``, or None when it lies in none (``spans`` sorted
     and disjoint, as `window_spans` gives them; found by bisection: planning asks once per message)."""
-    at = bisect.bisect_right(spans, moment, key=lambda span: span[0]) - 1
+    at = bisect_right(spans, moment, key=lambda span: span[0]) - 1
     if at >= 0 and moment < spans[at][1]:
         return spans[at][1]
     return None
@@ -317,7 +317,10 @@ def _call(
     (no provider for the number: skipped and the number paused; the call crashed: unknown)."""
     message_id = message.id
     try:
-        provider = provider_for(message.number_id)
+        if isinstance(provider_for, ProviderPool):  # built from the claimed row: no query
+            provider = provider_for.for_row(message.number_id, message)
+        else:
+            provider = provider_for(message.number_id)
     except Exception as exc:  # no token in the environment, bad URL: an admin must fix the number
         reason = f"cannot reach the provider: {type(exc).__name__}: {exc}"[:300]
         action = OutcomeAction.STOP_NUMBER.value
