@@ -180,8 +180,30 @@ def _local_windows(local_date: date, plan: Plan) -> list[tuple[int, int]]:
     return merged
 
 
+_Spans = tuple[tuple[datetime, datetime], ...]
+_spans_seen: dict[tuple[date, str, int], tuple[Plan, _Spans]] = {}
+_SPANS_KEPT = 4096
+
+
 def window_spans(local_date: date, plan: Plan, timezone: str) -> list[tuple[datetime, datetime]]:
-    """The day's send windows as sorted, disjoint, half-open UTC spans (DST applied, see module doc)."""
+    """The day's send windows as sorted, disjoint, half-open UTC spans (DST applied, see module doc).
+
+    Remembered per (day, zone, plan object): planning a fleet's day asks for the same few dozen
+    combinations thousands of times, twice a number. Plans are frozen, and the plan itself is kept
+    with its answer, so an id reused by another plan object can never match.
+    """
+    key = (local_date, timezone, id(plan))
+    seen = _spans_seen.get(key)
+    if seen is not None and seen[0] is plan:
+        return list(seen[1])
+    spans = _window_spans(local_date, plan, timezone)
+    if len(_spans_seen) >= _SPANS_KEPT:
+        _spans_seen.clear()  # a long-running worker sees new days and edited plans: start over
+    _spans_seen[key] = (plan, tuple(spans))
+    return spans
+
+
+def _window_spans(local_date: date, plan: Plan, timezone: str) -> list[tuple[datetime, datetime]]:
     windows = _local_windows(local_date, plan)
     tz = zone(timezone)
     if not windows:
