@@ -556,3 +556,29 @@ def test_sim_list_inbound_sees_a_peer_message(sim: Any) -> None:
         clock.advance(120)
         inbound = b.list_inbound(since)
     assert [(m.chat_phone, m.text, m.from_me) for m in inbound] == [(PHONE_A, "oi, tudo bem?", False)]
+
+
+def test_numbers_share_one_client_and_each_request_carries_its_own_token(server: ScriptedServer) -> None:
+    """Every provider of a process sends through one httpx client: the token is per request, never
+    mixed up between numbers sending at the same time."""
+    from warmup.providers.http import shared_client
+
+    server.on("POST", "/messages/text", sent())
+    tokens = [f"Tok3n{i:02d}AbcdefGhijklmnopQRSTUV" for i in range(4)]
+    providers = [WhapiProvider(token, server.base_url, timeout=5.0) for token in tokens]
+
+    def work(i: int) -> None:
+        for n in range(10):
+            providers[i].send_text("+5511999990001", f"from {i} #{n}")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    calls = server.calls("POST", "/messages/text")
+    assert len(calls) == 40
+    for call in calls:
+        sender = int(call.json["body"].split()[1])
+        assert call.headers["Authorization"] == f"Bearer {tokens[sender]}"
+    assert shared_client() is shared_client()

@@ -216,7 +216,7 @@ class CloudApiProvider(HttpProvider):
         """GET the number's quality rating, status and messaging limit; raises `ProviderError`."""
         path = f"/{self.version}/{self.phone_number_id}"
         try:
-            response = self._client.get(path, params={"fields": HEALTH_FIELDS})
+            response = self._request("GET", path, params={"fields": HEALTH_FIELDS})
         except Exception as exc:
             rule = transport_rule(exc)
             action = A.STOP_NUMBER if rule.action is A.STOP_NUMBER else A.RETRY

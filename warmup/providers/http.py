@@ -1,8 +1,9 @@
-"""What the HTTP providers share: one pooled, authenticated client per provider instance, and the POST
-of a JSON send up to where each provider reads its own 2xx answer.
+"""What the HTTP providers share: the process's one pooled httpx client (each request carries its
+number's token), reads through the keep-alive client (`keepalive`), and the POST of a JSON send up to
+where each provider reads its own 2xx answer.
 
 Actors run in threads; `httpx.Client` is thread-safe and reuses connections, so a provider object is
-built once per number and shared by the worker's threads.
+built once per number and shared by the worker's threads, and all of them share one client.
 """
 
 from __future__ import annotations
@@ -88,54 +89,31 @@ SHARED_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, k
 Idle connections are dropped before typical server keep-alive timeouts (uvicorn: 5 s), so a send is
 rarely written onto a socket the server is closing, which would make its outcome UNKNOWN."""
 
-_transport: httpx.HTTPTransport | None = None
+_client: httpx.Client | None = None
 
 
-class _SharedTransport(httpx.BaseTransport):
-    """The process's ONE connection pool, lent to every provider client: closing a client (a number's
-    provider is dropped, a batch's meter client is done) must not close the connections the others use.
+def shared_client() -> httpx.Client:
+    """The process's ONE httpx client and connection pool, used by every number's provider, built on
+    first use (verifying TLS with `shared_ssl_context`); redirects are not followed (a POST must not
+    be replayed).
 
-    A client per number holds that number's bearer token; the connections to the provider's host are
-    the same for all of them. With a pool per client, every number a worker touched for the first time
-    paid a TCP (and TLS) handshake, and a batch of 100 meter reads opened 100 connections. Requests
-    carry their own Authorization header, so sharing a connection never shares a token.
+    Each request carries its number's own Authorization header, so sharing never shares a token. With
+    a client per number, every number a worker touched for the first time paid a client (~0.1 ms of
+    CPU) and a TCP (and TLS) handshake: in a fleet whose numbers each send now and then, most sends.
     """
-
-    def __init__(self, inner: httpx.HTTPTransport) -> None:
-        self._inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        """The pool outlives every client; it closes with the process."""
-
-
-def shared_transport() -> httpx.BaseTransport:
-    """The process's connection pool, built on first use (verifying TLS with `shared_ssl_context`)."""
-    global _transport
+    global _client
     context = shared_ssl_context()
+    proxies = proxies_in_env()  # proxies only: the shared SSL context already honours SSL_CERT_*
     with _ssl_lock:
-        if _transport is None:
-            _transport = httpx.HTTPTransport(verify=context, limits=SHARED_LIMITS)
-        return _SharedTransport(_transport)
-
-
-def make_client(base_url: str, token: Secret, timeout: httpx.Timeout | float | None = None) -> httpx.Client:
-    """An httpx client with the bearer token on the process's shared connection pool; redirects are
-    not followed (a POST must not be replayed)."""
-    return httpx.Client(
-        transport=shared_transport(),
-        trust_env=proxies_in_env(),  # proxies only: the shared SSL context already honours SSL_CERT_*
-        base_url=base_url.rstrip("/"),
-        headers={
-            "Authorization": f"Bearer {token.reveal()}",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        },
-        timeout=as_timeout(timeout),
-        follow_redirects=False,
-    )
+        if _client is None:
+            _client = httpx.Client(
+                transport=httpx.HTTPTransport(verify=context, limits=SHARED_LIMITS),
+                trust_env=proxies,
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                timeout=DEFAULT_TIMEOUT,
+                follow_redirects=False,
+            )
+        return _client
 
 
 def read_failure(exc: BaseException) -> Rule:
@@ -168,21 +146,8 @@ class HttpProvider:
         self._token = as_secret(token)
         self.base_url = base_url.rstrip("/")
         self.timeout = as_timeout(timeout)
-        self._httpx: httpx.Client | None = None
-        self._httpx_lock = threading.Lock()
+        self._auth = {"Authorization": f"Bearer {self._token.reveal()}"}
         self._read_headers: dict[str, str] | None = None
-
-    @property
-    def _client(self) -> httpx.Client:
-        """The httpx client, built on first use: a provider built only to read the risk meter (batch
-        planning builds one per number) never needs one, and building one costs ~0.1 ms of CPU."""
-        client = self._httpx
-        if client is None:
-            with self._httpx_lock:
-                if self._httpx is None:
-                    self._httpx = make_client(self.base_url, self._token, self.timeout)
-                client = self._httpx
-        return client
 
     def __enter__(self) -> Self:
         return self
@@ -191,10 +156,14 @@ class HttpProvider:
         self.close()
 
     def close(self) -> None:
-        with self._httpx_lock:
-            client, self._httpx = self._httpx, None
-        if client is not None:
-            client.close()
+        """Nothing to release: connections belong to the process's one client (`shared_client`)."""
+
+    def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """One request through the process's client, with this number's token; ``path`` is relative
+        to the base URL, or absolute."""
+        url = path if "://" in path else self.base_url + path
+        headers = {**options.pop("headers", {}), **self._auth}
+        return shared_client().request(method, url, headers=headers, timeout=self.timeout, **options)
 
     def _read(
         self, path: str, params: Mapping[str, str | int] | None = None, *, method: str = "GET"
@@ -206,7 +175,7 @@ class HttpProvider:
         if params:
             url += "?" + urlencode(params)
         if proxies_in_env():
-            return self._client.request(method, url)
+            return self._request(method, url)
         if self._read_headers is None:
             self._read_headers = {
                 "Authorization": f"Bearer {self._token.reveal()}",
@@ -242,7 +211,7 @@ class HttpProvider:
                 OutcomeAction.FAIL, None, self._reason(f"not sent: cannot build the request: {exc!r}")
             )
         try:
-            response = self._client.post(path, content=content, headers=JSON_HEADERS)
+            response = self._request("POST", path, content=content, headers=JSON_HEADERS)
         except Exception as exc:  # any failure of the call is an outcome, never a crash
             return classify_transport_error(exc, [self._token])
         if not 200 <= response.status_code < 300:
