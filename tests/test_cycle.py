@@ -325,3 +325,39 @@ def test_batch_skips_days_planned_alone_meanwhile(engine: Engine, make_fleet: An
         assert days_to_plan(engine, clock.now()) == []
     finally:
         runtime.close()
+
+
+def test_at_most_planning_slots_batches_are_planned_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many worker threads take `plan_days` requests, a process plans `PLANNING_SLOTS`
+    batches at a time; the others wait their turn and still get planned."""
+    import threading
+    import time
+
+    from warmup import cycle
+
+    running = 0
+    most = 0
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def plan(_runtime: object, number_ids: list[int], _local_date: object) -> list[object]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.1)
+        with lock:
+            running -= 1
+            done.extend(number_ids)
+        return []
+
+    monkeypatch.setattr(cycle, "_plan_number_days", plan)
+    threads = [
+        threading.Thread(target=cycle.plan_number_days, args=(None, [i], None))
+        for i in range(3 * cycle.PLANNING_SLOTS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most == cycle.PLANNING_SLOTS and sorted(done) == list(range(3 * cycle.PLANNING_SLOTS))

@@ -438,8 +438,19 @@ def _reading_pool() -> ThreadPoolExecutor:
         return _readers
 
 
+PLANNING_SLOTS = 4
+"""Batches planned at once in a process, whatever its number of worker threads. Planning a batch is CPU
+work with short database waits; with every thread of two 8-thread workers planning at once on two
+cores, the threads contended for the GIL and PostgreSQL for the cores, and a fleet's day took ~10% longer
+than with four at a time (interleaved runs of `benchmarks/planning.py`). Threads beyond it wait here,
+holding their request; scale out with worker processes."""
+
+_planning_slots = threading.BoundedSemaphore(PLANNING_SLOTS)
+
+
 def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: date) -> list[DayResult]:
-    """Plan many numbers' same local day, once each (results in the order of ``number_ids``).
+    """Plan many numbers' same local day, once each (results in the order of ``number_ids``), at most
+    `PLANNING_SLOTS` batches at once in this process.
 
     Every decision, audience and spread is the one `plan_number_day` would make (the same functions
     and seeded generators, over the same facts); what changes is the I/O: the numbers, the days
@@ -449,6 +460,11 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
     reading has arrived are decided, the readings are stored in one insert, and all the days in one
     transaction (`ops.plan_days`, which skips a day planned meanwhile).
     """
+    with _planning_slots:
+        return _plan_number_days(runtime, number_ids, local_date)
+
+
+def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: date) -> list[DayResult]:
     engine = runtime.engine
     now = runtime.clock.now()
     numbers = {n.id: n for n in ops.get_numbers(engine, number_ids) if n.id is not None}
