@@ -98,3 +98,51 @@ def test_delivery_statuses_are_polled_without_a_webhook_and_counted_once(world: 
     assert ops.day_outcome(runtime.engine, number, day).delivered == 2
     assert ingest_replies(runtime, number) == 0  # polling again stores nothing twice
     assert ops.day_outcome(runtime.engine, number, day).delivered == 2
+
+
+def test_events_stored_already_cost_no_write_and_new_ones_are_stored(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll hands over the last hour's statuses again and again: those already stored are recognised
+    in one read, only the new ones go through `ops.add_inbound`."""
+    from warmup.providers.base import Inbound
+    from warmup.replies import store_events
+
+    number_id = ops.add_number(
+        engine,
+        phone="+5511999990001",
+        provider="whapi",
+        token_ref="WHAPI_TOKEN_1",
+        plan_name="p",
+        plan_path="/p.yaml",
+        timezone="UTC",
+    )
+    at = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+    def status(i: int, state: str) -> Inbound:
+        return Inbound(
+            kind="status", provider_message_id=f"OUT-{i}", chat_phone="+5511977770001", from_me=True,
+            text=None, timestamp=at, status=state,
+        )  # fmt: skip
+
+    def message(i: int) -> Inbound:
+        return Inbound(
+            kind="message", provider_message_id=f"IN-{i}", chat_phone="+5511977770001", from_me=False,
+            text=f"hi {i}", timestamp=at,
+        )  # fmt: skip
+
+    first = [status(1, "delivered"), status(2, "delivered"), message(1)]
+    assert store_events(engine, number_id, first)[0] == 3
+    calls: list[str] = []
+    original = ops.add_inbound
+
+    def counting(*args: Any, **kwargs: Any) -> bool:
+        calls.append(kwargs["provider_message_id"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "add_inbound", counting)
+    again = [*first, status(1, "read"), message(2)]  # a newer status of OUT-1 is a new event
+    stored, new_messages = store_events(engine, number_id, again)
+    assert (stored, [m.provider_message_id for m in new_messages]) == (2, ["IN-2"])
+    assert sorted(calls) == ["IN-2", "OUT-1"]
+    assert store_events(engine, number_id, again)[0] == 0 and len(calls) == 2

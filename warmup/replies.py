@@ -110,6 +110,34 @@ def _confirm_unknown(
         )
 
 
+STORED_LOOKUP_CHUNK = 500
+"""Provider ids asked about in one query by `_stored_already`."""
+
+
+def _stored_already(engine: Engine, number_id: int, events: list[Inbound]) -> set[tuple[str, str, str]]:
+    """(kind, provider id, status) of the events the store already has, read in one transaction.
+
+    A poll hands over every status of the last hour and the messages since a little before the newest
+    stored one, most of them stored already; `ops.add_inbound` would ignore each in a transaction of
+    its own. (It still decides for the rest: an event stored meanwhile by a webhook is ignored there.)
+    """
+    ids = sorted({e.provider_message_id for e in events if e.provider_message_id})
+    if not ids:
+        return set()
+    table = ops.INBOUND
+    found: set[tuple[str, str, str]] = set()
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn, conn.begin():
+        for at in range(0, len(ids), STORED_LOOKUP_CHUNK):
+            rows = conn.execute(
+                sa.select(table.c.kind, table.c.provider_message_id, table.c.status).where(
+                    table.c.number_id == number_id,
+                    table.c.provider_message_id.in_(ids[at : at + STORED_LOOKUP_CHUNK]),
+                )
+            )
+            found.update((row.kind, row.provider_message_id, row.status or "") for row in rows)
+    return found
+
+
 def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple[int, list[Inbound]]:
     """Store each event once; (how many were new, the new incoming messages). Polling and the webhook app
     both store through here; only a NEW message may carry a chat command (it runs once)."""
@@ -118,9 +146,11 @@ def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple
     echoes = [e for e in events if e.kind == "message" and e.from_me]
     if echoes:  # our own sends echoed back (a webhook): each may confirm an `unknown` send
         reconcile.confirm_unknown(engine, number_id, echoes, max(e.timestamp for e in echoes))
+    events = [e for e in events if not (e.kind == "message" and e.from_me)]
+    known = _stored_already(engine, number_id, events)
     for event in events:
-        if event.kind == "message" and event.from_me:
-            continue  # our own sends, echoed back
+        if (event.kind, event.provider_message_id, event.status or "") in known:
+            continue  # polls overlap (statuses look back an hour): no write transaction for these
         new = ops.add_inbound(
             engine,
             number_id,
