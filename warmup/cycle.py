@@ -31,7 +31,7 @@ from warmup.plan.model import Plan
 from warmup.plan.values import format_duration
 from warmup.ramp import decide
 from warmup.risk import local_reading
-from warmup.runtime import FileCache, Runtime
+from warmup.runtime import FileCache, Runtime, provider_from_row
 from warmup.schedule import backlog_reason, local_date_of, spread, window_spans
 from warmup.sending import holds_time, send_time, span_end
 from warmup.store import bulk, ops
@@ -45,7 +45,7 @@ from warmup.store.models import (
 )
 
 if TYPE_CHECKING:
-    from warmup.providers.base import Provider
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def meter_reading(
     assert number.id is not None
     reading: Reading | None = None
     try:
-        provider = _provider_of(number) if own_client else runtime.provider_for(number.id)
+        provider = provider_from_row(number) if own_client else runtime.provider_for(number.id)
         try:
             reading = provider.fetch_reading(local_date)
             if reading is None:
@@ -140,17 +140,6 @@ def meter_reading(
     if reading is None:
         reading = local_meter(runtime.engine, number, local_date, now)
     return reading
-
-
-def _provider_of(number: Number) -> Provider:
-    """A provider client for ``number`` (as `runtime.ProviderPool` builds one); the caller closes it."""
-    from warmup.providers.factory import make_provider
-    from warmup.secrets import resolve_token
-
-    options = {"phone_number_id": number.phone_number_id} if number.phone_number_id else {}
-    return make_provider(
-        number.provider, resolve_token(number.token_ref), base_url=number.base_url, **options
-    )
 
 
 def local_meter(engine: Engine, number: Number, local_date: date, now: datetime) -> Reading:

@@ -139,12 +139,9 @@ class StoreCollector(Collector):
                     messages.c.scheduled_at <= now,
                 )
             ).scalar_one_or_none()
+        oldest = ops.aggregate_time(oldest)
         if oldest is None:
             return 0.0
-        if isinstance(oldest, str):  # SQLite aggregates bypass the column type
-            oldest = datetime.fromisoformat(oldest)
-        if oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=UTC)
         return max((now - oldest).total_seconds(), 0.0)
 
 

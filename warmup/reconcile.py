@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -51,14 +51,11 @@ def pending_on(
 ) -> datetime | None:
     """`pending` on a connection the caller holds (a reply poll reads it with its other state)."""
     table = ops.MESSAGES
-    oldest = conn.execute(
-        sa.select(sa.func.min(table.c.claimed_at)).where(*_unconfirmed(number_id, now, lookback))
-    ).scalar_one_or_none()
-    if isinstance(oldest, str):  # SQLite aggregates bypass the column type
-        oldest = datetime.fromisoformat(oldest)
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)
-    return oldest
+    return ops.aggregate_time(
+        conn.execute(
+            sa.select(sa.func.min(table.c.claimed_at)).where(*_unconfirmed(number_id, now, lookback))
+        ).scalar_one_or_none()
+    )
 
 
 def _unconfirmed(number_id: int, now: datetime, lookback: timedelta) -> list[sa.ColumnElement[bool]]:

@@ -12,7 +12,7 @@ harmless. A NEWLY stored message may be an admin's chat command
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -31,15 +31,6 @@ OVERLAP = timedelta(minutes=5)
 FIRST_LOOKBACK = timedelta(days=1)
 
 
-def _aware(value: datetime | str | None) -> datetime | None:
-    """An aggregate's datetime as aware UTC (SQLite hands aggregates back as naive text)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
-
-
 def poll_state(
     engine: Engine, number_id: int, now: datetime, lookback: timedelta
 ) -> tuple[datetime, datetime | None]:
@@ -48,7 +39,7 @@ def poll_state(
     runs for every number every few minutes, and each read of its own cost a transaction."""
     inbound = ops.INBOUND
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn, conn.begin():
-        newest = _aware(
+        newest = ops.aggregate_time(
             conn.execute(
                 sa.select(sa.func.max(inbound.c.received_at)).where(inbound.c.number_id == number_id)
             ).scalar_one_or_none()

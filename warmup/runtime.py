@@ -80,7 +80,7 @@ class ProviderRow(Protocol):
     def phone_number_id(self) -> str | None: ...
 
 
-def _make(row: ProviderRow) -> Provider:
+def provider_from_row(row: ProviderRow) -> Provider:
     """A provider client for the row; the token is resolved from the environment variable it names."""
     from warmup.providers.factory import make_provider
     from warmup.secrets import resolve_token
@@ -118,7 +118,7 @@ class ProviderPool:
         if client is not None:
             return client
         # built outside the lock: threads building other numbers' clients do not queue behind this one
-        built = self._build(number_id) if row is None else _make(row)
+        built = self._build(number_id) if row is None else provider_from_row(row)
         with self._lock:  # a racing twin is dropped
             client = self._clients.setdefault(number_id, built)
         if client is not built:
@@ -133,7 +133,7 @@ class ProviderPool:
             number = session.get(Number, number_id)
             if number is None:
                 raise LookupError(f"number {number_id} does not exist")
-            return _make(number)
+            return provider_from_row(number)
 
     def close(self) -> None:
         with self._lock:

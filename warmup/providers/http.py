@@ -147,7 +147,7 @@ class HttpProvider:
         self.base_url = base_url.rstrip("/")
         self.timeout = as_timeout(timeout)
         self._auth = {"Authorization": f"Bearer {self._token.reveal()}"}
-        self._read_headers: dict[str, str] | None = None
+        self._read_headers = {**self._auth, "Accept": "application/json", "User-Agent": USER_AGENT}
 
     def __enter__(self) -> Self:
         return self
@@ -161,9 +161,14 @@ class HttpProvider:
     def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
         """One request through the process's client, with this number's token; ``path`` is relative
         to the base URL, or absolute."""
-        url = path if "://" in path else self.base_url + path
         headers = {**options.pop("headers", {}), **self._auth}
-        return shared_client().request(method, url, headers=headers, timeout=self.timeout, **options)
+        return shared_client().request(
+            method, self._url(path), headers=headers, timeout=self.timeout, **options
+        )
+
+    def _url(self, path: str) -> str:
+        """``path`` relative to the base URL, or an absolute URL as it is."""
+        return path if "://" in path else self.base_url + path
 
     def _read(
         self, path: str, params: Mapping[str, str | int] | None = None, *, method: str = "GET"
@@ -171,17 +176,11 @@ class HttpProvider:
         """A read that is safe to repeat (a list, the health check, the risk meter): through `keepalive`
         (a quarter of httpx's CPU per request), or httpx when the environment names a proxy. ``path``
         is relative to the base URL, or absolute. Raises as the client does; see `read_failure`."""
-        url = path if "://" in path else self.base_url + path
+        url = self._url(path)
         if params:
             url += "?" + urlencode(params)
         if proxies_in_env():
             return self._request(method, url)
-        if self._read_headers is None:
-            self._read_headers = {
-                "Authorization": f"Bearer {self._token.reveal()}",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            }
         return keepalive.request(
             method,
             url,

@@ -108,6 +108,16 @@ def _aware(value: datetime, name: str = "now") -> datetime:
     return value.astimezone(UTC)
 
 
+def aggregate_time(value: datetime | str | None) -> datetime | None:
+    """A min()/max() of a time column as an aware UTC datetime: SQLite hands aggregates back as naive
+    text, bypassing the column type."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
 def _stamp(now: datetime | None) -> datetime:
     """Bookkeeping time: the caller's clock if given, else the wall clock."""
     return _aware(now) if now is not None else datetime.now(UTC)
