@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from warmup.domain import Action, Decision, Reason
+from warmup.core.domain import Action, Decision, Reason
 from warmup.store import ops
 from warmup.testing.harness import FleetHarness, FleetSpec, contact_of
 from warmup.testing.services import RedisServer, throwaway_database

@@ -23,7 +23,8 @@ from warmup.testing.harness import SOURCE_ROOT, FleetSpec, Proc
 
 MIB = 2**20
 IMPORTS = (
-    "import warmup.scheduler, warmup.cycle, warmup.sending, warmup.store.ops, workers.broker, dramatiq, time"
+    "import warmup.services.scheduler, warmup.services.planning, warmup.services.sending,"
+    " warmup.store.ops, workers.broker, dramatiq, time"
 )
 
 

@@ -6,16 +6,16 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_service
+from tests.paths import REPO_ROOT
 from warmup.testing.services import pg_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(240)]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def test_chaos_quick_reports_every_must_be_zero_as_zero() -> None:

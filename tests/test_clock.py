@@ -20,7 +20,7 @@ from warmup.clock import (
     clock_from_settings,
     sleep_until,
 )
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 SIM_START = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
 SETTING = "2026-11-23T05:00:00Z@1767945600.25x1440"

@@ -59,6 +59,6 @@ def test_http_client_request_lines_are_quiet_at_info() -> None:
     setup_logging("console", "INFO", stream=stream)
     logging.getLogger("httpx").info('HTTP Request: POST http://sim/messages/text "HTTP/1.1 201 Created"')
     logging.getLogger("httpx").warning("a real problem")
-    logging.getLogger("warmup.cycle").info("number 1 planned")
+    logging.getLogger("warmup.services.planning").info("number 1 planned")
     text = stream.getvalue()
     assert "HTTP Request" not in text and "a real problem" in text and "number 1 planned" in text

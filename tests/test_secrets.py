@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 from warmup.secrets import (
     MASK,
     RedactingFilter,

@@ -30,8 +30,8 @@ from starlette.applications import Starlette
 
 from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
-from warmup.fleet import Change, apply_changes
 from warmup.secrets import Secret
+from warmup.services.fleet import Change, apply_changes
 from warmup.store import ops
 from warmup.store.db import make_engine
 from warmup.webhook import WebhookConfig, create_app
@@ -155,7 +155,7 @@ def test_whapi_events_are_stored_once(client: httpx.Client, engine: Engine, flee
 
 
 def test_statuses_make_sent_messages_delivered(client: httpx.Client, engine: Engine, fleet: Fleet) -> None:
-    from warmup.domain import Action, Decision
+    from warmup.core.domain import Action, Decision
 
     number_id = fleet.number_ids[0]
     day = ops.local_date_of("America/Sao_Paulo", NOW)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Protocol, runtime_checkable
 
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 ENV_VAR = "WARMUP_CLOCK"
 MAX_SCALE = 1_000_000.0

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 MASK = "***"
 _MIN_SECRET_LEN = 6  # shorter values would mask ordinary words; no real token is that short

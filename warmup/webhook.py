@@ -21,7 +21,7 @@ provider's event id, so a redelivery is harmless.
 
 Good events are stored as inbound rows (messages mark their recipient as `replied`; statuses make the
 outbound message count as delivered/read), which feed the local risk meter. A newly stored message may
-be an admin chat command (`warmup.chat_commands`), run after the response is sent.
+be an admin chat command (`warmup.services.chat_commands`), run after the response is sent.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from warmup import metrics
 from warmup.clock import Clock, SystemClock
 from warmup.providers.base import Inbound, Provider
 from warmup.providers.webhooks import (
@@ -52,8 +51,9 @@ from warmup.providers.webhooks import (
     parse_whapi_webhook,
     verify_cloud_signature,
 )
-from warmup.replies import store_events
 from warmup.secrets import Secret
+from warmup.services import metrics
+from warmup.services.replies import store_events
 from warmup.store import ops
 
 log = logging.getLogger(__name__)
@@ -125,13 +125,13 @@ def create_app(
     """The ASGI app. `provider_for` sends admin answers (default: a `ProviderPool` on `engine`)."""
     run_clock: Clock = clock or SystemClock()
     if provider_for is None:
-        from warmup.runtime import ProviderPool
+        from warmup.services.runtime import ProviderPool
 
         provider_for = ProviderPool(engine)
     providers: Callable[[int], Provider] = provider_for
 
     def commands(pending: list[tuple[int, Inbound]]) -> None:
-        from warmup.chat_commands import process_inbound
+        from warmup.services.chat_commands import process_inbound
 
         for number_id, inbound in pending:
             try:

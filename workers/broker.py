@@ -51,10 +51,10 @@ class WarmWorker(dramatiq.Middleware):
     """
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        import warmup.cycle
-        import warmup.replies
-        import warmup.sending  # noqa: F401
-        from warmup.runtime import get_runtime
+        import warmup.services.planning
+        import warmup.services.replies
+        import warmup.services.sending  # noqa: F401
+        from warmup.services.runtime import get_runtime
 
         try:
             with get_runtime().engine.connect():

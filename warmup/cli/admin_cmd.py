@@ -13,7 +13,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from warmup.cli.common import console, database_url, database_url_option, settings, writable_file
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 
 def _show(table: Table) -> None:
@@ -22,7 +22,7 @@ def _show(table: Table) -> None:
 
 @contextmanager
 def _store(url: str | None) -> Iterator[Engine]:
-    from warmup.admin import open_store
+    from warmup.services.admin import open_store
 
     engine = open_store(database_url(url))
     try:
@@ -49,9 +49,9 @@ def pause(
     url: str | None = database_url_option(),
 ) -> None:
     """Stop sending now: no new message starts once this returns; today's planned ones are skipped."""
-    from warmup import admin
     from warmup.clock import clock_from_settings
-    from warmup.plan.values import parse_duration
+    from warmup.core.plan.values import parse_duration
+    from warmup.services import admin
 
     target = admin.Target(phone=phone, plan=plan, all=all_numbers)
     try:
@@ -76,8 +76,8 @@ def resume(
     url: str | None = database_url_option(),
 ) -> None:
     """Start again gradually: the plan's resume policy, and the rest of today re-spread (never a burst)."""
-    from warmup import admin
     from warmup.clock import clock_from_settings
+    from warmup.services import admin
 
     target = admin.Target(phone=phone, plan=plan, all=all_numbers)
     with _store(url) as engine:
@@ -91,7 +91,7 @@ def audit(
     url: str | None = database_url_option(),
 ) -> None:
     """The audit log, newest first: who did what to which number, and why."""
-    from warmup.admin import audit_log
+    from warmup.services.admin import audit_log
 
     with _store(url) as engine:
         rows = audit_log(engine, phone, limit)
@@ -142,8 +142,8 @@ def status(
     url: str | None = database_url_option(),
 ) -> None:
     """Every number's today: plan day, quota, sent, replies, last reading and state."""
-    from warmup import admin
     from warmup.clock import clock_from_settings
+    from warmup.services import admin
 
     with _store(url) as engine:
         rows = admin.status(engine, clock_from_settings().now(), include_retired=include_retired)
@@ -196,8 +196,8 @@ def why(
     url: str | None = database_url_option(),
 ) -> None:
     """Explain a day's decision: the inputs, every rule that fired, the action and the quota."""
-    from warmup import admin
     from warmup.clock import clock_from_settings
+    from warmup.services import admin
 
     try:
         local_date = date.fromisoformat(day) if day else None
@@ -216,7 +216,7 @@ def history(
     url: str | None = database_url_option(),
 ) -> None:
     """Day by day: plan day, action, quota, sent, replies, reading; pauses marked."""
-    from warmup import admin
+    from warmup.services import admin
 
     if chart is not None:
         writable_file(chart, "the chart")
@@ -249,8 +249,8 @@ def history(
 
 def doctor(url: str | None = database_url_option()) -> None:
     """Check the database, the broker and every number's channel and risk meter; exit 1 if any is red."""
-    from warmup import doctor as checks
     from warmup.clock import clock_from_settings
+    from warmup.services import doctor as checks
 
     loaded = settings()
     results = checks.run(url or loaded.database_url, loaded.redis_url, clock_from_settings().now())

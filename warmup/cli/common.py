@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from warmup.config import Settings
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 DATABASE_URL_HELP = (
     "Database URL, e.g. sqlite:///warmup.db or postgresql://USER@HOST/DB "
@@ -54,7 +54,7 @@ def settings() -> Settings:
 
 def database_url(option: str | None) -> str:
     """The URL a command uses: `--database-url`, else the settings; checked for a supported scheme."""
-    from warmup.admin import check_database_url
+    from warmup.services.admin import check_database_url
 
     url = option or settings().database_url
     check_database_url(url)

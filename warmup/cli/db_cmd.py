@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from warmup.admin import database_problem, missing_sqlite_file
 from warmup.cli.common import database_url, database_url_option
-from warmup.errors import UserError
+from warmup.core.errors import UserError
+from warmup.services.admin import database_problem, missing_sqlite_file
 from warmup.store.db import current_revision, head_revision, mask_url, upgrade
 
 db_app = typer.Typer(help="Create or upgrade the database schema.", no_args_is_help=True)

@@ -1,4 +1,4 @@
-"""`warmup demo`: the first command a newcomer runs (`make demo`); the work is in `warmup.demo`."""
+"""`warmup demo`: the first command a newcomer runs (`make demo`); the work is in `warmup.cli.demo`."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def demo(
     end: a summary and three invariant checks against the simulator's send log (exit code 1 if one
     fails). Ctrl-C stops early and still prints the summary. Nothing touches the real WhatsApp.
     """
-    from warmup.demo import DemoOptions, run_demo, summary_table
+    from warmup.cli.demo import DemoOptions, run_demo, summary_table
 
     console = Console(highlight=False)
     if not console.is_terminal:  # CI logs: wide lines rather than tables wrapped at 80 columns

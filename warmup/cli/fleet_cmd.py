@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from warmup.cli.common import database_url_option
-from warmup.plan.problems import PlanError
+from warmup.files.problems import PlanError
 
 MAX_SHOWN = 50
 
@@ -19,10 +19,10 @@ def apply(
     url: str | None = database_url_option(),
 ) -> None:
     """Enroll, update and retire numbers and set the admins as the fleet file says (idempotent)."""
-    from warmup.admin import open_store
     from warmup.cli.common import database_url
     from warmup.clock import clock_from_settings
-    from warmup.fleet import apply_changes, load_fleet, plan_changes
+    from warmup.services.admin import open_store
+    from warmup.services.fleet import apply_changes, load_fleet, plan_changes
 
     try:
         fleet = load_fleet(fleet_file)

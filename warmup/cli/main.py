@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 app = typer.Typer(
     name="warmup",

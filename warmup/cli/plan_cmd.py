@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from warmup.plan.loader import load_plan
-from warmup.plan.problems import PlanError
-from warmup.plan.schema import plan_json_schema
+from warmup.core.plan.schema import plan_json_schema
+from warmup.files.loader import load_plan
+from warmup.files.problems import PlanError
 
 MAX_SHOWN = 50
 """Problems listed per file; past that a file is not a plan with typos but the wrong file."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from warmup.cli.common import console, writable_file
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 
 def _parse_date(value: str | None, option: str) -> date | None:
@@ -40,8 +40,15 @@ def preview(
     chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG chart to this file."),
 ) -> None:
     """Preview the ramp day by day: quota, plan day, action and the reasons, under a risk scenario."""
-    from warmup.plan.loader import load_plan
-    from warmup.preview import preview_table, resolve_scenario, simulate, summary, write_chart, zone_for
+    from warmup.files.loader import load_plan
+    from warmup.services.preview import (
+        preview_table,
+        resolve_scenario,
+        simulate,
+        summary,
+        write_chart,
+        zone_for,
+    )
 
     zone = zone_for(timezone)
     first = _parse_date(start, "--start") or datetime.now(zone).date()

@@ -14,7 +14,7 @@ import typer
 
 from warmup.cli.common import database_url, database_url_option, settings
 from warmup.config import Settings
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 from warmup.store.db import mask_url
 
 
@@ -49,7 +49,7 @@ def run(
     Ctrl-C (or SIGTERM) stops cleanly; run it again to go on where it stopped.
     """
     from warmup.clock import clock_from_settings
-    from warmup.embedded import EmbeddedRunner
+    from workers.embedded import EmbeddedRunner
 
     loaded = settings()
     target = database_url(url)
@@ -62,7 +62,7 @@ def run(
     except UserError:
         raise
     except Exception as exc:
-        from warmup.admin import database_problem
+        from warmup.services.admin import database_problem
 
         raise UserError(f"cannot start on {mask_url(target)}: {database_problem(exc, target)}") from None
     print(
@@ -89,7 +89,7 @@ def scheduler(url: str | None = database_url_option()) -> None:
         raise UserError(
             "warmup scheduler needs WARMUP_REDIS_URL (fleet mode); use `warmup run` for embedded mode"
         )
-    from warmup.admin import open_store
+    from warmup.services.admin import open_store
 
     target = database_url(url)
     open_store(target).dispose()  # reachable and migrated, or one clear error
@@ -128,9 +128,9 @@ def _wait_for_redis(redis_url: str, seconds: float) -> None:
 
 def run_fleet_scheduler(database_url: str, redis_url: str, stop: threading.Event) -> None:
     """The fleet scheduler loop until ``stop`` is set; usable from a subprocess entry point."""
-    from warmup.leader import RedisLeaderLock
-    from warmup.runtime import build_runtime, configure
-    from warmup.scheduler import Scheduler
+    from warmup.services.leader import RedisLeaderLock
+    from warmup.services.runtime import build_runtime, configure
+    from warmup.services.scheduler import Scheduler
     from warmup.store.db import make_engine
     from workers.broker import setup_broker
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 
 def _load_channels(path: Path) -> list[Any]:

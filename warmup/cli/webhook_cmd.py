@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from warmup.cli.common import database_url, database_url_option, settings
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -41,8 +41,8 @@ def _serve(url: str | None, host: str, port: int, build: Callable[[Engine, Clock
     """Open the store, bind the port, then serve the app `build(engine, clock)` returns with its banner."""
     import uvicorn
 
-    from warmup.admin import open_store
     from warmup.clock import clock_from_settings
+    from warmup.services.admin import open_store
 
     engine = open_store(database_url(url))
     try:
@@ -112,7 +112,7 @@ def metrics(
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from warmup import metrics as m
+    from warmup.services import metrics as m
 
     def build(engine: Engine, clock: Clock) -> tuple[Any, str]:
         async def endpoint(request: Request) -> Response:

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
-from warmup.domain import Reading
+from warmup.core.domain import Reading
 
 
 class OutcomeAction(StrEnum):

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from warmup.domain import Reading
+from warmup.core.domain import Reading
 from warmup.providers.base import Health, Inbound, OutcomeAction, ProviderError, SendResult, worst
 from warmup.providers.errors import (
     decode_json,

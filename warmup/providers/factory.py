@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from warmup.errors import UserError
+from warmup.core.errors import UserError
 from warmup.providers.base import Provider
 from warmup.providers.cloud_api import GRAPH_BASE_URL, CloudApiProvider
 from warmup.providers.whapi import WHAPI_BASE_URL, WhapiProvider

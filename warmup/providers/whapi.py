@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from warmup.domain import Reading
+from warmup.core.domain import Reading
 from warmup.providers.base import Health, Inbound, OutcomeAction, ProviderError, SendResult
 from warmup.providers.errors import (
     decode_json,
@@ -299,7 +299,7 @@ class WhapiProvider(HttpProvider):
 
     def list_own(self, since: datetime) -> list[Inbound]:
         """OUR messages sent since `since` (GET /messages/list, from_me=true), with their text and id:
-        what `warmup.reconcile` matches `unknown` sends against. Errors as `list_inbound`."""
+        what `warmup.services.reconcile` matches `unknown` sends against. Errors as `list_inbound`."""
         return [m for m in self._list_messages(since, from_me=True) if m.from_me]
 
     def list_statuses(self, since: datetime) -> list[Inbound]:

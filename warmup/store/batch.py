@@ -3,7 +3,7 @@
 Why: one message at a time cost two commits, two driver round trips and one broker message each way
 per send, and on a small machine that bookkeeping, not the provider call, set the pace. Messages of
 DIFFERENT numbers that fall due together are independent, so the dispatcher hands them over in small
-batches (`warmup.scheduler.SEND_BATCH`) and the worker claims them together (`claim_many`), calls the
+batches (`warmup.services.scheduler.SEND_BATCH`) and the worker claims them together (`claim_many`), calls the
 provider for each in turn, and records the accepted ones together (`record_sent_many`).
 
 Every guarantee of the single path holds per message: the same checks in the same statement shape
@@ -17,9 +17,10 @@ batch leaves all of the batch's claims `sending`, and the stale-claim recovery t
 (counted against the quota, never re-sent): the ones it had not sent yet AND the ones the provider had
 accepted but that were not recorded yet (their provider ids are lost, so later delivery statuses cannot
 be matched to them). One message's claim meets the same fate today; a batch multiplies it by its size
-(`warmup.scheduler.SEND_BATCH`). A graceful stop (SIGTERM) lets the batch finish. Nothing is sent twice
-and no quota is exceeded either way. `warmup.sending.send_batch` stops sending and gives the rest back
-once a batch runs long, so no claim is used long after its checks.
+(`warmup.services.scheduler.SEND_BATCH`). A graceful stop (SIGTERM) lets the batch finish. Nothing is sent
+twice
+and no quota is exceeded either way. `warmup.services.sending.send_batch` stops sending and gives the rest
+back once a batch runs long, so no claim is used long after its checks.
 
 Two batches sharing numbers (a backlog: the dispatcher puts one message per number in a batch, but
 successive batches may hold the same numbers) can lock day plans in opposite orders; PostgreSQL then

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from warmup.domain import DayOutcome, Reading
+from warmup.core.domain import DayOutcome, Reading
 from warmup.store.db import READ_ONLY
 from warmup.store.models import InboundKind, MessageState, metadata
 

@@ -51,7 +51,7 @@ class Provider(StrEnum):
 
 
 class NumberStatus(StrEnum):
-    """Lifecycle of a number (its ramp position is `plan_day`, see `warmup.domain.NumberState`)."""
+    """Lifecycle of a number (its ramp position is `plan_day`, see `warmup.core.domain.NumberState`)."""
 
     ACTIVE = "active"
     PAUSED = "paused"
@@ -107,7 +107,7 @@ class Number(SQLModel, table=True):
     """One WhatsApp sender. `token_ref` is the NAME of an environment variable, never the token itself.
 
     The ramp columns (`plan_day`, `advance_pending`, `last_volume`, `paused_volume`, `resumed_on`) are
-    `warmup.domain.NumberState`, kept as `warmup.ramp.state_after` says (see `ops.plan_day`).
+    `warmup.core.domain.NumberState`, kept as `warmup.core.ramp.state_after` says (see `ops.plan_day`).
     """
 
     __tablename__ = "numbers"

@@ -43,8 +43,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 
-from warmup.domain import Action, DayOutcome, Decision, NumberState, Reading
-from warmup.errors import UserError
+from warmup.core.domain import Action, DayOutcome, Decision, NumberState, Reading
+from warmup.core.errors import UserError
 from warmup.store import bulk
 from warmup.store.bulk import MESSAGE_COLUMNS
 from warmup.store.db import READ_ONLY, session_scope
@@ -342,7 +342,7 @@ def list_numbers(engine: Engine, *, state: str | None = None, plan_name: str | N
 
 
 def number_state(engine: Engine, number_id: int) -> NumberState:
-    """The number's ramp state, as `warmup.ramp.decide` takes it (a retired number counts as paused)."""
+    """The number's ramp state, as `warmup.core.ramp.decide` takes it (a retired number counts as paused)."""
     number = get_number(engine, number_id)
     if number is None:
         raise UserError(f"no number with id {number_id}")
@@ -526,7 +526,7 @@ def plan_day(
     sends (bad recipient, naive time, more sends than the quota, ...) raise `InvalidWrite` and nothing
     is stored, not even the decision. `cut`/`cut_reason` record what the scheduler could not fit.
 
-    The number's ramp columns follow `warmup.ramp.state_after(state, decision)`: `plan_day` becomes the
+    The number's ramp columns follow `warmup.core.ramp.state_after(state, decision)`: `plan_day` becomes the
     decision's plan day, `advance_pending` is `next_plan_day > plan_day` (the next `decide` moves the
     ramp on if today went well), `last_volume` becomes the quota on a sending day; a PAUSE decision
     pauses an active number (remembering its last volume) with an `auto_pause` audit row.

@@ -214,7 +214,7 @@ class Proc:
 
 
 _LEADER_EVENT = re.compile(r"scheduler leadership (acquired|lost)")
-"""What `warmup.leader` logs (INFO / WARNING) when it takes or loses the lock, in any log format."""
+"""What `warmup.services.leader` logs (INFO / WARNING) when it takes or loses the lock, in any log format."""
 
 
 class FleetHarness:

@@ -1,0 +1,197 @@
+"""The small value languages of plan files: each parser accepts what authors write, and every
+formatter writes something the parser reads back to the same value."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from warmup.core.plan.values import (
+    MAX_DURATION,
+    DurationRange,
+    format_day_span,
+    format_duration,
+    format_hours,
+    format_int_range,
+    format_weekdays,
+    parse_day_span,
+    parse_duration,
+    parse_duration_range,
+    parse_hours,
+    parse_int_range,
+    parse_phone,
+    parse_weekdays,
+    validate_timezone,
+)
+
+durations = st.integers(min_value=0, max_value=int(MAX_DURATION.total_seconds() * 1000)).map(
+    lambda ms: timedelta(milliseconds=ms)
+)
+
+
+@settings(max_examples=200)
+@given(durations)
+def test_duration_format_parses_back(delta: timedelta) -> None:
+    assert parse_duration(format_duration(delta)) == delta
+
+
+@settings(max_examples=100)
+@given(durations, durations)
+def test_duration_range_round_trips(a: timedelta, b: timedelta) -> None:
+    low, high = min(a, b), max(a, b)
+    span = DurationRange(low, high)
+    assert parse_duration_range(str(span)) == span
+
+
+@settings(max_examples=100)
+@given(st.frozensets(st.integers(min_value=0, max_value=6), min_size=1))
+def test_weekdays_round_trip(days: frozenset[int]) -> None:
+    assert parse_weekdays(format_weekdays(days)) == days
+
+
+@settings(max_examples=100)
+@given(st.integers(min_value=0, max_value=1439), st.integers(min_value=1, max_value=1440))
+def test_hours_round_trip(start: int, length: int) -> None:
+    end = min(start + length, 1440)
+    assert parse_hours(format_hours((start, end))) == (start, end)
+
+
+@settings(max_examples=100)
+@given(st.integers(min_value=0, max_value=100_000), st.integers(min_value=0, max_value=100_000))
+def test_int_range_round_trip(low: int, high: int) -> None:
+    assert parse_int_range(format_int_range((low, high))) == (low, high)
+
+
+@settings(max_examples=100)
+@given(st.integers(min_value=1, max_value=1000), st.integers(min_value=0, max_value=1000))
+def test_day_span_round_trip(first: int, extra: int) -> None:
+    assert parse_day_span(format_day_span((first, first + extra))) == (first, first + extra)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("40s", timedelta(seconds=40)),
+        ("6m", timedelta(minutes=6)),
+        ("36h", timedelta(hours=36)),
+        ("3d", timedelta(days=3)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1.5h", timedelta(minutes=90)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("2w", timedelta(days=14)),
+        (" 1h 30m ", timedelta(minutes=90)),
+        (90, timedelta(seconds=90)),
+    ],
+)
+def test_parse_duration_accepts(text: object, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "40", "40x", "m40", "-5s", "1h-30m", True, None, [], float("nan"), "99999999d"]
+)
+def test_parse_duration_rejects(text: object) -> None:
+    with pytest.raises(ValueError, match=r"duration|longer"):
+        parse_duration(text)
+
+
+def test_duration_range_must_not_run_backwards() -> None:
+    with pytest.raises(ValueError, match="ends before it starts"):
+        parse_duration_range("6m..40s")
+    assert parse_duration_range("40s") == DurationRange(timedelta(seconds=40), timedelta(seconds=40))
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [
+        ("mon-fri", {0, 1, 2, 3, 4}),
+        ("sat", {5}),
+        ("Sunday", {6}),
+        ("mon,wed,fri", {0, 2, 4}),
+        ("fri-mon", {4, 5, 6, 0}),
+        ("daily", set(range(7))),
+        (["sat", "sun"], {5, 6}),
+        ([], set()),
+    ],
+)
+def test_parse_weekdays(text: object, days: set[int]) -> None:
+    assert parse_weekdays(text) == frozenset(days)
+
+
+def test_bad_weekday_suggests_the_near_one() -> None:
+    with pytest.raises(ValueError, match=r"unknown weekday 'thurs'.*did you mean 'thu'"):
+        parse_weekdays("mon,thurs")
+    with pytest.raises(ValueError, match="unknown weekday 'funday'"):
+        parse_weekdays("funday")
+
+
+def test_format_weekdays_is_compact() -> None:
+    assert format_weekdays(frozenset({0, 1, 2, 3, 4})) == "mon-fri"
+    assert format_weekdays(frozenset({0, 2})) == "mon,wed"
+    assert format_weekdays(frozenset(range(7))) == "daily"
+    assert format_weekdays(frozenset()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("12:30-09:00", "ends before it starts"),
+        ("09:00-09:00", "ends before it starts"),
+        ("24:00-24:00", "cannot start at 24:00"),
+        ("09:60-10:00", "not a time of day"),
+        ("nine-ten", "expected hours"),
+        (930, "expected hours"),
+    ],
+)
+def test_parse_hours_rejects(text: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_hours(text)
+
+
+def test_hours_may_run_to_midnight() -> None:
+    assert parse_hours("20:00-24:00") == (1200, 1440)
+    assert parse_hours("9-17") == (540, 1020)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0", "count from 1"),
+        ("5-3", "ends before it starts"),
+        ("a-b", "expected a plan day"),
+        (True, "plan day"),
+    ],
+)
+def test_parse_day_span_rejects(text: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_day_span(text)
+
+
+def test_parse_int_range() -> None:
+    assert parse_int_range(8) == (8, 8)
+    assert parse_int_range("15..40") == (15, 40)
+    with pytest.raises(ValueError, match="whole number"):
+        parse_int_range("15-40")
+    with pytest.raises(ValueError, match="whole number"):
+        parse_int_range(True)
+
+
+def test_parse_phone() -> None:
+    assert parse_phone("+55 11 99999-0001") == "+5511999990001"
+    assert parse_phone("+1 (202) 555-0101") == "+12025550101"
+    for bad in ("5511999990001", "+0123456789", "+12", "+1234567890123456", 5511999990001):
+        with pytest.raises(ValueError, match=r"E\.164"):
+            parse_phone(bad)
+
+
+def test_validate_timezone() -> None:
+    assert validate_timezone("America/Sao_Paulo") == "America/Sao_Paulo"
+    with pytest.raises(ValueError, match="did you mean 'America/Sao_Paulo'"):
+        validate_timezone("America/Sao_Paolo")
+    with pytest.raises(ValueError, match="unknown timezone 'Mars/Olympus'"):
+        validate_timezone("Mars/Olympus")
+    with pytest.raises(ValueError, match="IANA"):
+        validate_timezone("")

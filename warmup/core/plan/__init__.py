@@ -1,0 +1,1 @@
+"""Ramp plans as typed data: the pydantic model, the small value languages, and the JSON Schema."""

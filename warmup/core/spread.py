@@ -1,0 +1,565 @@
+"""Spread a day's quota over the plan's send windows, like a person would (pure: no clock, no I/O).
+
+Everything is computed in whole microseconds of UTC so that "never two equal consecutive gaps" and the
+bounds are exact, and the same `random.Random` seed always gives the same day.
+
+Local time and DST. A window such as ``01:00-04:00`` is the set of real instants at which the number's
+wall clock, on that local date, shows a time inside the window. So on a spring-forward day a window
+that spans the skipped hour is an hour shorter (the missing local times simply do not occur), and on a
+fall-back day a window that spans the repeated hour is an hour longer: both passes of the repeated
+hour count, in real (UTC) order, so times never repeat or go backwards. A window whose edge falls inside
+the repeated hour may become two UTC spans (the first pass, then the second pass); `window_spans`
+returns the merged, sorted UTC spans of the day.
+
+Pacing rules enforced by `spread`:
+
+* every time lies inside one of the day's window spans and at or after ``not_before``;
+* consecutive sends inside one span are ``gap.low..gap.high`` apart; the first send of a later span is
+  at least ``gap.low`` after the previous send (a break between windows has no upper bound);
+* no two consecutive gaps are equal (microsecond jitter where needed);
+* any ``max_per_hour + 1`` consecutive sends span at least an hour, i.e. no half-open 60-minute
+  interval holds more than ``max_per_hour`` sends;
+* the sends of a span form one session whose mean gap is chosen from the time available, placed at a
+  random offset inside the span, so a small quota is not crammed at the window start.
+
+Because gaps inside a window never exceed ``gap.high``, a small quota forms a short session somewhere in
+the window (at a random place) rather than stretching over all of it; a wider ``gap.high`` spreads it.
+On busy days the plan's own gap range is tried first and kept if no hour breaks the cap; otherwise the
+smallest gap is raised step by step, at worst to ``1h / max_per_hour``, which can never break it. When
+``gap.high x max_per_hour`` is under an hour, a window holds one session of at most ``max_per_hour``
+sends and windows are kept an hour apart.
+
+A zero ``gap.low`` is raised to one second and a fixed gap (``gap: 40s``) is widened by one second,
+because two sends in the same second, or metronome-regular gaps, are exactly what looks automated.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from warmup.core.errors import UserError
+from warmup.core.plan.model import Plan
+from warmup.core.plan.values import format_duration
+
+_US = 1_000_000
+_SECOND = timedelta(seconds=1)
+_HOUR_US = 3600 * _US
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SHIFT_RESERVE_US = 4
+"""Microseconds kept free in every span so a session can move a little to avoid an equal gap."""
+_SCAN_MARGIN = timedelta(hours=18)
+"""Wider than any UTC offset ever used (-15:56 LMT), so every instant of the local day is covered."""
+
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True)
+class SpreadResult:
+    """The day's send times (aware UTC, strictly increasing) with a typing delay for each.
+
+    ``cut`` counts the sends of the quota that could not be placed, and ``reason`` says why in plain
+    words (None when nothing was cut).
+    """
+
+    times: list[datetime]
+    typing: list[float]
+    cut: int
+    reason: str | None
+
+
+# --- time zones -------------------------------------------------------------------------------------
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone called ``name``; an unknown name is the user's mistake (fleet file), not a crash."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(
+            f"unknown timezone {name!r}: use an IANA name like Europe/Berlin or America/Sao_Paulo"
+        ) from None
+
+
+def _offset_at(utc_naive: datetime, tz: ZoneInfo) -> timedelta:
+    offset = utc_naive.replace(tzinfo=UTC).astimezone(tz).utcoffset()
+    assert offset is not None  # a ZoneInfo always knows its offset
+    return offset
+
+
+@functools.lru_cache(maxsize=1024)
+def _segments(local_date: date, tz: ZoneInfo) -> tuple[tuple[datetime, datetime, timedelta], ...]:
+    """Stretches of naive UTC time around ``local_date`` during which the zone's offset is constant.
+
+    The offset is sampled hourly and each change is narrowed down to the second by bisection; two
+    transitions less than an hour apart that cancel out (no real zone has them) would be missed.
+    Cached: a fleet's numbers share a few zones and days, and the scan (~50 offset look-ups) was
+    most of the cost of spreading a day.
+    """
+    midnight = datetime.combine(local_date, time())
+    low, high = midnight - _SCAN_MARGIN, midnight + timedelta(days=1) + _SCAN_MARGIN
+    segments: list[tuple[datetime, datetime, timedelta]] = []
+    seg_start, seg_offset = low, _offset_at(low, tz)
+    point = low
+    while point < high:
+        nxt = min(point + timedelta(hours=1), high)
+        nxt_offset = _offset_at(nxt, tz)
+        if nxt_offset != seg_offset:
+            before, after = 0, int((nxt - point).total_seconds())
+            while after - before > 1:
+                middle = (before + after) // 2
+                if _offset_at(point + middle * _SECOND, tz) == seg_offset:
+                    before = middle
+                else:
+                    after = middle
+            change = point + after * _SECOND
+            segments.append((seg_start, change, seg_offset))
+            seg_start, seg_offset = change, nxt_offset
+        point = nxt
+    segments.append((seg_start, high, seg_offset))
+    return tuple(segments)
+
+
+def _merge(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _wall_to_utc(
+    wall: list[tuple[datetime, datetime]], segments: Sequence[tuple[datetime, datetime, timedelta]]
+) -> list[tuple[datetime, datetime]]:
+    """UTC spans of the instants whose local wall time falls in one of the ``wall`` intervals."""
+    pieces = []
+    for wall_start, wall_end in wall:
+        for seg_start, seg_end, offset in segments:
+            start, end = max(seg_start, wall_start - offset), min(seg_end, wall_end - offset)
+            if start < end:
+                pieces.append((start, end))
+    return [(s.replace(tzinfo=UTC), e.replace(tzinfo=UTC)) for s, e in _merge(pieces)]
+
+
+def local_date_of(instant: datetime, timezone: str) -> date:
+    """The calendar date the number's own clock shows at ``instant`` (quotas reset at local midnight)."""
+    if instant.tzinfo is None:
+        raise ValueError("local_date_of needs an aware datetime")
+    return instant.astimezone(zone(timezone)).date()
+
+
+def local_day_bounds(local_date: date, timezone: str) -> tuple[datetime, datetime]:
+    """First instant of ``local_date`` and first instant of the next local date, in UTC.
+
+    The day is 23 or 25 hours long on DST changes (23h30m or 24h30m in Lord Howe); where midnight
+    itself is skipped, the day starts when the clock jumps.
+    """
+    midnight = datetime.combine(local_date, time())
+    spans = _wall_to_utc([(midnight, midnight + timedelta(days=1))], _segments(local_date, zone(timezone)))
+    return spans[0][0], spans[-1][1]
+
+
+def _local_windows(local_date: date, plan: Plan) -> list[tuple[int, int]]:
+    """The day's windows as merged (start, end) minutes after local midnight; none on a rest day."""
+    weekday = local_date.weekday()
+    if weekday in plan.schedule.rest_days:
+        return []
+    minutes = sorted((w.start_minute, w.end_minute) for w in plan.schedule.windows if weekday in w.days)
+    merged: list[tuple[int, int]] = []
+    for start, end in minutes:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+_Spans = tuple[tuple[datetime, datetime], ...]
+_spans_seen: dict[tuple[date, str, int], tuple[Plan, _Spans]] = {}
+_SPANS_KEPT = 4096
+
+
+def window_spans(local_date: date, plan: Plan, timezone: str) -> list[tuple[datetime, datetime]]:
+    """The day's send windows as sorted, disjoint, half-open UTC spans (DST applied, see module doc).
+
+    Remembered per (day, zone, plan object): planning a fleet's day asks for the same few dozen
+    combinations thousands of times, twice a number. Plans are frozen, and the plan itself is kept
+    with its answer, so an id reused by another plan object can never match.
+    """
+    key = (local_date, timezone, id(plan))
+    seen = _spans_seen.get(key)
+    if seen is not None and seen[0] is plan:
+        return list(seen[1])
+    spans = _window_spans(local_date, plan, timezone)
+    if len(_spans_seen) >= _SPANS_KEPT:
+        _spans_seen.clear()  # a long-running worker sees new days and edited plans: start over
+    _spans_seen[key] = (plan, tuple(spans))
+    return spans
+
+
+def _window_spans(local_date: date, plan: Plan, timezone: str) -> list[tuple[datetime, datetime]]:
+    windows = _local_windows(local_date, plan)
+    tz = zone(timezone)
+    if not windows:
+        return []
+    midnight = datetime.combine(local_date, time())
+    wall = [(midnight + timedelta(minutes=s), midnight + timedelta(minutes=e)) for s, e in windows]
+    return _wall_to_utc(wall, _segments(local_date, tz))
+
+
+# --- spreading --------------------------------------------------------------------------------------
+
+
+def _to_us(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_us(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass(frozen=True)
+class _Mode:
+    """How gaps are drawn: the smallest gap, the smallest break between spans, sends per span."""
+
+    min_gap: int
+    break_gap: int
+    per_span: int | None
+
+
+@dataclass(frozen=True)
+class _Pacing:
+    low: int
+    high: int
+    per_hour: int
+
+    @classmethod
+    def of(cls, plan: Plan) -> _Pacing:
+        low = max(_to_micros(plan.pacing.gap.low), _US)
+        high = max(_to_micros(plan.pacing.gap.high), low + _US)
+        return cls(low, high, plan.pacing.max_per_hour)
+
+    @property
+    def hourly_gap(self) -> int:
+        """A gap that, kept between every two sends, can never break the hourly cap."""
+        return max(self.low, -(-_HOUR_US // self.per_hour))
+
+    @property
+    def conflict(self) -> bool:
+        """True when gap.high x max_per_hour is under an hour: a long session must break the cap."""
+        return self.hourly_gap + _US > self.high
+
+    def safe_mode(self) -> _Mode:
+        if self.conflict:
+            # One session of at most max_per_hour sends per span, an hour's break between spans.
+            return _Mode(self.low, _HOUR_US, self.per_hour)
+        return _Mode(self.hourly_gap, self.hourly_gap, None)
+
+    def trial_modes(self) -> list[_Mode]:
+        """Gap floors between the plan's own and the always-safe one, loosest first.
+
+        Each trial's result must be checked against the hourly cap; the loosest that passes keeps the
+        most variety (short and long gaps mixed) on busy days.
+        """
+        if self.conflict or self.hourly_gap <= self.low:
+            return []
+        halfway = (self.low + self.hourly_gap) // 2
+        return [_Mode(floor, self.hourly_gap, None) for floor in (self.low, self.low, halfway, halfway)]
+
+
+def _to_micros(delta: timedelta) -> int:
+    return delta // timedelta(microseconds=1)
+
+
+def _capacity(length: int, mode: _Mode) -> int:
+    """Most sends one span of ``length`` microseconds can hold with gaps of at least ``mode.min_gap``."""
+    usable = length - 1 - _SHIFT_RESERVE_US
+    if usable < 0:
+        return 0
+    count = usable // (mode.min_gap + 1) + 1
+    return count if mode.per_span is None else min(count, mode.per_span)
+
+
+def _effective_spans(spans: list[tuple[int, int]], break_gap: int) -> list[tuple[int, int]]:
+    """Trim span starts so a send in one span is always ``break_gap`` after any send of the span before."""
+    result: list[tuple[int, int]] = []
+    for start, end in spans:
+        begin = start if not result else max(start, result[-1][1] + break_gap)
+        if begin < end:
+            result.append((begin, end))
+    return result
+
+
+def _allocate(count: int, lengths: list[int], caps: list[int], rng: random.Random) -> list[int]:
+    """Share ``count`` sends among spans in proportion to their length, within each span's capacity.
+
+    Whole shares go first; the leftover sends go one per span, drawn by the fractional parts of the
+    shares, so a quota of 1 lands in the morning or the afternoon window by chance, not always the same.
+    """
+    alloc = [0] * len(lengths)
+    remaining = count
+    while remaining > 0:
+        active = [j for j in range(len(lengths)) if alloc[j] < caps[j]]
+        if not active:
+            break
+        total = sum(lengths[j] for j in active)
+        fractions: dict[int, float] = {}
+        for j in active:
+            share = remaining * lengths[j] / total
+            whole = min(int(share), caps[j] - alloc[j])
+            alloc[j] += whole
+            fractions[j] = share - int(share) if alloc[j] < caps[j] else 0.0
+        remaining = count - sum(alloc)
+        candidates = [j for j in active if alloc[j] < caps[j]]
+        weights = {j: fractions[j] for j in candidates}
+        if not any(weights.values()):
+            weights = {j: float(lengths[j]) for j in candidates}
+        while remaining > 0 and weights:
+            pick = rng.random() * sum(weights.values())
+            chosen = next(reversed(weights))
+            for j, weight in weights.items():
+                if pick < weight:
+                    chosen = j
+                    break
+                pick -= weight
+            alloc[chosen] += 1
+            remaining -= 1
+            del weights[chosen]
+    return alloc
+
+
+def _session_gaps(length: int, count: int, mode: _Mode, high: int, rng: random.Random) -> list[int]:
+    """``count - 1`` gaps in [min_gap, high], never two equal in a row, summing to at most the span.
+
+    Gaps follow ``min + (high - min) * u**p`` with p chosen so the mean is near ``length / count``: the
+    session then fills most of the span, with the shape skewed to whichever end the quota needs.
+    """
+    if count <= 1:
+        return []
+    low = mode.min_gap
+    target = length / count
+    fraction = min(max((target - low) / (high - low), 0.1), 0.9)
+    power = 1 / fraction - 1
+    gaps = [low + int((high - low) * rng.random() ** power) for _ in range(count - 1)]
+    room = (length - 1 - _SHIFT_RESERVE_US - (count - 1)) - (count - 1) * low
+    extra = sum(gap - low for gap in gaps)
+    if extra > room:
+        gaps = [low + (gap - low) * room // extra for gap in gaps]
+    for i in range(1, len(gaps)):
+        if gaps[i] == gaps[i - 1]:
+            gaps[i] += 1 if gaps[i] < high else -1
+    return gaps
+
+
+def _place(
+    spans: list[tuple[int, int]],
+    alloc: list[int],
+    mode: _Mode,
+    high: int,
+    rng: random.Random,
+    history: list[int],
+) -> list[int]:
+    """Lay each span's session at a random offset; nudge an offset so the break gap differs from its
+    neighbours (each span keeps a few spare microseconds for that). ``history`` holds earlier sends."""
+    times: list[int] = []
+    last_time = history[-1] if history else None
+    last_gap = history[-1] - history[-2] if len(history) >= 2 else None
+    for (start, end), count in zip(spans, alloc, strict=True):
+        if count == 0:
+            continue
+        gaps = _session_gaps(end - start, count, mode, high, rng)
+        latest = end - 1 - sum(gaps)
+        offset = rng.randint(0, latest - start)
+        if last_time is not None:
+            forbidden = {g for g in (last_gap, gaps[0] if gaps else None) if g is not None}
+            for delta in (0, 1, -1, 2, -2, 3, -3):
+                if (
+                    0 <= offset + delta <= latest - start
+                    and start + offset + delta - last_time not in forbidden
+                ):
+                    offset += delta
+                    break
+            last_gap = start + offset - last_time
+        moment = start + offset
+        times.append(moment)
+        for gap in gaps:
+            moment += gap
+            times.append(moment)
+        if gaps:
+            last_gap = gaps[-1]
+        last_time = times[-1]
+    return times
+
+
+def _seam(earlier: list[int], pacing: _Pacing) -> int:
+    """Earliest new send after ``earlier`` sends that keeps the gap and hourly rules across the seam.
+
+    New sessions keep every gap >= the safe gap g, so the j-th new send is >= first + j*g; a sliding
+    run holding the last m earlier sends then spans an hour if first >= earlier[-m] + m*g for every m.
+    """
+    if pacing.conflict:
+        return earlier[-1] + _HOUR_US
+    gap = pacing.hourly_gap
+    recent = earlier[-pacing.per_hour :]
+    return max(t + (len(recent) - i) * gap for i, t in enumerate(recent))
+
+
+def _within_hourly_cap(times: list[int], per_hour: int) -> bool:
+    return all(times[i + per_hour] - times[i] >= _HOUR_US for i in range(len(times) - per_hour))
+
+
+def _local_clock(moment: int, timezone: str) -> str:
+    return _from_us(moment).astimezone(zone(timezone)).strftime("%H:%M")
+
+
+def spread(
+    local_date: date,
+    quota: int,
+    plan: Plan,
+    timezone: str,
+    rng: random.Random,
+    not_before: datetime | None = None,
+    earlier: Sequence[datetime] = (),
+) -> SpreadResult:
+    """Send times for ``quota`` messages on ``local_date`` of a number in ``timezone``.
+
+    ``not_before`` (aware) drops the window time before it: resuming mid-day or planning late re-spreads
+    the remainder over the time left instead of bursting. Sends that cannot fit (windows too short for
+    the gaps, the hourly cap, no window time left) are cut and the reason is given.
+
+    ``earlier`` (aware) are sends already made or planned that day: new sends come after all of them,
+    and the gap, never-equal and hourly rules hold across the seam too. Without it the rules cover the
+    sends of this result only.
+    """
+    zone(timezone)  # an unknown zone is an error even on a rest day
+    if quota < 0:
+        raise ValueError("quota cannot be negative")
+    if not_before is not None and not_before.tzinfo is None:
+        raise ValueError("not_before must be an aware datetime")
+    if any(t.tzinfo is None for t in earlier):
+        raise ValueError("earlier sends must be aware datetimes")
+    if quota == 0:
+        return SpreadResult([], [], 0, None)
+    day_name = _DAY_NAMES[local_date.weekday()]
+    if local_date.weekday() in plan.schedule.rest_days:
+        return SpreadResult([], [], quota, f"{day_name} is a rest day in plan {plan.name!r}")
+    if not _local_windows(local_date, plan):
+        return SpreadResult([], [], quota, f"plan {plan.name!r} has no send window on {day_name}")
+    spans = [(_to_us(s), _to_us(e)) for s, e in window_spans(local_date, plan, timezone)]
+    if not spans:
+        return SpreadResult(
+            [], [], quota, f"the send windows of {local_date} fall in the hour skipped by DST"
+        )
+    pacing = _Pacing.of(plan)
+    history = sorted(_to_us(t) for t in earlier)
+    floors = ([_to_us(not_before)] if not_before is not None else []) + (
+        [_seam(history, pacing)] if history else []
+    )
+    after = ""
+    if floors:
+        floor = max(floors)
+        spans = [(max(s, floor), e) for s, e in spans if e > floor]
+        after = f" after {_local_clock(floor, timezone)} local time"
+        if not spans:
+            return SpreadResult([], [], quota, f"no send-window time is left{after}")
+
+    safe = pacing.safe_mode()
+    usable = _effective_spans(spans, safe.break_gap)
+    caps = [_capacity(e - s, safe) for s, e in usable]
+    count = min(quota, sum(caps))
+    lengths = [e - s for s, e in usable]
+    alloc = _allocate(count, lengths, caps, rng)
+
+    times: list[int] | None = None
+    for mode in pacing.trial_modes():
+        attempt = _place(usable, alloc, mode, pacing.high, rng, history)
+        if _within_hourly_cap(history[-pacing.per_hour :] + attempt, pacing.per_hour):
+            times = attempt
+            break
+    if times is None:
+        times = _place(usable, alloc, safe, pacing.high, rng, history)
+
+    typing_low = plan.pacing.typing.low.total_seconds()
+    typing_high = plan.pacing.typing.high.total_seconds()
+    typing = [rng.uniform(typing_low, typing_high) for _ in times]
+    cut = quota - len(times)
+    reason = _cut_reason(quota, len(times), spans, pacing, after) if cut else None
+    return SpreadResult([_from_us(t) for t in times], typing, cut, reason)
+
+
+def backlog_reason(
+    sent: Sequence[datetime],
+    pending: Sequence[datetime],
+    now: datetime,
+    gap: timedelta,
+    max_per_hour: int,
+    tolerance: timedelta,
+) -> str | None:
+    """Why handing a number's pending messages over as they stand would break its pacing, or None.
+
+    Pure. ``sent``: the day's sends so far (claim times); ``pending``: due times of its messages still
+    to go. A message due more than ``tolerance`` ago (the claim lag a healthy fleet may have) is
+    overdue: it would go out ``now``, not at its time. A backlog is two or more overdue messages (they
+    would go out back to back); one overdue message that would go out less than ``gap`` after the last
+    send or before the next pending one, or would put more than ``max_per_hour`` sends in an hour; or,
+    with nothing overdue, a first pending message due less than ``gap - tolerance`` after the last send
+    (that send was late). Planned days never trip it: `spread` keeps its sends ``gap`` apart.
+    """
+    late = sorted(d for d in pending if d < now - tolerance)
+    last = max(sent, default=None)
+    if len(late) >= 2:
+        return f"{len(late)} messages overdue (the oldest by {format_duration(now - late[0])})"
+    if not late:
+        if last is not None and pending and min(pending) - last < gap - tolerance:
+            ahead = format_duration(max(min(pending) - last, timedelta(0)))
+            return (
+                f"a message due {ahead} after the last send, under the minimum gap of {format_duration(gap)}"
+            )
+        return None
+    overdue = f"a message overdue by {format_duration(now - late[0])}"
+    if last is not None and now - last < gap:
+        return f"{overdue} would go out {format_duration(now - last)} after the last send"
+    upcoming = sorted(d for d in pending if d >= now - tolerance)
+    if upcoming and upcoming[0] - now < gap:
+        return (
+            f"{overdue} would go out {format_duration(max(upcoming[0] - now, timedelta(0)))} before the next"
+        )
+    per_hour = max(max_per_hour, 1)
+    times = [*sorted(sent)[-per_hour:], now, *upcoming[:per_hour]]
+    if any(times[i + per_hour] - times[i] < timedelta(hours=1) for i in range(len(times) - per_hour)):
+        return f"{overdue} would put more than {max_per_hour} sends in an hour"
+    return None
+
+
+def _cut_reason(quota: int, fitted: int, spans: list[tuple[int, int]], pacing: _Pacing, after: str) -> str:
+    """Say in plain words why only ``fitted`` of ``quota`` sends fit."""
+    total = timedelta(microseconds=sum(e - s for s, e in spans))
+    where = f"only {fitted} of {quota} sends fit in the {format_duration(total)} of send windows{after}"
+    gap_low = format_duration(timedelta(microseconds=pacing.low))
+    if pacing.conflict:
+        gap_high = format_duration(timedelta(microseconds=pacing.high))
+        return (
+            f"{where}: gap up to {gap_high} x max_per_hour {pacing.per_hour} is under an hour, so each "
+            f"window holds at most {pacing.per_hour} sends and windows are kept an hour apart"
+        )
+    by_gap = sum(_capacity(e - s, _Mode(pacing.low, pacing.low, None)) for s, e in spans)
+    if by_gap > fitted:
+        return f"{where}: max_per_hour {pacing.per_hour} allows no more"
+    return f"{where}: at the minimum gap of {gap_low} the windows hold no more"
+
+
+__all__ = [
+    "SpreadResult",
+    "backlog_reason",
+    "local_date_of",
+    "local_day_bounds",
+    "spread",
+    "window_spans",
+    "zone",
+]

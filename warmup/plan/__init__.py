@@ -1,1 +1,0 @@
-"""Ramp plans: the YAML language, its validation and its JSON Schema."""

@@ -1,0 +1,529 @@
+"""What an operator asks of a running fleet: pause, resume, status, why, history, the audit log.
+
+Service functions over the store, shared by the CLI (`warmup.cli.admin_cmd`) and the chat commands
+(`warmup.services.chat_commands`), so both act and explain the same way.
+
+Pause and resume go through `store.ops.pause_numbers` / `resume_numbers`: once a pause returns, no new
+send of the number can start (the claim re-checks the state) and its planned messages are skipped. A
+resume re-enters gradually (the plan's `risk.resume` policy, from `resumed_on` and `paused_volume`) and
+the scheduler re-spreads what is left of the day over the window time left
+(`warmup.services.planning.respread_rest_of_day`, once per resume, never a burst). Timed pauses (`--for
+2h`) are ended by the scheduler too (`warmup.services.planning.end_expired_pauses`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from warmup.core.domain import DayOutcome, Reading
+from warmup.core.errors import UserError
+from warmup.store import ops
+from warmup.store.db import READ_ONLY, current_revision, head_revision, make_engine, mask_url
+from warmup.store.models import AuditLog, DayPlan, Number, NumberStatus
+
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
+URL_EXAMPLES = "sqlite:///warmup.db or postgresql://USER:PASSWORD@HOST:5432/DB"
+
+
+def check_database_url(url: str) -> None:
+    """Refuse, before any connection, a URL that is not SQLite or PostgreSQL (the only stores supported).
+
+    The message shows the URL only masked: a URL that does not parse may still hold a password.
+    """
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:
+        raise UserError(
+            f"WARMUP_DATABASE_URL / --database-url is not a database URL: expected {URL_EXAMPLES}"
+        ) from None
+    if backend not in SUPPORTED_SCHEMES:
+        raise UserError(
+            f"unsupported database {mask_url(url)}: warmup stores its data in SQLite or PostgreSQL, "
+            f"e.g. {URL_EXAMPLES}"
+        )
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (None for anything else).
+
+    Reading commands must not create an empty database file where a typo pointed them.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("mode") == "memory" or str(parsed.database).startswith("file:"):
+        return None
+    path = Path(str(parsed.database))
+    return None if path.exists() else str(path)
+
+
+def database_problem(exc: BaseException, url: str) -> str:
+    """The first line of a driver's message (`connection refused`, `unable to open ...`), password masked."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return first.replace(str(password), "***") if password else first
+
+
+def open_store(url: str) -> Engine:
+    """An engine for `url`, refusing a database that is unreachable, absent or not on the newest schema."""
+    check_database_url(url)
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise UserError(
+            f"no database at {missing}: create it with `warmup db upgrade` "
+            "(or point WARMUP_DATABASE_URL / --database-url at the right one)"
+        )
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+    except Exception as exc:
+        engine.dispose()
+        raise UserError(f"cannot open the database {mask_url(url)}: {database_problem(exc, url)}") from None
+    if revision != head_revision():
+        engine.dispose()
+        raise UserError(
+            f"the database {mask_url(url)} is at schema {revision or 'none'}, not {head_revision()}: "
+            "run `warmup db upgrade`"
+        )
+    return engine
+
+
+# ------------------------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which numbers a command is about: one phone, every number of a plan, or all of them."""
+
+    phone: str | None = None
+    plan: str | None = None
+    all: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.phone is not None) + (self.plan is not None) + self.all != 1:
+            raise UserError("name exactly one target: a PHONE, --plan NAME or --all")
+        if self.phone is not None:
+            object.__setattr__(self, "phone", normalize_phone(self.phone))
+
+    def select(self) -> dict[str, Any]:
+        """Keyword arguments for `ops.pause_numbers` / `resume_numbers`."""
+        if self.phone is not None:
+            return {"phones": [self.phone]}
+        if self.plan is not None:
+            return {"plan_name": self.plan}
+        return {"all_numbers": True}
+
+    def __str__(self) -> str:
+        return self.phone or (f"plan {self.plan}" if self.plan else "all numbers")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a pause or resume did: the phones it changed, and the others with their state."""
+
+    changed: list[str]
+    unchanged: list[tuple[str, str]]  # (phone, state) left as they were
+
+
+def _outcome(engine: Engine, target: Target, changed_ids: list[int]) -> Outcome:
+    numbers = _targeted(engine, target)
+    return Outcome(
+        [n.phone for n in numbers if n.id in changed_ids],
+        [(n.phone, n.state) for n in numbers if n.id not in changed_ids],
+    )
+
+
+def normalize_phone(text: str) -> str:
+    """`+55 11 99999-0001`, `5511999990001` or `005511999990001` -> `+5511999990001` (as stored).
+
+    People copy numbers with spaces, dashes and brackets, or without the plus; the store holds E.164.
+    """
+    cleaned = "".join(ch for ch in text.strip() if ch not in " -().\t")
+    if cleaned.startswith("00") and cleaned[2:].isdigit():
+        cleaned = "+" + cleaned[2:]
+    elif cleaned.isdigit():
+        cleaned = "+" + cleaned
+    return cleaned
+
+
+def _check_target(engine: Engine, target: Target) -> None:
+    """Unknown phone or plan: a UserError that says which ones exist, before anything changes."""
+    if target.phone is not None:
+        number_by_phone(engine, target.phone)
+    elif target.plan is not None and not ops.list_numbers(engine, plan_name=target.plan):
+        plans = sorted({n.plan_name for n in ops.list_numbers(engine)})
+        known = f"plans in use: {', '.join(plans)}" if plans else "no number is enrolled yet"
+        raise UserError(f"no number uses plan {target.plan!r} ({known})")
+
+
+def _targeted(engine: Engine, target: Target) -> list[Number]:
+    if target.phone is not None:
+        number = ops.get_number(engine, phone=target.phone)
+        return [number] if number is not None else []
+    return ops.list_numbers(engine, plan_name=target.plan)
+
+
+def pause(
+    engine: Engine,
+    target: Target,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    duration: timedelta | None = None,
+) -> Outcome:
+    """Pause the targeted active numbers; with `duration` the pause ends by itself at now + duration.
+
+    When this returns, no new send of those numbers starts and today's planned messages are skipped.
+    """
+    if duration is not None and duration <= timedelta(0):
+        raise UserError("a pause duration must be positive, e.g. --for 2h")
+    if not reason.strip():
+        raise UserError("the reason of a pause cannot be empty: say why, e.g. --reason 'new campaign'")
+    _check_target(engine, target)
+    if target.all and not ops.list_numbers(engine):
+        return Outcome([], [])
+    until = now + duration if duration is not None else None
+    ids = ops.pause_numbers(engine, reason=reason, actor=actor, now=now, until=until, **target.select())
+    from warmup.services import metrics
+
+    metrics.PAUSES.labels(actor=actor.split(":", 1)[0]).inc(len(ids))
+    return _outcome(engine, target, ids)
+
+
+def resume(
+    engine: Engine, target: Target, *, actor: str, now: datetime, reason: str | None = None
+) -> Outcome:
+    """Resume the targeted paused numbers (the rest of today is re-spread by the scheduler)."""
+    _check_target(engine, target)
+    if target.all and not ops.list_numbers(engine):
+        return Outcome([], [])
+    ids = ops.resume_numbers(engine, actor=actor, now=now, reason=reason, **target.select())
+    return _outcome(engine, target, ids)
+
+
+def end_expired_pauses(engine: Engine, now: datetime) -> list[int]:
+    """Resume numbers whose timed pause is over; the scheduler does this every tick (ids resumed)."""
+    return ops.resume_expired(engine, now)
+
+
+def number_by_phone(engine: Engine, phone: str) -> Number:
+    """The enrolled number (the phone may be written with spaces or without the plus)."""
+    number = ops.get_number(engine, phone=normalize_phone(phone))
+    if number is None or number.id is None:
+        raise UserError(
+            f"unknown number {phone}: `warmup status --retired` lists the enrolled ones, "
+            "`warmup apply FLEET.yaml` enrolls more"
+        )
+    return number
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One line of `warmup status`."""
+
+    number_id: int
+    phone: str
+    plan: str
+    plan_day: int
+    local_date: date
+    quota: int | None  # None: today is not planned yet
+    used: int
+    sent: int
+    replies: int
+    reading: Reading | None
+    state: str
+    paused_reason: str | None
+    paused_until: datetime | None
+
+
+def status(engine: Engine, now: datetime, *, include_retired: bool = False) -> list[StatusRow]:
+    """Every number's today (in its own time zone): quota, sends, replies, last reading and state."""
+    rows = []
+    for number in ops.list_numbers(engine):
+        if number.id is None or (number.state == NumberStatus.RETIRED and not include_retired):
+            continue
+        today = ops.local_date_of(number.timezone, now)
+        day = ops.get_day_plan(engine, number.id, today)
+        outcome = ops.day_outcome(engine, number.id, today)
+        rows.append(
+            StatusRow(
+                number_id=number.id,
+                phone=number.phone,
+                plan=number.plan_name,
+                plan_day=day.plan_day if day is not None else number.plan_day,
+                local_date=today,
+                quota=day.quota if day is not None else None,
+                used=day.used if day is not None else 0,
+                sent=outcome.sent,
+                replies=outcome.replies,
+                reading=ops.latest_reading(engine, number.id),
+                state=number.state,
+                paused_reason=number.paused_reason,
+                paused_until=number.paused_until,
+            )
+        )
+    return rows
+
+
+def describe_reading(reading: Reading | None) -> str:
+    if reading is None:
+        return "none yet"
+    return (
+        f"overall {reading.overall}, lifetime {reading.lifetime}, response {reading.response_rate}, "
+        f"contacts {reading.contacts} ({reading.source}, {reading.taken_at:%Y-%m-%d %H:%M} UTC)"
+    )
+
+
+def describe_state(row: StatusRow) -> str:
+    if row.state != NumberStatus.PAUSED:
+        return row.state
+    until = f" until {row.paused_until:%Y-%m-%d %H:%M} UTC" if row.paused_until else ""
+    return f"paused{until}" + (f": {row.paused_reason}" if row.paused_reason else "")
+
+
+# ---------------------------------------------------------------------------------------------- why
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A day's decision of one number, with its inputs and what happened since, in plain words."""
+
+    phone: str
+    local_date: date
+    day: DayPlan | None
+    reading: Reading | None
+    yesterday: DayOutcome | None
+    outcome: DayOutcome
+    events: list[AuditLog]
+    state: str
+    today: date | None = None  # the number's local today when asked
+
+    def _no_decision(self) -> str:
+        if self.state == NumberStatus.RETIRED:
+            return "the number is retired"
+        if self.today is not None and self.local_date > self.today:
+            return f"that day has not come yet; its local today is {self.today}"
+        if self.today is not None and self.local_date < self.today:
+            return "nothing is stored for that day: before the number was enrolled, or nothing ran then"
+        if self.state == NumberStatus.PAUSED:
+            return "the number is paused"
+        return "today is not planned yet: is `warmup run` (or `warmup scheduler`) running?"
+
+    def lines(self) -> list[str]:
+        head = f"{self.phone} on {self.local_date}"
+        if self.day is None:
+            return [f"{head}: no decision was made ({self._no_decision()})."]
+        day = self.day
+        lines = [
+            f"{head}: {day.action} at plan day {day.plan_day} -> quota {day.quota} "
+            f"(the plan alone allows {day.plan_volume}; at most {day.max_new_contacts} new contacts).",
+            f"Reading: {describe_reading(self.reading)}.",
+        ]
+        if self.yesterday is None:
+            lines.append("Yesterday: no plan (first day, a pause or the scheduler was not running).")
+        else:
+            y = self.yesterday
+            lines.append(
+                f"Yesterday: {y.sent} sent of {y.planned} planned, {y.delivered} delivered, "
+                f"{y.failed} failed, {_count(y.replies, 'reply', 'replies')}."
+            )
+        lines.append("Rules that fired:")
+        for reason in day.reasons:
+            rule, text = str(reason.get("rule", "?")), str(reason.get("text", ""))
+            text = text[len(rule) :].lstrip() if text.startswith(rule) else text  # the rule is named once
+            lines.append(f"  - {rule} ({reason.get('action', '?')}): {text}")
+        if not day.reasons:
+            lines.append("  - none recorded")
+        if day.cut:
+            lines.append(f"Cut: {day.cut} message(s) did not fit: {day.cut_reason or 'no reason recorded'}.")
+        o = self.outcome
+        lines.append(
+            f"So far: {o.sent} sent, {o.failed} failed, {o.skipped} skipped, {o.unknown} unknown, "
+            f"{_count(o.replies, 'reply', 'replies')}; {day.used} of {day.quota} slots used."
+        )
+        for event in self.events:
+            lines.append(
+                f"Event {event.at:%H:%M} UTC: {event.action} by {event.actor} {_detail(event.detail)}"
+            )
+        return lines
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _detail(detail: dict[str, Any] | None) -> str:
+    if not detail:
+        return ""
+    return "(" + ", ".join(f"{k}: {v}" for k, v in detail.items() if v not in (None, "", [])) + ")"
+
+
+def reading_of_day(engine: Engine, number_id: int, local_date: date) -> Reading | None:
+    """The newest reading stored for that local day (the one the day's decision used)."""
+    table = ops.READINGS
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        row = conn.execute(
+            sa.select(table)
+            .where(table.c.number_id == number_id, table.c.local_date == local_date)
+            .order_by(table.c.taken_at.desc(), table.c.id.desc())
+            .limit(1)
+        ).one_or_none()
+    if row is None:
+        return None
+    return Reading(row.overall, row.lifetime, row.response_rate, row.contacts, row.taken_at, row.source)
+
+
+def events_of_day(engine: Engine, number: Number, local_date: date) -> list[AuditLog]:
+    """Audit rows of the number during that local day, oldest first."""
+    from warmup.core.spread import local_day_bounds
+
+    assert number.id is not None
+    start, end = local_day_bounds(local_date, number.timezone)
+    return [row for row in reversed(ops.list_audit(engine, number.id, limit=500)) if start <= row.at < end]
+
+
+def explain(engine: Engine, phone: str, now: datetime, local_date: date | None = None) -> Explanation:
+    """Why the number got that day's volume (default: its today)."""
+    number = number_by_phone(engine, phone)
+    assert number.id is not None
+    day_date = local_date or ops.local_date_of(number.timezone, now)
+    day = ops.get_day_plan(engine, number.id, day_date)
+    before = day_date - timedelta(days=1)
+    yesterday = (
+        ops.day_outcome(engine, number.id, before) if ops.get_day_plan(engine, number.id, before) else None
+    )
+    return Explanation(
+        phone=number.phone,
+        local_date=day_date,
+        day=day,
+        reading=reading_of_day(engine, number.id, day_date),
+        yesterday=yesterday,
+        outcome=ops.day_outcome(engine, number.id, day_date),
+        events=events_of_day(engine, number, day_date),
+        state=number.state,
+        today=ops.local_date_of(number.timezone, now),
+    )
+
+
+# ------------------------------------------------------------------------------------------ history
+
+
+@dataclass(frozen=True)
+class HistoryDay:
+    """One local day of one number, for `warmup history` and its chart."""
+
+    local_date: date
+    plan_day: int
+    action: str
+    quota: int
+    sent: int
+    replies: int
+    overall: int | None  # that day's reading, overall factor
+    paused: bool  # the day's decision was a pause, or a pause happened during the day
+
+
+def history(engine: Engine, phone: str, days: int = 60) -> list[HistoryDay]:
+    """The number's planned days, oldest first (at most the last `days`)."""
+    number = number_by_phone(engine, phone)
+    assert number.id is not None
+    table = ops.DAY_PLANS
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        dates = list(
+            conn.execute(
+                sa.select(table.c.local_date)
+                .where(table.c.number_id == number.id)
+                .order_by(table.c.local_date.desc())
+                .limit(days)
+            ).scalars()
+        )
+    from warmup.core.spread import local_date_of
+
+    pause_days = {
+        local_date_of(row.at, number.timezone)
+        for row in ops.list_audit(engine, number.id, limit=5000)
+        if row.action in ("pause", "auto_pause")
+    }
+    result = []
+    for day_date in sorted(dates):
+        day = ops.get_day_plan(engine, number.id, day_date)
+        assert day is not None
+        outcome = ops.day_outcome(engine, number.id, day_date)
+        reading = reading_of_day(engine, number.id, day_date)
+        result.append(
+            HistoryDay(
+                local_date=day_date,
+                plan_day=day.plan_day,
+                action=day.action,
+                quota=day.quota,
+                sent=outcome.sent,
+                replies=outcome.replies,
+                overall=reading.overall if reading else None,
+                paused=day.action == "pause" or day_date in pause_days,
+            )
+        )
+    return result
+
+
+def history_chart(days: list[HistoryDay], phone: str, path: str) -> None:
+    """A PNG of quota, sent and replies per day, paused days shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not days:
+        raise UserError(f"{phone} has no planned day yet: nothing to chart")
+    x: list[Any] = [d.local_date for d in days]  # matplotlib converts dates, its stubs say floats
+    figure, axis = plt.subplots(figsize=(10, 4.5))
+    try:
+        axis.plot(x, [d.quota for d in days], label="quota", drawstyle="steps-mid", color="tab:blue")
+        axis.plot(x, [d.sent for d in days], label="sent", marker="o", color="tab:green")
+        axis.plot(x, [d.replies for d in days], label="replies", marker=".", color="tab:orange")
+        for index, day in enumerate(d for d in days if d.paused):
+            midnight: Any = datetime.combine(day.local_date, datetime.min.time())
+            start, end = midnight - timedelta(hours=12), midnight + timedelta(hours=12)
+            axis.axvspan(
+                start,
+                end,
+                color="tab:red",
+                alpha=0.15,
+                label="paused" if index == 0 else None,
+            )
+        axis.set_title(f"warm-up history of {phone}")
+        axis.set_ylabel("messages")
+        axis.legend(loc="upper left")
+        axis.grid(alpha=0.3)
+        figure.autofmt_xdate()
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+    except OSError as exc:
+        raise UserError(f"cannot write the chart to {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(figure)
+
+
+# -------------------------------------------------------------------------------------------- audit
+
+
+def audit_log(
+    engine: Engine, phone: str | None = None, limit: int = 100
+) -> list[tuple[AuditLog, str | None]]:
+    """Newest audit rows first (optionally of one number), each with the phone it is about."""
+    number_id = number_by_phone(engine, phone).id if phone else None
+    phones = {n.id: n.phone for n in ops.list_numbers(engine)}
+    return [(row, phones.get(row.number_id)) for row in ops.list_audit(engine, number_id, limit)]

@@ -1,0 +1,389 @@
+"""The fleet file: which numbers are enrolled (provider, plan, time zone) and who the admins are.
+
+`warmup apply FLEET.yaml` makes the database match the file. The file is checked whole before anything
+is written (every problem located `FILE:LINE:COL: field: message`, plans included), then the changes are
+computed against the store (`plan_changes`) and applied one audited step at a time (`apply_changes`).
+Applying is idempotent: a second run finds no changes. A number dropped from the file is retired, never
+deleted, so its history stays.
+
+Tokens are references to environment variables (`${WHAPI_TOKEN_1}`); a literal token is refused without
+being repeated, and only the variable's NAME is stored. A referenced variable that is not set is an
+error: the numbers could not send.
+
+Admins (the phones allowed to send chat commands) have no table: every change of the list is an `admins`
+audit row, and the newest one is the current list (`current_admins`). The audit log already is the
+record of who may act, so no schema change was needed for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import Engine
+
+from warmup.core.plan.model import Plan
+from warmup.files.loader import PlanError, Problem, load_plan, load_yaml_model
+from warmup.files.problems import format_field
+from warmup.files.source import Document
+from warmup.secrets import SecretError, parse_token_ref
+from warmup.store import ops
+from warmup.store.db import READ_ONLY
+from warmup.store.models import MessageState, NumberStatus
+
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+ADMINS_ACTION = "admins"
+"""Audit action whose newest row holds the current admin list."""
+
+CONFIG_FIELDS = (
+    "provider",
+    "token_ref",
+    "base_url",
+    "phone_number_id",
+    "plan_name",
+    "plan_path",
+    "timezone",
+    "registered",
+)
+"""Number columns the fleet file owns; the ramp position and pause state are never touched by apply."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FleetNumber(_Model):
+    """One `numbers:` entry as written (the plan path still relative to the fleet file)."""
+
+    phone: str = Field(description="E.164, e.g. +5511999990001")
+    provider: Literal["whapi", "cloud_api", "simulator"]
+    token: str = Field(description="${ENV_VAR} holding the provider token; never the token itself")
+    base_url: str | None = None
+    phone_number_id: str | None = Field(default=None, pattern=r"^[0-9]{1,64}$")
+    plan: str = Field(min_length=1, description="plan file, relative to the fleet file")
+    timezone: str
+    registered: date | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        if not re.match(E164_PATTERN, value):
+            raise ValueError(
+                f"{value[:20]!r} is not an E.164 number: write + and the country code, then the digits, "
+                "without spaces, e.g. +5511999990001"
+            )
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_is_a_reference(cls, value: str) -> str:
+        try:
+            return parse_token_ref(value)
+        except SecretError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name like America/Sao_Paulo"
+            ) from None
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http(s) URL like http://127.0.0.1:8765, got {value[:60]!r}")
+        return value.rstrip("/") if value is not None else None
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> Self:
+        if self.provider == "cloud_api" and not self.phone_number_id:
+            raise ValueError("provider cloud_api needs phone_number_id (the numeric id Meta assigned)")
+        if self.provider == "simulator" and not self.base_url:
+            raise ValueError("provider simulator needs base_url (the simulator's address)")
+        return self
+
+
+class FleetFile(_Model):
+    """The whole fleet file."""
+
+    version: Literal[1] = 1
+    numbers: list[FleetNumber] = Field(default_factory=list)
+    admins: list[str] = Field(default_factory=list)
+
+    @field_validator("admins")
+    @classmethod
+    def _admin_phones(cls, value: list[str]) -> list[str]:
+        for phone in value:
+            if not re.match(E164_PATTERN, phone):
+                raise ValueError(f"admin {phone!r} is not an E.164 number like +5511988880000")
+        return value
+
+
+@dataclass(frozen=True)
+class NumberSpec:
+    """One number as the store should hold it: plan path resolved, token as a variable name."""
+
+    phone: str
+    provider: str
+    token_ref: str
+    base_url: str | None
+    phone_number_id: str | None
+    plan_name: str
+    plan_path: str
+    timezone: str
+    registered: date | None
+
+    def config(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in CONFIG_FIELDS}
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A fleet file that passed every check."""
+
+    path: str
+    numbers: tuple[NumberSpec, ...]
+    admins: tuple[str, ...]
+
+
+def load_fleet(path: str | Path, env: Mapping[str, str] | None = None) -> Fleet:
+    """Read and fully check a fleet file; `PlanError` lists every problem (the plans' own included).
+
+    `env` (default: the process environment) must define every referenced token variable.
+    """
+    source = os.environ if env is None else env
+    base = Path(path).parent
+    plans: dict[int, Plan] = {}
+    model = load_yaml_model(
+        path, FleetFile, what="fleet file", check=lambda doc: _file_problems(doc, base, source, plans)
+    )
+    specs = []
+    for index, entry in enumerate(model.numbers):
+        plan = plans[index]
+        specs.append(
+            NumberSpec(
+                phone=entry.phone,
+                provider=entry.provider,
+                token_ref=entry.token,
+                base_url=entry.base_url,
+                phone_number_id=entry.phone_number_id,
+                plan_name=plan.name,
+                plan_path=str((base / entry.plan).resolve()),
+                timezone=entry.timezone,
+                registered=entry.registered,
+            )
+        )
+    return Fleet(str(path), tuple(specs), tuple(dict.fromkeys(model.admins)))
+
+
+def _file_problems(
+    doc: Document, base: Path, env: Mapping[str, str], plans: dict[int, Plan]
+) -> list[Problem]:
+    """What the model cannot see: duplicate phones, plans that fail to load, unset token variables."""
+    problems: list[Problem] = []
+    entries = doc.data.get("numbers") if isinstance(doc.data, dict) else None
+    if not isinstance(entries, list):
+        return problems
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        phone = entry.get("phone")
+        if isinstance(phone, str):
+            if phone in seen:
+                where = ("numbers", index, "phone")
+                message = f"{phone} is listed twice (first as numbers[{seen[phone]}])"
+                problems.append(doc.problem(where, format_field(where), message))
+            else:
+                seen[phone] = index
+        problems += _plan_problems(doc, base, index, entry.get("plan"), plans)
+        token = entry.get("token")
+        if isinstance(token, str):
+            try:
+                name = parse_token_ref(token)
+            except SecretError:
+                continue  # the model reports it
+            value = env.get(name)
+            if value is None or not value.strip():
+                where = ("numbers", index, "token")
+                message = f"environment variable {name} is not set (it must hold this number's token)"
+                problems.append(doc.problem(where, format_field(where), message))
+    return problems
+
+
+def _plan_problems(doc: Document, base: Path, index: int, ref: Any, plans: dict[int, Plan]) -> list[Problem]:
+    if not isinstance(ref, str) or not ref.strip():
+        return []
+    where = ("numbers", index, "plan")
+    target = base / ref
+    if not target.is_file():
+        message = f"plan file {str(target)!r} not found (paths are relative to the fleet file)"
+        return [doc.problem(where, format_field(where), message)]
+    try:
+        plans[index] = load_plan(target)
+    except PlanError as exc:
+        return list(exc.problems)
+    return []
+
+
+# ----------------------------------------------------------------------------------------- changes
+
+
+ChangeKind = Literal["add", "update", "reactivate", "retire", "admins"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step of an apply: what happens to which number (or to the admin list), field by field."""
+
+    kind: ChangeKind
+    phone: str | None = None  # None for the admin list
+    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (before, after)
+    spec: NumberSpec | None = None
+    admins: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for a person: `update +55...: timezone America/Sao_Paulo -> Europe/Berlin`."""
+        if self.kind == "admins":
+            before = ", ".join(self.fields["admins"][0]) or "none"
+            return f"set admins: {before} -> {', '.join(self.admins) or 'none'}"
+        if self.kind == "add":
+            assert self.spec is not None
+            spec = self.spec
+            return f"add {self.phone}: {spec.provider}, plan {spec.plan_name}, {spec.timezone}"
+        if self.kind == "retire":
+            return f"retire {self.phone}: no longer in the fleet file (history kept)"
+        parts = [f"{name} {_shown(old)} -> {_shown(new)}" for name, (old, new) in self.fields.items()]
+        return f"{self.kind} {self.phone}: " + ("; ".join(parts) or "back in the fleet file")
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def current_admins(engine: Engine) -> tuple[str, ...]:
+    """The admin phones of the last apply (empty before the first one)."""
+    audit = ops.AUDIT
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        detail = conn.execute(
+            sa.select(audit.c.detail)
+            .where(audit.c.action == ADMINS_ACTION)
+            .order_by(audit.c.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    if not isinstance(detail, dict):
+        return ()
+    return tuple(str(phone) for phone in detail.get("admins", []))
+
+
+def plan_changes(engine: Engine, fleet: Fleet) -> list[Change]:
+    """What `apply_changes` would do to make the store match `fleet` (empty: nothing to do)."""
+    stored = {number.phone: number for number in ops.list_numbers(engine)}
+    changes: list[Change] = []
+    for spec in fleet.numbers:
+        number = stored.get(spec.phone)
+        if number is None:
+            changes.append(Change("add", spec.phone, spec=spec))
+            continue
+        diff = {
+            name: (getattr(number, name), value)
+            for name, value in spec.config().items()
+            if getattr(number, name) != value
+        }
+        if number.state == NumberStatus.RETIRED:
+            diff["state"] = (number.state, NumberStatus.ACTIVE.value)
+            changes.append(Change("reactivate", spec.phone, diff, spec=spec))
+        elif diff:
+            changes.append(Change("update", spec.phone, diff, spec=spec))
+    wanted = {spec.phone for spec in fleet.numbers}
+    for phone, number in sorted(stored.items()):
+        if phone not in wanted and number.state != NumberStatus.RETIRED:
+            changes.append(Change("retire", phone, {"state": (number.state, NumberStatus.RETIRED.value)}))
+    before = current_admins(engine)
+    if before != fleet.admins:
+        changes.append(Change("admins", fields={"admins": (before, fleet.admins)}, admins=fleet.admins))
+    return changes
+
+
+def apply_changes(
+    engine: Engine, changes: list[Change], *, actor: str = "apply", now: datetime | None = None
+) -> None:
+    """Carry out `changes` (from `plan_changes`), each with one audit row; never writes a token."""
+    stamp = now or datetime.now(UTC)
+    for change in changes:
+        detail: dict[str, Any] = {
+            name: [_json(old), _json(new)] for name, (old, new) in change.fields.items()
+        }
+        if change.kind in ("add", "update", "reactivate"):
+            assert change.spec is not None
+            number_id, _ = ops.upsert_number(
+                engine, phone=change.spec.phone, **change.spec.config(), now=stamp
+            )
+            if change.kind == "reactivate":
+                _set_state(engine, number_id, NumberStatus.ACTIVE, "back in the fleet file", stamp)
+            if change.kind == "add":
+                detail = {"config": {k: _json(v) for k, v in change.spec.config().items()}}
+            ops.audit(engine, actor, f"fleet_{change.kind}", number_id, detail, stamp)
+        elif change.kind == "retire":
+            assert change.phone is not None
+            number = ops.get_number(engine, phone=change.phone)
+            if number is not None and number.id is not None:
+                skipped = _set_state(engine, number.id, NumberStatus.RETIRED, "number retired", stamp)
+                ops.audit(engine, actor, "fleet_retire", number.id, {**detail, "skipped": skipped}, stamp)
+        else:
+            before = list(change.fields["admins"][0]) if "admins" in change.fields else []
+            ops.audit(
+                engine, actor, ADMINS_ACTION, None, {"admins": list(change.admins), "before": before}, stamp
+            )
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _set_state(engine: Engine, number_id: int, state: NumberStatus, reason: str, now: datetime) -> int:
+    """Retire (skipping the number's pending messages) or reactivate a number in one transaction;
+    returns how many messages were skipped. Locks the number row first, like a claim does."""
+    numbers, messages = ops.NUMBERS, ops.MESSAGES
+    claimable = (MessageState.PLANNED.value, MessageState.QUEUED.value)
+    with engine.begin() as conn:
+        conn.execute(sa.select(numbers.c.id).where(numbers.c.id == number_id).with_for_update()).one()
+        conn.execute(
+            sa.update(numbers)
+            .where(numbers.c.id == number_id)
+            .values(
+                state=state.value,
+                paused_reason=None,
+                paused_until=None,
+                paused_at=None,
+                advance_pending=False,
+                updated_at=now,
+            )
+        )
+        if state != NumberStatus.RETIRED:
+            return 0
+        return int(
+            conn.execute(
+                sa.update(messages)
+                .where(messages.c.number_id == number_id, messages.c.state.in_(claimable))
+                .values(state=MessageState.SKIPPED.value, reason=reason, finished_at=now)
+            ).rowcount
+        )
