@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from warmup.config import Settings
 from warmup.secrets import RedactingFilter, redact, redact_processor
 
 QUIET_LOGGERS = ("alembic", "httpx", "httpcore")
@@ -56,7 +57,6 @@ def setup_logging(
 
     `fmt`/`level` default to the settings (`WARMUP_LOG_FORMAT`, `WARMUP_LOG_LEVEL`).
     """
-    from warmup.config import Settings
 
     settings = Settings()
     fmt = fmt or settings.log_format

@@ -53,7 +53,9 @@ from warmup.providers.webhooks import (
 )
 from warmup.secrets import Secret
 from warmup.services import metrics
+from warmup.services.chat_commands import process_inbound
 from warmup.services.replies import store_events
+from warmup.services.runtime import ProviderPool
 from warmup.store import ops
 
 log = logging.getLogger(__name__)
@@ -125,13 +127,10 @@ def create_app(
     """The ASGI app. `provider_for` sends admin answers (default: a `ProviderPool` on `engine`)."""
     run_clock: Clock = clock or SystemClock()
     if provider_for is None:
-        from warmup.services.runtime import ProviderPool
-
         provider_for = ProviderPool(engine)
     providers: Callable[[int], Provider] = provider_for
 
     def commands(pending: list[tuple[int, Inbound]]) -> None:
-        from warmup.services.chat_commands import process_inbound
 
         for number_id, inbound in pending:
             try:

@@ -14,6 +14,13 @@ from typing import Any
 
 import dramatiq
 
+from warmup.services.planning import plan_number_day, plan_number_days
+from warmup.services.readings import refresh_reading as refresh
+from warmup.services.replies import ingest_replies as ingest
+from warmup.services.runtime import get_runtime
+from warmup.services.sending import send_batch, send_one
+from workers.broker import current_broker
+
 QUEUE = "warmup"
 _OPTIONS: dict[str, Any] = {
     "queue_name": QUEUE,
@@ -33,21 +40,13 @@ def bind(broker: dramatiq.Broker) -> None:
         broker.declare_actor(actor)
 
 
-def _configured_broker() -> dramatiq.Broker:
-    # The broker must exist before the first @dramatiq.actor below runs: actors bind at decoration.
-    from workers.broker import current_broker
-
-    return current_broker()
-
-
-_broker = _configured_broker()
+# The broker must exist before the first @dramatiq.actor below runs: actors bind at decoration.
+_broker = current_broker()
 
 
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def plan_day(number_id: int, local_date: str) -> None:
     """Plan one number's local day (idempotent: a second run for the same day changes nothing)."""
-    from warmup.services.planning import plan_number_day
-    from warmup.services.runtime import get_runtime
 
     plan_number_day(get_runtime(), number_id, date.fromisoformat(local_date))
 
@@ -55,8 +54,6 @@ def plan_day(number_id: int, local_date: str) -> None:
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def plan_days(number_ids: list[int], local_date: str) -> None:
     """Plan a batch of numbers' same local day (idempotent: days already planned are skipped)."""
-    from warmup.services.planning import plan_number_days
-    from warmup.services.runtime import get_runtime
 
     plan_number_days(get_runtime(), [int(n) for n in number_ids], date.fromisoformat(local_date))
 
@@ -64,8 +61,6 @@ def plan_days(number_ids: list[int], local_date: str) -> None:
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def send_message(message_id: int) -> None:
     """Claim, send and record one outbound message (a claim already taken makes this a no-op)."""
-    from warmup.services.runtime import get_runtime
-    from warmup.services.sending import send_one
 
     runtime = get_runtime()
     send_one(
@@ -83,8 +78,6 @@ def send_message(message_id: int) -> None:
 def send_messages(message_ids: list[int]) -> None:
     """Claim, send and record messages that fell due together, one claim and one record for the lot
     (messages claimed or finished already are skipped, so a redelivery is harmless)."""
-    from warmup.services.runtime import get_runtime
-    from warmup.services.sending import send_batch
 
     runtime = get_runtime()
     send_batch(
@@ -106,8 +99,6 @@ def _send_later(message_id: int, wall_seconds: float) -> None:
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def refresh_reading(number_id: int) -> None:
     """Take today's risk reading for a number (provider meter, else the local meter)."""
-    from warmup.services.planning import refresh_reading as refresh
-    from warmup.services.runtime import get_runtime
 
     refresh(get_runtime(), number_id)
 
@@ -115,8 +106,6 @@ def refresh_reading(number_id: int) -> None:
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def ingest_replies(number_id: int) -> None:
     """Poll the provider for replies and delivery statuses of one number and store them once."""
-    from warmup.services.replies import ingest_replies as ingest
-    from warmup.services.runtime import get_runtime
 
     ingest(get_runtime(), number_id)
 

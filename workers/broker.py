@@ -8,6 +8,7 @@ loaded (a second embedded run in one process, tests), re-binds them to the new b
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import threading
@@ -17,6 +18,11 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from warmup.config import Settings
+from warmup.logs import setup_logging
+from warmup.secrets import install_log_redaction
+from warmup.services.runtime import get_runtime
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "warmup"
 """Redis key prefix of the broker's queues, so warmup shares a Redis with other apps safely."""
@@ -41,28 +47,18 @@ class ResponsiveConsumers(dramatiq.Middleware):
 
 
 class WarmWorker(dramatiq.Middleware):
-    """Loads what the actors need when a worker process boots, not on its first message.
-
-    The actors import the planning and sending code lazily (so importing `workers.actors`, e.g. to
-    enqueue, stays light), and the runtime (database engine, provider pool) is built on first use: a
-    fresh worker paid both (a quarter of a second of imports, contended by every thread at once, plus
-    the first connections) inside the first requests it took. Failing here is harmless: the first
-    message builds the runtime again and reports the problem where it belongs.
+    """Builds the runtime (database engine, provider pool) when a worker process boots, not on its first
+    message: a fresh worker paid the first connections inside the first requests it took, contended by
+    every thread at once. Failing here is harmless: the first message builds the runtime again and
+    reports the problem where it belongs.
     """
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        import warmup.services.planning
-        import warmup.services.replies
-        import warmup.services.sending  # noqa: F401
-        from warmup.services.runtime import get_runtime
-
         try:
             with get_runtime().engine.connect():
                 pass
         except Exception as exc:  # the database may come up later; the first message will say
-            import logging
-
-            logging.getLogger(__name__).warning("worker boot: runtime not ready yet: %s", type(exc).__name__)
+            log.warning("worker boot: runtime not ready yet: %s", type(exc).__name__)
         quiet_garbage_collector()
 
 
@@ -133,9 +129,6 @@ def setup_worker_logging() -> None:
     workers.actors``, whose CLI has already pointed ``sys.stderr`` at its log pipe. Embedded runs and
     `warmup scheduler` set the broker up themselves and keep their own logging.
     """
-    from warmup.logs import setup_logging
-    from warmup.secrets import install_log_redaction
-
     setup_logging()
     install_log_redaction()
 

@@ -17,6 +17,9 @@ import dramatiq
 from warmup.clock import Clock, clock_from_env
 from warmup.services.runtime import ProviderPool, Runtime, Timings, configure, reset
 from warmup.services.scheduler import Scheduler
+from warmup.store import ops
+from warmup.store.db import make_engine, upgrade
+from workers.broker import setup_broker
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,6 @@ class EmbeddedRunner:
 
     def start(self) -> EmbeddedRunner:
         """Migrate, recover what a previous process left, start the workers and the scheduler."""
-        from warmup.store import ops
-        from warmup.store.db import make_engine, upgrade
-        from workers.broker import setup_broker
-
         engine = make_engine(self.engine_url)
         if self.migrate:
             upgrade(engine)
@@ -69,13 +68,14 @@ class EmbeddedRunner:
         configure(runtime)
         self.runtime = runtime
         broker = setup_broker(None)
-        import workers.actors  # noqa: F401  (declares the actors on the broker just set up)
+        # Imported after setup_broker on purpose: dramatiq binds actors to a broker when it declares them.
+        from workers.dispatcher import ActorDispatch
 
         now = self.clock.now()
         # One process owns an in-process broker: nothing it had queued survived, nobody else is sending.
         recovered = ops.recover_stale(engine, now, now)
         lost = ops.requeue_lost(engine, now + timedelta(days=2), now)
-        self.scheduler = Scheduler(runtime, poll_replies=self.poll_replies)
+        self.scheduler = Scheduler(runtime, dispatch=ActorDispatch(), poll_replies=self.poll_replies)
         for message_id in lost:
             self.scheduler.dispatch.send_message(message_id)
         if recovered or lost:

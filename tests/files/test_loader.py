@@ -9,7 +9,9 @@ import pytest
 
 from tests.paths import PLANS
 from warmup.core.plan.model import Plan
-from warmup.files.loader import PlanError, Problem, load_plan, load_yaml_model
+from warmup.files.loader import load_yaml_model
+from warmup.files.plans import load_plan
+from warmup.files.problems import PlanError, Problem
 
 GOOD = """\
 version: 1

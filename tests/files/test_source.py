@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from warmup.files.loader import load_plan
+from warmup.files.plans import load_plan
 from warmup.files.problems import PlanError, Problem
 from warmup.files.source import MAX_BYTES, MAX_DEPTH, MAX_NODES, parse_yaml, read_yaml
 

@@ -19,10 +19,11 @@ from tests.core.test_spread import make_plan
 from warmup.clock import ManualClock
 from warmup.core.spread import backlog_reason, local_date_of, spread, window_spans
 from warmup.services.admin import explain
-from warmup.services.planning import plan_number_day, respread_backlog, retime_backlog
+from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime, Timings
 from warmup.services.scheduler import Scheduler
 from warmup.services.sending import send_one
+from warmup.services.upkeep import respread_backlog, retime_backlog
 from warmup.store import ops
 from warmup.store.models import MessageState
 

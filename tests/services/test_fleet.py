@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.fleet_fixture import write_plan
-from warmup.files.loader import PlanError
+from warmup.files.problems import PlanError
 from warmup.services.fleet import apply_changes, current_admins, load_fleet, plan_changes
 from warmup.store import ops
 

@@ -12,14 +12,9 @@ from sqlalchemy import Engine
 from warmup.clock import ManualClock
 from warmup.core.domain import Action, Decision, Reading
 from warmup.core.spread import local_date_of, window_spans
-from warmup.services.planning import (
-    days_to_plan,
-    pending_resumes,
-    plan_number_day,
-    plan_number_days,
-    respread_rest_of_day,
-)
+from warmup.services.planning import days_to_plan, plan_number_day, plan_number_days
 from warmup.services.runtime import ProviderPool, Runtime
+from warmup.services.upkeep import pending_resumes, respread_rest_of_day
 from warmup.store import ops
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 09:00 in Sao Paulo, 13:00 Berlin, 21:00 Tokyo

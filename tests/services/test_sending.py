@@ -14,11 +14,12 @@ from sqlalchemy import Engine
 from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
 from warmup.core.domain import Reading
+from warmup.core.pacing import place_reply, span_end
 from warmup.core.spread import local_date_of
 from warmup.providers.base import Health, Inbound, OutcomeAction, Provider, SendResult
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime
-from warmup.services.sending import place_reply, retry_delay, send_one, span_end
+from warmup.services.sending import retry_delay, send_one
 from warmup.store import ops
 from warmup.store.models import OutboundMessage
 

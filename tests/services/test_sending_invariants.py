@@ -21,13 +21,14 @@ from tests.invariant_checks import assert_accounting, assert_all_terminal, asser
 from warmup.clock import ManualClock
 from warmup.core.domain import Reading
 from warmup.core.spread import local_date_of, window_spans
-from warmup.files.loader import load_plan
+from warmup.files.plans import load_plan
 from warmup.providers.base import Health, Inbound, OutcomeAction, SendResult
 from warmup.services import planning as cycle
-from warmup.services.planning import pending_resumes, plan_number_day, respread_rest_of_day
+from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime, Timings
 from warmup.services.scheduler import Scheduler
 from warmup.services.sending import MAX_ATTEMPTS, SendOutcome, send_one
+from warmup.services.upkeep import pending_resumes, respread_rest_of_day
 from warmup.store import ops
 from warmup.store.models import OutboundMessage
 

@@ -130,7 +130,7 @@ def test_every_send_lands_inside_its_windows_and_on_time(tmp_path: Path, make_fl
     fleet.plan_path.write_text(head + WINDOWED_PLAN_WINDOWS + rest.split("\n", 1)[1])
     run_for(EmbeddedRunner(url, clock, worker_threads=3), clock, start + timedelta(days=2, hours=1))
 
-    from warmup.files.loader import load_plan
+    from warmup.files.plans import load_plan
 
     plan = load_plan(fleet.plan_path)
     gap_low = plan.pacing.gap.low.total_seconds()

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from warmup.core.plan.schema import plan_json_schema
-from warmup.files.loader import load_plan
+from warmup.files.plans import load_plan
 from warmup.files.problems import PlanError
 
 MAX_SHOWN = 50

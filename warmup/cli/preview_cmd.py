@@ -40,7 +40,7 @@ def preview(
     chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG chart to this file."),
 ) -> None:
     """Preview the ramp day by day: quota, plan day, action and the reasons, under a risk scenario."""
-    from warmup.files.loader import load_plan
+    from warmup.files.plans import load_plan
     from warmup.services.preview import (
         preview_table,
         resolve_scenario,

@@ -135,12 +135,13 @@ def run_fleet_scheduler(database_url: str, redis_url: str, stop: threading.Event
     from workers.broker import setup_broker
 
     setup_broker(redis_url)
-    import workers.actors  # noqa: F401  (declares the actors on the Redis broker)
+    # Imported after setup_broker on purpose: dramatiq binds actors to a broker when it declares them.
+    from workers.dispatcher import ActorDispatch
 
     runtime = configure(build_runtime(make_engine(database_url)))
     lock = RedisLeaderLock.from_url(redis_url, ttl=runtime.bounds.lock_ttl_wall)
     try:
-        Scheduler(runtime, leadership=lock).run(stop)
+        Scheduler(runtime, dispatch=ActorDispatch(), leadership=lock).run(stop)
     finally:
         lock.close()
         runtime.close()

@@ -1,9 +1,9 @@
 """Load hand-written YAML into pydantic models, reporting every problem at its line and column.
 
-`load_yaml_model` is the generic path (plans here, fleet files elsewhere): safe parsing
-(`warmup.files.source`), one pydantic validation that collects all errors, each error mapped back to
-the YAML node it is about and phrased for the person who wrote the file. `load_plan` adds the checks
-that need the file system: the message pool and contacts file a plan refers to.
+`load_yaml_model` is the generic path (plans in `warmup.files.plans`, message pools in
+`warmup.files.content`, fleet files in `warmup.services.fleet`): safe parsing (`warmup.files.source`),
+one pydantic validation that collects all errors, each error mapped back to the YAML node it is about
+and phrased for the person who wrote the file.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from warmup.core.plan.model import Plan
 from warmup.files.problems import Path_, PlanError, Problem, format_field
 from warmup.files.source import MAX_BYTES, MAX_DEPTH, MAX_NODES, Document, read_yaml
 
-__all__ = ["MAX_BYTES", "PlanError", "Problem", "load_plan", "load_yaml_model", "located_problems"]
+__all__ = ["MAX_BYTES", "load_yaml_model", "located_problems", "lookup"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -78,52 +77,7 @@ def load_yaml_model(
     return model
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Load and fully check a plan file, including the message pool and contacts file it names.
-
-    The returned plan's `content` and `audience.contacts` are absolute paths (they are written relative
-    to the plan file), so callers can open them from anywhere.
-    """
-    base = Path(path).parent
-    plan = load_yaml_model(path, Plan, what="plan file", check=lambda doc: _reference_problems(doc, base))
-    content = str((base / plan.content).resolve()) if plan.content else None
-    contacts = str((base / plan.audience.contacts).resolve()) if plan.audience.contacts else None
-    return plan.model_copy(
-        update={"content": content, "audience": plan.audience.model_copy(update={"contacts": contacts})}
-    )
-
-
-def _reference_problems(doc: Document, base: Path) -> list[Problem]:
-    """Referenced files must exist (relative to the plan) and be valid themselves."""
-    from warmup.files.content import load_contacts, load_pool  # content reuses this module
-
-    loaders: tuple[tuple[Path_, Callable[[Path], object], str], ...] = (
-        (("content",), load_pool, "message pool"),
-        (("audience", "contacts"), load_contacts, "contacts file"),
-    )
-    problems: list[Problem] = []
-    for where, load, what in loaders:
-        ref = _lookup(doc.data, where)
-        if not isinstance(ref, str) or not ref.strip():
-            continue
-        target = base / ref
-        if not target.is_file():
-            problems.append(
-                doc.problem(
-                    where,
-                    format_field(where),
-                    f"{what} {str(target)!r} not found (paths are relative to the plan file)",
-                )
-            )
-            continue
-        try:
-            load(target)
-        except PlanError as exc:
-            problems += exc.problems
-    return problems
-
-
-def _lookup(data: Any, path: Path_) -> Any:
+def lookup(data: Any, path: Path_) -> Any:
     for part in path:
         if isinstance(data, dict) and isinstance(part, str):
             data = data.get(part)

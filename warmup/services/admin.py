@@ -7,8 +7,8 @@ Pause and resume go through `store.ops.pause_numbers` / `resume_numbers`: once a
 send of the number can start (the claim re-checks the state) and its planned messages are skipped. A
 resume re-enters gradually (the plan's `risk.resume` policy, from `resumed_on` and `paused_volume`) and
 the scheduler re-spreads what is left of the day over the window time left
-(`warmup.services.planning.respread_rest_of_day`, once per resume, never a burst). Timed pauses (`--for
-2h`) are ended by the scheduler too (`warmup.services.planning.end_expired_pauses`).
+(`warmup.services.upkeep.respread_rest_of_day`, once per resume, never a burst). Timed pauses (`--for
+2h`) are ended by the scheduler too (`warmup.services.upkeep.end_expired_pauses`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from sqlalchemy.engine import make_url
 
 from warmup.core.domain import DayOutcome, Reading
 from warmup.core.errors import UserError
+from warmup.core.spread import local_date_of, local_day_bounds
+from warmup.services import metrics
 from warmup.store import ops
 from warmup.store.db import READ_ONLY, current_revision, head_revision, make_engine, mask_url
 from warmup.store.models import AuditLog, DayPlan, Number, NumberStatus
@@ -196,7 +198,6 @@ def pause(
         return Outcome([], [])
     until = now + duration if duration is not None else None
     ids = ops.pause_numbers(engine, reason=reason, actor=actor, now=now, until=until, **target.select())
-    from warmup.services import metrics
 
     metrics.PAUSES.labels(actor=actor.split(":", 1)[0]).inc(len(ids))
     return _outcome(engine, target, ids)
@@ -390,7 +391,6 @@ def reading_of_day(engine: Engine, number_id: int, local_date: date) -> Reading 
 
 def events_of_day(engine: Engine, number: Number, local_date: date) -> list[AuditLog]:
     """Audit rows of the number during that local day, oldest first."""
-    from warmup.core.spread import local_day_bounds
 
     assert number.id is not None
     start, end = local_day_bounds(local_date, number.timezone)
@@ -451,7 +451,6 @@ def history(engine: Engine, phone: str, days: int = 60) -> list[HistoryDay]:
                 .limit(days)
             ).scalars()
         )
-    from warmup.core.spread import local_date_of
 
     pause_days = {
         local_date_of(row.at, number.timezone)

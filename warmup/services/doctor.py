@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
+from warmup.core.errors import UserError
+from warmup.core.spread import local_date_of
 from warmup.providers.base import OutcomeAction, Provider
+from warmup.providers.factory import make_provider
+from warmup.secrets import resolve_token
+from warmup.services.admin import check_database_url, database_problem, missing_sqlite_file
+from warmup.store import ops
 from warmup.store.db import current_revision, head_revision, make_engine, mask_url
 from warmup.store.models import Number, NumberStatus
 
@@ -41,8 +47,6 @@ ProviderFactory = Callable[[Number], Provider]
 
 def check_database(url: str) -> tuple[Check, Engine | None]:
     """Reachable and migrated? Returns the engine when the numbers can be read from it."""
-    from warmup.core.errors import UserError
-    from warmup.services.admin import check_database_url, database_problem, missing_sqlite_file
 
     item = f"database {mask_url(url)}"
     try:
@@ -95,8 +99,6 @@ def check_broker(redis_url: str | None) -> Check:
 
 def default_provider(number: Number) -> Provider:
     """The number's provider client, its token read from the environment variable it names."""
-    from warmup.providers.factory import make_provider
-    from warmup.secrets import resolve_token
 
     options = {"phone_number_id": number.phone_number_id} if number.phone_number_id else {}
     return make_provider(
@@ -117,7 +119,6 @@ def check_number(number: Number, now: datetime, factory: ProviderFactory = defau
 
     Reading the meter is a real meter query (Whapi computes one), so the doctor costs one per number.
     """
-    from warmup.store.ops import local_date_of
 
     item = f"{number.phone} ({number.provider})"
     try:
@@ -128,7 +129,7 @@ def check_number(number: Number, now: datetime, factory: ProviderFactory = defau
         health = provider.health()
         verdict = _HEALTH.get(health.action, Verdict.FAIL)
         checks = [Check(f"{item} channel", verdict, f"{health.status}: {health.reason}")]
-        reading = provider.fetch_reading(local_date_of(number.timezone, now))
+        reading = provider.fetch_reading(local_date_of(now, number.timezone))
         if reading is None:
             detail = (
                 f"unavailable ({provider.last_reading_error or 'no reason given'}); the local meter is used"
@@ -152,7 +153,6 @@ def run(
     factory: ProviderFactory = default_provider,
 ) -> list[Check]:
     """Every check, in order: database, broker, then each non-retired number."""
-    from warmup.store import ops
 
     database, engine = check_database(database_url)
     checks = [database, check_broker(redis_url)]

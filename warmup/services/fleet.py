@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import Engine
 
 from warmup.core.plan.model import Plan
-from warmup.files.loader import PlanError, Problem, load_plan, load_yaml_model
-from warmup.files.problems import format_field
+from warmup.files.loader import load_yaml_model
+from warmup.files.plans import load_plan
+from warmup.files.problems import PlanError, Problem, format_field
 from warmup.files.source import Document
 from warmup.secrets import SecretError, parse_token_ref
 from warmup.store import ops

@@ -18,53 +18,30 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from warmup.core.audience import AudienceResult, choose
 from warmup.core.domain import Decision, Reading
+from warmup.core.pacing import span_end
 from warmup.core.plan.model import Plan
-from warmup.core.plan.values import format_duration
 from warmup.core.ramp import decide
-from warmup.core.risk import local_reading
-from warmup.core.spread import backlog_reason, local_date_of, spread, window_spans
-from warmup.files.content import MessagePool, load_pool
+from warmup.core.spread import local_date_of, spread, window_spans
 from warmup.services import metrics
-from warmup.services.runtime import FileCache, Runtime, provider_from_row
-from warmup.services.sending import holds_time, send_time, span_end
+from warmup.services.readings import meter_reading, taken_on
+from warmup.services.runtime import Runtime
+from warmup.services.texts import CONTACTS, PlanFiles, texts_of
 from warmup.store import bulk, ops
 from warmup.store.db import READ_ONLY
 from warmup.store.models import (
     MessageKind,
-    MessageState,
     Number,
     NumberStatus,
     RecipientKind,
 )
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
-
-LOCAL_METER_DAYS = 7
-"""The trailing window, in local days, the local risk meter counts sends and replies over."""
-
-DEFAULT_OPENERS: tuple[str, ...] = (
-    "Hi! How are you doing?",
-    "Hello, hope your day is going well",
-    "Hey, how have you been?",
-    "Good to hear from you, how is everything?",
-)
-"""Used when a plan names no message pool, so a minimal plan still sends something human."""
-
-DEFAULT_REPLIES: tuple[str, ...] = (
-    "All good here, thanks! And you?",
-    "Doing well, thanks for asking",
-    "Great, thanks! Talk soon",
-)
 
 
 @dataclass(frozen=True)
@@ -81,88 +58,6 @@ class DayResult:
 def day_rng(number_id: int, local_date: date, purpose: str) -> random.Random:
     """A generator that is the same for the same number, day and purpose in every process and run."""
     return random.Random(f"warmup:{number_id}:{local_date.isoformat()}:{purpose}")
-
-
-_POOLS: FileCache[MessagePool] = FileCache(load_pool)
-"""Message pools by path: `texts_of` runs for every peer reply, the file is read again only when edited."""
-
-
-def texts_of(plan: Plan, kind: str = "opener") -> tuple[str, ...]:
-    """The plan's texts of one kind (``opener`` or ``reply``), or neutral defaults without a pool."""
-    if plan.content:
-        return _POOLS(plan.content).options("reply" if kind == "reply" else "opener")
-    return DEFAULT_REPLIES if kind == "reply" else DEFAULT_OPENERS
-
-
-# --------------------------------------------------------------------------------------- the reading
-
-
-def todays_reading(runtime: Runtime, number: Number, local_date: date, now: datetime) -> Reading:
-    """Today's reading: the stored one if taken today, else the provider meter (once), else the local one."""
-    assert number.id is not None
-    latest = ops.latest_reading(runtime.engine, number.id)
-    if _taken_on(latest, number, local_date):
-        assert latest is not None
-        return latest
-    reading = meter_reading(runtime, number, local_date, now)
-    ops.save_reading(runtime.engine, number.id, local_date, reading)
-    metrics.READINGS.labels(source=reading.source).inc()
-    return reading
-
-
-def _taken_on(reading: Reading | None, number: Number, local_date: date) -> bool:
-    return reading is not None and local_date_of(reading.taken_at, number.timezone) == local_date
-
-
-def meter_reading(
-    runtime: Runtime, number: Number, local_date: date, now: datetime, *, own_client: bool = False
-) -> Reading:
-    """A new reading, not stored: the provider meter (one HTTP call), else the local meter.
-
-    ``own_client``: call the meter through a client built here from the row in hand and closed after
-    the call, instead of the process's shared one (`runtime.provider_for`). Batch planning reads every
-    number's meter at once: the shared pool builds clients one at a time under one lock, each after a
-    query for the number's row, which made the meter reads of a fleet wait in line.
-    """
-    assert number.id is not None
-    reading: Reading | None = None
-    try:
-        provider = provider_from_row(number) if own_client else runtime.provider_for(number.id)
-        try:
-            reading = provider.fetch_reading(local_date)
-            if reading is None:
-                log.info("number %s: provider meter unavailable: %s", number.id, provider.last_reading_error)
-        finally:
-            if own_client:
-                provider.close()
-    except Exception as exc:  # no token, bad URL...: the local meter still gives an honest reading
-        log.warning("number %s: provider meter failed: %s", number.id, type(exc).__name__)
-    if reading is None:
-        reading = local_meter(runtime.engine, number, local_date, now)
-    return reading
-
-
-def local_meter(engine: Engine, number: Number, local_date: date, now: datetime) -> Reading:
-    """The local risk meter from our own data: age, replies vs sends over a week, engaged recipients."""
-    assert number.id is not None
-    sent = replies = 0
-    for back in range(1, LOCAL_METER_DAYS + 1):
-        outcome = ops.day_outcome(engine, number.id, local_date - timedelta(days=back))
-        sent += outcome.sent
-        replies += outcome.replies
-    recipients = [r for r in ops.list_recipients(engine, number.id) if r.first_contacted_on is not None]
-    engaged = sum(1 for r in recipients if r.replied or r.kind == RecipientKind.PEER)
-    registered = number.registered or local_date_of(number.created_at, number.timezone)
-    return local_reading(registered, local_date, sent, replies, len(recipients), engaged, now)
-
-
-def refresh_reading(runtime: Runtime, number_id: int) -> Reading | None:
-    """Take today's reading for a number now (the `refresh_reading` actor); None for an unknown number."""
-    number = ops.get_number(runtime.engine, number_id)
-    if number is None:
-        return None
-    now = runtime.clock.now()
-    return todays_reading(runtime, number, local_date_of(now, number.timezone), now)
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -215,48 +110,6 @@ class ActivePhones:
 active_phones = ActivePhones()
 
 
-def _contact_phones(path: str) -> tuple[str, ...]:
-    from warmup.files.content import load_contacts
-
-    return tuple(c.phone for c in load_contacts(path))
-
-
-_CONTACTS: FileCache[tuple[str, ...]] = FileCache(_contact_phones)
-"""Contact phones by CSV path: every day planned needs them, the file is read again only when edited."""
-
-
-class PlanFiles:
-    """The plans, contact lists and message pools of one batch, each looked up once per batch.
-
-    The process-wide caches behind them (`Runtime.plans`, `_CONTACTS`, `_POOLS`) check the file's
-    modification time on every call; a batch plans many numbers on the same few files.
-    """
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._plans: dict[str, Plan] = {}
-        self._contacts: dict[str, tuple[str, ...]] = {}
-        self._texts: dict[str | None, tuple[str, ...]] = {}
-
-    def plan(self, path: str) -> Plan:
-        plan = self._plans.get(path)
-        if plan is None:
-            plan = self._plans[path] = self._runtime.plans(path)
-        return plan
-
-    def contacts(self, path: str) -> tuple[str, ...]:
-        phones = self._contacts.get(path)
-        if phones is None:
-            phones = self._contacts[path] = _CONTACTS(path)
-        return phones
-
-    def texts(self, plan: Plan) -> tuple[str, ...]:
-        texts = self._texts.get(plan.content)
-        if texts is None:
-            texts = self._texts[plan.content] = texts_of(plan)
-        return texts
-
-
 @dataclass(frozen=True)
 class Known:
     """What the store knows that choosing a number's audience depends on, read once per batch."""
@@ -305,7 +158,7 @@ def pick_audience(
     files = known.files
     contacts: Sequence[str] = ()
     if plan.audience.contacts:
-        contacts = files.contacts(plan.audience.contacts) if files else _CONTACTS(plan.audience.contacts)
+        contacts = files.contacts(plan.audience.contacts) if files else CONTACTS(plan.audience.contacts)
     rows = known.recipients
     return choose(
         count,
@@ -391,7 +244,7 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
         return DayResult(False)
     facts = bulk.read_facts(engine, {number_id: number.timezone}, local_date, _readings_since(now))[number_id]
     reading = facts.latest_reading
-    if not _taken_on(reading, number, local_date):
+    if not taken_on(reading, number, local_date):
         reading = meter_reading(runtime, number, local_date, now)
         ops.save_reading(engine, number_id, local_date, reading)
         metrics.READINGS.labels(source=reading.source).inc()
@@ -478,7 +331,7 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
     for number in todo:
         assert number.id is not None
         latest = facts[number.id].latest_reading
-        if latest is not None and _taken_on(latest, number, local_date):
+        if latest is not None and taken_on(latest, number, local_date):
             stored[number.id] = latest
     to_read = [n for n in todo if n.id not in stored]
     size = -(-len(to_read) // READING_THREADS) if to_read else 1
@@ -629,168 +482,3 @@ def sending_numbers(engine: Engine) -> list[int]:
                 .order_by(table.c.phone)
             ).scalars()
         ]
-
-
-def close_past_days(engine: Engine, now: datetime) -> int:
-    """Skip what is left of local days that are over, with the reason; how many messages."""
-    return ops.expire_day(engine, now, reason="its local day ended before it could be sent")
-
-
-def end_expired_pauses(runtime: Runtime, now: datetime) -> int:
-    """Resume numbers whose timed pause has passed (the re-spread follows via `pending_resumes`)."""
-    return len(ops.resume_expired(runtime.engine, now))
-
-
-def pending_resumes(engine: Engine, since: datetime) -> list[tuple[int, int]]:
-    """(audit id, number id) of resumes at or after ``since`` whose day has not been re-spread yet.
-
-    Works from the audit log, so a resume by any process (admin CLI, chat command, an expired pause)
-    is seen, and a restarted scheduler does not re-spread twice.
-    """
-    audit = ops.AUDIT
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        resumes = [
-            (int(row.id), int(row.number_id))
-            for row in conn.execute(
-                sa.select(audit.c.id, audit.c.number_id)
-                .where(audit.c.action == "resume", audit.c.at >= since, audit.c.number_id.is_not(None))
-                .order_by(audit.c.id)
-            ).all()
-        ]
-        if not resumes:
-            return []
-        done_rows = conn.execute(
-            sa.select(audit.c.detail).where(audit.c.action == "respread", audit.c.at >= since)
-        ).scalars()
-        done = {int(d["resume_id"]) for d in done_rows if isinstance(d, dict) and "resume_id" in d}
-    return [(audit_id, number_id) for audit_id, number_id in resumes if audit_id not in done]
-
-
-def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume_id: int) -> int:
-    """After a resume, spread the day's unused quota over the window time left (never a burst).
-
-    The new sends keep the plan's gap and hourly cap with the sends the day already made (and those
-    still pending), not only among themselves. Returns how many messages were added; 0 when the number
-    is not active any more, the day has no plan (it will be planned knowing about the resume), nothing
-    is left, or no window time is left. The store adds them at most once per resume, even when two
-    schedulers re-spread the same resume at once (`ops.add_respread`), and always records a
-    `respread` audit row naming the resume.
-    """
-    engine = runtime.engine
-    number = ops.get_number(engine, number_id)
-    local_date = local_date_of(now, number.timezone) if number is not None else now.date()
-    day = ops.get_day_plan(engine, number_id, local_date) if number is not None else None
-    detail: dict[str, object] = {}
-    sends: list[ops.PlannedSend] = []
-    if number is not None and day is not None and number.state == NumberStatus.ACTIVE:
-        messages = ops.list_messages(engine, number_id, local_date)
-        pending = [m for m in messages if m.state in (MessageState.PLANNED, MessageState.QUEUED)]
-        left = day.quota - day.used - len(pending)
-        detail.update(local_date=local_date.isoformat(), left=max(left, 0))
-        if left > 0:
-            plan = runtime.plans(number.plan_path)
-            already_new = ops.new_contacts_on(engine, number_id, local_date)
-            sends, why = build_sends(
-                engine,
-                number,
-                plan,
-                local_date,
-                left,
-                max(day.max_new_contacts - already_new, 0),
-                now,
-                f":resume:{resume_id}",
-                earlier=[send_time(m) for m in messages if holds_time(m)],
-            )
-            detail.update(why="; ".join(why)[:500])
-    return ops.add_respread(engine, number_id, local_date, sends, resume_id=resume_id, detail=detail, now=now)
-
-
-# ------------------------------------------------------------------------------ a backlog after an outage
-
-
-BACKLOG_SKIPPED = "backlog after an outage: no send-window time left at the plan's pace"
-
-
-def retime_backlog(
-    plan: Plan,
-    timezone: str,
-    local_date: date,
-    rows: Sequence[ops.DayMessage],
-    now: datetime,
-    tolerance: timedelta,
-    rng: random.Random,
-) -> ops.Retiming | None:
-    """The re-spread of a day's backlog, or None when its pending messages break no pacing rule.
-
-    Pure (the rows are the day's messages: id, state, kind, scheduled_at, not_before, claimed_at).
-    The pending messages keep their order, recipients and texts and get new times from `spread` over
-    the window time left after ``now``, keeping the gap and hourly rules with the sends already made;
-    those that no longer fit are skipped (openers, latest first: replies build the response rate).
-    A message waiting for a provider's Retry-After keeps its time, and the new ones come after it.
-    """
-    pending = [r for r in rows if r.state in (MessageState.PLANNED, MessageState.QUEUED)]
-    sent = [r.claimed_at for r in rows if r.state not in _NOT_SENT and r.claimed_at is not None]
-    due = {r.id: max(r.scheduled_at, r.not_before or r.scheduled_at) for r in pending}
-    gap = max(plan.pacing.gap.low, timedelta(seconds=1))
-    why = backlog_reason(sent, list(due.values()), now, gap, plan.pacing.max_per_hour, tolerance)
-    if why is None:
-        return None
-    waiting = [r for r in pending if r.not_before is not None and r.not_before > now]
-    movable = sorted((r for r in pending if r not in waiting), key=lambda r: (due[r.id], r.id))
-    timing = spread(
-        local_date,
-        len(movable),
-        plan,
-        timezone,
-        rng,
-        not_before=now,
-        earlier=sorted(sent + [due[r.id] for r in waiting]),
-    )
-    fits = len(timing.times)
-    by_priority = sorted(movable, key=lambda r: (r.kind == MessageKind.OPENER, due[r.id], r.id))
-    kept = sorted(by_priority[:fits], key=lambda r: (due[r.id], r.id))
-    spans = window_spans(local_date, plan, timezone)
-    moves = {r.id: (at, span_end(spans, at)) for r, at in zip(kept, timing.times, strict=True)}
-    reason = f"{BACKLOG_SKIPPED} ({timing.reason})" if timing.reason else BACKLOG_SKIPPED
-    skips = {r.id: reason[:500] for r in by_priority[fits:]}
-    detail: dict[str, Any] = {
-        "reason": why,
-        "pending": len(pending),
-        "moved": len(moves),
-        "skipped": len(skips),
-        "next_at": min(timing.times).isoformat() if timing.times else "",
-        "gap": format_duration(gap),
-        "why": timing.reason or "",
-    }
-    return ops.Retiming(moves, skips, detail)
-
-
-_NOT_SENT = (MessageState.PLANNED, MessageState.QUEUED, MessageState.SKIPPED)
-"""States of a message that did not go out (a skipped one may carry the claim that skipped it)."""
-
-
-def respread_backlog(runtime: Runtime, number_id: int, now: datetime, tolerance: timedelta) -> int:
-    """Re-spread the rest of today of a number whose pending messages would go out in a burst (workers
-    or the scheduler were down): `retime_backlog` under the number's lock (`ops.retime_day`, so it
-    happens once however many schedulers ask). Returns how many messages were re-timed or skipped."""
-    number = ops.get_number(runtime.engine, number_id)
-    if number is None or number.state != NumberStatus.ACTIVE:
-        return 0
-    try:
-        plan = runtime.plans(number.plan_path)
-    except Exception:  # a broken plan file: its sends are not re-timed blind (the claim still checks)
-        log.warning("number %s: plan %s unreadable, backlog not re-spread", number_id, number.plan_path)
-        return 0
-    local_date = local_date_of(now, number.timezone)
-    rng = day_rng(number_id, local_date, f"backlog:{now.isoformat()}")
-    tolerance = min(tolerance, max(plan.pacing.gap.low, timedelta(seconds=1)) / 2)
-
-    def decide(rows: Sequence[ops.DayMessage]) -> ops.Retiming | None:
-        return retime_backlog(plan, number.timezone, local_date, rows, now, tolerance, rng)
-
-    done = ops.retime_day(runtime.engine, number_id, local_date, decide, now=now)
-    if done is None:
-        return 0
-    log.info("number %s: backlog re-spread: %s", number_id, dict(done.detail))
-    metrics.BACKLOG_RESPREADS.inc()
-    return len(done.moves) + len(done.skips)

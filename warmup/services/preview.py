@@ -44,6 +44,7 @@ from warmup.core.plan.model import DaySpan, Level, Plan
 from warmup.core.plan.values import WEEKDAYS
 from warmup.core.ramp import decide, is_sending_weekday, plan_volume, resumed_state, state_after
 from warmup.core.risk import lifetime_level, overall_level
+from warmup.files.loader import load_yaml_model
 
 BUILTIN_SCENARIOS: tuple[str, ...] = ("good", "mixed", "bad")
 MAX_PREVIEW_DAYS = 366
@@ -130,7 +131,6 @@ def builtin_scenario(name: str, days: int, rng: random.Random) -> Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; every problem is reported with where it is."""
-    from warmup.files.loader import load_yaml_model
 
     return load_yaml_model(path, Scenario)
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from warmup.providers.base import Inbound, ProviderError
 from warmup.services import metrics, reconcile
+from warmup.services.chat_commands import process_inbound
 from warmup.services.runtime import Runtime
 from warmup.store import ops
 from warmup.store.db import READ_ONLY
@@ -165,7 +166,6 @@ def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple
 
 def _run_chat_command(runtime: Runtime, number_id: int, event: Inbound) -> None:
     """An admin's `/pause`, `/status`... arriving by polling (the webhook app does the same on push)."""
-    from warmup.services.chat_commands import process_inbound
 
     try:
         process_inbound(runtime.engine, number_id, event, runtime.clock.now(), runtime.provider_for)

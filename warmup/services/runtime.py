@@ -15,16 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
 from warmup.clock import Clock, clock_from_env
 from warmup.config import Settings
-
-if TYPE_CHECKING:
-    from warmup.core.plan.model import Plan
-    from warmup.providers.base import Provider
+from warmup.core.plan.model import Plan
+from warmup.files.plans import load_plan
+from warmup.providers.base import Provider
+from warmup.providers.factory import make_provider
+from warmup.secrets import resolve_token
+from warmup.store.db import make_engine, session_scope
+from warmup.store.models import Number
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,8 +85,6 @@ class ProviderRow(Protocol):
 
 def provider_from_row(row: ProviderRow) -> Provider:
     """A provider client for the row; the token is resolved from the environment variable it names."""
-    from warmup.providers.factory import make_provider
-    from warmup.secrets import resolve_token
 
     options: dict[str, str] = {}
     if row.phone_number_id:
@@ -126,8 +127,6 @@ class ProviderPool:
         return client
 
     def _build(self, number_id: int) -> Provider:
-        from warmup.store.db import session_scope
-        from warmup.store.models import Number
 
         with session_scope(self.engine, read_only=True) as session:
             number = session.get(Number, number_id)
@@ -166,7 +165,6 @@ class FileCache(Generic[T]):
 
 
 def _load_plan(path: str) -> Plan:
-    from warmup.files.loader import load_plan
 
     return load_plan(path)
 
@@ -216,7 +214,6 @@ def configure(runtime: Runtime) -> Runtime:
 
 def build_runtime(engine: Engine | None = None, clock: Clock | None = None) -> Runtime:
     """A runtime from the environment: ``WARMUP_DATABASE_URL`` and ``WARMUP_CLOCK``."""
-    from warmup.store.db import make_engine
 
     engine = engine if engine is not None else make_engine(Settings().database_url)
     return Runtime(engine=engine, clock=clock or clock_from_env(), provider_for=ProviderPool(engine))

@@ -15,13 +15,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from warmup.services.leader import AlwaysLeader, Leadership
+from warmup.services.planning import days_to_plan, sending_numbers
 from warmup.services.runtime import Runtime
-
-if TYPE_CHECKING:
-    from warmup.store.batch import Due
+from warmup.services.upkeep import (
+    close_past_days,
+    end_expired_pauses,
+    pending_resumes,
+    respread_backlog,
+    respread_rest_of_day,
+)
+from warmup.store import batch, ops
+from warmup.store.batch import Due
 
 log = logging.getLogger(__name__)
 
@@ -139,41 +146,6 @@ def poll_offset(number_id: int, every: timedelta) -> timedelta:
     return every * ((number_id * _GOLDEN) % 1.0)
 
 
-class ActorDispatch:
-    """Hands work to the dramatiq actors of this process's broker (Redis or in-process)."""
-
-    def plan_day(self, number_id: int, local_date: date) -> None:
-        from workers.actors import plan_day
-
-        plan_day.send(number_id, local_date.isoformat())
-
-    def plan_days(self, number_ids: list[int], local_date: date) -> None:
-        from workers.actors import plan_days
-
-        plan_days.send(number_ids, local_date.isoformat())
-
-    def send_message(self, message_id: int) -> None:
-        from workers.actors import send_message
-
-        send_message.send(message_id)
-
-    def send_message_later(self, message_id: int, wall_seconds: float) -> None:
-        from workers.actors import send_message
-
-        send_message.send_with_options(args=(message_id,), delay=max(round(wall_seconds * 1000), 0))
-
-    def send_messages(self, message_ids: list[int], wall_seconds: float) -> None:
-        from workers.actors import send_messages
-
-        delay = max(round(wall_seconds * 1000), 0)
-        send_messages.send_with_options(args=(message_ids,), delay=delay or None)
-
-    def ingest_replies(self, number_id: int) -> None:
-        from workers.actors import ingest_replies
-
-        ingest_replies.send(number_id)
-
-
 @dataclass
 class TickReport:
     """What one tick did, for logs, the demo view and tests."""
@@ -191,19 +163,23 @@ class TickReport:
 
 
 class Scheduler:
-    """Runs `tick` while this process holds the leadership; one per run in embedded mode."""
+    """Runs `tick` while this process holds the leadership; one per run in embedded mode.
+
+    ``dispatch`` hands work to the workers: `workers.dispatcher.ActorDispatch` in a run (the dramatiq
+    actors), a recorder or direct calls in tests. The library never imports `workers/`: it is given one.
+    """
 
     def __init__(
         self,
         runtime: Runtime,
         *,
+        dispatch: Dispatch,
         leadership: Leadership | None = None,
-        dispatch: Dispatch | None = None,
         poll_replies: bool = True,
     ) -> None:
         self.runtime = runtime
         self.leadership: Leadership = leadership or AlwaysLeader()
-        self.dispatch: Dispatch = dispatch or ActorDispatch()
+        self.dispatch = dispatch
         self.poll_replies = poll_replies
         # (number, day) -> (wall time last asked, times asked): re-requests back off
         self._plan_requested: dict[tuple[int, date], tuple[float, int]] = {}
@@ -250,7 +226,6 @@ class Scheduler:
     # --- duties -----------------------------------------------------------------------------------
 
     def _plan_started_days(self, now: datetime, report: TickReport) -> None:
-        from warmup.services.planning import days_to_plan
 
         wall = time.monotonic()
         replan = self.runtime.bounds.replan_wall
@@ -278,18 +253,15 @@ class Scheduler:
                     self.dispatch.plan_days(number_ids[at : at + PLAN_DAYS_BATCH], local_date)
 
     def _apply_timezone_changes(self, now: datetime, report: TickReport) -> None:
-        from warmup.store import ops
 
         for number_id in ops.apply_timezone_changes(self.runtime.engine, now):
             log.info("number %s: its new time zone applies from now", number_id)
 
     def _end_expired_pauses(self, now: datetime, report: TickReport) -> None:
-        from warmup.services.planning import end_expired_pauses
 
         report.resumed += end_expired_pauses(self.runtime, now)
 
     def _respread_resumed(self, now: datetime, report: TickReport) -> None:
-        from warmup.services.planning import pending_resumes, respread_rest_of_day
 
         for resume_id, number_id in pending_resumes(self.runtime.engine, now - timedelta(days=1)):
             report.respread += respread_rest_of_day(self.runtime, number_id, now, resume_id)
@@ -298,8 +270,6 @@ class Scheduler:
         """Re-spread the rest of the day of numbers whose overdue messages would otherwise go out back to
         back (DESIGN invariant 5 applied to outages); before the dispatch, so a backlog is never handed
         over as it stands."""
-        from warmup.services.planning import respread_backlog
-        from warmup.store import ops
 
         tolerance = min(
             timedelta(seconds=BACKLOG_TOLERANCE_WALL * max(self.runtime.clock.scale, 1e-9)), BACKLOG_TOLERANCE
@@ -308,13 +278,11 @@ class Scheduler:
             report.backlog += respread_backlog(self.runtime, number_id, now, tolerance)
 
     def _recover_stale(self, now: datetime, report: TickReport) -> None:
-        from warmup.store import ops
 
         older_than = now - self.runtime.bounds.stale_after
         report.recovered += ops.recover_stale(self.runtime.engine, older_than, now)
 
     def _requeue_lost(self, now: datetime, report: TickReport) -> None:
-        from warmup.store import ops
 
         ids = ops.requeue_lost(self.runtime.engine, now - self.runtime.bounds.lost_after, now)
         for message_id in ids:
@@ -322,7 +290,6 @@ class Scheduler:
         report.requeued += len(ids)
 
     def _close_past_days(self, now: datetime, report: TickReport) -> None:
-        from warmup.services.planning import close_past_days
 
         report.closed += close_past_days(self.runtime.engine, now)
 
@@ -332,7 +299,6 @@ class Scheduler:
         run, and a message picked up only at the next tick would go out that late. The claim re-checks
         due-ness, and an early delivery is re-queued (`sending.send_one`), so a delay that fires a
         little early is harmless."""
-        from warmup.store import ops
 
         scale = max(self.runtime.clock.scale, 1e-9)
         later = self.dispatch if isinstance(self.dispatch, DelayedDispatch) else None
@@ -364,7 +330,6 @@ class Scheduler:
     ) -> None:
         """`_enqueue_due` for a dispatch that takes batches: messages that fall due together (of
         different numbers) go as one request (`group_due`), a lone one as a single send."""
-        from warmup.store import batch, ops
 
         spread = min(timedelta(seconds=SEND_BATCH_SPREAD_WALL * scale), SEND_BATCH_SPREAD)
         while True:
@@ -386,7 +351,6 @@ class Scheduler:
                 return
 
     def _poll_replies(self, now: datetime, report: TickReport) -> None:
-        from warmup.services.planning import sending_numbers
 
         every = self.runtime.bounds.ingest_every
         for number_id in sending_numbers(self.runtime.engine):

@@ -29,23 +29,22 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
 from warmup.clock import Clock
+from warmup.core.pacing import in_windows, span_end
 from warmup.core.plan.model import Plan
 from warmup.core.spread import local_date_of, window_spans
 from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.services import metrics
+from warmup.services.peers import PlanFor, schedule_peer_reply
 from warmup.services.runtime import ProviderPool
 from warmup.store import batch, ops
-from warmup.store.models import MessageKind, MessageState, NumberStatus, OutboundMessage, RecipientKind
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,6 @@ THROTTLE_KEEP = 0.5
 """A provider throttle keeps this share of the day's remaining quota."""
 
 ProviderFor = Callable[[int], Provider]
-PlanFor = Callable[[str], Plan]
 Requeue = Callable[[int, float], None]
 """Enqueue a message again after a delay in WALL seconds (the actor's delayed send)."""
 
@@ -99,82 +97,6 @@ REFUSALS = frozenset(
     }
 )
 """Claim statuses that turned the message `skipped` (counted as send outcomes in the metrics)."""
-
-
-def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: str) -> bool:
-    """Whether ``moment`` falls inside a send window of ``local_date`` (or inside that day, planless)."""
-    if local_date_of(moment, timezone) != local_date:
-        return False
-    if plan is None:
-        return True
-    return any(start <= moment < end for start, end in window_spans(local_date, plan, timezone))
-
-
-def span_end(spans: Sequence[tuple[datetime, datetime]], moment: datetime) -> datetime | None:
-    """The end of the half-open span holding ``moment``, or None when it lies in none (``spans`` sorted
-    and disjoint, as `window_spans` gives them; found by bisection: planning asks once per message)."""
-    at = bisect_right(spans, moment, key=lambda span: span[0]) - 1
-    if at >= 0 and moment < spans[at][1]:
-        return spans[at][1]
-    return None
-
-
-def holds_time(message: OutboundMessage) -> bool:
-    """A message whose send time the pacing must respect: it went out (or may have), or still will."""
-    if message.state in (MessageState.PLANNED, MessageState.QUEUED):
-        return True
-    return message.claimed_at is not None and message.state != MessageState.SKIPPED
-
-
-def send_time(message: OutboundMessage) -> datetime:
-    """When the message went out (its claim), or when it is due if it has not yet."""
-    if message.state in (MessageState.PLANNED, MessageState.QUEUED) or message.claimed_at is None:
-        return max(message.scheduled_at, message.not_before or message.scheduled_at)
-    return message.claimed_at
-
-
-def place_reply(
-    earliest: datetime,
-    spans: Sequence[tuple[datetime, datetime]],
-    taken: Sequence[datetime],
-    gap_low: timedelta,
-    max_per_hour: int,
-) -> datetime | None:
-    """The first instant >= ``earliest`` inside one of ``spans`` that is at least ``gap_low`` away from
-    every ``taken`` send and keeps every 60-minute interval at ``max_per_hour`` sends or fewer; None when
-    no such instant exists (pure: the peer-reply placement).
-
-    A conflicting candidate moves forward to the next instant that could clear it (a taken send +
-    gap_low, or a taken send + 1 h), so the search ends after at most two moves per taken send.
-    """
-    hour = timedelta(hours=1)
-    times = sorted(taken)
-    limit = max(max_per_hour, 1)
-    for start, end in spans:
-        at = max(earliest, start)
-        while at < end:
-            if any(abs(t - at) < gap_low for t in times) or _crowded(times, at, limit, hour):
-                later = [t + gap_low for t in times if t + gap_low > at]
-                later += [t + hour for t in times if t + hour > at]
-                if not later:
-                    break
-                at = min(later)
-                continue
-            return at
-    return None
-
-
-def _crowded(times: list[datetime], at: datetime, limit: int, hour: timedelta) -> bool:
-    """Whether adding ``at`` puts ``limit + 1`` sends inside some 60-minute interval."""
-    index = bisect_left(times, at)
-    for first in range(max(index - limit, 0), index + 1):
-        last = first + limit - 1  # the group: times[first..last] plus `at`
-        if last >= len(times):
-            break
-        low, high = min(times[first], at), max(times[last], at)
-        if high - low < hour:
-            return True
-    return False
 
 
 def send_one(
@@ -276,7 +198,7 @@ def send_batch(
         for message, result in accepted:
             action = OutcomeAction.OK.value
             if message.id in recorded:
-                reply_id = _schedule_peer_reply(engine, message, now, plans)
+                reply_id = schedule_peer_reply(engine, message, now, plans)
                 outcomes[message.id] = SendOutcome(message.id, action, "sent", None, reply_id)
             else:
                 outcomes[message.id] = _refused(engine, message.id, action, result.reason or action)
@@ -371,7 +293,7 @@ def _record(
     if action is OutcomeAction.OK:
         if not ops.record_sent(engine, mid, result.provider_message_id, now):
             return _refused(engine, mid, action.value, reason)
-        reply_id = _schedule_peer_reply(engine, message, now, plans)
+        reply_id = schedule_peer_reply(engine, message, now, plans)
         return SendOutcome(mid, action.value, "sent", None, reply_id)
     if action is OutcomeAction.RETRY:
         return _retry(engine, message, result, clock, plans, requeue)
@@ -487,94 +409,3 @@ def _plan_of(engine: Engine, number_id: int, plans: PlanFor | None) -> Plan | No
     except Exception:  # an edited, now broken plan must not turn a send into a crash
         log.warning("number %s: plan %s could not be loaded", number_id, number.plan_path)
         return None
-
-
-def _schedule_peer_reply(
-    engine: Engine, message: ops.ClaimedMessage, now: datetime, plans: PlanFor | None
-) -> int | None:
-    """If the recipient is an active number of the fleet, maybe plan its reply; the reply's id.
-
-    Probability and delay come from the peer's plan (``audience.peers``), falling back to the
-    sender's; the draw is seeded by the message id, so a redelivered send decides the same way. The
-    reply is a message of the PEER's number on the peer's local day: its quota binds at claim time.
-
-    It is placed like any planned send of the peer (`place_reply`): at the first instant at or after
-    now + delay that lies inside the peer's windows of its CURRENT local day, at least ``gap.low`` from
-    the peer's other sends of that day and within its ``max_per_hour``. When nothing fits today, there
-    is no reply (logged, with a `peer_reply_skipped` audit row): a late-night reply would be the very
-    out-of-hours send the plan forbids.
-
-    Replies win over openers: on a peer day already full, the store skips the peer's latest pending
-    opener to make room (`ops.add_sends`); with no opener left to give way there is no reply.
-    """
-    if plans is None or message.kind == MessageKind.PEER_REPLY:
-        return None  # replies are not answered, or a conversation would never end
-    if message.recipient_is_number is False:
-        return None  # the claim found no fleet number with that phone: skip the lookup
-    peer = ops.get_number(engine, phone=message.recipient)
-    if peer is None or peer.id is None or peer.state != NumberStatus.ACTIVE:
-        return None
-    try:
-        peer_plan = plans(peer.plan_path)
-        settings = peer_plan.audience.peers
-        if settings is None:
-            sender = ops.get_number(engine, message.number_id)
-            settings = plans(sender.plan_path).audience.peers if sender is not None else None
-    except Exception:
-        log.warning("peer %s: plan could not be loaded, no reply", peer.id)
-        return None
-    if settings is None:
-        return None
-    rng = random.Random(f"warmup:peer-reply:{message.id}")
-    if rng.random() >= settings.reply_probability:
-        return None
-    low, high = settings.reply_delay.low.total_seconds(), settings.reply_delay.high.total_seconds()
-    earliest = now + timedelta(seconds=rng.uniform(low, high))
-    local_date = local_date_of(now, peer.timezone)
-    if ops.get_day_plan(engine, peer.id, local_date) is None:
-        return None  # the peer's day is not planned (yet): no reply rather than an unplanned send
-    spans = window_spans(local_date, peer_plan, peer.timezone)
-    taken = [send_time(m) for m in ops.list_messages(engine, peer.id, local_date) if holds_time(m)]
-    pacing = peer_plan.pacing
-    at = place_reply(earliest, spans, taken, max(pacing.gap.low, timedelta(seconds=1)), pacing.max_per_hour)
-    if at is None:
-        why = "no time left in the peer's send windows today that keeps its pacing"
-        log.info("message %s: no reply from peer %s: %s", message.id, peer.id, why)
-        ops.audit(
-            engine,
-            "worker",
-            "peer_reply_skipped",
-            peer.id,
-            {"in_reply_to": message.id, "local_date": local_date.isoformat(), "reason": why},
-            now,
-        )
-        return None
-    from warmup.services.planning import texts_of
-
-    recipient = next((r for r in ops.list_recipients(engine, peer.id) if r.phone == message.phone), None)
-    choices = [t for t in texts_of(peer_plan, "reply") if recipient is None or t != recipient.last_text]
-    if not choices:
-        return None
-    ops.upsert_recipient(engine, peer.id, message.phone, RecipientKind.PEER.value, now=now)
-    send = ops.PlannedSend(
-        recipient=message.phone,
-        text=rng.choice(choices),
-        scheduled_at=at,
-        kind=MessageKind.PEER_REPLY.value,
-        typing_seconds=round(
-            rng.uniform(
-                peer_plan.pacing.typing.low.total_seconds(), peer_plan.pacing.typing.high.total_seconds()
-            ),
-            3,
-        ),
-        in_reply_to=message.id,
-        window_end=span_end(spans, at),
-    )
-    ids = ops.add_sends(engine, peer.id, local_date, [send], now=now)
-    if not ids:  # the store wrote the `peer_reply_skipped` audit row in the same transaction
-        log.info(
-            "message %s: no reply from peer %s: its day is full and no opener could give way",
-            message.id,
-            peer.id,
-        )
-    return ids[0] if ids else None

@@ -1,0 +1,77 @@
+"""Pacing of single sends: whether an instant is inside a day's send windows, the end of the window
+holding it, and where a reply fits among a number's other sends (the plan's minimum gap and hourly cap).
+
+Pure: times come in as arguments. `warmup.core.spread` places a whole day; this places one send into a
+day already planned (a peer's reply, a retry).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+from warmup.core.plan.model import Plan
+from warmup.core.spread import local_date_of, window_spans
+
+
+def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: str) -> bool:
+    """Whether ``moment`` falls inside a send window of ``local_date`` (or inside that day, planless)."""
+    if local_date_of(moment, timezone) != local_date:
+        return False
+    if plan is None:
+        return True
+    return any(start <= moment < end for start, end in window_spans(local_date, plan, timezone))
+
+
+def span_end(spans: Sequence[tuple[datetime, datetime]], moment: datetime) -> datetime | None:
+    """The end of the half-open span holding ``moment``, or None when it lies in none (``spans`` sorted
+    and disjoint, as `window_spans` gives them; found by bisection: planning asks once per message)."""
+    at = bisect_right(spans, moment, key=lambda span: span[0]) - 1
+    if at >= 0 and moment < spans[at][1]:
+        return spans[at][1]
+    return None
+
+
+def place_reply(
+    earliest: datetime,
+    spans: Sequence[tuple[datetime, datetime]],
+    taken: Sequence[datetime],
+    gap_low: timedelta,
+    max_per_hour: int,
+) -> datetime | None:
+    """The first instant >= ``earliest`` inside one of ``spans`` that is at least ``gap_low`` away from
+    every ``taken`` send and keeps every 60-minute interval at ``max_per_hour`` sends or fewer; None when
+    no such instant exists (pure: the peer-reply placement).
+
+    A conflicting candidate moves forward to the next instant that could clear it (a taken send +
+    gap_low, or a taken send + 1 h), so the search ends after at most two moves per taken send.
+    """
+    hour = timedelta(hours=1)
+    times = sorted(taken)
+    limit = max(max_per_hour, 1)
+    for start, end in spans:
+        at = max(earliest, start)
+        while at < end:
+            if any(abs(t - at) < gap_low for t in times) or _crowded(times, at, limit, hour):
+                later = [t + gap_low for t in times if t + gap_low > at]
+                later += [t + hour for t in times if t + hour > at]
+                if not later:
+                    break
+                at = min(later)
+                continue
+            return at
+    return None
+
+
+def _crowded(times: list[datetime], at: datetime, limit: int, hour: timedelta) -> bool:
+    """Whether adding ``at`` puts ``limit + 1`` sends inside some 60-minute interval."""
+    index = bisect_left(times, at)
+    for first in range(max(index - limit, 0), index + 1):
+        last = first + limit - 1  # the group: times[first..last] plus `at`
+        if last >= len(times):
+            break
+        low, high = min(times[first], at), max(times[last], at)
+        if high - low < hour:
+            return True
+    return False
