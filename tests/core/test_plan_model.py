@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from warmup.core.plan.model import MAX_DAILY_VOLUME, Plan, RiskAction, Window, day_capacity
+from warmup.core.plan.fields import MAX_DAILY_VOLUME
+from warmup.core.plan.model import Plan, RiskAction, Window, day_capacity
 
 BASE: dict[str, Any] = {
     "name": "t",

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from warmup.core.plan.model import Issue, validate_with_checks
+from warmup.core.plan.checks import Issue, validate_with_checks
 from warmup.core.plan.values import parse_phone
 from warmup.files.loader import load_yaml_model
 from warmup.files.problems import PlanError, Problem

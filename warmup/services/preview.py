@@ -40,7 +40,8 @@ from rich.text import Text
 
 from warmup.core.domain import Action, DayOutcome, Decision, NumberState, Reading
 from warmup.core.errors import UserError
-from warmup.core.plan.model import DaySpan, Level, Plan
+from warmup.core.plan.fields import DaySpan, Level
+from warmup.core.plan.model import Plan
 from warmup.core.plan.values import WEEKDAYS
 from warmup.core.ramp import decide, is_sending_weekday, plan_volume, resumed_state, state_after
 from warmup.core.risk import lifetime_level, overall_level

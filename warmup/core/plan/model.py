@@ -2,7 +2,8 @@
 
 A plan file is YAML written by hand; these pydantic models are its single definition: the loader
 validates against them (and locates every error in the file), `warmup plan schema` exports them as a
-JSON Schema, and the pure core (ramp, risk, schedule) reads them. All models are frozen and forbid
+JSON Schema, and the pure core (ramp, risk, spread) reads them. Field types are in `fields`, the
+cross-field check machinery in `checks`. All models are frozen and forbid
 unknown keys, so a typo is an error rather than a silently ignored setting.
 
 Checks that relate several fields (ramp steps that overlap, windows that fall on rest days, a ramp the
@@ -15,24 +16,32 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
     PlainSerializer,
-    ValidationError,
     WithJsonSchema,
     model_validator,
 )
-from pydantic_core import InitErrorDetails
 
+from warmup.core.plan.checks import Issue, Loc, days_text, field_of, items_of, lenient, validate_with_checks
+from warmup.core.plan.fields import (
+    MAX_DAILY_VOLUME,
+    MAX_TYPING,
+    DaySpan,
+    Duration,
+    DurationSpan,
+    Hours,
+    LevelMatch,
+    Volume,
+    Weekdays,
+)
 from warmup.core.plan.values import (
     WEEKDAYS,
     DurationRange,
@@ -40,236 +49,12 @@ from warmup.core.plan.values import (
     format_duration,
     format_hours,
     format_int_range,
-    format_weekdays,
     parse_day_span,
-    parse_duration,
     parse_duration_range,
     parse_hours,
     parse_int_range,
-    parse_phone,
     parse_weekdays,
-    validate_timezone,
 )
-
-MAX_DAILY_VOLUME = 10_000
-"""No warm-up sends more than this per number and day; a larger volume is a typo, not a plan."""
-
-MAX_PLAN_DAYS = 366
-
-MAX_TYPING = timedelta(seconds=60)
-"""The longest typing simulation the send API accepts (Whapi `typing_time` maximum)."""
-
-M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
-
-Loc = tuple[str | int, ...]
-Issue = tuple[Loc, str]
-"""A problem found by a cross-field check: where (relative to the model checked) and what."""
-
-
-def _check_volume(value: tuple[int, int]) -> tuple[int, int]:
-    for end in value:
-        if end < 0:
-            raise ValueError(f"a volume cannot be negative, got {format_int_range(value)}")
-        if end > MAX_DAILY_VOLUME:
-            raise ValueError(
-                f"volume {end} is more than {MAX_DAILY_VOLUME} messages a day; no warm-up sends that much"
-            )
-    return value
-
-
-def _check_plan_days(value: tuple[int, int]) -> tuple[int, int]:
-    if value[1] > MAX_PLAN_DAYS:
-        raise ValueError(f"a plan lasts at most {MAX_PLAN_DAYS} days, got day {value[1]}")
-    return value
-
-
-def _check_levels(value: Any) -> Any:
-    """Risk levels are 1..3, as one value or a list; one clear message instead of a union's three."""
-    items = value if isinstance(value, list) else [value]
-    if value is None:
-        return value
-    if isinstance(value, list) and not value:
-        raise ValueError("list at least one risk level (1, 2 or 3)")
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= 3:
-            raise ValueError(
-                f"risk levels are 1 (use caution), 2 (needs attention) or 3 (good), got {item!r}"
-            )
-    return value
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*)+$"},
-                {"type": "number", "minimum": 0},
-            ],
-            "examples": ["40s", "36h", "1h30m"],
-        }
-    ),
-]
-DurationSpan = Annotated[
-    DurationRange,
-    BeforeValidator(parse_duration_range),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}],
-            "description": "a duration range low..high, or one duration",
-            "examples": ["40s..6m", "2s..8s"],
-        }
-    ),
-]
-Weekdays = Annotated[
-    frozenset[int],
-    BeforeValidator(parse_weekdays),
-    PlainSerializer(format_weekdays, return_type=str | list[str]),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "examples": ["mon-fri", "sat", "mon,wed,fri", "daily"]},
-                {"type": "array", "items": {"type": "string"}},
-            ]
-        }
-    ),
-]
-Hours = Annotated[
-    tuple[int, int],
-    BeforeValidator(parse_hours),
-    PlainSerializer(format_hours, return_type=str),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^\s*\d{1,2}(:\d{2})?\s*-\s*\d{1,2}(:\d{2})?\s*$",
-            "examples": ["09:00-12:30"],
-        }
-    ),
-]
-DaySpan = Annotated[
-    tuple[int, int],
-    BeforeValidator(parse_day_span),
-    AfterValidator(_check_plan_days),
-    PlainSerializer(format_day_span, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": MAX_PLAN_DAYS},
-                {"type": "string", "pattern": r"^\s*\d+\s*((-|\.\.)\s*\d+\s*)?$", "examples": ["1-3"]},
-            ]
-        }
-    ),
-]
-Volume = Annotated[
-    tuple[int, int],
-    BeforeValidator(parse_int_range),
-    AfterValidator(_check_volume),
-    PlainSerializer(format_int_range, return_type=int | str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 0, "maximum": MAX_DAILY_VOLUME},
-                {"type": "string", "pattern": r"^\s*\d+\s*(\.\.\s*\d+\s*)?$", "examples": ["15..40"]},
-            ]
-        }
-    ),
-]
-TimezoneName = Annotated[
-    str,
-    BeforeValidator(validate_timezone),
-    WithJsonSchema({"type": "string", "examples": ["America/Sao_Paulo", "Europe/Lisbon"]}),
-]
-"""An IANA timezone name, checked (with a did-you-mean) wherever one is written, e.g. in fleet files."""
-Phone = Annotated[
-    str,
-    BeforeValidator(parse_phone),
-    WithJsonSchema(
-        {"type": "string", "pattern": r"^\+[1-9][0-9 ()\-.]{6,20}$", "examples": ["+5511999990001"]}
-    ),
-]
-"""A phone number, normalised to E.164."""
-Level = Annotated[
-    int, Field(ge=1, le=3, description="risk-meter value: 1 use caution, 2 needs attention, 3 good")
-]
-LevelMatch = Annotated[Level | list[Level] | None, BeforeValidator(_check_levels)]
-
-
-def _error_details(exc: ValidationError) -> list[InitErrorDetails]:
-    """Turn a caught ValidationError back into raisable details (to merge with more errors)."""
-    details: list[InitErrorDetails] = []
-    for error in exc.errors():
-        detail = InitErrorDetails(type=error["type"], loc=error["loc"], input=error["input"])
-        if "ctx" in error:
-            detail["ctx"] = error["ctx"]
-        try:
-            ValidationError.from_exception_data("probe", [detail])
-        except (KeyError, TypeError, ValueError):  # an error type pydantic cannot rebuild: keep its text
-            detail = InitErrorDetails(
-                type="value_error",
-                loc=error["loc"],
-                input=error["input"],
-                ctx={"error": ValueError(error["msg"])},
-            )
-        details.append(detail)
-    return details
-
-
-def validate_with_checks(
-    model: type[M], data: Any, handler: ModelWrapValidatorHandler[M], check: Callable[[Any], list[Issue]]
-) -> M:
-    """Validate with pydantic, then run the cross-field `check` even if some fields failed; raise all.
-
-    Use it from a ``model_validator(mode="wrap")``. `check` sees the built model when validation passed,
-    else the raw input (read it leniently), and returns (location relative to the model, message) pairs.
-    """
-    result: M | None = None
-    errors: list[InitErrorDetails] = []
-    try:
-        result = handler(data)
-    except ValidationError as exc:
-        errors = _error_details(exc)
-    issues = check(result if result is not None else data)
-    if not issues:
-        if result is None:
-            raise ValidationError.from_exception_data(model.__name__, errors)
-        return result
-    errors += [
-        InitErrorDetails(type="value_error", loc=loc, input=data, ctx={"error": ValueError(message)})
-        for loc, message in issues
-    ]
-    raise ValidationError.from_exception_data(model.__name__, errors)
-
-
-def _get(item: Any, name: str) -> Any:
-    """A field of a raw mapping or of an already-built model (checks see either)."""
-    if isinstance(item, BaseModel):
-        return getattr(item, name, None)
-    if isinstance(item, dict):
-        return item.get(name)
-    return None
-
-
-def _lenient(parse: Callable[[Any], T], raw: Any) -> T | None:
-    """Parse a raw value for a cross-field check; None when it is invalid (its own error says why)."""
-    if raw is None:
-        return None
-    try:
-        return parse(raw)
-    except (ValueError, TypeError):
-        return None
-
-
-def _items(raw: Any) -> Sequence[Any]:
-    return raw if isinstance(raw, list | tuple) else []
-
-
-def _days_text(days: frozenset[int]) -> str:
-    text = format_weekdays(days)
-    return text if isinstance(text, str) else "no day"
 
 
 class _Model(BaseModel):
@@ -294,13 +79,13 @@ class Window(_Model):
 
 def _schedule_issues(data: Any) -> list[Issue]:
     issues: list[Issue] = []
-    rest = _lenient(parse_weekdays, _get(data, "rest_days")) or frozenset()
+    rest = lenient(parse_weekdays, field_of(data, "rest_days")) or frozenset()
     if len(rest) == 7:
         issues.append((("rest_days",), "every day of the week is a rest day, so nothing is ever sent"))
     parsed: list[tuple[int, frozenset[int], tuple[int, int] | None]] = []
-    for index, window in enumerate(_items(_get(data, "windows"))):
-        days = _lenient(parse_weekdays, _get(window, "days"))
-        hours = _lenient(parse_hours, _get(window, "hours"))
+    for index, window in enumerate(items_of(field_of(data, "windows"))):
+        days = lenient(parse_weekdays, field_of(window, "days"))
+        hours = lenient(parse_hours, field_of(window, "hours"))
         if days is None:
             continue
         if not days:
@@ -310,7 +95,7 @@ def _schedule_issues(data: Any) -> list[Issue]:
             issues.append(
                 (
                     ("windows", index, "days"),
-                    f"every day of this window ({_days_text(days)}) is a rest day, so it never sends; "
+                    f"every day of this window ({days_text(days)}) is a rest day, so it never sends; "
                     "change its days or schedule.rest_days",
                 )
             )
@@ -322,7 +107,7 @@ def _schedule_issues(data: Any) -> list[Issue]:
                     (
                         ("windows", index, "hours"),
                         f"overlaps windows[{other_index}] ({format_hours(other_hours)}) on "
-                        f"{_days_text(frozenset(shared))}; merge the two windows or move one",
+                        f"{days_text(frozenset(shared))}; merge the two windows or move one",
                     )
                 )
         parsed.append((index, days, hours))
@@ -347,9 +132,9 @@ class Schedule(_Model):
 
 
 def _step_issues(data: Any) -> list[Issue]:
-    days = _lenient(parse_day_span, _get(data, "days"))
-    volume = _lenient(parse_int_range, _get(data, "volume"))
-    curve = _get(data, "curve") or "linear"
+    days = lenient(parse_day_span, field_of(data, "days"))
+    volume = lenient(parse_int_range, field_of(data, "volume"))
+    curve = field_of(data, "curve") or "linear"
     if volume is None:
         return []
     if curve == "exponential" and min(volume) == 0 and volume[0] != volume[1]:
@@ -395,8 +180,8 @@ class RampStep(_Model):
 def _ramp_issues(data: Any) -> list[Issue]:
     """Steps must cover plan days 1..N in order, each day exactly once."""
     issues: list[Issue] = []
-    steps = _items(_get(data, "steps"))
-    spans = [_lenient(parse_day_span, _get(step, "days")) for step in steps]
+    steps = items_of(field_of(data, "steps"))
+    spans = [lenient(parse_day_span, field_of(step, "days")) for step in steps]
     all_parsed = all(span is not None for span in spans)
     for index, span in enumerate(spans):
         if span is None:
@@ -439,9 +224,9 @@ class Ramp(_Model):
 
 def _pacing_issues(data: Any) -> list[Issue]:
     issues: list[Issue] = []
-    gap = _lenient(parse_duration_range, _get(data, "gap"))
-    raw_typing = _get(data, "typing")
-    typing = _lenient(parse_duration_range, raw_typing) if raw_typing is not None else Pacing.DEFAULT_TYPING
+    gap = lenient(parse_duration_range, field_of(data, "gap"))
+    raw_typing = field_of(data, "typing")
+    typing = lenient(parse_duration_range, raw_typing) if raw_typing is not None else Pacing.DEFAULT_TYPING
     if gap is not None and gap.low < timedelta(seconds=1):
         issues.append((("gap",), f"the shortest gap must be at least 1s, got {gap}"))
     if typing is not None and typing.high > MAX_TYPING:
@@ -486,7 +271,7 @@ class Audience(_Model):
 
 
 def _condition_issues(data: Any) -> list[Issue]:
-    if isinstance(data, dict | BaseModel) and all(_get(data, f) is None for f in Condition.model_fields):
+    if isinstance(data, dict | BaseModel) and all(field_of(data, f) is None for f in Condition.model_fields):
         return [((), "name at least one factor: overall, lifetime, response_rate or contacts")]
     return []
 
@@ -536,7 +321,7 @@ def _parse_do(value: Any) -> Any:
 
 
 def _action_issues(data: Any) -> list[Issue]:
-    kind, value = _get(data, "kind"), _get(data, "value")
+    kind, value = field_of(data, "kind"), field_of(data, "value")
     if kind in _BARE_KINDS:
         return [((), f"{kind} takes no value; write `do: {kind}`")] if value is not None else []
     if kind not in ACTION_KINDS:
