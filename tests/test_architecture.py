@@ -54,7 +54,9 @@ def test_the_contract_holds_on_the_tree(tree: Path) -> None:
         ("warmup/files/source.py", "import warmup.files.plans", "No import cycles"),
     ],
 )
-def test_a_planted_violation_breaks_the_contract(tree: Path, module: str, planted: str, contract: str) -> None:
+def test_a_planted_violation_breaks_the_contract(
+    tree: Path, module: str, planted: str, contract: str
+) -> None:
     path = tree / module
     original = path.read_text()
     try:
