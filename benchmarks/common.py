@@ -24,7 +24,7 @@ import psutil
 import sqlalchemy as sa
 
 from warmup.core.domain import Action, Decision, Reason
-from warmup.store import ops
+from warmup.store import days, tables
 from warmup.testing.harness import FleetHarness, FleetSpec, contact_of
 from warmup.testing.services import RedisServer, throwaway_database
 
@@ -92,7 +92,7 @@ def plan_fixed_day(harness: FleetHarness, local_date: date, quota: int) -> None:
         reasons=(Reason("benchmark", Action.HOLD, "fixed quota for a benchmark"),),
     )
     for number_id in harness.number_ids:
-        ops.plan_day(harness.engine, number_id, decision, [], now=harness.now())
+        days.plan_day(harness.engine, number_id, decision, [], now=harness.now())
 
 
 def add_messages(
@@ -131,15 +131,15 @@ def add_messages(
             }
         )
     with harness.engine.begin() as conn:
-        conn.execute(sa.insert(ops.MESSAGES), rows)
+        conn.execute(sa.insert(tables.MESSAGES), rows)
     return len(rows)
 
 
 def _day_plan_ids(harness: FleetHarness, local_date: date) -> dict[int, int]:
     with harness.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(ops.DAY_PLANS.c.number_id, ops.DAY_PLANS.c.id).where(
-                ops.DAY_PLANS.c.local_date == local_date
+            sa.select(tables.DAY_PLANS.c.number_id, tables.DAY_PLANS.c.id).where(
+                tables.DAY_PLANS.c.local_date == local_date
             )
         ).all()
     return {int(r.number_id): int(r.id) for r in rows}

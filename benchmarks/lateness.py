@@ -30,7 +30,7 @@ from common import (
     wait_workers_ready,
 )
 
-from warmup.store import ops
+from warmup.store import tables
 from warmup.testing.harness import FleetHarness, FleetSpec, contact_of, token_of
 
 RATE = 100.0
@@ -92,8 +92,10 @@ def main() -> None:
         with harness.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(
-                    ops.MESSAGES.c.provider_message_id, ops.MESSAGES.c.scheduled_at, ops.MESSAGES.c.claimed_at
-                ).where(ops.MESSAGES.c.state == "sent")
+                    tables.MESSAGES.c.provider_message_id,
+                    tables.MESSAGES.c.scheduled_at,
+                    tables.MESSAGES.c.claimed_at,
+                ).where(tables.MESSAGES.c.state == "sent")
             ).all()
         counts = harness.state_counts()
     late = [(accepted[pmid] - at).total_seconds() for pmid, at, _ in rows if pmid in accepted]

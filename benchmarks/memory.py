@@ -18,13 +18,13 @@ import psutil
 import sqlalchemy as sa
 from common import BENCH_START, emit, fleet, parser, wait_workers_ready
 
-from warmup.store import ops
+from warmup.store import tables
 from warmup.testing.harness import SOURCE_ROOT, FleetSpec, Proc
 
 MIB = 2**20
 IMPORTS = (
     "import warmup.services.scheduler, warmup.services.planning, warmup.services.sending,"
-    " warmup.store.ops, workers.broker, dramatiq, time"
+    " warmup.store.claims, workers.broker, dramatiq, time"
 )
 
 
@@ -81,7 +81,7 @@ def run_size(numbers: int, seconds: float) -> dict[str, Any]:
         scheduler = harness.start_scheduler()
         peaks = sample({"scheduler": scheduler, "worker": worker}, seconds)
         with harness.engine.connect() as conn:
-            planned = int(conn.execute(sa.select(sa.func.count()).select_from(ops.DAY_PLANS)).scalar_one())
+            planned = int(conn.execute(sa.select(sa.func.count()).select_from(tables.DAY_PLANS)).scalar_one())
         sent = harness.state_counts().get("sent", 0)
     slope = (peaks["worker"] - worker_boot) / MIB / max(planned, 1)
     return {

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from common import BENCH_START, CpuMeter, emit, fleet, parser, wait_workers_ready
 
-from warmup.store import ops
+from warmup.store import tables
 from warmup.testing.harness import FleetHarness, FleetSpec
 
 
@@ -32,7 +32,7 @@ def bulk_insert_rate(harness: FleetHarness) -> tuple[int, float]:
     metadata = sa.MetaData()
     copies = []
     with harness.engine.begin() as conn:
-        for table in (ops.DAY_PLANS, ops.MESSAGES):
+        for table in (tables.DAY_PLANS, tables.MESSAGES):
             name = f"bench_copy_{table.name}"
             conn.exec_driver_sql(f'CREATE TABLE "{name}" (LIKE "{table.name}" INCLUDING DEFAULTS)')
             copies.append((table, sa.Table(name, metadata, autoload_with=conn)))
@@ -76,7 +76,7 @@ def run_size(numbers: int, cap: float, threads: int = 8) -> dict[str, Any]:
         started = time.perf_counter()
         planned = 0
         while time.perf_counter() - started < cap:
-            planned = _count(harness, ops.DAY_PLANS)
+            planned = _count(harness, tables.DAY_PLANS)
             if planned >= numbers:
                 break
             time.sleep(0.1)
@@ -84,9 +84,9 @@ def run_size(numbers: int, cap: float, threads: int = 8) -> dict[str, Any]:
         cpu_seconds = cpu.stop()
         for proc in harness.schedulers + harness.workers:
             proc.stop(timeout=10)
-        planned = _count(harness, ops.DAY_PLANS)
-        messages = _count(harness, ops.MESSAGES)
-        readings = _count(harness, ops.READINGS)
+        planned = _count(harness, tables.DAY_PLANS)
+        messages = _count(harness, tables.MESSAGES)
+        readings = _count(harness, tables.READINGS)
         bulk_rows, bulk_rate = bulk_insert_rate(harness)
     rate = planned / elapsed
     row_rate = (planned + messages) / elapsed

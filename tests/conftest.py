@@ -8,10 +8,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+
+from tests.fleet_fixture import fleet_builder
+from warmup.store.db import create_database, database_reachable, drop_database, make_engine, upgrade
+from warmup.store.models import metadata
+from warmup.testing.services import PG_ADMIN_URL
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -28,7 +33,7 @@ def require_service(name: str, reason: str) -> None:
 # Fixtures for code that talks to the store (warmup.store). Use them like this:
 #
 #   def test_something(engine):            # runs twice: on SQLite and on PostgreSQL, schema migrated,
-#       ops.add_number(engine, ...)        # every table empty at the start of each test
+#       numbers.add_number(engine, ...)    # every table empty at the start of each test
 #
 #   def test_migrations(sqlite_url, pg_url):   # URLs of EMPTY databases (no schema): a fresh SQLite file,
 #       ...                                    # a fresh throwaway PostgreSQL database dropped afterwards
@@ -37,28 +42,11 @@ def require_service(name: str, reason: str) -> None:
 # database is only used to CREATE/DROP throwaway ones named warmup_test_<hex>. When the server is not
 # reachable, PostgreSQL tests skip locally and fail with CI=true (`require_service`).
 
-PG_ADMIN_URL = os.environ.get("WARMUP_TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
-
-
-def _libpq_url(url: str) -> str:
-    """The URL as libpq/psycopg take it (no SQLAlchemy `+driver` suffix)."""
-    scheme, sep, rest = url.partition("://")
-    return scheme.split("+", 1)[0] + sep + rest
-
-
-def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(_libpq_url(PG_ADMIN_URL), autocommit=True, connect_timeout=3)
-
 
 @pytest.fixture(scope="session")
 def pg_available() -> bool:
     """Whether the test PostgreSQL server answers (checked once per session)."""
-    try:
-        conn = _pg_admin()
-    except Exception:
-        return False
-    conn.close()
-    return True
+    return database_reachable(PG_ADMIN_URL)
 
 
 @pytest.fixture(scope="session")
@@ -70,16 +58,13 @@ def pg_database_factory(pg_available: bool) -> Iterator[Callable[[], str]]:
         if not pg_available:
             require_service("PostgreSQL", f"cannot connect to {make_url(PG_ADMIN_URL)!r}")
         name = f"warmup_test_{uuid.uuid4().hex[:12]}"
-        with _pg_admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        url = create_database(PG_ADMIN_URL, name)
         created.append(name)
-        return make_url(_libpq_url(PG_ADMIN_URL)).set(database=name).render_as_string(hide_password=False)
+        return url
 
     yield create
     if created:
-        with _pg_admin() as conn:
-            for name in created:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(PG_ADMIN_URL, *created)
 
 
 @pytest.fixture
@@ -97,8 +82,6 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def _pg_migrated(pg_database_factory: Callable[[], str]) -> Iterator[Engine]:
     """One migrated PostgreSQL database per session; `engine` empties its tables before each test."""
-    from warmup.store.db import make_engine, upgrade
-
     url = pg_database_factory()
     engine = make_engine(url)
     upgrade(engine)
@@ -109,9 +92,6 @@ def _pg_migrated(pg_database_factory: Callable[[], str]) -> Iterator[Engine]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated store engine with empty tables, once on SQLite and once on PostgreSQL."""
-    from warmup.store.db import make_engine, upgrade
-    from warmup.store.models import metadata
-
     if request.param == "sqlite":
         sqlite_engine = make_engine(f"sqlite:///{tmp_path}/warmup.db")
         upgrade(sqlite_engine)
@@ -135,8 +115,6 @@ REDIS_URL = os.environ.get("WARMUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """URL of the reachable test Redis database, flushed before and after the test."""
-    import redis
-
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
     try:
         client.ping()
@@ -157,6 +135,4 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """`make_fleet(engine, clock, count=...)`: numbers enrolled against a simulator (tests.fleet_fixture)."""
-    from tests.fleet_fixture import fleet_builder
-
     yield from fleet_builder(tmp_path, monkeypatch)

@@ -3,50 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from sqlalchemy import Engine
 
 from warmup.clock import Clock
+from warmup.simulator.channels import ChannelSpec
 from warmup.simulator.faults import FaultSpec
-from warmup.simulator.model import ChannelSpec, SimConfig
+from warmup.simulator.model import SimConfig
 from warmup.simulator.server import SimulatorServer
-from warmup.store import ops
+from warmup.store.db import Engine
+from warmup.store.numbers import add_number
+from warmup.testing.fleet_setup import (
+    OPENERS,
+    REPLIES,
+    PlanValues,
+    pool_yaml,
+    simulator_numbers,
+    write_plan_files,
+)
+from warmup.testing.sim_admin import SimulatorAdmin
 
-PLAN = """\
-version: 1
-name: test-plan
-schedule:
-  windows:
-    - {{days: daily, hours: "{hours}"}}
-ramp:
-  steps:
-    - {{days: 1-30, volume: {volume}}}
-pacing:
-  gap: {gap}
-  typing: 1s..2s
-  max_per_hour: {max_per_hour}
-  max_new_contacts_per_day: {max_new}
-audience:
-  peers: {{reply_probability: {reply_probability}, reply_delay: 1m..5m}}
-  contacts: contacts.csv
-content: pool.yaml
-"""
-
-POOL = """\
-version: 1
-language: en
-openers: ["Hi there!", "Hello, how are you?", "Hey! Long time", "Good day to you"]
-replies: ["All good, thanks!", "Fine, and you?", "Great to hear from you"]
-"""
-
-CONTACTS = "phone,name\n+5511977770001,Ana\n+5511977770002,Bruno\n+5511977770003,Carla\n"
-
+PLAN_NAME = "test-plan"
+CONTACTS = (("+5511977770001", "Ana"), ("+5511977770002", "Bruno"), ("+5511977770003", "Carla"))
 PHONES = ("+5511999990001", "+5511999990002", "+5511999990003")
 
 
@@ -60,21 +42,21 @@ def write_plan(
     reply_probability: float = 0.0,
     max_per_hour: int = 30,
 ) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "pool.yaml").write_text(POOL)
-    (directory / "contacts.csv").write_text(CONTACTS)
-    plan = directory / "plan.yaml"
-    plan.write_text(
-        PLAN.format(
-            volume=volume,
-            hours=hours,
-            gap=gap,
-            max_new=max_new,
-            reply_probability=reply_probability,
-            max_per_hour=max_per_hour,
-        )
+    """A 30-day plan ``test-plan`` with one daily window, its pool (four openers, three replies) and
+    three contacts, in ``directory``."""
+    plan = PlanValues(
+        name=PLAN_NAME,
+        volume=volume,
+        ramp_days=30,
+        hours=hours,
+        gap=gap,
+        typing="1s..2s",
+        max_per_hour=max_per_hour,
+        max_new_contacts=max_new,
+        reply_probability=reply_probability,
+        reply_delay="1m..5m",
     )
-    return plan
+    return write_plan_files(directory, plan, CONTACTS, pool_yaml(OPENERS[:4], REPLIES[:3]))
 
 
 @dataclass
@@ -85,23 +67,25 @@ class Fleet:
     plan_path: Path
     number_ids: list[int]
     phones: list[str]
+    sim_admin: SimulatorAdmin = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sim_admin = SimulatorAdmin(self.base_url, timeout=10)
 
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, self.base_url + path, timeout=10, **kwargs)
-        response.raise_for_status()
-        return response.json()
+        return self.sim_admin.request(method, path, **kwargs)
 
     def sends(self, channel: str | None = None) -> list[dict[str, Any]]:
-        params = {"channel": channel} if channel else {}
-        return list(self.admin("GET", "/_sim/sends", params=params)["sends"])
+        return self.sim_admin.sends(channel)
 
     def set_faults(self, phone: str, **faults: float) -> None:
-        self.admin("PUT", "/_sim/faults", json={"channel": phone, "faults": faults})
+        self.sim_admin.set_faults(faults, channel=phone)
 
 
 def fleet_builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Body of a ``make_fleet`` fixture: yields ``build(engine, clock, ...) -> Fleet``, stops simulators."""
     servers: list[SimulatorServer] = []
+    fleets: list[Fleet] = []
 
     def build(
         engine: Engine,
@@ -127,25 +111,24 @@ def fleet_builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[A
         sim = SimulatorServer(SimConfig(seed=7, channels=channels, faults=FaultSpec()), clock=clock)
         base_url = sim.start()
         servers.append(sim)
+        numbers = simulator_numbers(
+            phones,
+            base_url=base_url,
+            plan_name=PLAN_NAME,
+            plan_path=plan_path,
+            timezones=timezones,
+            registered=registered,
+        )
         ids = []
-        for i, phone in enumerate(phones):
-            monkeypatch.setenv(f"SIM_TOKEN_{i}", f"tok-{i}-abcdef")
-            ids.append(
-                ops.add_number(
-                    engine,
-                    phone=phone,
-                    provider="simulator",
-                    token_ref=f"SIM_TOKEN_{i}",
-                    plan_name="test-plan",
-                    plan_path=str(plan_path),
-                    timezone=timezones[i % len(timezones)],
-                    registered=registered,
-                    base_url=base_url,
-                    now=clock.now(),
-                )
-            )
-        return Fleet(engine, sim, base_url, plan_path, ids, phones)
+        for i, number in enumerate(numbers):
+            monkeypatch.setenv(number["token_ref"], f"tok-{i}-abcdef")
+            ids.append(add_number(engine, now=clock.now(), **number))
+        fleet = Fleet(engine, sim, base_url, plan_path, ids, phones)
+        fleets.append(fleet)
+        return fleet
 
     yield build
+    for fleet in fleets:
+        fleet.sim_admin.close()
     for server in servers:
         server.stop()

@@ -3,7 +3,9 @@
 `assert_accounting` is the quota bookkeeping every scenario must leave intact: for every day plan,
 `used` equals the number of its messages that took a slot and kept it (sent, sending, unknown and
 failed: a failed send may have been counted by the provider, so its slot is not given back), and
-neither that nor the messages that went out (or may have) ever exceed the quota.
+neither that nor the messages that went out (or may have) ever exceed the quota. It is the store half
+of the run checker's quota invariant (`warmup.testing.invariants.slot_problems`), asserted here
+without a simulator; `assert_all_terminal` applies its rule for invariant 3 (`unfinished`) to one day.
 """
 
 from __future__ import annotations
@@ -14,32 +16,16 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from warmup.store import ops
-from warmup.store.models import COUNTED_STATES, TERMINAL_STATES, MessageState
-
-SLOT_STATES = frozenset(COUNTED_STATES | {MessageState.FAILED})
-"""States whose message holds a quota slot (`DayPlan.used`)."""
+from warmup.store import days, history, tables
+from warmup.store.checks import day_tallies
+from warmup.store.models import MessageState
+from warmup.store.sends import PlannedSend
+from warmup.testing.invariants import slot_problems, unfinished
 
 
 def accounting_errors(engine: Engine) -> list[str]:
-    """Every day plan whose `used` disagrees with its messages, or whose sends exceed the quota."""
-    with engine.connect() as conn:
-        plans = conn.execute(sa.select(ops.DAY_PLANS.c.id, ops.DAY_PLANS.c.quota, ops.DAY_PLANS.c.used)).all()
-        rows = conn.execute(sa.select(ops.MESSAGES.c.day_plan_id, ops.MESSAGES.c.state)).all()
-    holding: Counter[int] = Counter()
-    counted: Counter[int] = Counter()
-    for row in rows:
-        if row.state in {s.value for s in SLOT_STATES}:
-            holding[row.day_plan_id] += 1
-        if row.state in {s.value for s in COUNTED_STATES}:
-            counted[row.day_plan_id] += 1
-    errors = []
-    for plan in plans:
-        if plan.used != holding[plan.id]:
-            errors.append(f"day plan {plan.id}: used {plan.used} but {holding[plan.id]} messages hold a slot")
-        if holding[plan.id] > plan.quota or counted[plan.id] > plan.quota:
-            errors.append(f"day plan {plan.id}: {holding[plan.id]} slots taken over quota {plan.quota}")
-    return errors
+    """Every day plan whose `used` disagrees with its messages, or whose slots exceed the quota."""
+    return [f"day plan {day.id}: {problem}" for day in day_tallies(engine) for problem in slot_problems(day)]
 
 
 def assert_accounting(engine: Engine) -> None:
@@ -48,37 +34,24 @@ def assert_accounting(engine: Engine) -> None:
 
 
 def states(engine: Engine, number_id: int, local_date: date) -> Counter[str]:
-    return Counter(m.state for m in ops.list_messages(engine, number_id, local_date))
+    return Counter(m.state for m in history.list_messages(engine, number_id, local_date))
 
 
 def assert_all_terminal(engine: Engine, number_id: int, local_date: date) -> None:
     """Invariant 3: every message of the day ended sent, failed, skipped (with a reason) or unknown."""
-    for message in ops.list_messages(engine, number_id, local_date):
-        assert message.state in {s.value for s in TERMINAL_STATES}, (message.id, message.state)
-        if message.state == MessageState.SKIPPED:
-            assert message.reason, f"message {message.id} skipped without a reason"
+    for message in history.list_messages(engine, number_id, local_date):
+        problem = unfinished(message.state, message.reason)
+        assert problem is None, f"message {message.id} {problem}"
 
 
 def quota_errors(engine: Engine, number_id: int | None = None) -> list[str]:
     """Every day plan (of `number_id`, or of all numbers) whose messages that are not skipped outnumber
     its quota. They never must: a reply takes an opener's place rather than add to a full day, and a
     quota cut skips what no longer fits."""
-    plans_query = sa.select(ops.DAY_PLANS.c.id, ops.DAY_PLANS.c.quota)
-    if number_id is not None:
-        plans_query = plans_query.where(ops.DAY_PLANS.c.number_id == number_id)
-    with engine.connect() as conn:
-        plans = conn.execute(plans_query).all()
-        live = Counter(
-            conn.execute(
-                sa.select(ops.MESSAGES.c.day_plan_id).where(
-                    ops.MESSAGES.c.state != MessageState.SKIPPED.value
-                )
-            ).scalars()
-        )
     return [
-        f"day plan {plan.id}: {live[plan.id]} messages not skipped over quota {plan.quota}"
-        for plan in plans
-        if live[plan.id] > plan.quota
+        f"day plan {day.id}: {day.not_skipped} messages not skipped over quota {day.quota}"
+        for day in day_tallies(engine, number_id)
+        if day.not_skipped > day.quota
     ]
 
 
@@ -87,16 +60,16 @@ def assert_quota_held(engine: Engine, number_id: int | None = None) -> None:
     assert not errors, "\n".join(errors)
 
 
-def overfill(engine: Engine, number_id: int, local_date: date, sends: list[ops.PlannedSend]) -> list[int]:
+def overfill(engine: Engine, number_id: int, local_date: date, sends: list[PlannedSend]) -> list[int]:
     """Insert messages into a day plan BEHIND the store's back, past its quota (as a bug or a manual
-    edit could): the claim must still hold the line. `ops.add_sends` would refuse them."""
-    day = ops.get_day_plan(engine, number_id, local_date)
+    edit could): the claim must still hold the line. `sends.add_sends` would refuse them."""
+    day = days.get_day_plan(engine, number_id, local_date)
     assert day is not None and day.id is not None
     with engine.begin() as conn:
         return [
             int(
                 conn.execute(
-                    sa.insert(ops.MESSAGES)
+                    sa.insert(tables.MESSAGES)
                     .values(
                         number_id=number_id,
                         day_plan_id=day.id,
@@ -112,7 +85,7 @@ def overfill(engine: Engine, number_id: int, local_date: date, sends: list[ops.P
                         attempts=0,
                         created_at=send.scheduled_at,
                     )
-                    .returning(ops.MESSAGES.c.id)
+                    .returning(tables.MESSAGES.c.id)
                 ).scalar_one()
             )
             for send in sends

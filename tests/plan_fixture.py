@@ -1,11 +1,15 @@
-"""The standard 21-day plan as a dict, shared by the tests that need a realistic plan (ramp, preview)."""
+"""A realistic 21-day plan as a dict, shared by the tests of the ramp and of the preview.
+
+It is NOT ``plans/standard-21d.yaml``: it has that plan's schedule, ramp and risk rules, but its own pacing
+(gaps of 40s..6m, at most 30 an hour, the default typing) and no audience or content, so no file is read.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-STANDARD: dict[str, Any] = {
-    "name": "standard-21d",
+RAMP_21D: dict[str, Any] = {
+    "name": "ramp-21d",
     "schedule": {
         "windows": [
             {"days": "mon-fri", "hours": "09:00-12:30"},

@@ -30,9 +30,10 @@ from starlette.applications import Starlette
 
 from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
+from warmup.core.spread import local_date_of
 from warmup.secrets import Secret
 from warmup.services.fleet import Change, apply_changes
-from warmup.store import ops
+from warmup.store import audit, claims, days, history, inbound, numbers, outcomes, sends, tables
 from warmup.store.db import make_engine
 from warmup.webhook import WebhookConfig, create_app
 
@@ -98,7 +99,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
 
 def inbound_count(engine: Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(ops.INBOUND)).scalar_one())
+        return int(conn.execute(sa.select(sa.func.count()).select_from(tables.INBOUND)).scalar_one())
 
 
 def whapi_payload(
@@ -139,14 +140,14 @@ def post_whapi(client: httpx.Client, fleet: Fleet, body: Any, **kwargs: Any) -> 
 
 def test_whapi_events_are_stored_once(client: httpx.Client, engine: Engine, fleet: Fleet) -> None:
     number_id = fleet.number_ids[0]
-    ops.upsert_recipient(engine, number_id, "+5511977770001", "contact", now=NOW)
+    inbound.upsert_recipient(engine, number_id, "+5511977770001", "contact", now=NOW)
     response = post_whapi(client, fleet, whapi_payload())
     assert response.status_code == 200 and response.json() == {"stored": 2, "ignored": 0}
     assert post_whapi(client, fleet, whapi_payload()).json() == {"stored": 0, "ignored": 2}  # redelivery
     assert inbound_count(engine) == 2
-    (recipient,) = ops.list_recipients(engine, number_id)
+    (recipient,) = inbound.list_recipients(engine, number_id)
     assert recipient.replied  # feeds the local meter's response rate and contacts figures
-    assert ops.day_outcome(engine, number_id, NOW.date()).replies == 1
+    assert history.day_outcome(engine, number_id, NOW.date()).replies == 1
     # the secret may also come as a query parameter (for webhook settings without custom headers)
     response = client.post(
         whapi_url(fleet) + f"?secret={SECRET}", content=json.dumps(whapi_payload(message_id="msg-2")).encode()
@@ -158,17 +159,17 @@ def test_statuses_make_sent_messages_delivered(client: httpx.Client, engine: Eng
     from warmup.core.domain import Action, Decision
 
     number_id = fleet.number_ids[0]
-    day = ops.local_date_of("America/Sao_Paulo", NOW)
+    day = local_date_of(NOW, "America/Sao_Paulo")
     decision = Decision(day, 1, 2, Action.ADVANCE, 1, 1, 1)
-    send = ops.PlannedSend("+5511977770002", "hi", NOW)
-    assert ops.plan_day(engine, number_id, decision, [send], now=NOW)
-    (message,) = ops.list_messages(engine, number_id, day)
-    assert ops.claim(engine, message.id or 0, "w", NOW).claimed
-    ops.record_sent(engine, message.id or 0, "out-1", NOW)
-    assert ops.day_outcome(engine, number_id, day).delivered == 0
+    send = sends.PlannedSend("+5511977770002", "hi", NOW)
+    assert days.plan_day(engine, number_id, decision, [send], now=NOW)
+    (message,) = history.list_messages(engine, number_id, day)
+    assert claims.claim(engine, message.id or 0, "w", NOW).claimed
+    outcomes.record_sent(engine, message.id or 0, "out-1", NOW)
+    assert history.day_outcome(engine, number_id, day).delivered == 0
     payload = {"statuses": whapi_payload()["statuses"]}
     assert post_whapi(client, fleet, payload).json()["stored"] == 1
-    assert ops.day_outcome(engine, number_id, day).delivered == 1
+    assert history.day_outcome(engine, number_id, day).delivered == 1
 
 
 @pytest.mark.parametrize(
@@ -339,7 +340,7 @@ def signed(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
 @pytest.fixture
 def cloud_number(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("META_TOKEN", "meta-token-value")
-    return ops.add_number(
+    return numbers.add_number(
         engine,
         phone="+5511999990009",
         provider="cloud_api",
@@ -380,7 +381,7 @@ def test_cloud_events_need_a_valid_signature(client: httpx.Client, engine: Engin
         "ignored": 2,
     }
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(ops.INBOUND.c.number_id, ops.INBOUND.c.kind)).all()
+        rows = conn.execute(sa.select(tables.INBOUND.c.number_id, tables.INBOUND.c.kind)).all()
     assert sorted(rows) == [(cloud_number, "message"), (cloud_number, "status")]
 
 
@@ -417,13 +418,13 @@ def test_an_admin_command_by_webhook_pauses_and_is_answered(
     payload = {"messages": whapi_payload(sender=ADMIN.lstrip("+"), text="/pause webhook test")["messages"]}
     assert post_whapi(client, fleet, payload).json() == {"stored": 1, "ignored": 0}
     assert wait_for(lambda: len(fleet.sends(fleet.phones[0])) == 1)  # the answer, after the response
-    number = ops.get_number(engine, fleet.number_ids[0])
+    number = numbers.get_number(engine, fleet.number_ids[0])
     assert number is not None and number.state == "paused" and number.paused_reason == "webhook test"
     assert [s["to"] for s in fleet.sends(fleet.phones[0])] == [ADMIN]
     post_whapi(client, fleet, payload)  # redelivered: the command does not run (nor answer) twice
     time.sleep(0.3)
     assert len(fleet.sends(fleet.phones[0])) == 1
-    assert [r.action for r in ops.list_audit(engine, fleet.number_ids[0])].count("chat_command") == 1
+    assert [r.action for r in audit.list_audit(engine, fleet.number_ids[0])].count("chat_command") == 1
 
 
 # ---------------------------------------------------------------------- real server, real simulator
@@ -457,7 +458,7 @@ def test_the_simulator_delivers_its_webhooks_to_a_real_server(engine: Engine, ma
         fleet.admin("POST", "/_sim/tick")
 
         def rows() -> list[Any]:
-            columns = (ops.INBOUND.c.number_id, ops.INBOUND.c.kind, ops.INBOUND.c.text)
+            columns = (tables.INBOUND.c.number_id, tables.INBOUND.c.kind, tables.INBOUND.c.text)
             with engine.connect() as conn:
                 return list(conn.execute(sa.select(*columns)).all())
 

@@ -33,7 +33,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -56,7 +55,8 @@ from warmup.services import metrics
 from warmup.services.chat_commands import process_inbound
 from warmup.services.replies import store_events
 from warmup.services.runtime import ProviderPool
-from warmup.store import ops
+from warmup.store import numbers
+from warmup.store.db import Engine
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def create_app(
     def whapi_store(phone: str, body: bytes) -> Response:
         events = parse_whapi_webhook(body, config.max_bytes)
         digits = phone.lstrip("+")
-        number = ops.get_number(engine, phone=f"+{digits}") if digits.isdigit() else None
+        number = numbers.get_number(engine, phone=f"+{digits}") if digits.isdigit() else None
         if number is None or number.id is None:
             raise _Reject(404, "unknown number")
         stored, new_messages = store_events(engine, number.id, events)
@@ -179,7 +179,7 @@ def create_app(
 
     def cloud_store(body: bytes) -> Response:
         parse_cloud_webhook(body, config.max_bytes)  # the whole payload is valid before anything is stored
-        by_id = {n.phone_number_id: n.id for n in ops.list_numbers(engine) if n.phone_number_id}
+        by_id = {n.phone_number_id: n.id for n in numbers.list_numbers(engine) if n.phone_number_id}
         stored = ignored = 0
         pending: list[tuple[int, Inbound]] = []
         for phone_number_id, part in _cloud_parts(load_payload(body, config.max_bytes)):

@@ -17,7 +17,7 @@ import dramatiq
 from warmup.clock import Clock, clock_from_env
 from warmup.services.runtime import ProviderPool, Runtime, Timings, configure, reset
 from warmup.services.scheduler import Scheduler
-from warmup.store import ops
+from warmup.store import outcomes, queue
 from warmup.store.db import make_engine, upgrade
 from workers.broker import setup_broker
 
@@ -73,8 +73,8 @@ class EmbeddedRunner:
 
         now = self.clock.now()
         # One process owns an in-process broker: nothing it had queued survived, nobody else is sending.
-        recovered = ops.recover_stale(engine, now, now)
-        lost = ops.requeue_lost(engine, now + timedelta(days=2), now)
+        recovered = outcomes.recover_stale(engine, now, now)
+        lost = queue.requeue_lost(engine, now + timedelta(days=2), now)
         self.scheduler = Scheduler(runtime, dispatch=ActorDispatch(), poll_replies=self.poll_replies)
         for message_id in lost:
             self.scheduler.dispatch.send_message(message_id)

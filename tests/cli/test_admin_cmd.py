@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tests.fleet_fixture import write_plan
 from warmup.cli.main import _register, app
 from warmup.core.errors import UserError
-from warmup.store import ops
+from warmup.store import numbers
 
 _register()
 runner = CliRunner()
@@ -57,10 +57,10 @@ def test_apply_dry_run_then_apply_then_no_changes(engine: Engine, setup: tuple[s
     url, fleet = setup
     code, out = run("apply", str(fleet), "--dry-run", "--database-url", url)
     assert code == 0 and "would add +5511999990001" in out and "dry run: 3 change(s) not applied" in out
-    assert ops.list_numbers(engine) == []
+    assert numbers.list_numbers(engine) == []
     code, out = run("apply", str(fleet), "--database-url", url)
     assert code == 0 and "applied 3 change(s)" in out
-    assert len(ops.list_numbers(engine)) == 2
+    assert len(numbers.list_numbers(engine)) == 2
     code, out = run("apply", str(fleet), "--database-url", url)
     assert code == 0 and "no changes" in out
     fleet.write_text(FLEET.replace("${CLI_TOKEN_2}", "${NOT_SET_HERE}"))
@@ -74,7 +74,7 @@ def test_pause_status_why_resume_audit(engine: Engine, setup: tuple[str, Path], 
     run("apply", str(fleet), "--database-url", url)
     code, out = run("pause", "+5511999990001", "--reason", "too fast", "--for", "2h", "--database-url", url)
     assert code == 0 and "paused +5511999990001" in out
-    number = ops.get_number(engine, phone="+5511999990001")
+    number = numbers.get_number(engine, phone="+5511999990001")
     assert number is not None and number.state == "paused" and number.paused_until is not None
     code, out = run("status", "--database-url", url)
     assert code == 0 and "+5511999990001" in out and "too fast" in out and "active" in out
@@ -167,7 +167,7 @@ def test_pause_messages_say_what_to_do(engine: Engine, setup: tuple[str, Path]) 
         run("pause", "--plan", "nope", "--database-url", url)
     with pytest.raises(UserError, match="reason of a pause cannot be empty"):
         run("pause", "--all", "--reason", " ", "--database-url", url)
-    assert all(n.state == "active" for n in ops.list_numbers(engine))  # nothing half-done
+    assert all(n.state == "active" for n in numbers.list_numbers(engine))  # nothing half-done
     code, out = run("pause", "--all", "--for", "90m", "--database-url", url)
     assert code == 0 and "paused +5511999990001 until " in out and " UTC" in out
     assert "warmup resume" in out

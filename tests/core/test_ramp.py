@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.plan_fixture import STANDARD
+from tests.plan_fixture import RAMP_21D
 from warmup.core.domain import RESTRICTIVENESS, Action, DayOutcome, Decision, NumberState, Reading
 from warmup.core.plan.model import Plan
 from warmup.core.plan.values import WEEKDAYS
@@ -29,7 +29,7 @@ NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
 
 def make_plan(**changes: Any) -> Plan:
-    data = {**STANDARD, **changes}
+    data = {**RAMP_21D, **changes}
     return Plan.model_validate(data)
 
 
@@ -69,7 +69,7 @@ def test_exponential_grows_by_the_same_factor_every_day() -> None:
 def test_after_hold_keeps_the_final_volume_and_after_stop_ends() -> None:
     assert plan_volume(PLAN, 22) == 200
     assert plan_volume(PLAN, 300) == 200
-    stopping = make_plan(ramp={**STANDARD["ramp"], "after": "stop"})
+    stopping = make_plan(ramp={**RAMP_21D["ramp"], "after": "stop"})
     assert plan_volume(stopping, 21) == 200
     assert plan_volume(stopping, 22) is None
 
@@ -164,7 +164,7 @@ def test_paused_number_sends_nothing() -> None:
 
 
 def test_after_stop_the_number_stops() -> None:
-    plan = make_plan(ramp={**STANDARD["ramp"], "after": "stop"})
+    plan = make_plan(ramp={**RAMP_21D["ramp"], "after": "stop"})
     decision = decide(
         plan, NumberState(plan_day=21, advance_pending=True), good(), day_went_well(200), MONDAY, NOW
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import http.client
 import socket
 import threading
@@ -9,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from tests.http_fixture import Reply, ScriptedServer, closed_port_url, server
 from warmup.providers import http as provider_http
 from warmup.providers import keepalive
+from warmup.providers.tls import shared_ssl_context
 from warmup.providers.whapi import WhapiProvider
 
 __all__ = ["server"]
@@ -230,3 +233,35 @@ def test_with_a_proxy_in_the_environment_the_meter_uses_httpx(
     with WhapiProvider(TOKEN, server.base_url, timeout=2.0) as provider:
         assert provider.fetch_reading(TODAY) is not None
     assert keepalive._held() == {}  # httpx (which honours the proxy variables) took it
+
+
+def test_keepalive_does_not_import_the_http_module_and_imports_at_the_top() -> None:
+    """The one-way dependency (issue 11): `http` uses `keepalive`, both take TLS from `tls`."""
+    tree = ast.parse(Path(keepalive.__file__).read_text(encoding="utf-8"))
+    top = {id(node) for node in tree.body}
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            assert id(node) in top, f"a late import at line {node.lineno}"
+            if isinstance(node, ast.ImportFrom):
+                imported.add(node.module or "")
+                imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+            else:
+                imported.update(alias.name for alias in node.names)
+    assert "warmup.providers.http" not in imported
+    assert "warmup.providers.tls.shared_ssl_context" in imported
+
+
+def test_https_connections_use_the_process_ssl_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, Any]] = []
+
+    class Fake:
+        def __init__(self, host: str, port: int, **options: Any) -> None:
+            made.append({"host": host, "port": port, **options})
+
+        def connect(self) -> None:
+            pass
+
+    monkeypatch.setattr(http.client, "HTTPSConnection", Fake)
+    keepalive._connect(keepalive._target("https://meter.example:8443/risk"), 2.0)
+    assert made == [{"host": "meter.example", "port": 8443, "timeout": 2.0, "context": shared_ssl_context()}]

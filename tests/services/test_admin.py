@@ -15,12 +15,14 @@ from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
 from warmup.core.domain import DayOutcome
 from warmup.core.errors import UserError
+from warmup.core.spread import local_date_of
 from warmup.services import admin
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.scheduler import Scheduler
 from warmup.services.sending import send_one
-from warmup.store import ops
+from warmup.store import claims, days, history, numbers, queue, sends
+from warmup.store.audit import list_audit
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 09:00 in Sao Paulo
 GAP_LOW, GAP_HIGH = timedelta(minutes=2), timedelta(minutes=6)  # the fixture plan's pacing.gap
@@ -55,9 +57,9 @@ def world(engine: Engine, make_fleet: Any) -> Iterator[tuple[Fleet, Runtime, Man
 
 def planned_day(fleet: Fleet, runtime: Runtime, clock: ManualClock) -> tuple[int, date, list[Any]]:
     number_id = fleet.number_ids[0]
-    day = ops.local_date_of("America/Sao_Paulo", clock.now())
+    day = local_date_of(clock.now(), "America/Sao_Paulo")
     assert plan_number_day(runtime, number_id, day).planned
-    return number_id, day, ops.list_messages(runtime.engine, number_id, day)
+    return number_id, day, history.list_messages(runtime.engine, number_id, day)
 
 
 def send_next(runtime: Runtime, clock: ManualClock, message: Any) -> str:
@@ -74,7 +76,7 @@ def test_pause_stops_sending_before_the_next_due_message(world: Any) -> None:
     engine = runtime.engine
     number_id, day, messages = planned_day(fleet, runtime, clock)
     assert send_next(runtime, clock, messages[0]) == "ok"
-    ops.mark_queued(engine, [messages[1].id], clock.now())  # already handed to the broker
+    queue.mark_queued(engine, [messages[1].id], clock.now())  # already handed to the broker
 
     outcome = admin.pause(
         engine,
@@ -87,20 +89,20 @@ def test_pause_stops_sending_before_the_next_due_message(world: Any) -> None:
 
     # the next due message (queued before the pause) never goes out
     assert send_next(runtime, clock, messages[1]) == "not_claimable"
-    states = {m.id: m.state for m in ops.list_messages(engine, number_id, day)}
+    states = {m.id: m.state for m in history.list_messages(engine, number_id, day)}
     assert states[messages[0].id] == "sent"
     assert all(state == "skipped" for mid, state in states.items() if mid != messages[0].id)
     # a message added after the pause (e.g. a peer's reply) is refused by the claim itself
-    (late,) = ops.add_sends(
-        engine, number_id, day, [ops.PlannedSend(fleet.phones[1], "hi", clock.now())], now=clock.now()
+    (late,) = sends.add_sends(
+        engine, number_id, day, [sends.PlannedSend(fleet.phones[1], "hi", clock.now())], now=clock.now()
     )
-    claim = ops.claim(engine, late, "worker-1", clock.now())
-    assert claim.status is ops.ClaimStatus.PAUSED and "checking the content" in (claim.reason or "")
+    claim = claims.claim(engine, late, "worker-1", clock.now())
+    assert claim.status is claims.ClaimStatus.PAUSED and "checking the content" in (claim.reason or "")
     assert len(fleet.sends(fleet.phones[0])) == 1  # the simulator's log: only the one before the pause
 
     again = admin.pause(engine, admin.Target(phone=fleet.phones[0]), reason="x", actor="cli", now=clock.now())
     assert again.changed == [] and again.unchanged == [(fleet.phones[0], "paused")]
-    rows = [r for r in ops.list_audit(engine, number_id) if r.action == "pause"]
+    rows = [r for r in list_audit(engine, number_id) if r.action == "pause"]
     assert len(rows) == 1 and rows[0].actor == "cli" and rows[0].detail is not None
     assert rows[0].detail["reason"] == "checking the content"
 
@@ -117,14 +119,14 @@ def test_resume_respreads_the_rest_of_the_day_without_a_burst(world: Any) -> Non
     resumed_at = clock.now()
     outcome = admin.resume(engine, admin.Target(phone=fleet.phones[0]), actor="cli", now=resumed_at)
     assert outcome.changed == [fleet.phones[0]]
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     assert number is not None and number.state == "active" and number.resumed_on == day
 
     report = Scheduler(runtime, dispatch=Recorder(), poll_replies=False).tick(resumed_at)
     assert report.errors == []
-    stored = ops.get_day_plan(engine, number_id, day)
+    stored = days.get_day_plan(engine, number_id, day)
     assert stored is not None
-    fresh = [m for m in ops.list_messages(engine, number_id, day) if m.state == "planned"]
+    fresh = [m for m in history.list_messages(engine, number_id, day) if m.state == "planned"]
     assert report.respread == len(fresh) == stored.quota - stored.used > 0
     times = sorted(m.scheduled_at for m in fresh)
     assert times[0] >= resumed_at and times[0] - last_sent >= GAP_LOW
@@ -150,7 +152,7 @@ def test_an_expiring_pause_ends_by_itself(world: Any) -> None:
         now=clock.now(),
         duration=timedelta(hours=2),
     )
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     assert number is not None and number.paused_until == clock.now() + timedelta(hours=2)
     scheduler = Scheduler(runtime, dispatch=Recorder(), poll_replies=False)
     clock.advance(timedelta(hours=1, minutes=59))
@@ -159,9 +161,9 @@ def test_an_expiring_pause_ends_by_itself(world: Any) -> None:
     clock.advance(timedelta(minutes=2))
     report = scheduler.tick(clock.now())
     assert report.resumed == 1 and report.respread > 0
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     assert number is not None and number.state == "active" and number.paused_until is None
-    (row,) = [r for r in ops.list_audit(engine, number_id) if r.action == "resume"]
+    (row,) = [r for r in list_audit(engine, number_id) if r.action == "resume"]
     assert row.actor == "scheduler" and row.detail is not None and row.detail["reason"] == "pause expired"
 
 

@@ -24,8 +24,11 @@ from warmup.services.runtime import ProviderPool, Runtime, Timings
 from warmup.services.scheduler import Scheduler
 from warmup.services.sending import send_one
 from warmup.services.upkeep import respread_backlog, retime_backlog
-from warmup.store import ops
+from warmup.store import claims, days, history
+from warmup.store.audit import list_audit
 from warmup.store.models import MessageState
+from warmup.store.queue import due_within
+from warmup.store.respread import BACKLOG_ACTION, DayMessage
 
 SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)
@@ -125,14 +128,14 @@ def test_a_re_spread_is_never_itself_a_backlog(
 
 @dataclass(frozen=True)
 class Case:
-    rows: list[ops.DayMessage]
+    rows: list[DayMessage]
     now: datetime
 
 
 @st.composite
 def day_cases(draw: st.DrawFn) -> Case:
     now = NOW + draw(st.integers(-3 * 3600, 3 * 3600)) * SECOND
-    rows: list[ops.DayMessage] = []
+    rows: list[DayMessage] = []
     for i in range(draw(st.integers(0, 30))):
         at = NOW - 3 * HOUR + draw(st.integers(0, 6 * 3600)) * SECOND
         state = draw(st.sampled_from(["planned", "queued", "sent", "skipped", "unknown", "failed"]))
@@ -141,7 +144,7 @@ def day_cases(draw: st.DrawFn) -> Case:
         if claimed is not None and claimed > now:
             state, claimed = "planned", None
         not_before = at + draw(st.integers(1, 900)) * SECOND if draw(st.booleans()) else None
-        rows.append(ops.DayMessage(i + 1, state, kind, at, not_before, claimed))
+        rows.append(DayMessage(i + 1, state, kind, at, not_before, claimed))
     return Case(rows, now)
 
 
@@ -185,8 +188,8 @@ def test_a_backlog_on_the_day_clocks_go_back_keeps_real_time_gaps() -> None:
     plan = make_plan(windows=[("daily", "01:30-03:30")], gap="2m..3m", max_per_hour=30)
     day = date(2026, 10, 25)
     now = datetime(2026, 10, 25, 0, 40, tzinfo=UTC)  # 02:40 CEST, the first pass
-    rows = [ops.DayMessage(1, "sent", "opener", now - 70 * MINUTE, None, now - 70 * MINUTE)]
-    rows += [ops.DayMessage(10 + i, "queued", "opener", now - (60 - 3 * i) * MINUTE) for i in range(20)]
+    rows = [DayMessage(1, "sent", "opener", now - 70 * MINUTE, None, now - 70 * MINUTE)]
+    rows += [DayMessage(10 + i, "queued", "opener", now - (60 - 3 * i) * MINUTE) for i in range(20)]
     result = retime_backlog(plan, "Europe/Berlin", day, rows, now, 2 * SECOND, random.Random(1))
     assert result is not None and len(result.moves) + len(result.skips) == 20
     spans = window_spans(day, plan, "Europe/Berlin")
@@ -202,7 +205,7 @@ def test_a_backlog_left_when_the_window_is_nearly_over_is_skipped_with_the_reaso
 
     plan = make_plan(windows=[("daily", "09:00-12:00")], gap="2m..4m", max_per_hour=30)
     now = datetime(2026, 11, 23, 11, 52, tzinfo=UTC)
-    rows = [ops.DayMessage(i, "planned", "opener", now - (40 - i) * MINUTE) for i in range(1, 11)]
+    rows = [DayMessage(i, "planned", "opener", now - (40 - i) * MINUTE) for i in range(1, 11)]
     result = retime_backlog(plan, "UTC", now.date(), rows, now, 2 * SECOND, random.Random(3))
     assert result is not None
     assert 1 <= len(result.moves) <= 4 and len(result.skips) == 10 - len(result.moves)
@@ -256,10 +259,10 @@ def run_day(
                 outcome = send_one(
                     runtime.engine, message_id, "w", clock, runtime.provider_for, plans=runtime.plans
                 )
-                if outcome.status == ops.ClaimStatus.NOT_DUE:
+                if outcome.status == claims.ClaimStatus.NOT_DUE:
                     broker.queue.append(message_id)
-        due = [d for _, d in ops.due_within(runtime.engine, until, 1)]
-        waiting = [ops.get_message(runtime.engine, m) for m in broker.queue]
+        due = [d.due_at for d in due_within(runtime.engine, until, 1)]
+        waiting = [history.get_message(runtime.engine, m) for m in broker.queue]
         due += [max(m.scheduled_at, m.not_before or m.scheduled_at) for m in waiting if m is not None]
         step = min([t for t in due if t > now] + [now + MINUTE])
         clock.set(min(step, until))
@@ -302,7 +305,7 @@ def test_an_outage_mid_day_never_bursts(engine: Engine, make_fleet: Any, outage:
         plan = runtime.plans(str(fleet.plan_path))
         for number_id, tz in zip(fleet.number_ids, zones, strict=True):
             day = local_date_of(start, tz)
-            messages = ops.list_messages(engine, number_id, day)
+            messages = history.list_messages(engine, number_id, day)
             assert not [m for m in messages if m.state in ("planned", "queued", "sending")]
             sent = [m for m in messages if m.state == MessageState.SENT]
             assert sent, "the day sent nothing"
@@ -313,9 +316,9 @@ def test_an_outage_mid_day_never_bursts(engine: Engine, make_fleet: Any, outage:
             check_pacing(
                 [m.claimed_at for m in sent if m.claimed_at], plan.pacing.gap.low, plan.pacing.max_per_hour
             )
-            plan_row = ops.get_day_plan(engine, number_id, day)
+            plan_row = days.get_day_plan(engine, number_id, day)
             assert plan_row is not None and len(sent) <= plan_row.quota
-            audit = [a for a in ops.list_audit(engine, number_id) if a.action == ops.BACKLOG_ACTION]
+            audit = [a for a in list_audit(engine, number_id) if a.action == BACKLOG_ACTION]
             assert audit, "the outage left no backlog: the test did not test anything"
             assert all(
                 down_from <= a.at for a in audit
@@ -335,7 +338,7 @@ def test_two_schedulers_re_spread_a_backlog_once(engine: Engine, make_fleet: Any
     try:
         number_id = fleet.number_ids[0]
         assert plan_number_day(runtime, number_id, start.date()).planned
-        before = {m.id: m.scheduled_at for m in ops.list_messages(engine, number_id, start.date())}
+        before = {m.id: m.scheduled_at for m in history.list_messages(engine, number_id, start.date())}
         clock.set(sorted(before.values())[5] + MINUTE)  # nobody ran: six messages overdue
         results: list[int] = []
         barrier = threading.Barrier(4)
@@ -350,11 +353,11 @@ def test_two_schedulers_re_spread_a_backlog_once(engine: Engine, make_fleet: Any
         for t in threads:
             t.join()
         assert sorted(results) == [0, 0, 0, len(before)]  # one of them re-spread, the others found it done
-        messages = ops.list_messages(engine, number_id, start.date())
+        messages = history.list_messages(engine, number_id, start.date())
         pending = [m.scheduled_at for m in messages if m.state == "planned"]
         assert min(pending) >= clock.now()
         check_pacing(pending, 2 * MINUTE, 30)
-        audit = [a for a in ops.list_audit(engine, number_id) if a.action == ops.BACKLOG_ACTION]
+        audit = [a for a in list_audit(engine, number_id) if a.action == BACKLOG_ACTION]
         assert len(audit) == 1 and audit[0].detail is not None and "repeats" not in audit[0].detail
         assert respread_backlog(runtime, number_id, clock.now(), 2 * SECOND) == 0  # nothing left to do
     finally:
@@ -376,8 +379,8 @@ def test_overdue_messages_of_a_day_that_ended_are_not_carried_into_the_next(
         clock.set(datetime(2026, 11, 24, 0, 30, tzinfo=UTC))
         assert respread_backlog(runtime, number_id, clock.now(), 2 * SECOND) == 0
         Scheduler(runtime, dispatch=Broker(), poll_replies=False).tick(clock.now())
-        yesterday = ops.list_messages(engine, number_id, start.date())
+        yesterday = history.list_messages(engine, number_id, start.date())
         assert {m.state for m in yesterday} == {"skipped"}
-        assert not [a for a in ops.list_audit(engine, number_id) if a.action == ops.BACKLOG_ACTION]
+        assert not [a for a in list_audit(engine, number_id) if a.action == BACKLOG_ACTION]
     finally:
         runtime.close()

@@ -17,7 +17,7 @@ from warmup.providers.base import Inbound
 from warmup.services.chat_commands import HELP, handle_inbound, parse_command, process_inbound
 from warmup.services.fleet import Change, apply_changes
 from warmup.services.runtime import ProviderPool
-from warmup.store import ops
+from warmup.store import audit, numbers
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ADMIN = "+5511988880000"
@@ -52,17 +52,17 @@ def test_an_admin_pauses_and_resumes_by_chat_and_gets_answers(
     number_id = fleet.number_ids[0]
     answer = process_inbound(engine, number_id, message(ADMIN, "/pause  checking spam "), NOW, providers)
     assert answer is not None and "paused" in answer
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     assert number is not None and number.state == "paused" and number.paused_reason == "checking spam"
-    other = ops.get_number(engine, fleet.number_ids[1])
+    other = numbers.get_number(engine, fleet.number_ids[1])
     assert other is not None and other.state == "active"  # only the number written to
     assert answers_to(fleet, ADMIN) == [answer]  # the answer went out through the provider
 
     answer = process_inbound(engine, number_id, message(ADMIN, "/RESUME", "in-2"), NOW, providers)
     assert answer is not None and "resumed" in answer
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     assert number is not None and number.state == "active"
-    actions = [(r.actor, r.action) for r in reversed(ops.list_audit(engine, number_id))]
+    actions = [(r.actor, r.action) for r in reversed(audit.list_audit(engine, number_id))]
     assert actions == [
         (f"chat:{ADMIN}", "chat_command"),
         (f"chat:{ADMIN}", "pause"),
@@ -90,10 +90,10 @@ def test_a_command_from_a_non_admin_changes_nothing(
     assert process_inbound(engine, number_id, message(None, "/pause"), NOW, providers) is None
     # another fleet number is not an admin either
     assert process_inbound(engine, number_id, message(fleet.phones[1], "/pause"), NOW, providers) is None
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     assert number is not None and number.state == "active"
     assert fleet.sends(fleet.phones[0]) == []  # nobody got an answer
-    refused = [r for r in ops.list_audit(engine, number_id) if r.action == "chat_command_refused"]
+    refused = [r for r in audit.list_audit(engine, number_id) if r.action == "chat_command_refused"]
     assert [r.actor for r in refused] == [f"chat:{fleet.phones[1]}", "chat:unknown", f"chat:{STRANGER}"]
     assert all(r.detail is not None and r.detail["command"] == "pause" for r in refused)
 
@@ -105,13 +105,13 @@ def test_ordinary_messages_and_echoes_are_not_commands(engine: Engine, fleet: Fl
     assert handle_inbound(engine, number_id, message(ADMIN, "/pause", from_me=True), NOW) is None
     status = Inbound("status", "out-1", ADMIN, True, None, NOW, status="read")
     assert handle_inbound(engine, number_id, status, NOW) is None
-    assert ops.list_audit(engine, number_id) == []
+    assert audit.list_audit(engine, number_id) == []
 
 
 def test_admins_removed_from_the_fleet_file_lose_the_right(engine: Engine, fleet: Fleet) -> None:
     apply_changes(engine, [Change("admins", fields={"admins": ((ADMIN,), ())}, admins=())], now=NOW)
     assert handle_inbound(engine, fleet.number_ids[0], message(ADMIN, "/pause"), NOW) is None
-    number = ops.get_number(engine, fleet.number_ids[0])
+    number = numbers.get_number(engine, fleet.number_ids[0])
     assert number is not None and number.state == "active"
 
 

@@ -13,7 +13,7 @@ from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
 from warmup.services import doctor
 from warmup.services.doctor import Verdict
-from warmup.store import ops
+from warmup.store import numbers
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -83,7 +83,7 @@ def test_number_listing_never_holds_a_token(engine: Engine, make_fleet: Any) -> 
     make_fleet(engine, ManualClock(NOW), count=1)
     checks = doctor.run(url_of(engine), None, NOW)
     assert all("tok-0-abcdef" not in c.detail for c in checks)
-    assert ops.list_numbers(engine)[0].token_ref == "SIM_TOKEN_0"
+    assert numbers.list_numbers(engine)[0].token_ref == "SIM_TOKEN_0"
 
 
 def test_a_missing_sqlite_file_is_red_and_not_created(tmp_path: Path) -> None:

@@ -9,9 +9,13 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.fleet_fixture import write_plan
+from warmup.core.spread import local_date_of
 from warmup.files.problems import PlanError
 from warmup.services.fleet import apply_changes, current_admins, load_fleet, plan_changes
-from warmup.store import ops
+from warmup.store import claims, days, history, pauses
+from warmup.store.audit import list_audit
+from warmup.store.numbers import get_number, list_numbers
+from warmup.store.sends import PlannedSend
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ENV = {"TOK_A": "token-value-a", "TOK_B": "token-value-b", "TOK_C": "token-value-c"}
@@ -138,16 +142,16 @@ def test_dry_run_changes_nothing_and_apply_twice_is_no_change(engine: Engine, fl
     fleet = load_fleet(path, ENV)
     changes = plan_changes(engine, fleet)
     assert [c.kind for c in changes] == ["add", "add", "admins"]
-    assert ops.list_numbers(engine) == [] and current_admins(engine) == ()  # planning is not applying
+    assert list_numbers(engine) == [] and current_admins(engine) == ()  # planning is not applying
     apply_changes(engine, changes, now=NOW)
-    numbers = ops.list_numbers(engine)
+    numbers = list_numbers(engine)
     assert [(n.phone, n.token_ref, n.state) for n in numbers] == [
         ("+5511999990001", "TOK_A", "active"),
         ("+5511999990002", "TOK_B", "active"),
     ]
     assert current_admins(engine) == ("+5511988880000",)
     assert plan_changes(engine, load_fleet(path, ENV)) == []
-    audit = ops.list_audit(engine)
+    audit = list_audit(engine)
     assert sorted(row.action for row in audit) == ["admins", "fleet_add", "fleet_add"]
     assert all("token-value" not in str(row.detail) for row in audit)
 
@@ -155,9 +159,9 @@ def test_dry_run_changes_nothing_and_apply_twice_is_no_change(engine: Engine, fl
 def test_updates_are_field_by_field_and_keep_the_ramp(engine: Engine, fleet_dir: Path) -> None:
     path = write(fleet_dir, fleet_text({"phone": "+5511999990001"}))
     apply_changes(engine, plan_changes(engine, load_fleet(path, ENV)), now=NOW)
-    number = ops.get_number(engine, phone="+5511999990001")
+    number = get_number(engine, phone="+5511999990001")
     assert number is not None and number.id is not None
-    ops.pause_numbers(engine, reason="hold on", actor="test", now=NOW, number_ids=[number.id])
+    pauses.pause_numbers(engine, reason="hold on", actor="test", now=NOW, number_ids=[number.id])
     write(fleet_dir, fleet_text({"phone": "+5511999990001", "timezone": "Europe/Berlin", "token": "TOK_C"}))
     (change,) = plan_changes(engine, load_fleet(path, ENV))
     assert change.kind == "update"
@@ -167,7 +171,7 @@ def test_updates_are_field_by_field_and_keep_the_ramp(engine: Engine, fleet_dir:
     }
     assert "timezone America/Sao_Paulo -> Europe/Berlin" in change.describe()
     apply_changes(engine, [change], now=NOW)
-    after = ops.get_number(engine, phone="+5511999990001")
+    after = get_number(engine, phone="+5511999990001")
     assert after is not None and after.timezone == "Europe/Berlin" and after.token_ref == "TOK_C"
     assert after.state == "paused" and after.paused_reason == "hold on"  # apply never touches the pause
 
@@ -177,24 +181,24 @@ def test_a_removed_number_is_retired_with_its_history_kept(engine: Engine, fleet
 
     path = write(fleet_dir, fleet_text({"phone": "+5511999990001"}, {"phone": "+5511999990002"}))
     apply_changes(engine, plan_changes(engine, load_fleet(path, ENV)), now=NOW)
-    gone = ops.get_number(engine, phone="+5511999990002")
+    gone = get_number(engine, phone="+5511999990002")
     assert gone is not None and gone.id is not None
-    today = ops.local_date_of(gone.timezone, NOW)
+    today = local_date_of(NOW, gone.timezone)
     decision = Decision(today, 1, 2, Action.ADVANCE, 2, 2, 2)
-    sends = [ops.PlannedSend("+5511977770001", "hi", NOW + timedelta(minutes=m)) for m in (10, 20)]
-    assert ops.plan_day(engine, gone.id, decision, sends, now=NOW)
+    sends = [PlannedSend("+5511977770001", "hi", NOW + timedelta(minutes=m)) for m in (10, 20)]
+    assert days.plan_day(engine, gone.id, decision, sends, now=NOW)
 
     write(fleet_dir, fleet_text({"phone": "+5511999990001"}))
     changes = plan_changes(engine, load_fleet(path, ENV))
     assert [(c.kind, c.phone) for c in changes] == [("retire", "+5511999990002")]
     apply_changes(engine, changes, now=NOW)
-    retired = ops.get_number(engine, phone="+5511999990002")
+    retired = get_number(engine, phone="+5511999990002")
     assert retired is not None and retired.state == "retired"
-    messages = ops.list_messages(engine, gone.id, today)
+    messages = history.list_messages(engine, gone.id, today)
     assert len(messages) == 2 and {m.state for m in messages} == {"skipped"}  # kept, never sent
-    assert ops.get_day_plan(engine, gone.id, today) is not None
+    assert days.get_day_plan(engine, gone.id, today) is not None
     assert plan_changes(engine, load_fleet(path, ENV)) == []  # retiring is done once
-    result = ops.claim(engine, messages[0].id or 0, "w", NOW + timedelta(hours=1))
+    result = claims.claim(engine, messages[0].id or 0, "w", NOW + timedelta(hours=1))
     assert not result.claimed
 
     # back in the file: active again, with the same id and history
@@ -202,7 +206,7 @@ def test_a_removed_number_is_retired_with_its_history_kept(engine: Engine, fleet
     (change,) = plan_changes(engine, load_fleet(path, ENV))
     assert change.kind == "reactivate"
     apply_changes(engine, [change], now=NOW)
-    again = ops.get_number(engine, phone="+5511999990002")
+    again = get_number(engine, phone="+5511999990002")
     assert again is not None and again.id == gone.id and again.state == "active"
 
 
@@ -218,7 +222,7 @@ def test_admin_list_changes_are_audited_and_read_back(engine: Engine, fleet_dir:
     assert change.describe() == "set admins: +5511988880000, +5511988880001 -> none"  # reads as a verb
     apply_changes(engine, [change], now=NOW)
     assert current_admins(engine) == ()
-    rows = [r for r in ops.list_audit(engine) if r.action == "admins"]
+    rows = [r for r in list_audit(engine) if r.action == "admins"]
     assert rows[0].detail == {"admins": [], "before": ["+5511988880000", "+5511988880001"]}
 
 

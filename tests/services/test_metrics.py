@@ -9,9 +9,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from warmup.core.domain import Action, Decision, Reading
+from warmup.core.spread import local_date_of
 from warmup.services import metrics
-from warmup.store import ops
+from warmup.store import claims, days, history, numbers, pauses, readings
 from warmup.store.db import make_engine
+from warmup.store.sends import PlannedSend
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -39,7 +41,7 @@ def test_counters_count_in_process() -> None:
 
 def test_fleet_gauges_come_from_the_database(engine: Engine) -> None:
     phone = "+5511999990001"
-    number_id = ops.add_number(
+    number_id = numbers.add_number(
         engine,
         phone=phone,
         provider="whapi",
@@ -49,12 +51,12 @@ def test_fleet_gauges_come_from_the_database(engine: Engine) -> None:
         timezone="America/Sao_Paulo",
         now=NOW,
     )
-    day = ops.local_date_of("America/Sao_Paulo", NOW)
-    sends = [ops.PlannedSend("+5511977770001", "hi", NOW - timedelta(seconds=s)) for s in (90, 30)]
-    ops.plan_day(engine, number_id, Decision(day, 3, 4, Action.ADVANCE, 5, 5, 5), sends, now=NOW)
-    (first, _) = ops.list_messages(engine, number_id, day)
-    assert ops.claim(engine, first.id or 0, "w", NOW).claimed
-    ops.save_reading(engine, number_id, day, Reading(2, 3, 1, 2, NOW, "whapi"))
+    day = local_date_of(NOW, "America/Sao_Paulo")
+    sends = [PlannedSend("+5511977770001", "hi", NOW - timedelta(seconds=s)) for s in (90, 30)]
+    days.plan_day(engine, number_id, Decision(day, 3, 4, Action.ADVANCE, 5, 5, 5), sends, now=NOW)
+    (first, _) = history.list_messages(engine, number_id, day)
+    assert claims.claim(engine, first.id or 0, "w", NOW).claimed
+    readings.save_reading(engine, number_id, day, Reading(2, 3, 1, 2, NOW, "whapi"))
 
     text = metrics.exposition(engine, lambda: NOW)
     assert value(text, "warmup_store_up") == 1.0
@@ -66,7 +68,7 @@ def test_fleet_gauges_come_from_the_database(engine: Engine) -> None:
     assert value(text, "warmup_reading_factor", phone=phone, factor="response_rate") == 1.0
     assert value(text, "warmup_queue_lag_seconds") == 30.0  # the oldest still-unsent due message
 
-    ops.pause_numbers(engine, reason="r", actor="t", now=NOW, phones=[phone])
+    pauses.pause_numbers(engine, reason="r", actor="t", now=NOW, phones=[phone])
     text = metrics.exposition(engine, lambda: NOW)
     assert value(text, "warmup_number_state", phone=phone, state="paused") == 1.0
     assert value(text, "warmup_queue_lag_seconds") == 0.0  # paused: its messages were skipped

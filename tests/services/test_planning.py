@@ -12,10 +12,13 @@ from sqlalchemy import Engine
 from warmup.clock import ManualClock
 from warmup.core.domain import Action, Decision, Reading
 from warmup.core.spread import local_date_of, window_spans
-from warmup.services.planning import days_to_plan, plan_number_day, plan_number_days
+from warmup.services.planning import plan_number_day, plan_number_days
 from warmup.services.runtime import ProviderPool, Runtime
-from warmup.services.upkeep import pending_resumes, respread_rest_of_day
-from warmup.store import ops
+from warmup.services.upkeep import respread_rest_of_day
+from warmup.store import history, inbound, numbers, pauses, tables
+from warmup.store.days import get_day_plan, plan_day, unplanned
+from warmup.store.readings import latest_reading, save_reading
+from warmup.store.respread import pending_resumes
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 09:00 in Sao Paulo, 13:00 Berlin, 21:00 Tokyo
 
@@ -29,13 +32,13 @@ def test_plans_a_day_once_within_quota_and_windows(engine: Engine, make_fleet: A
     fleet = make_fleet(engine, clock, volume=8)
     runtime = runtime_for(engine, clock)
     try:
-        assert sorted(n for n, _ in days_to_plan(engine, clock.now())) == sorted(fleet.number_ids)
+        assert sorted(n for n, _ in unplanned(engine, clock.now())) == sorted(fleet.number_ids)
         sao_paulo = fleet.number_ids[0]
         day = local_date_of(clock.now(), "America/Sao_Paulo")
         result = plan_number_day(runtime, sao_paulo, day)
         assert result.planned and result.decision is not None
-        messages = ops.list_messages(engine, sao_paulo, day)
-        stored = ops.get_day_plan(engine, sao_paulo, day)
+        messages = history.list_messages(engine, sao_paulo, day)
+        stored = get_day_plan(engine, sao_paulo, day)
         assert stored is not None and stored.quota == result.decision.quota == 8
         assert 0 < len(messages) <= stored.quota
         assert len(messages) + stored.cut == stored.quota
@@ -47,13 +50,13 @@ def test_plans_a_day_once_within_quota_and_windows(engine: Engine, make_fleet: A
         # peers come first: both other numbers of the fleet are among today's recipients
         assert set(fleet.phones[1:]) <= {m.recipient for m in messages}
         # the provider meter was read (once) and stored
-        reading = ops.latest_reading(engine, sao_paulo)
+        reading = latest_reading(engine, sao_paulo)
         assert reading is not None and reading.source == "simulator"
 
         again = plan_number_day(runtime, sao_paulo, day)
         assert not again.planned
-        assert [m.id for m in ops.list_messages(engine, sao_paulo, day)] == [m.id for m in messages]
-        assert sao_paulo not in [n for n, _ in days_to_plan(engine, clock.now())]
+        assert [m.id for m in history.list_messages(engine, sao_paulo, day)] == [m.id for m in messages]
+        assert sao_paulo not in [n for n, _ in unplanned(engine, clock.now())]
     finally:
         runtime.close()
 
@@ -67,15 +70,15 @@ def test_no_window_time_left_cuts_the_day_and_says_why(engine: Engine, make_flee
         day = local_date_of(clock.now(), "Asia/Tokyo")
         result = plan_number_day(runtime, tokyo, day)
         assert result.planned
-        assert ops.list_messages(engine, tokyo, day) == []
-        stored = ops.get_day_plan(engine, tokyo, day)
+        assert history.list_messages(engine, tokyo, day) == []
+        stored = get_day_plan(engine, tokyo, day)
         assert stored is not None and stored.cut == 5
         assert stored.cut_reason is not None and "no send-window time is left" in stored.cut_reason
     finally:
         runtime.close()
 
 
-def test_days_to_plan_takes_each_zone_s_own_today(engine: Engine, make_fleet: Any) -> None:
+def test_unplanned_takes_each_zone_s_own_today(engine: Engine, make_fleet: Any) -> None:
     """At 23:30 UTC it is still Monday in Sao Paulo and Berlin is past midnight, Tuesday already in
     Tokyo: each number's own date is asked for, a plan of another date does not count, retired
     numbers are left out, and the answer is ordered by phone."""
@@ -85,14 +88,14 @@ def test_days_to_plan_takes_each_zone_s_own_today(engine: Engine, make_fleet: An
     sao_paulo, berlin, tokyo = fleet.number_ids
     monday, tuesday = local_date_of(late, "America/Sao_Paulo"), local_date_of(late, "Asia/Tokyo")
     assert tuesday == monday + timedelta(days=1) == local_date_of(late, "Europe/Berlin")
-    assert days_to_plan(engine, late) == [(sao_paulo, monday), (berlin, tuesday), (tokyo, tuesday)]
+    assert unplanned(engine, late) == [(sao_paulo, monday), (berlin, tuesday), (tokyo, tuesday)]
     decision = Decision(monday, 1, 1, Action.HOLD, 0, 0, 0, ())
-    assert ops.plan_day(engine, tokyo, decision, [], now=late)  # Tokyo's Monday: not its today
-    assert ops.plan_day(engine, sao_paulo, decision, [], now=late)
-    assert days_to_plan(engine, late) == [(berlin, tuesday), (tokyo, tuesday)]
+    assert plan_day(engine, tokyo, decision, [], now=late)  # Tokyo's Monday: not its today
+    assert plan_day(engine, sao_paulo, decision, [], now=late)
+    assert unplanned(engine, late) == [(berlin, tuesday), (tokyo, tuesday)]
     with engine.begin() as conn:
-        conn.execute(sa.update(ops.NUMBERS).where(ops.NUMBERS.c.id == berlin).values(state="retired"))
-    assert days_to_plan(engine, late) == [(tokyo, tuesday)]
+        conn.execute(sa.update(tables.NUMBERS).where(tables.NUMBERS.c.id == berlin).values(state="retired"))
+    assert unplanned(engine, late) == [(tokyo, tuesday)]
 
 
 def test_only_today_is_planned(engine: Engine, make_fleet: Any) -> None:
@@ -103,7 +106,7 @@ def test_only_today_is_planned(engine: Engine, make_fleet: Any) -> None:
         today = local_date_of(clock.now(), "America/Sao_Paulo")
         assert not plan_number_day(runtime, fleet.number_ids[0], today - timedelta(days=1)).planned
         assert not plan_number_day(runtime, fleet.number_ids[0], today + timedelta(days=1)).planned
-        assert ops.get_day_plan(engine, fleet.number_ids[0], today - timedelta(days=1)) is None
+        assert get_day_plan(engine, fleet.number_ids[0], today - timedelta(days=1)) is None
     finally:
         runtime.close()
 
@@ -116,15 +119,15 @@ def test_resume_respreads_the_rest_of_the_day_once(engine: Engine, make_fleet: A
         number = fleet.number_ids[0]
         day = local_date_of(clock.now(), "America/Sao_Paulo")
         assert plan_number_day(runtime, number, day).planned
-        ops.pause_numbers(engine, reason="test", actor="admin", now=clock.now(), number_ids=[number])
-        assert all(m.state == "skipped" for m in ops.list_messages(engine, number, day))
+        pauses.pause_numbers(engine, reason="test", actor="admin", now=clock.now(), number_ids=[number])
+        assert all(m.state == "skipped" for m in history.list_messages(engine, number, day))
         resume_at = clock.advance(timedelta(hours=2))
-        ops.resume_numbers(engine, actor="admin", now=resume_at, number_ids=[number])
+        pauses.resume_numbers(engine, actor="admin", now=resume_at, number_ids=[number])
         pending = pending_resumes(engine, resume_at - timedelta(days=1))
         assert [n for _, n in pending] == [number]
         added = respread_rest_of_day(runtime, number, resume_at, pending[0][0])
         assert added > 0
-        fresh = [m for m in ops.list_messages(engine, number, day) if m.state == "planned"]
+        fresh = [m for m in history.list_messages(engine, number, day) if m.state == "planned"]
         assert len(fresh) == added
         assert all(m.scheduled_at >= resume_at for m in fresh)  # the rest is spread, not burst
         assert pending_resumes(engine, resume_at - timedelta(days=1)) == []
@@ -139,7 +142,7 @@ def test_peer_list_follows_pauses_resumes_and_swaps(engine: Engine) -> None:
 
     phones = [f"+1555010{i:04d}" for i in range(1, 9)]
     ids = [
-        ops.add_number(
+        numbers.add_number(
             engine,
             phone=phone,
             provider="simulator",
@@ -152,16 +155,16 @@ def test_peer_list_follows_pauses_resumes_and_swaps(engine: Engine) -> None:
     ]
     assert [phone for _, phone in active_phones(engine)] == sorted(phones)
     # pause ids[2] and ids[4] (sum 3+5 in 1-based terms), then swap: resume them, pause ids[0] and ids[6]
-    ops.pause_numbers(engine, reason="t", actor="test", now=MONDAY_NOON, number_ids=[ids[2], ids[4]])
+    pauses.pause_numbers(engine, reason="t", actor="test", now=MONDAY_NOON, number_ids=[ids[2], ids[4]])
     assert {n for n, _ in active_phones(engine)} == set(ids) - {ids[2], ids[4]}
-    ops.resume_numbers(engine, actor="test", now=MONDAY_NOON, number_ids=[ids[2], ids[4]])
-    ops.pause_numbers(engine, reason="t", actor="test", now=MONDAY_NOON, number_ids=[ids[0], ids[6]])
+    pauses.resume_numbers(engine, actor="test", now=MONDAY_NOON, number_ids=[ids[2], ids[4]])
+    pauses.pause_numbers(engine, reason="t", actor="test", now=MONDAY_NOON, number_ids=[ids[0], ids[6]])
     assert {n for n, _ in active_phones(engine)} == set(ids) - {ids[0], ids[6]}
 
 
 # ----------------------------------------------------------------------------------- batch planning
 
-_PLANNING_TABLES = (ops.MESSAGES, ops.DAY_PLANS, ops.READINGS, ops.RECIPIENTS, ops.AUDIT)
+_PLANNING_TABLES = (tables.MESSAGES, tables.DAY_PLANS, tables.READINGS, tables.RECIPIENTS, tables.AUDIT)
 
 
 def _rows(engine: Engine, table: sa.Table) -> list[dict[str, Any]]:
@@ -171,17 +174,17 @@ def _rows(engine: Engine, table: sa.Table) -> list[dict[str, Any]]:
 
 def _planning_snapshot(engine: Engine) -> dict[str, Any]:
     """What planning wrote, without the ids a second run numbers differently (messages name their day)."""
-    days = {row["id"]: (row["number_id"], row["local_date"]) for row in _rows(engine, ops.DAY_PLANS)}
+    days = {row["id"]: (row["number_id"], row["local_date"]) for row in _rows(engine, tables.DAY_PLANS)}
     skip = {"id", "day_plan_id"}
     snapshot: dict[str, Any] = {
         table.name: sorted(
             (repr(sorted((k, v) for k, v in row.items() if k not in skip)) for row in _rows(engine, table)),
         )
-        for table in (ops.DAY_PLANS, ops.READINGS, ops.RECIPIENTS, ops.AUDIT, ops.NUMBERS)
+        for table in (tables.DAY_PLANS, tables.READINGS, tables.RECIPIENTS, tables.AUDIT, tables.NUMBERS)
     }
     snapshot["messages"] = sorted(
         repr((days[row["day_plan_id"]], sorted((k, v) for k, v in row.items() if k not in skip)))
-        for row in _rows(engine, ops.MESSAGES)
+        for row in _rows(engine, tables.MESSAGES)
     )
     return snapshot
 
@@ -194,8 +197,8 @@ def _restore(engine: Engine, saved: dict[str, list[dict[str, Any]]]) -> None:
         for table in reversed(_PLANNING_TABLES):
             if saved[table.name]:
                 conn.execute(sa.insert(table), saved[table.name])
-        for row in saved[ops.NUMBERS.name]:
-            conn.execute(sa.update(ops.NUMBERS).where(ops.NUMBERS.c.id == row["id"]).values(**row))
+        for row in saved[tables.NUMBERS.name]:
+            conn.execute(sa.update(tables.NUMBERS).where(tables.NUMBERS.c.id == row["id"]).values(**row))
 
 
 def test_batch_planning_equals_one_by_one_and_is_idempotent(engine: Engine, make_fleet: Any) -> None:
@@ -208,7 +211,7 @@ def test_batch_planning_equals_one_by_one_and_is_idempotent(engine: Engine, make
     try:
         for _ in range(2):  # Monday, then Tuesday
             day = local_date_of(clock.now(), "UTC")
-            before = {t.name: _rows(engine, t) for t in (*_PLANNING_TABLES, ops.NUMBERS)}
+            before = {t.name: _rows(engine, t) for t in (*_PLANNING_TABLES, tables.NUMBERS)}
             alone = [plan_number_day(runtime, n, day) for n in fleet.number_ids]
             assert all(r.planned for r in alone)
             expected = _planning_snapshot(engine)
@@ -234,16 +237,16 @@ def _live_a_day(engine: Engine, number_ids: list[int], day: Any, now: datetime) 
     first, second, third = number_ids
     for number_id, states in ((first, ("sent", "sent", "failed")), (second, ("sent", "skipped"))):
         for index, (message, state) in enumerate(
-            zip(ops.list_messages(engine, number_id, day), states, strict=False)
+            zip(history.list_messages(engine, number_id, day), states, strict=False)
         ):
             with engine.begin() as conn:
                 conn.execute(
-                    sa.update(ops.MESSAGES)
-                    .where(ops.MESSAGES.c.id == message.id)
+                    sa.update(tables.MESSAGES)
+                    .where(tables.MESSAGES.c.id == message.id)
                     .values(state=state, provider_message_id=f"p{message.id}")
                 )
             if state == "sent" and index == 0:
-                ops.add_inbound(
+                inbound.add_inbound(
                     engine,
                     number_id,
                     kind="status",
@@ -251,7 +254,7 @@ def _live_a_day(engine: Engine, number_ids: list[int], day: Any, now: datetime) 
                     received_at=now - timedelta(hours=20),
                     status="read",
                 )
-                ops.add_inbound(
+                inbound.add_inbound(
                     engine,
                     number_id,
                     kind="message",
@@ -260,9 +263,9 @@ def _live_a_day(engine: Engine, number_ids: list[int], day: Any, now: datetime) 
                     chat_phone=message.recipient,
                     text="hi back",
                 )
-    recipient = ops.list_recipients(engine, second)[0]
-    ops.upsert_recipient(engine, second, recipient.phone, recipient.kind, invalid_reason="gone", now=now)
-    ops.save_reading(
+    recipient = inbound.list_recipients(engine, second)[0]
+    inbound.upsert_recipient(engine, second, recipient.phone, recipient.kind, invalid_reason="gone", now=now)
+    save_reading(
         engine,
         third,
         day + timedelta(days=1),
@@ -283,22 +286,24 @@ def test_a_failing_batch_writes_no_day_but_keeps_the_readings_it_took(
     try:
         with engine.begin() as conn:
             conn.execute(
-                sa.update(ops.NUMBERS).where(ops.NUMBERS.c.id == second).values(plan_path="/gone/plan.yaml")
+                sa.update(tables.NUMBERS)
+                .where(tables.NUMBERS.c.id == second)
+                .values(plan_path="/gone/plan.yaml")
             )
         with pytest.raises(FileNotFoundError):
             plan_number_days(runtime, fleet.number_ids, day)
-        assert all(ops.get_day_plan(engine, n, day) is None for n in fleet.number_ids)
-        kept = {r["number_id"] for r in _rows(engine, ops.READINGS)}
+        assert all(get_day_plan(engine, n, day) is None for n in fleet.number_ids)
+        kept = {r["number_id"] for r in _rows(engine, tables.READINGS)}
         assert {first, second} <= kept
 
         with engine.begin() as conn:
             conn.execute(
-                sa.update(ops.NUMBERS)
-                .where(ops.NUMBERS.c.id == second)
+                sa.update(tables.NUMBERS)
+                .where(tables.NUMBERS.c.id == second)
                 .values(plan_path=str(fleet.plan_path))
             )
         assert [r.planned for r in plan_number_days(runtime, fleet.number_ids, day)] == [True] * 3
-        readings = [r["number_id"] for r in _rows(engine, ops.READINGS)]
+        readings = [r["number_id"] for r in _rows(engine, tables.READINGS)]
         assert sorted(readings) == sorted(fleet.number_ids)  # one each: none read twice
     finally:
         runtime.close()
@@ -312,12 +317,12 @@ def test_batch_skips_days_planned_alone_meanwhile(engine: Engine, make_fleet: An
         day = local_date_of(clock.now(), "UTC")
         first = fleet.number_ids[0]
         assert plan_number_day(runtime, first, day).planned
-        messages = [m.id for m in ops.list_messages(engine, first, day)]
+        messages = [m.id for m in history.list_messages(engine, first, day)]
         results = plan_number_days(runtime, fleet.number_ids, day)
         assert [r.planned for r in results] == [False, True, True]
-        assert [m.id for m in ops.list_messages(engine, first, day)] == messages
-        assert all(ops.get_day_plan(engine, n, day) is not None for n in fleet.number_ids)
-        assert days_to_plan(engine, clock.now()) == []
+        assert [m.id for m in history.list_messages(engine, first, day)] == messages
+        assert all(get_day_plan(engine, n, day) is not None for n in fleet.number_ids)
+        assert unplanned(engine, clock.now()) == []
     finally:
         runtime.close()
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from tests.plan_fixture import STANDARD
+from tests.plan_fixture import RAMP_21D
 from warmup.core.domain import Action
 from warmup.core.errors import UserError
 from warmup.core.plan.model import Plan
@@ -31,7 +31,7 @@ from warmup.services.preview import (
 
 MONDAY = date(2026, 11, 23)
 
-PLAN = Plan.model_validate(STANDARD)
+PLAN = Plan.model_validate(RAMP_21D)
 
 
 def run(scenario: Scenario | str, days: int = 30, **kw: Any) -> Any:

@@ -19,7 +19,8 @@ from warmup.services import reconcile
 from warmup.services.replies import ingest_replies, store_events
 from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.sending import send_one
-from warmup.store import ops
+from warmup.store import claims, days, history, outcomes
+from warmup.store.sends import PlannedSend
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -38,15 +39,15 @@ def _plan(world: Any, texts: list[str]) -> list[int]:
     fleet, runtime, clock = world
     number = fleet.number_ids[0]
     day = clock.now().date()
-    sends = [ops.PlannedSend(fleet.phones[1], text, clock.now()) for text in texts]
+    sends = [PlannedSend(fleet.phones[1], text, clock.now()) for text in texts]
     decision = Decision(day, 1, 2, Action.ADVANCE, len(texts), len(texts), 10)
-    assert ops.plan_day(runtime.engine, number, decision, sends, now=clock.now())
-    return [m.id for m in ops.list_messages(runtime.engine, number, day) if m.id is not None]
+    assert days.plan_day(runtime.engine, number, decision, sends, now=clock.now())
+    return [m.id for m in history.list_messages(runtime.engine, number, day) if m.id is not None]
 
 
-def _claim(world: Any, message_id: int) -> ops.ClaimedMessage:
+def _claim(world: Any, message_id: int) -> claims.ClaimedMessage:
     _fleet, runtime, clock = world
-    claim = ops.claim(runtime.engine, message_id, "doomed-worker", clock.now())
+    claim = claims.claim(runtime.engine, message_id, "doomed-worker", clock.now())
     assert claim.claimed and claim.message is not None
     return claim.message
 
@@ -55,12 +56,12 @@ def _worker_dies(world: Any) -> None:
     """Every `sending` claim is recovered as unknown (its worker is gone)."""
     _fleet, runtime, clock = world
     clock.advance(timedelta(seconds=30))
-    assert ops.recover_stale(runtime.engine, clock.now(), clock.now()) >= 1
+    assert outcomes.recover_stale(runtime.engine, clock.now(), clock.now()) >= 1
 
 
 def _state(world: Any, message_id: int) -> tuple[str, str | None]:
     _fleet, runtime, _clock = world
-    row = ops.get_message(runtime.engine, message_id)
+    row = history.get_message(runtime.engine, message_id)
     assert row is not None
     return row.state, row.provider_message_id
 
@@ -174,7 +175,7 @@ def test_a_send_of_the_same_words_still_in_flight_makes_the_match_wait(world: An
     assert result.sent
     ingest_replies(runtime, fleet.number_ids[0])
     assert _state(world, lost) == ("unknown", None)
-    assert ops.record_sent(runtime.engine, in_flight, result.provider_message_id, clock.now())
+    assert outcomes.record_sent(runtime.engine, in_flight, result.provider_message_id, clock.now())
     ingest_replies(runtime, fleet.number_ids[0])
     assert _state(world, lost) == ("unknown", None)  # the only message found is the in-flight one's
     assert _state(world, in_flight) == ("sent", result.provider_message_id)

@@ -17,7 +17,9 @@ from warmup.services.fleet import ADMINS_ACTION
 from warmup.services.replies import ingest_replies
 from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.sending import send_one
-from warmup.store import ops
+from warmup.store import audit as store_audit
+from warmup.store import days, history, numbers, sends, tables
+from warmup.store import inbound as store_inbound
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -28,7 +30,7 @@ def world(engine: Engine, make_fleet: Any) -> Iterator[Any]:
     clock = ManualClock(MONDAY_NOON)
     fleet = make_fleet(engine, clock, count=3)
     admin = fleet.phones[2]
-    ops.audit(engine, "cli", ADMINS_ACTION, None, {"admins": [admin]}, clock.now())
+    store_audit.audit(engine, "cli", ADMINS_ACTION, None, {"admins": [admin]}, clock.now())
     runtime = Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine))
     yield fleet, runtime, clock
     runtime.close()
@@ -59,10 +61,10 @@ def test_a_pause_command_from_a_non_admin_changes_nothing(world: Any) -> None:
     fleet, runtime, _clock = world
     _write(world, 1, "/pause now")
     ingest_replies(runtime, fleet.number_ids[0])
-    number = ops.get_number(runtime.engine, fleet.number_ids[0])
+    number = numbers.get_number(runtime.engine, fleet.number_ids[0])
     assert number is not None and number.state == "active"
     assert [s for s in fleet.sends(fleet.phones[0]) if s["to"] == fleet.phones[1]] == []
-    audit = ops.list_audit(runtime.engine, fleet.number_ids[0])
+    audit = store_audit.list_audit(runtime.engine, fleet.number_ids[0])
     assert any(a.action == "chat_command_refused" for a in audit)
 
 
@@ -71,44 +73,44 @@ def test_delivery_statuses_are_polled_without_a_webhook_and_counted_once(world: 
     fleet, runtime, clock = world
     number = fleet.number_ids[0]
     day = clock.now().date()
-    assert ops.plan_day(
+    assert days.plan_day(
         runtime.engine,
         number,
         Decision(day, 1, 2, Action.ADVANCE, 2, 2, 10),
-        [ops.PlannedSend(fleet.phones[1], f"hello {i}", clock.now()) for i in range(2)],
+        [sends.PlannedSend(fleet.phones[1], f"hello {i}", clock.now()) for i in range(2)],
         now=clock.now(),
     )
-    for message in ops.list_messages(runtime.engine, number, day):
+    for message in history.list_messages(runtime.engine, number, day):
         assert message.id is not None
         outcome = send_one(runtime.engine, message.id, "w", clock, runtime.provider_for)
         assert outcome.state == "sent"
-    assert ops.day_outcome(runtime.engine, number, day).delivered == 0
+    assert history.day_outcome(runtime.engine, number, day).delivered == 0
     clock.advance(timedelta(minutes=5))  # the simulator delivers within seconds
     fleet.admin("POST", "/_sim/tick")
     ingest_replies(runtime, number)
-    sent_ids = {m.provider_message_id for m in ops.list_messages(runtime.engine, number, day)}
+    sent_ids = {m.provider_message_id for m in history.list_messages(runtime.engine, number, day)}
     with runtime.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(ops.INBOUND.c.provider_message_id, ops.INBOUND.c.status).where(
-                ops.INBOUND.c.number_id == number, ops.INBOUND.c.kind == "status"
+            sa.select(tables.INBOUND.c.provider_message_id, tables.INBOUND.c.status).where(
+                tables.INBOUND.c.number_id == number, tables.INBOUND.c.kind == "status"
             )
         ).all()
     assert {row.provider_message_id for row in rows} == sent_ids and None not in sent_ids
     assert {row.status for row in rows} <= {"delivered", "read"}
-    assert ops.day_outcome(runtime.engine, number, day).delivered == 2
+    assert history.day_outcome(runtime.engine, number, day).delivered == 2
     assert ingest_replies(runtime, number) == 0  # polling again stores nothing twice
-    assert ops.day_outcome(runtime.engine, number, day).delivered == 2
+    assert history.day_outcome(runtime.engine, number, day).delivered == 2
 
 
 def test_events_stored_already_cost_no_write_and_new_ones_are_stored(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A poll hands over the last hour's statuses again and again: those already stored are recognised
-    in one read, only the new ones go through `ops.add_inbound`."""
+    in one read, only the new ones go through `inbound.add_inbound`."""
     from warmup.providers.base import Inbound
     from warmup.services.replies import store_events
 
-    number_id = ops.add_number(
+    number_id = numbers.add_number(
         engine,
         phone="+5511999990001",
         provider="whapi",
@@ -134,13 +136,13 @@ def test_events_stored_already_cost_no_write_and_new_ones_are_stored(
     first = [status(1, "delivered"), status(2, "delivered"), message(1)]
     assert store_events(engine, number_id, first)[0] == 3
     calls: list[str] = []
-    original = ops.add_inbound
+    original = store_inbound.add_inbound
 
     def counting(*args: Any, **kwargs: Any) -> bool:
         calls.append(kwargs["provider_message_id"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(ops, "add_inbound", counting)
+    monkeypatch.setattr(store_inbound, "add_inbound", counting)
     again = [*first, status(1, "read"), message(2)]  # a newer status of OUT-1 is a new event
     stored, new_messages = store_events(engine, number_id, again)
     assert (stored, [m.provider_message_id for m in new_messages]) == (2, ["IN-2"])

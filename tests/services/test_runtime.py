@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from warmup.providers.whapi import WhapiProvider
 from warmup.services.runtime import ProviderPool
-from warmup.store import ops
+from warmup.store import numbers
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def test_by_id_the_row_is_read_and_an_unknown_number_is_a_lookup_error(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POOL_TEST_TOKEN", "tok-abc-123")
-    number_id = ops.add_number(
+    number_id = numbers.add_number(
         engine,
         phone="+5511999990001",
         provider="whapi",

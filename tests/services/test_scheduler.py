@@ -20,7 +20,7 @@ from warmup.services.leader import RedisLeaderLock
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime, Timings
 from warmup.services.scheduler import Scheduler, poll_offset
-from warmup.store import ops
+from warmup.store import claims, history, numbers, pauses, tables
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TIMINGS = Timings(
@@ -92,23 +92,23 @@ def test_tick_enqueues_due_messages_once_and_requeues_lost_ones(world: Any) -> N
     runtime, fleet, clock, recorder, scheduler = world
     firsts = []
     for number in fleet.number_ids:
-        tz = ops.get_number(runtime.engine, number).timezone  # type: ignore[union-attr]
+        tz = numbers.get_number(runtime.engine, number).timezone  # type: ignore[union-attr]
         assert plan_number_day(runtime, number, local_date_of(clock.now(), tz)).planned
-        first, *rest = ops.list_messages(runtime.engine, number, local_date_of(clock.now(), tz))
+        first, *rest = history.list_messages(runtime.engine, number, local_date_of(clock.now(), tz))
         firsts.append(first)
         # one message per number in play: the rest waits an hour (two overdue of one number are a backlog)
         with runtime.engine.begin() as conn:
             for m in rest:
                 conn.execute(
-                    sa.update(ops.MESSAGES)
-                    .where(ops.MESSAGES.c.id == m.id)
+                    sa.update(tables.MESSAGES)
+                    .where(tables.MESSAGES.c.id == m.id)
                     .values(scheduled_at=m.scheduled_at + timedelta(hours=1))
                 )
     clock.set(max(m.scheduled_at for m in firsts))
     scheduler.tick(clock.now())
     ids = sorted(m.id for m in firsts)
     assert sorted(recorder.sends) == ids
-    assert {ops.get_message(runtime.engine, m).state for m in ids} == {"queued"}  # type: ignore[union-attr]
+    assert {history.get_message(runtime.engine, m).state for m in ids} == {"queued"}  # type: ignore[union-attr]
     scheduler.tick(clock.now())
     assert sorted(recorder.sends) == ids  # not enqueued twice
     # the broker lost them (e.g. Redis restarted): after `lost_after` they are enqueued again
@@ -123,17 +123,17 @@ def test_tick_recovers_stale_claims_as_unknown(world: Any) -> None:
     number = fleet.number_ids[0]
     day = local_date_of(clock.now(), "America/Sao_Paulo")
     plan_number_day(runtime, number, day)
-    first = ops.list_messages(runtime.engine, number, day)[0]
+    first = history.list_messages(runtime.engine, number, day)[0]
     clock.set(first.scheduled_at)
-    assert ops.claim(runtime.engine, first.id, "dead-worker", clock.now()).claimed  # then the worker dies
+    assert claims.claim(runtime.engine, first.id, "dead-worker", clock.now()).claimed  # then the worker dies
     scheduler.tick(clock.now())
-    assert ops.get_message(runtime.engine, first.id).state == "sending"  # type: ignore[union-attr]
+    assert history.get_message(runtime.engine, first.id).state == "sending"  # type: ignore[union-attr]
     clock.advance(TIMINGS.stale_after + timedelta(seconds=1))
     report = scheduler.tick(clock.now())
     assert report.recovered == 1
-    recovered = ops.get_message(runtime.engine, first.id)
+    recovered = history.get_message(runtime.engine, first.id)
     assert recovered is not None and recovered.state == "unknown"
-    assert ops.day_count(runtime.engine, number, day) == 1  # still counts against the quota
+    assert history.day_count(runtime.engine, number, day) == 1  # still counts against the quota
 
 
 def test_tick_closes_past_days_with_a_reason(world: Any) -> None:
@@ -144,7 +144,7 @@ def test_tick_closes_past_days_with_a_reason(world: Any) -> None:
     clock.set(datetime(2026, 11, 24, 4, 0, tzinfo=UTC))  # 01:00 next day in Sao Paulo
     report = scheduler.tick(clock.now())
     assert report.closed == 6
-    for message in ops.list_messages(runtime.engine, number, day):
+    for message in history.list_messages(runtime.engine, number, day):
         assert message.state == "skipped" and message.reason and "day ended" in message.reason
     assert (number, date(2026, 11, 24)) in recorder.plans
 
@@ -155,15 +155,17 @@ def test_tick_ends_an_expired_pause_and_respreads_the_day(world: Any) -> None:
     day = local_date_of(clock.now(), "America/Sao_Paulo")
     plan_number_day(runtime, number, day)
     until = clock.now() + timedelta(hours=1)
-    ops.pause_numbers(
+    pauses.pause_numbers(
         runtime.engine, reason="lunch", actor="admin", now=clock.now(), until=until, number_ids=[number]
     )
     clock.set(until + timedelta(minutes=1))
     report = scheduler.tick(clock.now())
     assert report.resumed == 1 and report.respread > 0
-    number_row = ops.get_number(runtime.engine, number)
+    number_row = numbers.get_number(runtime.engine, number)
     assert number_row is not None and number_row.state == "active"
-    fresh = [m for m in ops.list_messages(runtime.engine, number, day) if m.state in ("planned", "queued")]
+    fresh = [
+        m for m in history.list_messages(runtime.engine, number, day) if m.state in ("planned", "queued")
+    ]
     assert len(fresh) == report.respread and all(m.scheduled_at >= until for m in fresh)
     assert scheduler.tick(clock.now()).respread == 0  # once per resume
 

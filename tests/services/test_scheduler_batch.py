@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from tests.store.test_ops import DAY, NOW, decision
+from tests.store.helpers import DAY, NOW, decision
 from warmup.clock import ManualClock
 from warmup.services.runtime import ProviderPool, Runtime, Timings
 from warmup.services.scheduler import (
@@ -23,9 +23,9 @@ from warmup.services.scheduler import (
     SendBatchDispatch,
     group_due,
 )
-from warmup.store import ops
-from warmup.store.batch import Due
-from warmup.store.ops import PlannedSend
+from warmup.store import days, history, numbers
+from warmup.store.queue import Due
+from warmup.store.sends import PlannedSend
 
 MS = timedelta(milliseconds=1)
 
@@ -137,7 +137,7 @@ def numbers_with(engine: Engine, offsets: list[list[timedelta]]) -> tuple[list[i
     """One UTC number per list of offsets from NOW, its day planned with a message at each."""
     number_ids, message_ids = [], []
     for index, times in enumerate(offsets):
-        number_id = ops.add_number(
+        number_id = numbers.add_number(
             engine,
             phone=f"+55119666{index:05d}",
             provider="whapi",
@@ -148,14 +148,14 @@ def numbers_with(engine: Engine, offsets: list[list[timedelta]]) -> tuple[list[i
             now=NOW - timedelta(hours=1),
         )
         todo = [PlannedSend("+5511988880000", f"m{i}", NOW + t) for i, t in enumerate(times)]
-        assert ops.plan_day(engine, number_id, decision(len(times)), todo, now=NOW - timedelta(hours=1))
+        assert days.plan_day(engine, number_id, decision(len(times)), todo, now=NOW - timedelta(hours=1))
         number_ids.append(number_id)
-        message_ids.append([m.id or 0 for m in ops.list_messages(engine, number_id, DAY)])
+        message_ids.append([m.id or 0 for m in history.list_messages(engine, number_id, DAY)])
     return number_ids, message_ids
 
 
 def number_of(engine: Engine, message_id: int) -> int:
-    row = ops.get_message(engine, message_id)
+    row = history.get_message(engine, message_id)
     assert row is not None
     return row.number_id
 
@@ -201,7 +201,7 @@ def test_ticks_hand_over_due_messages_in_batches_one_per_number_each_once(
     ]
     assert all(wall == 0.0 for _, wall in recorder.batches)  # without a delayed dispatch: at once
     assert sorted(recorder.handed()) == sorted([*a, *b, *c])
-    assert {ops.get_message(engine, m).state for m in [*a, *b, *c]} == {"queued"}  # type: ignore[union-attr]
+    assert {history.get_message(engine, m).state for m in [*a, *b, *c]} == {"queued"}  # type: ignore[union-attr]
 
 
 def test_many_numbers_due_together_are_split_into_batches_of_at_most_send_batch(

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from warmup.clock import ManualClock
 from warmup.services.runtime import ProviderPool, Runtime, Timings
 from warmup.services.scheduler import Scheduler
-from warmup.store import ops
+from warmup.store import numbers
 
 REPLAN = 0.1
 
@@ -36,7 +36,7 @@ class Recorder:
 
 def test_unanswered_plan_requests_back_off(engine: Engine) -> None:
     clock = ManualClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
-    ops.add_number(
+    numbers.add_number(
         engine,
         phone="+5511999990001",
         provider="simulator",

@@ -17,8 +17,10 @@ from warmup.providers.base import Health, Inbound, OutcomeAction, Provider, Send
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.sending import retry_delay, send_one
-from warmup.store import ops
+from warmup.store import days, history, inbound, numbers, outcomes, sends
+from warmup.store.audit import list_audit
 from warmup.store.models import OutboundMessage
+from warmup.store.pauses import pause_numbers
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 09:00 in Sao Paulo, 13:00 in Berlin
 
@@ -36,9 +38,9 @@ class Setup:
 
     def plan(self, number_id: int | None = None) -> list[OutboundMessage]:
         number_id = number_id or self.number
-        day = local_date_of(self.clock.now(), ops.get_number(self.engine, number_id).timezone)  # type: ignore[union-attr]
+        day = local_date_of(self.clock.now(), numbers.get_number(self.engine, number_id).timezone)  # type: ignore[union-attr]
         assert plan_number_day(self.runtime, number_id, day).planned
-        return ops.list_messages(self.engine, number_id, day)
+        return history.list_messages(self.engine, number_id, day)
 
     def send(self, message_id: int, provider_for: Any = None) -> Any:
         return send_one(
@@ -54,7 +56,7 @@ class Setup:
     def next_due(self) -> OutboundMessage:
         pending = [
             m
-            for m in ops.list_messages(self.engine, self.number, self.day)
+            for m in history.list_messages(self.engine, self.number, self.day)
             if m.state in ("planned", "queued")
         ]
         message = min(pending, key=lambda m: max(m.scheduled_at, m.not_before or m.scheduled_at))
@@ -64,7 +66,7 @@ class Setup:
         return message
 
     def state(self, message_id: int) -> OutboundMessage:
-        message = ops.get_message(self.engine, message_id)
+        message = history.get_message(self.engine, message_id)
         assert message is not None
         return message
 
@@ -115,7 +117,7 @@ def test_rate_limit_goes_back_to_the_queue_with_retry_after(setup: Setup) -> Non
     row = setup.state(message.id)
     assert row.state == "queued" and row.not_before is not None and row.not_before > now
     assert setup.requeued == [(message.id, pytest.approx((row.not_before - now).total_seconds()))]
-    day = ops.get_day_plan(setup.engine, setup.number, setup.day)
+    day = days.get_day_plan(setup.engine, setup.number, setup.day)
     assert day is not None and day.used == 0  # the slot was given back
     # once the API recovers, the same message goes out exactly once
     setup.fleet.admin("DELETE", "/_sim/faults")
@@ -146,7 +148,7 @@ def test_forbidden_recipient_fails_and_is_marked_invalid(setup: Setup) -> None:
     assert outcome.status == "skip_recipient" and outcome.state == "failed"
     recipient = next(
         r
-        for r in ops.list_recipients(setup.engine, setup.number, include_invalid=True)
+        for r in inbound.list_recipients(setup.engine, setup.number, include_invalid=True)
         if r.phone == target.recipient
     )
     assert recipient.invalid
@@ -159,7 +161,7 @@ def test_unknown_outcome_is_counted_and_never_resent(setup: Setup) -> None:
     outcome = setup.send(message.id)
     assert outcome.status == "unknown" and outcome.state == "unknown"
     assert setup.send(message.id).status == "not_claimable"
-    assert ops.day_count(setup.engine, setup.number, setup.day) == 1
+    assert history.day_count(setup.engine, setup.number, setup.day) == 1
     assert len(setup.fleet.sends(setup.phone)) == 1  # it did go out, once
 
 
@@ -169,13 +171,13 @@ def test_stop_number_auto_pauses_with_the_reason(setup: Setup) -> None:
     setup.fleet.admin("PATCH", f"/_sim/channels/{setup.phone}", json={"status": "banned", "reason": "spam"})
     outcome = setup.send(message.id)
     assert outcome.status == "stop_number" and outcome.state == "skipped"
-    number = ops.get_number(setup.engine, setup.number)
+    number = numbers.get_number(setup.engine, setup.number)
     assert number is not None and number.state == "paused"
     assert number.paused_reason is not None and number.paused_reason.startswith("auto-paused")
-    audit = ops.list_audit(setup.engine, setup.number)
+    audit = list_audit(setup.engine, setup.number)
     assert any(a.action == "pause" and a.actor == "worker" and "auto-paused" in str(a.detail) for a in audit)
     # the rest of the day was skipped by the pause; nothing else can be claimed
-    assert all(m.state == "skipped" for m in ops.list_messages(setup.engine, setup.number, setup.day))
+    assert all(m.state == "skipped" for m in history.list_messages(setup.engine, setup.number, setup.day))
 
 
 def test_pause_takes_effect_before_the_next_send(setup: Setup) -> None:
@@ -183,7 +185,7 @@ def test_pause_takes_effect_before_the_next_send(setup: Setup) -> None:
     first = setup.next_due()
     assert setup.send(first.id).state == "sent"
     second = setup.next_due()
-    ops.pause_numbers(
+    pause_numbers(
         setup.engine,
         reason="admin says stop",
         actor="admin",
@@ -219,16 +221,16 @@ class ThrottlingProvider:
 
 def test_throttle_fails_the_message_and_cuts_the_rest_of_the_day(setup: Setup) -> None:
     setup.plan()
-    before = ops.get_day_plan(setup.engine, setup.number, setup.day)
+    before = days.get_day_plan(setup.engine, setup.number, setup.day)
     assert before is not None and before.quota == 6
     message = setup.next_due()
     provider: Provider = ThrottlingProvider()
     outcome = setup.send(message.id, provider_for=lambda _number: provider)
     assert outcome.status == "throttle" and outcome.state == "failed"
-    after = ops.get_day_plan(setup.engine, setup.number, setup.day)
+    after = days.get_day_plan(setup.engine, setup.number, setup.day)
     assert after is not None and after.used == 1
     assert after.quota == 1 + (6 - 1) // 2
-    actions = [a.action for a in ops.list_audit(setup.engine, setup.number)]
+    actions = [a.action for a in list_audit(setup.engine, setup.number)]
     assert "risk_event" in actions and "cut_quota" in actions
 
 
@@ -274,24 +276,24 @@ def test_a_peer_reply_that_cannot_fit_the_peers_windows_is_not_scheduled(
     try:
         s.plan(fleet.number_ids[1])
         day = local_date_of(clock.now(), "America/Sao_Paulo")
-        decision = ops.get_day_plan(engine, fleet.number_ids[0], day)
+        decision = days.get_day_plan(engine, fleet.number_ids[0], day)
         assert decision is None
-        late = ops.PlannedSend(
+        late = sends.PlannedSend(
             fleet.phones[1], "Hello!", clock.now(), window_end=clock.now() + timedelta(minutes=2)
         )
         from warmup.core.domain import Action, Decision
 
-        ops.plan_day(
+        days.plan_day(
             engine,
             fleet.number_ids[0],
             Decision(day, 1, 2, Action.ADVANCE, 1, 1, 5, ()),
             [late],
             now=clock.now(),
         )
-        mid = ops.list_messages(engine, fleet.number_ids[0], day)[0].id
+        mid = history.list_messages(engine, fleet.number_ids[0], day)[0].id
         outcome = s.send(mid)
         assert outcome.state == "sent" and outcome.reply_id is None
-        audit = ops.list_audit(engine, fleet.number_ids[1])
+        audit = list_audit(engine, fleet.number_ids[1])
         assert any(a.action == "peer_reply_skipped" for a in audit)
     finally:
         s.runtime.close()
@@ -308,7 +310,7 @@ class _SlowRetry:
 
     def send_text(self, to: str, text: str, typing_seconds: float = 0.0) -> SendResult:
         self.clock.advance(timedelta(minutes=20))
-        ops.recover_stale(self.engine, self.clock.now(), self.clock.now())
+        outcomes.recover_stale(self.engine, self.clock.now(), self.clock.now())
         return SendResult(OutcomeAction.RETRY, None, "HTTP 503", retry_after=10.0)
 
 
@@ -344,6 +346,8 @@ def test_sends_readings_and_auto_pauses_are_counted(setup: Setup) -> None:
     assert setup.send(setup.next_due().id).status == "stop_number"
     assert _count(metrics.PAUSES, actor="worker") == pauses + 1
     paused = _count(metrics.SENDS, outcome="paused")
-    pending = [m for m in ops.list_messages(setup.engine, setup.number, setup.day) if m.state == "planned"]
+    pending = [
+        m for m in history.list_messages(setup.engine, setup.number, setup.day) if m.state == "planned"
+    ]
     assert pending == []  # the pause skipped the rest
     assert _count(metrics.SENDS, outcome="paused") == paused

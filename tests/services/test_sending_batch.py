@@ -21,7 +21,7 @@ from warmup.services import sending
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.sending import BATCH_BUDGET_WALL, ProviderFor, SendOutcome, send_batch, send_one
-from warmup.store import ops
+from warmup.store import days, history, inbound, numbers
 from warmup.store.models import OutboundMessage
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -41,14 +41,14 @@ class World:
         self.messages: dict[int, list[OutboundMessage]] = {}
 
     def day(self, number_id: int) -> date:
-        number = ops.get_number(self.engine, number_id)
+        number = numbers.get_number(self.engine, number_id)
         assert number is not None
         return local_date_of(self.clock.now(), number.timezone)
 
     def plan(self, *number_ids: int) -> None:
         for number_id in number_ids or self.fleet.number_ids:
             assert plan_number_day(self.runtime, number_id, self.day(number_id)).planned
-            self.messages[number_id] = ops.list_messages(self.engine, number_id, self.day(number_id))
+            self.messages[number_id] = history.list_messages(self.engine, number_id, self.day(number_id))
 
     def first(self) -> list[OutboundMessage]:
         """The first message of every number."""
@@ -75,18 +75,18 @@ class World:
         )
 
     def row(self, message_id: int) -> OutboundMessage:
-        row = ops.get_message(self.engine, message_id)
+        row = history.get_message(self.engine, message_id)
         assert row is not None
         return row
 
     def used(self, number_id: int) -> int:
-        plan = ops.get_day_plan(self.engine, number_id, self.day(number_id))
+        plan = days.get_day_plan(self.engine, number_id, self.day(number_id))
         assert plan is not None
         return plan.used
 
     def logged(self, message: OutboundMessage) -> list[dict[str, Any]]:
         """The simulator's record of ``message`` going out (the ground truth)."""
-        number = ops.get_number(self.engine, message.number_id)
+        number = numbers.get_number(self.engine, message.number_id)
         assert number is not None
         return [
             s
@@ -154,7 +154,9 @@ def test_each_provider_answer_in_one_batch_is_handled_like_send_one(world: World
     assert (outcomes[ids[1]].status, outcomes[ids[1]].state) == ("skip_recipient", "failed")
     assert world.row(ids[1]).state == "failed"
     [recipient] = [
-        r for r in ops.list_recipients(world.engine, sao_paulo, include_invalid=True) if r.phone == FORBIDDEN
+        r
+        for r in inbound.list_recipients(world.engine, sao_paulo, include_invalid=True)
+        if r.phone == FORBIDDEN
     ]
     assert recipient.invalid
     # a 429: back to the queue after Retry-After, the slot given back, enqueued again for then
@@ -226,12 +228,12 @@ def test_no_provider_and_a_crashing_provider_are_handled_like_send_one(world: Wo
         ("unknown", "unknown"),
     ]
     # no provider: the message skipped, the number auto-paused, the rest of its day skipped
-    number = ops.get_number(world.engine, berlin)
+    number = numbers.get_number(world.engine, berlin)
     assert number is not None and number.state == "paused"
     assert number.paused_reason is not None and number.paused_reason.startswith("auto-paused")
-    assert {m.state for m in ops.list_messages(world.engine, berlin, world.day(berlin))} == {"skipped"}
+    assert {m.state for m in history.list_messages(world.engine, berlin, world.day(berlin))} == {"skipped"}
     # a crash after the request may have left: unknown, counted, never sent again
-    assert world.used(utc) == 1 and ops.day_count(world.engine, utc, world.day(utc)) == 1
+    assert world.used(utc) == 1 and history.day_count(world.engine, utc, world.day(utc)) == 1
     again = world.batch([m.id or 0 for m in firsts])
     assert {o.status for o in again} == {"not_claimable"}
     assert len(world.fleet.sends()) == 1
@@ -323,7 +325,7 @@ def test_a_send_to_a_fleet_peer_schedules_the_peers_reply(engine: Engine, make_f
         assert clock.now() + timedelta(minutes=1) <= reply.scheduled_at <= clock.now() + timedelta(minutes=5)
         # a redelivery of the batch schedules no second reply
         w.batch([own.id or 0, to_peer.id or 0])
-        replies = [m for m in ops.list_messages(engine, peer, w.day(peer)) if m.kind == "peer_reply"]
+        replies = [m for m in history.list_messages(engine, peer, w.day(peer)) if m.kind == "peer_reply"]
         assert [m.id for m in replies] == [outcome.reply_id]
         # the reply goes out like any message, and is not answered
         clock.set(reply.scheduled_at)

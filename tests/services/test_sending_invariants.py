@@ -28,9 +28,10 @@ from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime, Timings
 from warmup.services.scheduler import Scheduler
 from warmup.services.sending import MAX_ATTEMPTS, SendOutcome, send_one
-from warmup.services.upkeep import pending_resumes, respread_rest_of_day
-from warmup.store import ops
+from warmup.services.upkeep import respread_rest_of_day
+from warmup.store import audit, claims, days, expiry, history, numbers, pauses, queue, sends
 from warmup.store.models import OutboundMessage
+from warmup.store.respread import pending_resumes
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 09:00 in Sao Paulo, 13:00 in Berlin
 SAO_PAULO = "America/Sao_Paulo"
@@ -57,14 +58,14 @@ class World:
         self.phone = fleet.phones[0]
 
     def day(self, number_id: int | None = None) -> date:
-        number = ops.get_number(self.engine, number_id or self.number)
+        number = numbers.get_number(self.engine, number_id or self.number)
         assert number is not None
         return local_date_of(self.clock.now(), number.timezone)
 
     def plan(self, number_id: int | None = None) -> list[OutboundMessage]:
         number_id = number_id or self.number
         assert plan_number_day(self.runtime, number_id, self.day(number_id)).planned
-        return ops.list_messages(self.engine, number_id, self.day(number_id))
+        return history.list_messages(self.engine, number_id, self.day(number_id))
 
     def send(self, message_id: int, provider_for: Any = None, worker: str = "w") -> SendOutcome:
         return send_one(
@@ -81,7 +82,7 @@ class World:
         number_id = number_id or self.number
         return [
             m
-            for m in ops.list_messages(self.engine, number_id, self.day(number_id))
+            for m in history.list_messages(self.engine, number_id, self.day(number_id))
             if m.state in ("planned", "queued")
         ]
 
@@ -94,7 +95,7 @@ class World:
                 max(self.clock.now(), message.scheduled_at, message.not_before or message.scheduled_at)
             )
             assert self.send(message.id).state == "sent"
-            row = ops.get_message(self.engine, message.id)
+            row = history.get_message(self.engine, message.id)
             assert row is not None
             done.append(row)
         return done
@@ -142,11 +143,11 @@ def test_parallel_senders_at_the_quota_send_exactly_the_quota(world: World) -> N
     day = world.day()
     assert len(messages) == 6
     extra = [
-        ops.PlannedSend(recipient="+5511977770003", text=f"extra {i}", scheduled_at=world.clock.now())
+        sends.PlannedSend(recipient="+5511977770003", text=f"extra {i}", scheduled_at=world.clock.now())
         for i in range(6)
     ]
     overfill(world.engine, world.number, day, extra)  # past the quota, behind the store's back
-    ids = [m.id for m in ops.list_messages(world.engine, world.number, day)]
+    ids = [m.id for m in history.list_messages(world.engine, world.number, day)]
     world.clock.set(max(m.scheduled_at for m in messages))
     results: list[str] = []
     lock = threading.Lock()
@@ -181,26 +182,26 @@ def test_peer_replies_never_push_a_nearly_full_peer_over_its_quota(engine: Engin
             clock.set(max(clock.now(), message.scheduled_at))
             assert w.send(message.id).state == "sent"
         # the sender writes to the peer three times (its own plan set aside); each would be answered
-        ops.skip_remaining(engine, w.number, day, "set aside for the test", clock.now())
-        notes = [ops.PlannedSend(fleet.phones[1], f"ping {i}", clock.now()) for i in range(3)]
-        outcomes = [w.send(mid) for mid in ops.add_sends(engine, w.number, day, notes, now=clock.now())]
+        expiry.skip_remaining(engine, w.number, day, "set aside for the test", clock.now())
+        notes = [sends.PlannedSend(fleet.phones[1], f"ping {i}", clock.now()) for i in range(3)]
+        outcomes = [w.send(mid) for mid in sends.add_sends(engine, w.number, day, notes, now=clock.now())]
         assert [o.state for o in outcomes] == ["sent"] * 3
         # the peer's last pending opener gives way to the first reply; nothing is left to give way after
         reply_ids = [o.reply_id for o in outcomes if o.reply_id is not None]
         assert len(reply_ids) == 1
-        gave_way = ops.get_message(engine, max(peer_own, key=lambda m: m.scheduled_at).id)
-        assert gave_way is not None and (gave_way.state, gave_way.reason) == ("skipped", ops.GAVE_WAY)
-        skipped = [r for r in ops.list_audit(engine, peer) if r.action == "peer_reply_skipped"]
+        gave_way = history.get_message(engine, max(peer_own, key=lambda m: m.scheduled_at).id)
+        assert gave_way is not None and (gave_way.state, gave_way.reason) == ("skipped", sends.GAVE_WAY)
+        skipped = [r for r in audit.list_audit(engine, peer) if r.action == "peer_reply_skipped"]
         assert len(skipped) == 2
         assert_quota_held(engine)
-        for message in sorted(ops.list_messages(engine, peer, peer_day), key=lambda m: m.scheduled_at):
+        for message in sorted(history.list_messages(engine, peer, peer_day), key=lambda m: m.scheduled_at):
             if message.id in reply_ids:
                 clock.set(max(clock.now(), message.scheduled_at))
                 assert w.send(message.id).state == "sent"
-        peer_plan = ops.get_day_plan(engine, peer, peer_day)
+        peer_plan = days.get_day_plan(engine, peer, peer_day)
         assert peer_plan is not None and peer_plan.used == peer_plan.quota == 4
         assert len(fleet.sends(fleet.phones[1])) == 4
-        outcome = ops.day_outcome(engine, peer, peer_day)
+        outcome = history.day_outcome(engine, peer, peer_day)
         assert (outcome.planned, outcome.sent, outcome.skipped) == (4, 4, 0)
         assert_accounting(engine)
     finally:
@@ -214,13 +215,13 @@ def test_a_worker_dying_after_its_claim_never_leads_to_a_resend(world: World) ->
     messages = world.plan()
     target = messages[0]
     world.clock.set(target.scheduled_at)
-    assert ops.claim(world.engine, target.id, "dead-worker", world.clock.now()).claimed  # then: kill -9
+    assert claims.claim(world.engine, target.id, "dead-worker", world.clock.now()).claimed  # then: kill -9
     now = world.clock.advance(TIMINGS.stale_after + timedelta(seconds=1))
     report = Scheduler(world.runtime, dispatch=_Recorder(), poll_replies=False).tick(now)
     assert report.recovered == 1
     assert world.send(target.id).status == "not_claimable"  # the broker redelivers the message
     assert world.fleet.sends(world.phone) == []
-    assert ops.day_count(world.engine, world.number, world.day()) == 1
+    assert history.day_count(world.engine, world.number, world.day()) == 1
     assert_accounting(world.engine)
 
 
@@ -235,7 +236,7 @@ def test_nothing_is_claimed_or_sent_after_a_pause_returns(engine: Engine, make_f
         day = w.day()
         clock.set(max(m.scheduled_at for m in messages))
         ids = [m.id for m in messages]
-        ops.mark_queued(engine, ids, clock.now())
+        queue.mark_queued(engine, ids, clock.now())
         frozen: dict[str, set[int]] = {}
         started = threading.Event()
         paused = threading.Event()
@@ -256,14 +257,14 @@ def test_nothing_is_claimed_or_sent_after_a_pause_returns(engine: Engine, make_f
         for thread in threads:
             thread.start()
         assert started.wait(30)
-        ops.pause_numbers(engine, reason="admin", actor="admin", now=clock.now(), number_ids=[w.number])
-        frozen["claimed"] = {m.id for m in ops.list_messages(engine, w.number, day) if m.attempts > 0}
+        pauses.pause_numbers(engine, reason="admin", actor="admin", now=clock.now(), number_ids=[w.number])
+        frozen["claimed"] = {m.id for m in history.list_messages(engine, w.number, day) if m.attempts > 0}
         paused.set()
         for thread in threads:
             thread.join(60)
         went_out = {
             m.id
-            for m in ops.list_messages(engine, w.number, day)
+            for m in history.list_messages(engine, w.number, day)
             if m.state in ("sent", "sending", "unknown", "failed")
         }
         assert went_out <= frozen["claimed"]
@@ -297,7 +298,7 @@ def _resume_world(engine: Engine, make_fleet: Any) -> World:
 def _went_out_at(engine: Engine, number_id: int, day: date) -> list[datetime]:
     return [
         m.claimed_at
-        for m in ops.list_messages(engine, number_id, day)
+        for m in history.list_messages(engine, number_id, day)
         if m.claimed_at is not None and m.state in ("sent", "sending", "unknown", "failed")
     ]
 
@@ -309,9 +310,9 @@ def test_resume_respread_keeps_pacing_with_the_sends_already_made(engine: Engine
         day = w.day()
         w.send_due_in_order(8)
         paused_at = w.clock.advance(timedelta(seconds=1))
-        ops.pause_numbers(engine, reason="admin", actor="admin", now=paused_at, number_ids=[w.number])
+        pauses.pause_numbers(engine, reason="admin", actor="admin", now=paused_at, number_ids=[w.number])
         resumed_at = w.clock.advance(timedelta(seconds=1))
-        ops.resume_numbers(engine, actor="admin", now=resumed_at, number_ids=[w.number])
+        pauses.resume_numbers(engine, actor="admin", now=resumed_at, number_ids=[w.number])
         [(resume_id, _)] = pending_resumes(engine, resumed_at - timedelta(days=1))
         respread_rest_of_day(w.runtime, w.number, resumed_at, resume_id)
         fresh = w.pending()
@@ -340,9 +341,9 @@ def test_resume_twice_and_after_the_windows_closed_never_bursts(engine: Engine, 
         w.send_due_in_order(3)
         for _ in range(2):  # pause and resume twice in a row, a few seconds apart
             now = w.clock.advance(timedelta(seconds=2))
-            ops.pause_numbers(engine, reason="admin", actor="admin", now=now, number_ids=[w.number])
+            pauses.pause_numbers(engine, reason="admin", actor="admin", now=now, number_ids=[w.number])
             now = w.clock.advance(timedelta(seconds=2))
-            ops.resume_numbers(engine, actor="admin", now=now, number_ids=[w.number])
+            pauses.resume_numbers(engine, actor="admin", now=now, number_ids=[w.number])
             Scheduler(w.runtime, dispatch=_Recorder(), poll_replies=False).tick(now)
             if w.pending():
                 w.send_due_in_order(1)
@@ -351,16 +352,16 @@ def test_resume_twice_and_after_the_windows_closed_never_bursts(engine: Engine, 
             plan.pacing.gap.low,
             10,
         )
-        day_plan = ops.get_day_plan(engine, w.number, day)
+        day_plan = days.get_day_plan(engine, w.number, day)
         assert day_plan is not None and day_plan.used + len(w.pending()) <= day_plan.quota
         # a pause and resume after the window closed adds nothing: the rest of the day is skipped
         w.clock.set(datetime(2026, 11, 23, 14, 30, tzinfo=UTC))  # 11:30 local, the window ended at 11:00
         now = w.clock.now()
-        ops.pause_numbers(engine, reason="admin", actor="admin", now=now, number_ids=[w.number])
-        ops.resume_numbers(engine, actor="admin", now=now, number_ids=[w.number])
+        pauses.pause_numbers(engine, reason="admin", actor="admin", now=now, number_ids=[w.number])
+        pauses.resume_numbers(engine, actor="admin", now=now, number_ids=[w.number])
         report = Scheduler(w.runtime, dispatch=_Recorder(), poll_replies=False).tick(now)
         assert report.respread == 0 and w.pending() == []
-        respread = [a for a in ops.list_audit(engine, w.number) if a.action == "respread"]
+        respread = [a for a in audit.list_audit(engine, w.number) if a.action == "respread"]
         assert len(respread) == 3 and respread[0].detail is not None
         assert_all_terminal(engine, w.number, day)
         assert_accounting(engine)
@@ -376,8 +377,8 @@ def test_two_respreads_of_one_resume_at_once_add_the_rest_only_once(
         w.plan()
         w.send_due_in_order(2)
         now = w.clock.advance(timedelta(seconds=1))
-        ops.pause_numbers(engine, reason="admin", actor="admin", now=now, number_ids=[w.number])
-        ops.resume_numbers(engine, actor="admin", now=now, number_ids=[w.number])
+        pauses.pause_numbers(engine, reason="admin", actor="admin", now=now, number_ids=[w.number])
+        pauses.resume_numbers(engine, actor="admin", now=now, number_ids=[w.number])
         # both schedulers have computed what is left before either one writes
         barrier = threading.Barrier(2, timeout=10)
         original = cycle.build_sends
@@ -390,11 +391,11 @@ def test_two_respreads_of_one_resume_at_once_add_the_rest_only_once(
         monkeypatch.setattr(cycle, "build_sends", build_then_wait)
         schedulers = [Scheduler(w.runtime, dispatch=_Recorder(), poll_replies=False) for _ in range(2)]
         run_threads(2, lambda i: schedulers[i].tick(now))
-        day_plan = ops.get_day_plan(engine, w.number, w.day())
+        day_plan = days.get_day_plan(engine, w.number, w.day())
         assert day_plan is not None
         assert day_plan.used + len(w.pending()) <= day_plan.quota
         assert sum(s.last_report.respread for s in schedulers if s.last_report) == len(w.pending())
-        assert [a.action for a in ops.list_audit(engine, w.number)].count("respread") == 1
+        assert [a.action for a in audit.list_audit(engine, w.number)].count("respread") == 1
         assert_accounting(engine)
     finally:
         w.runtime.close()
@@ -437,13 +438,13 @@ def test_two_schedulers_ticking_at_once_never_plan_or_enqueue_twice(world: World
             world.send(mid)
         assert all(not s.last_report.errors for s in schedulers if s.last_report)
         # the next tick at the next due time (hourly ticks would leave every hour a backlog, re-spread)
-        due = ops.due_within(world.engine, end, 1)
+        due = queue.due_within(world.engine, end, 1)
         world.clock.set(
-            min(max(due[0][1], now + timedelta(seconds=1)) if due else end, now + timedelta(hours=1))
+            min(max(due[0].due_at, now + timedelta(seconds=1)) if due else end, now + timedelta(hours=1))
         )
     for number_id in world.fleet.number_ids:
-        day = local_date_of(MONDAY_NOON, ops.get_number(world.engine, number_id).timezone)  # type: ignore[union-attr]
-        assert ops.get_day_plan(world.engine, number_id, day) is not None
+        day = local_date_of(MONDAY_NOON, numbers.get_number(world.engine, number_id).timezone)  # type: ignore[union-attr]
+        assert days.get_day_plan(world.engine, number_id, day) is not None
         assert_all_terminal(world.engine, number_id, day)
     assert world.fleet.sends(), "the day should have sent something"
     sent_ids = [
@@ -460,7 +461,7 @@ def _all_messages(engine: Engine, number_id: int) -> list[OutboundMessage]:
     return [
         m
         for d in range(-1, 3)
-        for m in ops.list_messages(engine, number_id, date(2026, 11, 23) + timedelta(days=d))
+        for m in history.list_messages(engine, number_id, date(2026, 11, 23) + timedelta(days=d))
     ]
 
 
@@ -502,7 +503,7 @@ def test_any_retry_after_ends_queued_today_or_skipped_with_a_reason(world: World
         SendResult(OutcomeAction.RETRY, None, "429", http_status=429, retry_after=retry_after)
     )
     outcome = world.send(message.id, provider_for=lambda _n: provider)
-    row = ops.get_message(world.engine, message.id)
+    row = history.get_message(world.engine, message.id)
     assert row is not None and outcome.state == row.state
     if row.state == "queued":
         assert row.not_before is not None and local_date_of(row.not_before, SAO_PAULO) == world.day()
@@ -517,15 +518,15 @@ def test_a_message_that_keeps_hitting_the_rate_limit_is_skipped_after_the_last_a
     world.fleet.set_faults(world.phone, rate_limit=1.0, retry_after=1)
     outcomes = []
     for _ in range(MAX_ATTEMPTS + 2):
-        row = ops.get_message(world.engine, message.id)
+        row = history.get_message(world.engine, message.id)
         assert row is not None
         world.clock.set(max(world.clock.now(), row.scheduled_at, row.not_before or row.scheduled_at))
         outcomes.append(world.send(message.id).state)
     assert outcomes == ["queued"] * (MAX_ATTEMPTS - 1) + ["skipped", None, None]
-    row = ops.get_message(world.engine, message.id)
+    row = history.get_message(world.engine, message.id)
     assert row is not None and row.attempts == MAX_ATTEMPTS and row.reason and "gave up" in row.reason
     assert world.fleet.sends(world.phone) == []
-    day_plan = ops.get_day_plan(world.engine, world.number, world.day())
+    day_plan = days.get_day_plan(world.engine, world.number, world.day())
     assert day_plan is not None and day_plan.used == 0
     assert_accounting(world.engine)
 
@@ -534,7 +535,7 @@ def test_a_queued_message_past_local_midnight_is_skipped_not_sent_on_the_next_da
     world.plan()
     day = world.day()
     late = max(world.pending(), key=lambda m: m.scheduled_at)
-    ops.mark_queued(world.engine, [late.id], world.clock.now())
+    queue.mark_queued(world.engine, [late.id], world.clock.now())
     world.clock.set(datetime(2026, 11, 24, 3, 0, 1, tzinfo=UTC))  # 00:00:01 on Tuesday in Sao Paulo
     assert plan_number_day(world.runtime, world.number, world.day()).planned
     outcome = world.send(late.id)  # the broker delivers it only now
@@ -542,7 +543,7 @@ def test_a_queued_message_past_local_midnight_is_skipped_not_sent_on_the_next_da
     assert world.fleet.sends(world.phone) == []
     Scheduler(world.runtime, dispatch=_Recorder(), poll_replies=False).tick(world.clock.now())
     assert_all_terminal(world.engine, world.number, day)
-    tuesday = ops.get_day_plan(world.engine, world.number, world.day())
+    tuesday = days.get_day_plan(world.engine, world.number, world.day())
     assert tuesday is not None and tuesday.used == 0
     assert_accounting(world.engine)
 
@@ -554,8 +555,8 @@ def test_a_provider_answering_garbage_is_unknown_counted_and_not_resent(world: W
     world.fleet.set_faults(world.phone, malformed=1.0)
     assert world.send(message.id).state == "unknown"
     world.fleet.admin("DELETE", "/_sim/faults")
-    ops.mark_queued(world.engine, [message.id], world.clock.now())
+    queue.mark_queued(world.engine, [message.id], world.clock.now())
     assert world.send(message.id).status == "not_claimable"
     assert len(world.fleet.sends(world.phone)) == 1
-    assert ops.day_count(world.engine, world.number, world.day()) == 1
+    assert history.day_count(world.engine, world.number, world.day()) == 1
     assert_accounting(world.engine)

@@ -21,10 +21,12 @@ from sqlalchemy import Engine
 
 from tests.invariant_checks import assert_accounting, assert_quota_held, overfill, states
 from warmup.core.domain import Action, Decision, Reason
-from warmup.services.planning import days_to_plan
-from warmup.store import ops
+from warmup.core.spread import local_date_of
+from warmup.store import days, expiry, history, inbound, models, numbers, outcomes, pauses, queue
+from warmup.store.claims import ClaimStatus, claim
 from warmup.store.models import MessageState
-from warmup.store.ops import ClaimStatus, InvalidWrite, PlannedSend
+from warmup.store.sends import GAVE_WAY, PlannedSend, add_sends
+from warmup.store.tables import InvalidWrite
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DAY = date(2026, 11, 23)
@@ -32,7 +34,7 @@ _phones = itertools.count(1)
 
 
 def add_number(engine: Engine, timezone: str = "UTC") -> int:
-    return ops.add_number(
+    return numbers.add_number(
         engine,
         phone=f"+55119{next(_phones):08d}",
         provider="simulator",
@@ -60,25 +62,25 @@ def plan(
         PlannedSend(recipient="+5511988880000", text=f"m{i}", scheduled_at=at + timedelta(seconds=i))
         for i in range(count)
     ]
-    assert ops.plan_day(engine, number_id, decision, sends[:quota], now=NOW)
+    assert days.plan_day(engine, number_id, decision, sends[:quota], now=NOW)
     if count > quota:  # more than `add_sends` would take: the claim must still stop at the quota
         overfill(engine, number_id, day, sends[quota:])
-    return [m.id for m in ops.list_messages(engine, number_id, day) if m.id is not None]
+    return [m.id for m in history.list_messages(engine, number_id, day) if m.id is not None]
 
 
 def over_quota(engine: Engine, number_id: int, day: date = DAY) -> int:
     """How many of the day's messages that are not skipped exceed its quota (negative: room left)."""
-    plan = ops.get_day_plan(engine, number_id, day)
+    plan = days.get_day_plan(engine, number_id, day)
     assert plan is not None
-    return sum(m.state != "skipped" for m in ops.list_messages(engine, number_id, day)) - plan.quota
+    return sum(m.state != "skipped" for m in history.list_messages(engine, number_id, day)) - plan.quota
 
 
 def count_gave_way(engine: Engine, number_id: int) -> int:
-    return sum(m.reason == ops.GAVE_WAY for m in ops.list_messages(engine, number_id, DAY))
+    return sum(m.reason == GAVE_WAY for m in history.list_messages(engine, number_id, DAY))
 
 
 def message_state(engine: Engine, message_id: int) -> str:
-    message = ops.get_message(engine, message_id)
+    message = history.get_message(engine, message_id)
     assert message is not None
     return message.state
 
@@ -129,9 +131,9 @@ def test_random_interleavings_keep_the_books_and_never_resend(
         mid = ids[index % len(ids)]
         before = message_state(engine, mid)
         if name == "queue":
-            ops.mark_queued(engine, [mid], now)
+            queue.mark_queued(engine, [mid], now)
         elif name == "claim":
-            result = ops.claim(engine, mid, "w", now)
+            result = claim(engine, mid, "w", now)
             if result.claimed:
                 assert before in ("planned", "queued")
                 assert mid not in went_out, "a message that went out was claimed again"
@@ -139,39 +141,39 @@ def test_random_interleavings_keep_the_books_and_never_resend(
             else:
                 assert result.status is not ClaimStatus.NOT_DUE
         elif name == "sent":
-            changed = ops.record_sent(engine, mid, f"p{mid}", now)
+            changed = outcomes.record_sent(engine, mid, f"p{mid}", now)
             assert changed == (before in ("sending", "unknown"))
         elif name == "failed":
-            assert ops.record_failed(engine, mid, "no", now) == (before == "sending")
+            assert outcomes.record_failed(engine, mid, "no", now) == (before == "sending")
         elif name == "unknown":
-            assert ops.record_unknown(engine, mid, "timeout", now) == (before == "sending")
+            assert outcomes.record_unknown(engine, mid, "timeout", now) == (before == "sending")
         elif name == "skipped":
-            assert ops.record_skipped(engine, mid, "gave up", now) == (before == "sending")
+            assert outcomes.record_skipped(engine, mid, "gave up", now) == (before == "sending")
         elif name == "retry":
-            released = ops.release_for_retry(engine, mid, now, "429", now)
+            released = outcomes.release_for_retry(engine, mid, now, "429", now)
             assert released == (before == "sending")
             releases[mid] += released
         elif name == "recover":
-            ops.recover_stale(engine, now + timedelta(microseconds=1), now)
+            outcomes.recover_stale(engine, now + timedelta(microseconds=1), now)
         elif name == "cut":
-            day = ops.get_day_plan(engine, number, DAY)
+            day = days.get_day_plan(engine, number, DAY)
             assert day is not None
-            new = ops.cut_quota(engine, number, DAY, index, "throttle", now=now)
+            new = days.cut_quota(engine, number, DAY, index, "throttle", now=now)
             assert new == max(day.used, min(day.quota, index))
         elif name == "pause":
-            ops.pause_numbers(engine, reason="stop", actor="t", now=now, number_ids=[number])
+            pauses.pause_numbers(engine, reason="stop", actor="t", now=now, number_ids=[number])
         elif name == "resume":
-            ops.resume_numbers(engine, actor="t", now=now, number_ids=[number])
+            pauses.resume_numbers(engine, actor="t", now=now, number_ids=[number])
         elif name == "skip_rest":
-            ops.skip_remaining(engine, number, DAY, "throttled to zero", now)
+            expiry.skip_remaining(engine, number, DAY, "throttled to zero", now)
         elif name == "reply":
             before, gave_before = over_quota(engine, number), count_gave_way(engine, number)
             pending_openers = sum(
                 m.kind == "opener" and m.state in ("planned", "queued")
-                for m in ops.list_messages(engine, number, DAY)
+                for m in history.list_messages(engine, number, DAY)
             )
             reply = PlannedSend("+5511988880001", "re", now, kind="peer_reply", in_reply_to=ids[0])
-            added = ops.add_sends(engine, number, DAY, [reply], now=now)
+            added = add_sends(engine, number, DAY, [reply], now=now)
             after, gave_after = over_quota(engine, number), count_gave_way(engine, number)
             # a reply fits in the room left, else takes a pending opener's place, else is not added
             if before < 0:
@@ -181,7 +183,7 @@ def test_random_interleavings_keep_the_books_and_never_resend(
             else:  # not added; the openers that gave way in vain only bring an overfilled day down
                 assert added == [] and after == before - (gave_after - gave_before)
         elif name == "expire":
-            ops.expire_day(engine, now)  # the day is not over: must change nothing
+            expiry.expire_day(engine, now)  # the day is not over: must change nothing
             assert message_state(engine, mid) == before
         else:
             now += timedelta(seconds=1)
@@ -202,8 +204,8 @@ def test_random_interleavings_keep_the_books_and_never_resend(
             assert_quota_held(engine, number)
     for mid in ids:
         assert claims[mid] <= 1 + releases[mid]
-    counted = ops.day_count(engine, number, DAY)
-    day = ops.get_day_plan(engine, number, DAY)
+    counted = history.day_count(engine, number, DAY)
+    day = days.get_day_plan(engine, number, DAY)
     assert day is not None and counted <= day.quota <= quota
 
 
@@ -213,29 +215,29 @@ def test_random_interleavings_keep_the_books_and_never_resend(
 def test_crash_between_claim_and_record_leaves_unknown_counted_and_never_resent(engine: Engine) -> None:
     number = add_number(engine)
     first, second = plan(engine, number, 2, 2)
-    assert ops.claim(engine, first, "doomed-worker", NOW).claimed  # ...and the worker dies here
+    assert claim(engine, first, "doomed-worker", NOW).claimed  # ...and the worker dies here
     assert_accounting(engine)
-    assert ops.recover_stale(engine, NOW, NOW) == 0  # not stale yet: a live worker keeps its claim
+    assert outcomes.recover_stale(engine, NOW, NOW) == 0  # not stale yet: a live worker keeps its claim
     later = NOW + timedelta(minutes=11)
-    assert ops.recover_stale(engine, later - timedelta(minutes=10), later) == 1
-    row = ops.get_message(engine, first)
+    assert outcomes.recover_stale(engine, later - timedelta(minutes=10), later) == 1
+    row = history.get_message(engine, first)
     assert row is not None and row.state == "unknown" and row.reason and "claim expired" in row.reason
-    assert ops.day_count(engine, number, DAY) == 1
+    assert history.day_count(engine, number, DAY) == 1
     # the broker redelivers, the dispatcher re-queues, a late worker reports: never a second send
-    assert ops.claim(engine, first, "other-worker", later).status is ClaimStatus.NOT_CLAIMABLE
-    assert ops.mark_queued(engine, [first], later) == []
-    assert ops.requeue_lost(engine, later + timedelta(days=1), later) == []
-    assert not ops.release_for_retry(engine, first, later, "429", later)
-    assert not ops.record_skipped(engine, first, "gave up", later)
+    assert claim(engine, first, "other-worker", later).status is ClaimStatus.NOT_CLAIMABLE
+    assert queue.mark_queued(engine, [first], later) == []
+    assert queue.requeue_lost(engine, later + timedelta(days=1), later) == []
+    assert not outcomes.release_for_retry(engine, first, later, "429", later)
+    assert not outcomes.record_skipped(engine, first, "gave up", later)
     assert_accounting(engine)
     # the slot stays taken: only one more message fits in the quota of two
-    assert ops.claim(engine, second, "other-worker", later).claimed
+    assert claim(engine, second, "other-worker", later).claimed
     extra = overfill(engine, number, DAY, [PlannedSend("+5511988880001", "x", NOW - timedelta(minutes=5))])
-    assert ops.claim(engine, extra[0], "other-worker", later).status is ClaimStatus.QUOTA_REACHED
-    assert ops.add_sends(engine, number, DAY, [PlannedSend("+5511988880001", "x", NOW)], now=NOW) == []
+    assert claim(engine, extra[0], "other-worker", later).status is ClaimStatus.QUOTA_REACHED
+    assert add_sends(engine, number, DAY, [PlannedSend("+5511988880001", "x", NOW)], now=NOW) == []
     # a late confirmation of the first one turns it sent, still counted once
-    assert ops.record_sent(engine, first, "wamid.1", later)
-    assert ops.day_count(engine, number, DAY) == 2
+    assert outcomes.record_sent(engine, first, "wamid.1", later)
+    assert history.day_count(engine, number, DAY) == 2
     assert_accounting(engine)
 
 
@@ -245,7 +247,7 @@ def test_crash_between_claim_and_record_leaves_unknown_counted_and_never_resent(
 def test_no_claim_started_after_pause_returns_succeeds(engine: Engine) -> None:
     number = add_number(engine)
     ids = plan(engine, number, 400, 400)
-    ops.mark_queued(engine, ids, NOW)
+    queue.mark_queued(engine, ids, NOW)
     results: list[tuple[float, ClaimStatus]] = []
     lock = threading.Lock()
     start = threading.Barrier(5)
@@ -256,7 +258,7 @@ def test_no_claim_started_after_pause_returns_succeeds(engine: Engine) -> None:
         start.wait()
         for mid in order:
             began = time.monotonic()
-            status = ops.claim(engine, mid, f"w{seed}", NOW).status
+            status = claim(engine, mid, f"w{seed}", NOW).status
             with lock:
                 results.append((began, status))
 
@@ -269,7 +271,9 @@ def test_no_claim_started_after_pause_returns_succeeds(engine: Engine) -> None:
             if len(results) >= 40:
                 break
         time.sleep(0.001)
-    assert ops.pause_numbers(engine, reason="admin", actor="admin", now=NOW, number_ids=[number]) == [number]
+    assert pauses.pause_numbers(engine, reason="admin", actor="admin", now=NOW, number_ids=[number]) == [
+        number
+    ]
     returned = time.monotonic()
     for thread in threads:
         thread.join()
@@ -290,20 +294,20 @@ def test_local_midnight_passing_skips_the_queued_rest_without_touching_the_next_
     # 23:30 local on the 24th is 09:30 UTC on the 24th
     evening = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     ids = plan(engine, number, 5, 5, day=day, at=evening)
-    ops.mark_queued(engine, ids, evening)
-    assert ops.claim(engine, ids[0], "w", evening + timedelta(minutes=1)).claimed
-    assert ops.record_sent(engine, ids[0], "p", evening + timedelta(minutes=1))
+    queue.mark_queued(engine, ids, evening)
+    assert claim(engine, ids[0], "w", evening + timedelta(minutes=1)).claimed
+    assert outcomes.record_sent(engine, ids[0], "p", evening + timedelta(minutes=1))
     past_midnight = datetime(2026, 11, 24, 10, 0, 1, tzinfo=UTC)  # 00:00:01 on the 25th, local
     midnight = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     next_ids = plan(engine, number, 3, 3, day=day + timedelta(days=1), at=midnight)
-    result = ops.claim(engine, ids[1], "w", past_midnight)
+    result = claim(engine, ids[1], "w", past_midnight)
     assert result.status is ClaimStatus.DAY_OVER
-    assert ops.expire_day(engine, past_midnight, reason="its local day ended") == 3
+    assert expiry.expire_day(engine, past_midnight, reason="its local day ended") == 3
     assert states(engine, number, day) == {"sent": 1, "skipped": 4}
-    assert all(m.reason for m in ops.list_messages(engine, number, day) if m.state == "skipped")
-    tomorrow = ops.get_day_plan(engine, number, day + timedelta(days=1))
+    assert all(m.reason for m in history.list_messages(engine, number, day) if m.state == "skipped")
+    tomorrow = days.get_day_plan(engine, number, day + timedelta(days=1))
     assert tomorrow is not None and tomorrow.used == 0  # nothing of yesterday landed on today's quota
-    assert all(ops.claim(engine, mid, "w", midnight + timedelta(seconds=5)).claimed for mid in next_ids)
+    assert all(claim(engine, mid, "w", midnight + timedelta(seconds=5)).claimed for mid in next_ids)
     assert_accounting(engine)
 
 
@@ -322,21 +326,21 @@ def test_dst_days_count_every_real_instant_of_the_local_day(
 ) -> None:
     start, end = start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
     tick = timedelta(microseconds=1)
-    assert ops.local_date_of(zone, start - tick) == day - timedelta(days=1)
-    assert ops.local_date_of(zone, start) == day
-    assert ops.local_date_of(zone, end - tick) == day
-    assert ops.local_date_of(zone, end) == day + timedelta(days=1)
+    assert local_date_of(start - tick, zone) == day - timedelta(days=1)
+    assert local_date_of(start, zone) == day
+    assert local_date_of(end - tick, zone) == day
+    assert local_date_of(end, zone) == day + timedelta(days=1)
     number = add_number(engine, zone)
     ids = plan(engine, number, 3, 3, day=day, at=start)
-    assert ops.claim(engine, ids[0], "w", start + timedelta(seconds=5)).claimed
-    assert ops.claim(engine, ids[1], "w", end - tick).claimed  # the 23rd or 25th hour is still the day
-    assert ops.claim(engine, ids[2], "w", end).status is ClaimStatus.DAY_OVER
-    assert ops.day_count(engine, number, day) == 2
+    assert claim(engine, ids[0], "w", start + timedelta(seconds=5)).claimed
+    assert claim(engine, ids[1], "w", end - tick).claimed  # the 23rd or 25th hour is still the day
+    assert claim(engine, ids[2], "w", end).status is ClaimStatus.DAY_OVER
+    assert history.day_count(engine, number, day) == 2
     for i, at in enumerate((start, end - timedelta(minutes=1), end)):
-        ops.add_inbound(
+        inbound.add_inbound(
             engine, number, kind="message", provider_message_id=f"in{i}", received_at=at, chat_phone="+1"
         )
-    assert ops.day_outcome(engine, number, day).replies == 2  # the reply at `end` is the next day's
+    assert history.day_outcome(engine, number, day).replies == 2  # the reply at `end` is the next day's
     assert_accounting(engine)
 
 
@@ -344,19 +348,19 @@ def test_one_tick_plans_numbers_two_calendar_days_apart(engine: Engine) -> None:
     kiritimati = add_number(engine, "Pacific/Kiritimati")  # UTC+14
     pago_pago = add_number(engine, "Pacific/Pago_Pago")  # UTC-11
     now = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)  # 00:30 on the 24th and 23:30 on the 22nd
-    assert sorted(days_to_plan(engine, now)) == [
+    assert sorted(days.unplanned(engine, now)) == [
         (kiritimati, date(2026, 11, 24)),
         (pago_pago, date(2026, 11, 22)),
     ]
     plan(engine, kiritimati, 2, 2, day=date(2026, 11, 24), at=now - timedelta(minutes=10))
     plan(engine, pago_pago, 2, 2, day=date(2026, 11, 22), at=now - timedelta(minutes=10))
-    assert days_to_plan(engine, now) == []
-    assert ops.expire_day(engine, now) == 0  # both days are running
+    assert days.unplanned(engine, now) == []
+    assert expiry.expire_day(engine, now) == 0  # both days are running
     later = datetime(2026, 11, 23, 11, 0, 1, tzinfo=UTC)  # Pago Pago's 22nd is over, Kiritimati's is not
-    assert ops.expire_day(engine, later) == 2
+    assert expiry.expire_day(engine, later) == 2
     assert states(engine, pago_pago, date(2026, 11, 22)) == {"skipped": 2}
     assert states(engine, kiritimati, date(2026, 11, 24)) == {"planned": 2}
-    assert days_to_plan(engine, later) == [(pago_pago, date(2026, 11, 23))]
+    assert days.unplanned(engine, later) == [(pago_pago, date(2026, 11, 23))]
 
 
 # ------------------------------------------------------------------------------ bad input, no change
@@ -366,7 +370,7 @@ def _snapshot(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
     tables = ("numbers", "day_plans", "outbound_messages", "audit_log")
     with engine.connect() as conn:
         return {
-            name: [tuple(r) for r in conn.execute(sa.select(ops.metadata.tables[name])).all()]
+            name: [tuple(r) for r in conn.execute(sa.select(models.metadata.tables[name])).all()]
             for name in tables
         }
 
@@ -386,17 +390,17 @@ def test_plan_day_with_one_bad_message_changes_nothing(engine: Engine) -> None:
     ]
     for sends in bad_inputs:
         with pytest.raises(InvalidWrite):
-            ops.plan_day(engine, number, pause, sends, now=NOW)
+            days.plan_day(engine, number, pause, sends, now=NOW)
         assert _snapshot(engine) == before
     with pytest.raises(InvalidWrite, match="in_reply_to"):  # a reply to a message that does not exist
-        ops.plan_day(engine, number, pause, [good, PlannedSend("+5511988880000", "r", NOW, in_reply_to=999)])
+        days.plan_day(engine, number, pause, [good, PlannedSend("+5511988880000", "r", NOW, in_reply_to=999)])
     assert _snapshot(engine) == before
     with pytest.raises(InvalidWrite):
-        ops.plan_day(engine, number, pause, [good], cut=-1)
+        days.plan_day(engine, number, pause, [good], cut=-1)
     assert _snapshot(engine) == before
     # and the same day can still be planned properly afterwards, once
-    assert ops.plan_day(engine, number, pause, [good], now=NOW)
-    assert not ops.plan_day(engine, number, pause, [good, good], now=NOW)
+    assert days.plan_day(engine, number, pause, [good], now=NOW)
+    assert not days.plan_day(engine, number, pause, [good, good], now=NOW)
     assert states(engine, number, DAY) == {"planned": 1}
     assert_accounting(engine)
 
@@ -404,20 +408,18 @@ def test_plan_day_with_one_bad_message_changes_nothing(engine: Engine) -> None:
 def test_bad_writes_to_a_running_day_change_nothing(engine: Engine) -> None:
     number = add_number(engine)
     ids = plan(engine, number, 2, 2)
-    assert ops.claim(engine, ids[0], "w", NOW).claimed
+    assert claim(engine, ids[0], "w", NOW).claimed
     before = _snapshot(engine)
     with pytest.raises(InvalidWrite):
-        ops.add_sends(
-            engine, number, DAY, [PlannedSend("+5511988880000", "ok", NOW), PlannedSend("x", "b", NOW)]
-        )
+        add_sends(engine, number, DAY, [PlannedSend("+5511988880000", "ok", NOW), PlannedSend("x", "b", NOW)])
     with pytest.raises(InvalidWrite):
-        ops.cut_quota(engine, number, DAY, -1, "negative")
+        days.cut_quota(engine, number, DAY, -1, "negative")
     with pytest.raises(InvalidWrite):
-        ops.claim(engine, ids[1], "w", NOW.replace(tzinfo=None))
+        claim(engine, ids[1], "w", NOW.replace(tzinfo=None))
     with pytest.raises(InvalidWrite):
-        ops.release_for_retry(engine, ids[0], NOW.replace(tzinfo=None), "naive")
+        outcomes.release_for_retry(engine, ids[0], NOW.replace(tzinfo=None), "naive")
     with pytest.raises(InvalidWrite):
-        ops.pause_numbers(engine, reason="x", actor="t", now=NOW)  # no target
+        pauses.pause_numbers(engine, reason="x", actor="t", now=NOW)  # no target
     assert _snapshot(engine) == before
     assert message_state(engine, ids[0]) == MessageState.SENDING
     assert_accounting(engine)

@@ -14,8 +14,10 @@ import sqlalchemy as sa
 
 from tests.invariant_checks import overfill
 from warmup.core.domain import Action, Decision
-from warmup.store import db, ops
-from warmup.store.ops import ClaimStatus, PlannedSend
+from warmup.store import claims, days, db, history
+from warmup.store.claims import ClaimStatus
+from warmup.store.numbers import add_number
+from warmup.store.sends import PlannedSend
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +39,7 @@ def _setup(url: str, numbers: int, messages_per_number: int, quota: int) -> list
     engine = db.make_engine(url)
     ids: list[int] = []
     for index in range(numbers):
-        number_id = ops.add_number(
+        number_id = add_number(
             engine,
             phone=f"+55119999{index:05d}",
             provider="simulator",
@@ -53,11 +55,11 @@ def _setup(url: str, numbers: int, messages_per_number: int, quota: int) -> list
             for i in range(messages_per_number)
         ]
         if len(sends) > quota:  # more messages than the quota: plan the quota, add the rest
-            assert ops.plan_day(engine, number_id, decision, sends[:quota])
+            assert days.plan_day(engine, number_id, decision, sends[:quota])
             overfill(engine, number_id, DAY, sends[quota:])  # past the quota: the claims must hold the line
         else:
-            assert ops.plan_day(engine, number_id, decision, sends)
-        ids.extend(m.id for m in ops.list_messages(engine, number_id, DAY) if m.id is not None)
+            assert days.plan_day(engine, number_id, decision, sends)
+        ids.extend(m.id for m in history.list_messages(engine, number_id, DAY) if m.id is not None)
     engine.dispose()
     return ids
 
@@ -75,7 +77,7 @@ def _claim_everything(url: str, ids: list[int], process: int) -> dict[str, list[
         mine: dict[str, list[int]] = {}
         barrier.wait()
         for message_id in ids:
-            result = ops.claim(engine, message_id, worker, NOW)
+            result = claims.claim(engine, message_id, worker, NOW)
             mine.setdefault(str(result.status), []).append(message_id)
             if result.claimed:
                 mine.setdefault(f"won-by:{worker}", []).append(message_id)
@@ -141,7 +143,7 @@ def test_quota_race_claims_exactly_the_quota(url: str) -> None:
     with engine.connect() as conn:
         states = Counter(conn.execute(sa.text("SELECT state FROM outbound_messages")).scalars().all())
         used = conn.execute(sa.text("SELECT used FROM day_plans")).scalar_one()
-    assert ops.day_count(engine, 1, DAY) == 50
+    assert history.day_count(engine, 1, DAY) == 50
     engine.dispose()
     assert states == Counter({"sending": 50, "skipped": 150})
     assert used == 50

@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import require_service
-from warmup.store import ops
-from warmup.testing.harness import FleetHarness, FleetSpec
+from warmup.store import tables
+from warmup.testing.harness import FleetHarness, FleetSpec, running_fleet
 from warmup.testing.services import RedisServer, ServiceUnavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(280)]
@@ -50,12 +50,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def fleet(pg_url: str, redis_server: RedisServer, tmp_path: Path) -> Iterator[FleetHarness]:
-    harness = FleetHarness(SPEC, pg_url, redis_server, tmp_path)
-    try:
-        harness.setup()
+    with running_fleet(SPEC, pg_url, redis_server, tmp_path) as harness:
         yield harness
-    finally:
-        harness.close()
 
 
 def _provider_ids(harness: FleetHarness, ids: list[int]) -> dict[int, str | None]:
@@ -63,7 +59,9 @@ def _provider_ids(harness: FleetHarness, ids: list[int]) -> dict[int, str | None
         return {}
     with harness.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(ops.MESSAGES.c.id, ops.MESSAGES.c.provider_message_id).where(ops.MESSAGES.c.id.in_(ids))
+            sa.select(tables.MESSAGES.c.id, tables.MESSAGES.c.provider_message_id).where(
+                tables.MESSAGES.c.id.in_(ids)
+            )
         ).all()
     return {int(row.id): row.provider_message_id for row in rows}
 
@@ -73,7 +71,7 @@ def _states(harness: FleetHarness, ids: list[int]) -> dict[int, str]:
         return {}
     with harness.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(ops.MESSAGES.c.id, ops.MESSAGES.c.state).where(ops.MESSAGES.c.id.in_(ids))
+            sa.select(tables.MESSAGES.c.id, tables.MESSAGES.c.state).where(tables.MESSAGES.c.id.in_(ids))
         ).all()
     return {int(row.id): str(row.state) for row in rows}
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import Engine
 
 from warmup.cli.common import console, database_url, database_url_option, settings, writable_file
 from warmup.core.errors import UserError
+from warmup.store.db import Engine
 
 
 def _show(table: Table) -> None:

@@ -54,7 +54,8 @@ def settings() -> Settings:
 
 def database_url(option: str | None) -> str:
     """The URL a command uses: `--database-url`, else the settings; checked for a supported scheme."""
-    from warmup.services.admin import check_database_url
+    # A late import: SQLAlchemy loads only for the commands that use a database.
+    from warmup.store.db import check_database_url
 
     url = option or settings().database_url
     check_database_url(url)

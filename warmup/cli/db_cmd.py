@@ -8,8 +8,14 @@ import typer
 
 from warmup.cli.common import database_url, database_url_option
 from warmup.core.errors import UserError
-from warmup.services.admin import database_problem, missing_sqlite_file
-from warmup.store.db import current_revision, head_revision, mask_url, upgrade
+from warmup.store.db import (
+    current_revision,
+    database_problem,
+    head_revision,
+    mask_url,
+    missing_sqlite_file,
+    upgrade,
+)
 
 db_app = typer.Typer(help="Create or upgrade the database schema.", no_args_is_help=True)
 

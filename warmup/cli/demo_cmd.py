@@ -1,4 +1,5 @@
-"""`warmup demo`: the first command a newcomer runs (`make demo`); the work is in `warmup.cli.demo`."""
+"""`warmup demo`: the first command a newcomer runs (`make demo`); the work is in `warmup.cli.demo`, the
+live view in `warmup.cli.live`, the summary table and chart in `warmup.cli.summary`."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def demo(
     end: a summary and three invariant checks against the simulator's send log (exit code 1 if one
     fails). Ctrl-C stops early and still prints the summary. Nothing touches the real WhatsApp.
     """
-    from warmup.cli.demo import DemoOptions, run_demo, summary_table
+    # Late: the demo loads the simulator, the workers and the store; `warmup --help` should not wait.
+    from warmup.cli.demo import DemoOptions, run_demo
+    from warmup.cli.summary import summary_table
 
     console = Console(highlight=False)
     if not console.is_terminal:  # CI logs: wide lines rather than tables wrapped at 80 columns

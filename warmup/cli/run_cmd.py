@@ -15,7 +15,7 @@ import typer
 from warmup.cli.common import database_url, database_url_option, settings
 from warmup.config import Settings
 from warmup.core.errors import UserError
-from warmup.store.db import mask_url
+from warmup.store.db import database_problem, mask_url
 
 
 def _stop_on_signals() -> threading.Event:
@@ -62,8 +62,6 @@ def run(
     except UserError:
         raise
     except Exception as exc:
-        from warmup.services.admin import database_problem
-
         raise UserError(f"cannot start on {mask_url(target)}: {database_problem(exc, target)}") from None
     print(
         f"warmup running (embedded, {threads} send threads, database {mask_url(target)}, "

@@ -12,9 +12,8 @@ from warmup.cli.common import database_url, database_url_option, settings
 from warmup.core.errors import UserError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from warmup.clock import Clock
+    from warmup.store.db import Engine
 
 
 def _bind(host: str, port: int) -> socket.socket:

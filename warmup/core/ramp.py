@@ -122,19 +122,26 @@ def is_sending_weekday(plan: Plan, local_date: date) -> bool:
 
 
 def state_after(state: NumberState, decision: Decision) -> NumberState:
-    """The state to keep after ``decision``, for the next local day's `decide`.
+    """The state to keep after ``decision``, for the next local day's `decide` (the store keeps exactly
+    this: `warmup.store.days`).
 
-    A PAUSE decision pauses the number (only a resume ends a pause) and remembers the volume before it.
+    A PAUSE decision pauses the number (only a resume ends a pause), remembers the volume before it and
+    leaves nothing pending (as an admin pause does: `paused_state`); `pause_reason` says why.
     """
     newly_paused = decision.action is Action.PAUSE and not state.paused
     return replace(
         state,
         plan_day=decision.plan_day,
-        advance_pending=decision.next_plan_day > decision.plan_day,
+        advance_pending=decision.next_plan_day > decision.plan_day and not newly_paused,
         last_volume=decision.quota if decision.quota > 0 else state.last_volume,
         paused=state.paused or decision.action is Action.PAUSE,
         paused_volume=state.last_volume if newly_paused else state.paused_volume,
     )
+
+
+def pause_reason(decision: Decision) -> str:
+    """Why a PAUSE decision paused the number: the texts of its pausing reasons."""
+    return "; ".join(r.text for r in decision.reasons if r.action is Action.PAUSE) or "risk policy"
 
 
 def paused_state(state: NumberState) -> NumberState:

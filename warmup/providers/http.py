@@ -1,6 +1,6 @@
 """What the HTTP providers share: the process's one pooled httpx client (each request carries its
-number's token), reads through the keep-alive client (`keepalive`), and the POST of a JSON send up to
-where each provider reads its own 2xx answer.
+number's token; TLS with the one context of `tls`), reads through the keep-alive client (`keepalive`),
+and the POST of a JSON send up to where each provider reads its own 2xx answer.
 
 Actors run in threads; `httpx.Client` is thread-safe and reuses connections, so a provider object is
 built once per number and shared by the worker's threads, and all of them share one client.
@@ -9,7 +9,6 @@ built once per number and shared by the worker's threads, and all of them share 
 from __future__ import annotations
 
 import json
-import ssl
 import threading
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from warmup.providers.errors import (
     clean_reason,
     transport_rule,
 )
+from warmup.providers.tls import shared_ssl_context
 from warmup.secrets import Secret
 
 USER_AGENT = f"warmup/{__version__}"
@@ -50,24 +50,8 @@ def as_timeout(timeout: httpx.Timeout | float | None) -> httpx.Timeout:
     return httpx.Timeout(float(timeout))
 
 
-_ssl_lock = threading.Lock()
-_ssl_context: ssl.SSLContext | None = None
+_lock = threading.Lock()
 _env_proxies: bool | None = None
-
-
-def shared_ssl_context() -> ssl.SSLContext:
-    """The process's ONE verifying SSL context (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``, as httpx
-    picks by default), built on first use.
-
-    Each `httpx.Client` would otherwise load the CA bundle into a context of its own: 20-45 ms of CPU
-    and about 0.8 MiB per client, i.e. per number a worker touches. A context is safe to share between
-    clients and threads once built; certificate and host name verification stay on.
-    """
-    global _ssl_context
-    with _ssl_lock:
-        if _ssl_context is None:
-            _ssl_context = httpx.create_ssl_context()
-        return _ssl_context
 
 
 def proxies_in_env() -> bool:
@@ -78,7 +62,7 @@ def proxies_in_env() -> bool:
     numbers. Without proxy variables the scan finds nothing, and skipping it changes nothing.
     """
     global _env_proxies
-    with _ssl_lock:
+    with _lock:
         if _env_proxies is None:
             _env_proxies = bool(urllib.request.getproxies())
         return _env_proxies
@@ -104,7 +88,7 @@ def shared_client() -> httpx.Client:
     global _client
     context = shared_ssl_context()
     proxies = proxies_in_env()  # proxies only: the shared SSL context already honours SSL_CERT_*
-    with _ssl_lock:
+    with _lock:
         if _client is None:
             _client = httpx.Client(
                 transport=httpx.HTTPTransport(verify=context, limits=SHARED_LIMITS),

@@ -1,18 +1,30 @@
 """A small keep-alive HTTP/1.1 client on the standard library's `http.client`, for the risk meter.
 
 Why not the httpx client the sends use: planning reads every number's meter at the start of its day, one
-request per number, so a fleet's reads come in one burst, and on a 2-core machine an httpx request costs
-about 400 us of CPU (client, httpcore and h11 are pure Python) where `http.client` costs about 100 us.
-At 10,000 numbers that difference was the largest single cost of planning a day. Sends keep httpx: how a
-failed send is classified (not sent / unknown) rests on httpx's precise transport errors, while a meter
-read is safe to repeat and any failure just means the local meter is used.
+request per number, so a fleet's reads come in one burst, and an httpx request costs about three times
+the CPU of one on `http.client` (client, httpcore and h11 are pure Python; figures below). At 10,000
+numbers that difference was the largest single cost of planning a day. Sends keep httpx: how a failed
+send is classified (not sent / unknown) rests on httpx's precise transport errors, while a meter read is
+safe to repeat and any failure just means the local meter is used.
 
 Connections are kept per thread (an `http.client` connection is not thread-safe) and per scheme, host and
 port; a connection idle for longer than `KEEPALIVE_SECONDS`, or one the server has closed while it sat
 idle, is replaced before use, and a request that fails on a reused connection is tried once more on a
-fresh one. TLS uses the process's one verifying context (`http.shared_ssl_context`). With proxy
-variables in the environment, `usable` says no and callers use httpx, which honours them.
+fresh one. TLS uses the process's one verifying context (`tls.shared_ssl_context`). With proxy
+variables in the environment, `http.HttpProvider._read` uses httpx instead, which honours them.
 """
+
+# Why hand-written (issue 11: keep it only if the libraries clearly cost more): `benchmarks/keepalive.py`
+# GETs the simulator's risk meter over one kept-alive loopback connection through each client, 9
+# interleaved rounds of 2,000, and measures the client thread's CPU per GET: median, ratio to ours, and
+# in brackets the median of the ratios paired within a round. 2 cores, load average 3-7 from other jobs,
+# urllib3 2.8.0 installed for the run (`PYTHONPATH=<dir with urllib3> .venv/bin/python
+# benchmarks/keepalive.py`), httpx 0.29.0, httpcore 1.0.9:
+#   ours 166 us; bare http.client 148 us (0.89x, 0.88x); urllib3 PoolManager 312 us (1.89x, 1.91x),
+#   HTTPConnectionPool 279 us (1.69x, 1.51x); httpcore ConnectionPool 289 us (1.74x, 1.69x);
+#   httpx.Client 532 us (3.21x, 3.07x). Over three runs: urllib3 1.51-1.94x, httpcore 1.69-1.86x,
+#   httpx 3.07-3.44x, the bare connection 0.84-0.97x.
+# Every library costs clearly more (>= 1.3x), so ours stays.
 
 from __future__ import annotations
 
@@ -24,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
+
+from warmup.providers.tls import shared_ssl_context
 
 KEEPALIVE_SECONDS = 4.0
 """Idle connections are dropped before typical server keep-alive timeouts (uvicorn: 5 s)."""
@@ -93,8 +107,6 @@ def _closed_while_idle(conn: http.client.HTTPConnection) -> bool:
 def _connect(target: _Target, connect_timeout: float) -> http.client.HTTPConnection:
     conn: http.client.HTTPConnection
     if target.https:
-        from warmup.providers.http import shared_ssl_context
-
         conn = http.client.HTTPSConnection(
             target.host, target.port, timeout=connect_timeout, context=shared_ssl_context()
         )

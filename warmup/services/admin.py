@@ -3,7 +3,7 @@
 Service functions over the store, shared by the CLI (`warmup.cli.admin_cmd`) and the chat commands
 (`warmup.services.chat_commands`), so both act and explain the same way.
 
-Pause and resume go through `store.ops.pause_numbers` / `resume_numbers`: once a pause returns, no new
+Pause and resume go through `store.pauses.pause_numbers` / `resume_numbers`: once a pause returns, no new
 send of the number can start (the claim re-checks the state) and its planned messages are skipped. A
 resume re-enters gradually (the plan's `risk.resume` policy, from `resumed_on` and `paused_volume`) and
 the scheduler re-spreads what is left of the day over the window time left
@@ -15,66 +15,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from warmup.core.domain import DayOutcome, Reading
 from warmup.core.errors import UserError
 from warmup.core.spread import local_date_of, local_day_bounds
 from warmup.services import metrics
-from warmup.store import ops
-from warmup.store.db import READ_ONLY, current_revision, head_revision, make_engine, mask_url
+from warmup.store import audit, pauses, readings
+from warmup.store.days import get_day_plan, planned_dates
+from warmup.store.db import (
+    Engine,
+    check_database_url,
+    current_revision,
+    database_problem,
+    head_revision,
+    make_engine,
+    mask_url,
+    missing_sqlite_file,
+)
+from warmup.store.history import day_outcome
 from warmup.store.models import AuditLog, DayPlan, Number, NumberStatus
-
-SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
-URL_EXAMPLES = "sqlite:///warmup.db or postgresql://USER:PASSWORD@HOST:5432/DB"
-
-
-def check_database_url(url: str) -> None:
-    """Refuse, before any connection, a URL that is not SQLite or PostgreSQL (the only stores supported).
-
-    The message shows the URL only masked: a URL that does not parse may still hold a password.
-    """
-    try:
-        backend = make_url(url).get_backend_name()
-    except Exception:
-        raise UserError(
-            f"WARMUP_DATABASE_URL / --database-url is not a database URL: expected {URL_EXAMPLES}"
-        ) from None
-    if backend not in SUPPORTED_SCHEMES:
-        raise UserError(
-            f"unsupported database {mask_url(url)}: warmup stores its data in SQLite or PostgreSQL, "
-            f"e.g. {URL_EXAMPLES}"
-        )
-
-
-def missing_sqlite_file(url: str) -> str | None:
-    """The path of a SQLite database file that does not exist yet (None for anything else).
-
-    Reading commands must not create an empty database file where a typo pointed them.
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    if parsed.query.get("mode") == "memory" or str(parsed.database).startswith("file:"):
-        return None
-    path = Path(str(parsed.database))
-    return None if path.exists() else str(path)
-
-
-def database_problem(exc: BaseException, url: str) -> str:
-    """The first line of a driver's message (`connection refused`, `unable to open ...`), password masked."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    try:
-        password = make_url(url).password
-    except Exception:
-        password = None
-    return first.replace(str(password), "***") if password else first
+from warmup.store.numbers import get_number, list_numbers
 
 
 def open_store(url: str) -> Engine:
@@ -119,7 +80,7 @@ class Target:
             object.__setattr__(self, "phone", normalize_phone(self.phone))
 
     def select(self) -> dict[str, Any]:
-        """Keyword arguments for `ops.pause_numbers` / `resume_numbers`."""
+        """Keyword arguments for `pauses.pause_numbers` / `resume_numbers`."""
         if self.phone is not None:
             return {"phones": [self.phone]}
         if self.plan is not None:
@@ -163,17 +124,17 @@ def _check_target(engine: Engine, target: Target) -> None:
     """Unknown phone or plan: a UserError that says which ones exist, before anything changes."""
     if target.phone is not None:
         number_by_phone(engine, target.phone)
-    elif target.plan is not None and not ops.list_numbers(engine, plan_name=target.plan):
-        plans = sorted({n.plan_name for n in ops.list_numbers(engine)})
+    elif target.plan is not None and not list_numbers(engine, plan_name=target.plan):
+        plans = sorted({n.plan_name for n in list_numbers(engine)})
         known = f"plans in use: {', '.join(plans)}" if plans else "no number is enrolled yet"
         raise UserError(f"no number uses plan {target.plan!r} ({known})")
 
 
 def _targeted(engine: Engine, target: Target) -> list[Number]:
     if target.phone is not None:
-        number = ops.get_number(engine, phone=target.phone)
+        number = get_number(engine, phone=target.phone)
         return [number] if number is not None else []
-    return ops.list_numbers(engine, plan_name=target.plan)
+    return list_numbers(engine, plan_name=target.plan)
 
 
 def pause(
@@ -194,10 +155,10 @@ def pause(
     if not reason.strip():
         raise UserError("the reason of a pause cannot be empty: say why, e.g. --reason 'new campaign'")
     _check_target(engine, target)
-    if target.all and not ops.list_numbers(engine):
+    if target.all and not list_numbers(engine):
         return Outcome([], [])
     until = now + duration if duration is not None else None
-    ids = ops.pause_numbers(engine, reason=reason, actor=actor, now=now, until=until, **target.select())
+    ids = pauses.pause_numbers(engine, reason=reason, actor=actor, now=now, until=until, **target.select())
 
     metrics.PAUSES.labels(actor=actor.split(":", 1)[0]).inc(len(ids))
     return _outcome(engine, target, ids)
@@ -208,20 +169,20 @@ def resume(
 ) -> Outcome:
     """Resume the targeted paused numbers (the rest of today is re-spread by the scheduler)."""
     _check_target(engine, target)
-    if target.all and not ops.list_numbers(engine):
+    if target.all and not list_numbers(engine):
         return Outcome([], [])
-    ids = ops.resume_numbers(engine, actor=actor, now=now, reason=reason, **target.select())
+    ids = pauses.resume_numbers(engine, actor=actor, now=now, reason=reason, **target.select())
     return _outcome(engine, target, ids)
 
 
 def end_expired_pauses(engine: Engine, now: datetime) -> list[int]:
     """Resume numbers whose timed pause is over; the scheduler does this every tick (ids resumed)."""
-    return ops.resume_expired(engine, now)
+    return pauses.resume_expired(engine, now)
 
 
 def number_by_phone(engine: Engine, phone: str) -> Number:
     """The enrolled number (the phone may be written with spaces or without the plus)."""
-    number = ops.get_number(engine, phone=normalize_phone(phone))
+    number = get_number(engine, phone=normalize_phone(phone))
     if number is None or number.id is None:
         raise UserError(
             f"unknown number {phone}: `warmup status --retired` lists the enrolled ones, "
@@ -255,12 +216,12 @@ class StatusRow:
 def status(engine: Engine, now: datetime, *, include_retired: bool = False) -> list[StatusRow]:
     """Every number's today (in its own time zone): quota, sends, replies, last reading and state."""
     rows = []
-    for number in ops.list_numbers(engine):
+    for number in list_numbers(engine):
         if number.id is None or (number.state == NumberStatus.RETIRED and not include_retired):
             continue
-        today = ops.local_date_of(number.timezone, now)
-        day = ops.get_day_plan(engine, number.id, today)
-        outcome = ops.day_outcome(engine, number.id, today)
+        today = local_date_of(now, number.timezone)
+        day = get_day_plan(engine, number.id, today)
+        outcome = day_outcome(engine, number.id, today)
         rows.append(
             StatusRow(
                 number_id=number.id,
@@ -272,7 +233,7 @@ def status(engine: Engine, now: datetime, *, include_retired: bool = False) -> l
                 used=day.used if day is not None else 0,
                 sent=outcome.sent,
                 replies=outcome.replies,
-                reading=ops.latest_reading(engine, number.id),
+                reading=readings.latest_reading(engine, number.id),
                 state=number.state,
                 paused_reason=number.paused_reason,
                 paused_until=number.paused_until,
@@ -374,49 +335,32 @@ def _detail(detail: dict[str, Any] | None) -> str:
     return "(" + ", ".join(f"{k}: {v}" for k, v in detail.items() if v not in (None, "", [])) + ")"
 
 
-def reading_of_day(engine: Engine, number_id: int, local_date: date) -> Reading | None:
-    """The newest reading stored for that local day (the one the day's decision used)."""
-    table = ops.READINGS
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        row = conn.execute(
-            sa.select(table)
-            .where(table.c.number_id == number_id, table.c.local_date == local_date)
-            .order_by(table.c.taken_at.desc(), table.c.id.desc())
-            .limit(1)
-        ).one_or_none()
-    if row is None:
-        return None
-    return Reading(row.overall, row.lifetime, row.response_rate, row.contacts, row.taken_at, row.source)
-
-
 def events_of_day(engine: Engine, number: Number, local_date: date) -> list[AuditLog]:
     """Audit rows of the number during that local day, oldest first."""
 
     assert number.id is not None
     start, end = local_day_bounds(local_date, number.timezone)
-    return [row for row in reversed(ops.list_audit(engine, number.id, limit=500)) if start <= row.at < end]
+    return [row for row in reversed(audit.list_audit(engine, number.id, limit=500)) if start <= row.at < end]
 
 
 def explain(engine: Engine, phone: str, now: datetime, local_date: date | None = None) -> Explanation:
     """Why the number got that day's volume (default: its today)."""
     number = number_by_phone(engine, phone)
     assert number.id is not None
-    day_date = local_date or ops.local_date_of(number.timezone, now)
-    day = ops.get_day_plan(engine, number.id, day_date)
+    day_date = local_date or local_date_of(now, number.timezone)
+    day = get_day_plan(engine, number.id, day_date)
     before = day_date - timedelta(days=1)
-    yesterday = (
-        ops.day_outcome(engine, number.id, before) if ops.get_day_plan(engine, number.id, before) else None
-    )
+    yesterday = day_outcome(engine, number.id, before) if get_day_plan(engine, number.id, before) else None
     return Explanation(
         phone=number.phone,
         local_date=day_date,
         day=day,
-        reading=reading_of_day(engine, number.id, day_date),
+        reading=readings.reading_of_day(engine, number.id, day_date),
         yesterday=yesterday,
-        outcome=ops.day_outcome(engine, number.id, day_date),
+        outcome=day_outcome(engine, number.id, day_date),
         events=events_of_day(engine, number, day_date),
         state=number.state,
-        today=ops.local_date_of(number.timezone, now),
+        today=local_date_of(now, number.timezone),
     )
 
 
@@ -441,28 +385,19 @@ def history(engine: Engine, phone: str, days: int = 60) -> list[HistoryDay]:
     """The number's planned days, oldest first (at most the last `days`)."""
     number = number_by_phone(engine, phone)
     assert number.id is not None
-    table = ops.DAY_PLANS
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        dates = list(
-            conn.execute(
-                sa.select(table.c.local_date)
-                .where(table.c.number_id == number.id)
-                .order_by(table.c.local_date.desc())
-                .limit(days)
-            ).scalars()
-        )
+    dates = planned_dates(engine, number.id, days)
 
     pause_days = {
         local_date_of(row.at, number.timezone)
-        for row in ops.list_audit(engine, number.id, limit=5000)
+        for row in audit.list_audit(engine, number.id, limit=5000)
         if row.action in ("pause", "auto_pause")
     }
     result = []
     for day_date in sorted(dates):
-        day = ops.get_day_plan(engine, number.id, day_date)
+        day = get_day_plan(engine, number.id, day_date)
         assert day is not None
-        outcome = ops.day_outcome(engine, number.id, day_date)
-        reading = reading_of_day(engine, number.id, day_date)
+        outcome = day_outcome(engine, number.id, day_date)
+        reading = readings.reading_of_day(engine, number.id, day_date)
         result.append(
             HistoryDay(
                 local_date=day_date,
@@ -524,5 +459,5 @@ def audit_log(
 ) -> list[tuple[AuditLog, str | None]]:
     """Newest audit rows first (optionally of one number), each with the phone it is about."""
     number_id = number_by_phone(engine, phone).id if phone else None
-    phones = {n.id: n.phone for n in ops.list_numbers(engine)}
-    return [(row, phones.get(row.number_id)) for row in ops.list_audit(engine, number_id, limit)]
+    phones = {n.id: n.phone for n in list_numbers(engine)}
+    return [(row, phones.get(row.number_id)) for row in audit.list_audit(engine, number_id, limit)]

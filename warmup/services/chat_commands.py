@@ -22,12 +22,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Engine
-
 from warmup.providers.base import Inbound, Provider
 from warmup.services import admin
 from warmup.services.fleet import current_admins
-from warmup.store import ops
+from warmup.store import audit, numbers
+from warmup.store.db import Engine
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +60,11 @@ def handle_inbound(engine: Engine, number_id: int, inbound: Inbound, now: dateti
         return None
     name, args = command
     sender = inbound.chat_phone
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     if number is None:
         return None
     if sender is None or sender not in current_admins(engine):
-        ops.audit(
+        audit.audit(
             engine,
             f"chat:{sender or 'unknown'}",
             "chat_command_refused",
@@ -76,7 +75,7 @@ def handle_inbound(engine: Engine, number_id: int, inbound: Inbound, now: dateti
         log.warning("number %s: ignored a chat command from non-admin %s", number_id, sender)
         return None
     actor = f"chat:{sender}"
-    ops.audit(engine, actor, "chat_command", number_id, {"command": name[:32], "args": args[:200]}, now)
+    audit.audit(engine, actor, "chat_command", number_id, {"command": name[:32], "args": args[:200]}, now)
     target = admin.Target(phone=number.phone)
     if name == "pause":
         outcome = admin.pause(engine, target, reason=args or "paused by chat command", actor=actor, now=now)
@@ -134,5 +133,5 @@ def process_inbound(
         detail: dict[str, object] = {"to": to, "sent": result.sent, "reason": result.reason[:200]}
     except Exception as exc:  # no token, bad URL: the admin sees the effect in `warmup status`
         detail = {"to": to, "sent": False, "reason": f"{type(exc).__name__}"}
-    ops.audit(engine, "chat", "chat_answer", number_id, detail, now)
+    audit.audit(engine, "chat", "chat_answer", number_id, detail, now)
     return answer

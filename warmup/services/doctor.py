@@ -14,17 +14,23 @@ from datetime import datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine
-
 from warmup.core.errors import UserError
 from warmup.core.spread import local_date_of
 from warmup.providers.base import OutcomeAction, Provider
 from warmup.providers.factory import make_provider
 from warmup.secrets import resolve_token
-from warmup.services.admin import check_database_url, database_problem, missing_sqlite_file
-from warmup.store import ops
-from warmup.store.db import current_revision, head_revision, make_engine, mask_url
+from warmup.store.db import (
+    Engine,
+    check_database_url,
+    current_revision,
+    database_problem,
+    head_revision,
+    make_engine,
+    mask_url,
+    missing_sqlite_file,
+)
 from warmup.store.models import Number, NumberStatus
+from warmup.store.numbers import list_numbers
 
 
 class Verdict(StrEnum):
@@ -159,7 +165,7 @@ def run(
     if engine is None:
         return checks
     try:
-        numbers = [n for n in ops.list_numbers(engine) if n.state != NumberStatus.RETIRED]
+        numbers = [n for n in list_numbers(engine) if n.state != NumberStatus.RETIRED]
     except Exception as exc:
         checks.append(Check("numbers", Verdict.FAIL, f"cannot be read: {type(exc).__name__}"))
         numbers = []

@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import Engine
 
 from warmup.core.plan.model import Plan
 from warmup.files.loader import load_yaml_model
@@ -36,9 +34,11 @@ from warmup.files.plans import load_plan
 from warmup.files.problems import PlanError, Problem, format_field
 from warmup.files.source import Document
 from warmup.secrets import SecretError, parse_token_ref
-from warmup.store import ops
-from warmup.store.db import READ_ONLY
-from warmup.store.models import MessageState, NumberStatus
+from warmup.store import audit as store_audit
+from warmup.store import pauses
+from warmup.store.db import Engine
+from warmup.store.models import NumberStatus
+from warmup.store.numbers import get_number, list_numbers, upsert_number
 
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 ADMINS_ACTION = "admins"
@@ -278,14 +278,7 @@ def _shown(value: Any) -> str:
 
 def current_admins(engine: Engine) -> tuple[str, ...]:
     """The admin phones of the last apply (empty before the first one)."""
-    audit = ops.AUDIT
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        detail = conn.execute(
-            sa.select(audit.c.detail)
-            .where(audit.c.action == ADMINS_ACTION)
-            .order_by(audit.c.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+    detail = store_audit.latest_detail(engine, ADMINS_ACTION)
     if not isinstance(detail, dict):
         return ()
     return tuple(str(phone) for phone in detail.get("admins", []))
@@ -293,7 +286,7 @@ def current_admins(engine: Engine) -> tuple[str, ...]:
 
 def plan_changes(engine: Engine, fleet: Fleet) -> list[Change]:
     """What `apply_changes` would do to make the store match `fleet` (empty: nothing to do)."""
-    stored = {number.phone: number for number in ops.list_numbers(engine)}
+    stored = {number.phone: number for number in list_numbers(engine)}
     changes: list[Change] = []
     for spec in fleet.numbers:
         number = stored.get(spec.phone)
@@ -331,23 +324,25 @@ def apply_changes(
         }
         if change.kind in ("add", "update", "reactivate"):
             assert change.spec is not None
-            number_id, _ = ops.upsert_number(
-                engine, phone=change.spec.phone, **change.spec.config(), now=stamp
-            )
+            number_id, _ = upsert_number(engine, phone=change.spec.phone, **change.spec.config(), now=stamp)
             if change.kind == "reactivate":
-                _set_state(engine, number_id, NumberStatus.ACTIVE, "back in the fleet file", stamp)
+                pauses.set_lifecycle(engine, number_id, NumberStatus.ACTIVE, "back in the fleet file", stamp)
             if change.kind == "add":
                 detail = {"config": {k: _json(v) for k, v in change.spec.config().items()}}
-            ops.audit(engine, actor, f"fleet_{change.kind}", number_id, detail, stamp)
+            store_audit.audit(engine, actor, f"fleet_{change.kind}", number_id, detail, stamp)
         elif change.kind == "retire":
             assert change.phone is not None
-            number = ops.get_number(engine, phone=change.phone)
+            number = get_number(engine, phone=change.phone)
             if number is not None and number.id is not None:
-                skipped = _set_state(engine, number.id, NumberStatus.RETIRED, "number retired", stamp)
-                ops.audit(engine, actor, "fleet_retire", number.id, {**detail, "skipped": skipped}, stamp)
+                skipped = pauses.set_lifecycle(
+                    engine, number.id, NumberStatus.RETIRED, "number retired", stamp
+                )
+                store_audit.audit(
+                    engine, actor, "fleet_retire", number.id, {**detail, "skipped": skipped}, stamp
+                )
         else:
             before = list(change.fields["admins"][0]) if "admins" in change.fields else []
-            ops.audit(
+            store_audit.audit(
                 engine, actor, ADMINS_ACTION, None, {"admins": list(change.admins), "before": before}, stamp
             )
 
@@ -358,33 +353,3 @@ def _json(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     return value
-
-
-def _set_state(engine: Engine, number_id: int, state: NumberStatus, reason: str, now: datetime) -> int:
-    """Retire (skipping the number's pending messages) or reactivate a number in one transaction;
-    returns how many messages were skipped. Locks the number row first, like a claim does."""
-    numbers, messages = ops.NUMBERS, ops.MESSAGES
-    claimable = (MessageState.PLANNED.value, MessageState.QUEUED.value)
-    with engine.begin() as conn:
-        conn.execute(sa.select(numbers.c.id).where(numbers.c.id == number_id).with_for_update()).one()
-        conn.execute(
-            sa.update(numbers)
-            .where(numbers.c.id == number_id)
-            .values(
-                state=state.value,
-                paused_reason=None,
-                paused_until=None,
-                paused_at=None,
-                advance_pending=False,
-                updated_at=now,
-            )
-        )
-        if state != NumberStatus.RETIRED:
-            return 0
-        return int(
-            conn.execute(
-                sa.update(messages)
-                .where(messages.c.number_id == number_id, messages.c.state.in_(claimable))
-                .values(state=MessageState.SKIPPED.value, reason=reason, finished_at=now)
-            ).rowcount
-        )

@@ -17,15 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine
 
-from warmup.store import ops
-from warmup.store.db import READ_ONLY
-from warmup.store.models import MessageState, NumberStatus
+from warmup.core.spread import local_date_of
+from warmup.store import days, numbers, queue, readings
+from warmup.store.db import Engine
+from warmup.store.models import NumberStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -108,7 +107,7 @@ class StoreCollector(Collector):
         factor = GaugeMetricFamily(
             "warmup_reading_factor", "Last risk reading per factor (1..3)", labels=["phone", "factor"]
         )
-        for number in ops.list_numbers(self.engine):
+        for number in numbers.list_numbers(self.engine):
             if number.id is None:
                 continue
             for value in NumberStatus:
@@ -116,11 +115,11 @@ class StoreCollector(Collector):
             if number.state == NumberStatus.RETIRED:
                 continue
             plan_day.add_metric([number.phone], float(number.plan_day))
-            day = ops.get_day_plan(self.engine, number.id, ops.local_date_of(number.timezone, now))
+            day = days.get_day_plan(self.engine, number.id, local_date_of(now, number.timezone))
             if day is not None:
                 quota.add_metric([number.phone], float(day.quota))
                 used.add_metric([number.phone], float(day.used))
-            reading = ops.latest_reading(self.engine, number.id)
+            reading = readings.latest_reading(self.engine, number.id)
             if reading is not None:
                 for name in ("overall", "lifetime", "response_rate", "contacts"):
                     factor.add_metric([number.phone, name], float(reading.factor(name)))
@@ -131,15 +130,7 @@ class StoreCollector(Collector):
         return [quota, used, state, plan_day, factor, lag]
 
     def _queue_lag(self, now: datetime) -> float:
-        messages = ops.MESSAGES
-        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-            oldest = conn.execute(
-                sa.select(sa.func.min(messages.c.scheduled_at)).where(
-                    messages.c.state.in_([MessageState.PLANNED.value, MessageState.QUEUED.value]),
-                    messages.c.scheduled_at <= now,
-                )
-            ).scalar_one_or_none()
-        oldest = ops.aggregate_time(oldest)
+        oldest = queue.oldest_due(self.engine, now)
         if oldest is None:
             return 0.0
         return max((now - oldest).total_seconds(), 0.0)

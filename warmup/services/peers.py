@@ -12,13 +12,12 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
-
 from warmup.core.pacing import place_reply, span_end
 from warmup.core.plan.model import Plan
 from warmup.core.spread import local_date_of, window_spans
 from warmup.services.texts import texts_of
-from warmup.store import ops
+from warmup.store import audit, claims, days, history, inbound, numbers, sends
+from warmup.store.db import Engine
 from warmup.store.models import MessageKind, MessageState, NumberStatus, OutboundMessage, RecipientKind
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def send_time(message: OutboundMessage) -> datetime:
 
 
 def schedule_peer_reply(
-    engine: Engine, message: ops.ClaimedMessage, now: datetime, plans: PlanFor | None
+    engine: Engine, message: claims.ClaimedMessage, now: datetime, plans: PlanFor | None
 ) -> int | None:
     """If the recipient is an active number of the fleet, maybe plan its reply; the reply's id.
 
@@ -57,20 +56,20 @@ def schedule_peer_reply(
     out-of-hours send the plan forbids.
 
     Replies win over openers: on a peer day already full, the store skips the peer's latest pending
-    opener to make room (`ops.add_sends`); with no opener left to give way there is no reply.
+    opener to make room (`sends.add_sends`); with no opener left to give way there is no reply.
     """
     if plans is None or message.kind == MessageKind.PEER_REPLY:
         return None  # replies are not answered, or a conversation would never end
     if message.recipient_is_number is False:
         return None  # the claim found no fleet number with that phone: skip the lookup
-    peer = ops.get_number(engine, phone=message.recipient)
+    peer = numbers.get_number(engine, phone=message.recipient)
     if peer is None or peer.id is None or peer.state != NumberStatus.ACTIVE:
         return None
     try:
         peer_plan = plans(peer.plan_path)
         settings = peer_plan.audience.peers
         if settings is None:
-            sender = ops.get_number(engine, message.number_id)
+            sender = numbers.get_number(engine, message.number_id)
             settings = plans(sender.plan_path).audience.peers if sender is not None else None
     except Exception:
         log.warning("peer %s: plan could not be loaded, no reply", peer.id)
@@ -83,16 +82,16 @@ def schedule_peer_reply(
     low, high = settings.reply_delay.low.total_seconds(), settings.reply_delay.high.total_seconds()
     earliest = now + timedelta(seconds=rng.uniform(low, high))
     local_date = local_date_of(now, peer.timezone)
-    if ops.get_day_plan(engine, peer.id, local_date) is None:
+    if days.get_day_plan(engine, peer.id, local_date) is None:
         return None  # the peer's day is not planned (yet): no reply rather than an unplanned send
     spans = window_spans(local_date, peer_plan, peer.timezone)
-    taken = [send_time(m) for m in ops.list_messages(engine, peer.id, local_date) if holds_time(m)]
+    taken = [send_time(m) for m in history.list_messages(engine, peer.id, local_date) if holds_time(m)]
     pacing = peer_plan.pacing
     at = place_reply(earliest, spans, taken, max(pacing.gap.low, timedelta(seconds=1)), pacing.max_per_hour)
     if at is None:
         why = "no time left in the peer's send windows today that keeps its pacing"
         log.info("message %s: no reply from peer %s: %s", message.id, peer.id, why)
-        ops.audit(
+        audit.audit(
             engine,
             "worker",
             "peer_reply_skipped",
@@ -102,12 +101,12 @@ def schedule_peer_reply(
         )
         return None
 
-    recipient = next((r for r in ops.list_recipients(engine, peer.id) if r.phone == message.phone), None)
+    recipient = next((r for r in inbound.list_recipients(engine, peer.id) if r.phone == message.phone), None)
     choices = [t for t in texts_of(peer_plan, "reply") if recipient is None or t != recipient.last_text]
     if not choices:
         return None
-    ops.upsert_recipient(engine, peer.id, message.phone, RecipientKind.PEER.value, now=now)
-    send = ops.PlannedSend(
+    inbound.upsert_recipient(engine, peer.id, message.phone, RecipientKind.PEER.value, now=now)
+    send = sends.PlannedSend(
         recipient=message.phone,
         text=rng.choice(choices),
         scheduled_at=at,
@@ -121,7 +120,7 @@ def schedule_peer_reply(
         in_reply_to=message.id,
         window_end=span_end(spans, at),
     )
-    ids = ops.add_sends(engine, peer.id, local_date, [send], now=now)
+    ids = sends.add_sends(engine, peer.id, local_date, [send], now=now)
     if not ids:  # the store wrote the `peer_reply_skipped` audit row in the same transaction
         log.info(
             "message %s: no reply from peer %s: its day is full and no opener could give way",

@@ -1,11 +1,10 @@
 """The daily cycle of one number, run at the start of its local day (DESIGN "The daily cycle").
 
 reading -> yesterday's outcome -> decide (pure) -> audience + content -> spread (pure) -> one
-transaction (`store.ops.plan_day`, unique per number and local date, so planning twice does nothing).
+transaction (`store.days.plan_day`, unique per number and local date, so planning twice does nothing).
 The random generators are seeded from (number id, local date), so a day replays exactly.
 
-Also here: what the scheduler asks about days (which have started, closing past ones), the
-re-spread of the rest of a day after a pause ends, and of a backlog after an outage (never a burst).
+Which days are due for planning the scheduler asks the store (`warmup.store.days.unplanned`).
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-import sqlalchemy as sa
-from sqlalchemy import Engine
-
 from warmup.core.audience import AudienceResult, choose
 from warmup.core.domain import Decision, Reading
 from warmup.core.pacing import span_end
@@ -32,14 +28,19 @@ from warmup.services import metrics
 from warmup.services.readings import meter_reading, taken_on
 from warmup.services.runtime import Runtime
 from warmup.services.texts import CONTACTS, PlanFiles, texts_of
-from warmup.store import bulk, ops
-from warmup.store.db import READ_ONLY
+from warmup.store import inbound, readings
+from warmup.store import numbers as store_numbers
+from warmup.store.days import DayToPlan, get_day_plan, plan_day, plan_days, planned_on
+from warmup.store.db import Engine
+from warmup.store.facts import Facts, read_facts
 from warmup.store.models import (
     MessageKind,
     Number,
     NumberStatus,
     RecipientKind,
 )
+from warmup.store.numbers import get_number, get_numbers, state_of
+from warmup.store.sends import PlannedSend
 
 log = logging.getLogger(__name__)
 
@@ -63,45 +64,31 @@ def day_rng(number_id: int, local_date: date, purpose: str) -> random.Random:
 # ------------------------------------------------------------------------------------------ planning
 
 
-_ActiveKey = tuple[int, int, int]
-
-
 class ActivePhones:
     """The phones of the fleet's active numbers (ordered by phone), per engine, re-read only when the
     active set changes.
 
     Every day planned needs its peers; reading the whole fleet each time made planning a fleet O(N^2).
-    A cheap aggregate (count, sum and sum of squares of the active ids) tells whether the set changed
-    since the last read: enrolling, pausing, resuming or retiring a number changes it, planning does
-    not. (Two sets with equal count, sum and sum of squares are possible but need a deliberate
-    swap of several numbers at once; the cost of missing one is a peer list one change behind.)
+    A cheap aggregate (`warmup.store.numbers.ActiveKey`) tells whether the set changed since the last
+    read: enrolling, pausing, resuming or retiring a number changes it, planning does not (the cost of
+    a missed change is a peer list one change behind).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: weakref.WeakKeyDictionary[Engine, tuple[_ActiveKey, tuple[tuple[int, str], ...]]]
+        self._cache: weakref.WeakKeyDictionary[
+            Engine, tuple[store_numbers.ActiveKey, tuple[tuple[int, str], ...]]
+        ]
         self._cache = weakref.WeakKeyDictionary()
 
     def __call__(self, engine: Engine) -> tuple[tuple[int, str], ...]:
         """(id, phone) of every active number, ordered by phone."""
-        table = ops.NUMBERS
-        active = table.c.state == NumberStatus.ACTIVE.value
-        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-            ids = table.c.id
-            count, total, squares = conn.execute(
-                sa.select(
-                    sa.func.count(ids),
-                    sa.func.coalesce(sa.func.sum(ids), 0),
-                    sa.func.coalesce(sa.func.sum(ids * ids), 0),
-                ).where(active)
-            ).one()
-            key = (int(count), int(total), int(squares))
-            with self._lock:
-                cached = self._cache.get(engine)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-            rows = conn.execute(sa.select(table.c.id, table.c.phone).where(active).order_by(table.c.phone))
-            phones = tuple((int(row.id), str(row.phone)) for row in rows)
+        with self._lock:
+            cached = self._cache.get(engine)
+        key, phones = store_numbers.active_phones(engine, unless=cached[0] if cached is not None else None)
+        if phones is None:
+            assert cached is not None
+            return cached[1]
         with self._lock:
             self._cache[engine] = (key, phones)
         return phones
@@ -115,15 +102,14 @@ class Known:
     """What the store knows that choosing a number's audience depends on, read once per batch."""
 
     peer_phones: tuple[str, ...]  # the fleet's active numbers (its own phone too: `choose` leaves it out)
-    recipients: Sequence[bulk.KnownRecipient]  # the number's recipient rows, invalid ones too
+    recipients: Sequence[inbound.KnownRecipient]  # the number's recipient rows, invalid ones too
     files: PlanFiles | None = None
 
 
 def known_of(engine: Engine, number: Number) -> Known:
     """`Known` for one number, read now (a re-spread, or a day planned alone)."""
     assert number.id is not None
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        recipients = bulk.recipients_of(conn, [number.id]).get(number.id, [])
+    recipients = inbound.known_recipients(engine, number.id)
     return Known(_phones(active_phones(engine)), recipients)
 
 
@@ -185,9 +171,9 @@ def build_sends(
     seed: str,
     earlier: Sequence[datetime] = (),
     known: Known | None = None,
-) -> tuple[list[ops.PlannedSend], list[str]]:
+) -> tuple[list[PlannedSend], list[str]]:
     """Up to ``count`` messages addressed and timed inside the day's windows after ``now``, and why
-    fewer, if so. Each send names its recipient's kind: `ops.plan_day` gives the recipients a row (so
+    fewer, if so. Each send names its recipient's kind: `days.plan_day` gives the recipients a row (so
     the store can track their last text) in the transaction that stores the messages.
 
     ``earlier`` are the day's sends already made or pending: the new ones keep the gap and hourly
@@ -215,7 +201,7 @@ def build_sends(
     spans = window_spans(local_date, plan, number.timezone)
     opener, peer, contact = MessageKind.OPENER.value, RecipientKind.PEER.value, RecipientKind.CONTACT.value
     sends = [
-        ops.PlannedSend(
+        PlannedSend(
             recipient=pick.to,
             text=pick.text,
             scheduled_at=at,
@@ -234,25 +220,25 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
     (the scheduler was down), a future one waits for its start."""
     engine = runtime.engine
     now = runtime.clock.now()
-    number = ops.get_number(engine, number_id)
+    number = get_number(engine, number_id)
     if number is None or number.state == NumberStatus.RETIRED:
         return DayResult(False)
     if local_date != local_date_of(now, number.timezone):
         log.info("number %s: not planning %s, its local day is not today", number_id, local_date)
         return DayResult(False)
-    if ops.get_day_plan(engine, number_id, local_date) is not None:
+    if get_day_plan(engine, number_id, local_date) is not None:
         return DayResult(False)
-    facts = bulk.read_facts(engine, {number_id: number.timezone}, local_date, _readings_since(now))[number_id]
+    facts = read_facts(engine, {number_id: number.timezone}, local_date, _readings_since(now))[number_id]
     reading = facts.latest_reading
     if not taken_on(reading, number, local_date):
         reading = meter_reading(runtime, number, local_date, now)
-        ops.save_reading(engine, number_id, local_date, reading)
+        readings.save_reading(engine, number_id, local_date, reading)
         metrics.READINGS.labels(source=reading.source).inc()
     assert reading is not None
     day = _decide_day(
         runtime, number, local_date, now, reading, facts, _phones(active_phones(engine)), PlanFiles(runtime)
     )
-    planned = ops.plan_day(
+    planned = plan_day(
         engine, number_id, day.decision, day.sends, cut=day.cut, cut_reason=day.cut_reason, now=now
     )
     return _planned(day, planned)
@@ -298,9 +284,9 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
     and seeded generators, over the same facts); what changes is the I/O: the numbers, the days
     already planned and everything the decisions depend on (latest readings, yesterday's plans and
     outcomes, recipients, the active peers) are read in a few queries for the whole batch
-    (`store.bulk`), the missing risk-meter readings are fetched concurrently while the days whose
+    (`store.facts`), the missing risk-meter readings are fetched concurrently while the days whose
     reading has arrived are decided, the readings are stored in one insert, and all the days in one
-    transaction (`ops.plan_days`, which skips a day planned meanwhile).
+    transaction (`days.plan_days`, which skips a day planned meanwhile).
     """
     with _planning_slots:
         return _plan_number_days(runtime, number_ids, local_date)
@@ -309,8 +295,8 @@ def plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: da
 def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: date) -> list[DayResult]:
     engine = runtime.engine
     now = runtime.clock.now()
-    numbers = {n.id: n for n in ops.get_numbers(engine, number_ids) if n.id is not None}
-    already = ops.planned_on(engine, list(numbers), local_date)
+    numbers = {n.id: n for n in get_numbers(engine, number_ids) if n.id is not None}
+    already = planned_on(engine, list(numbers), local_date)
     todo: list[Number] = []
     for number_id in dict.fromkeys(number_ids):
         number = numbers.get(number_id)
@@ -322,9 +308,7 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
         todo.append(number)
     if not todo:
         return [DayResult(False) for _ in number_ids]
-    facts = bulk.read_facts(
-        engine, {n.id: n.timezone for n in todo if n.id}, local_date, _readings_since(now)
-    )
+    facts = read_facts(engine, {n.id: n.timezone for n in todo if n.id}, local_date, _readings_since(now))
     peers = _phones(active_phones(engine))
     files = PlanFiles(runtime)
     stored: dict[int, Reading] = {}  # today's reading, already taken (a retried batch, refresh_reading)
@@ -358,13 +342,13 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
                 _decide_day(runtime, number, local_date, now, reading, facts[number.id], peers, files)
             )
     finally:  # the readings taken are stored even if a decision failed: a retry will not read them again
-        bulk.save_readings(engine, taken)
+        readings.save_readings(engine, taken)
         for _, _, reading in taken:
             metrics.READINGS.labels(source=reading.source).inc()
     stored_days = set(
-        ops.plan_days(
+        plan_days(
             engine,
-            [ops.DayToPlan(d.number_id, d.decision, d.sends, d.cut, d.cut_reason) for d in days],
+            [DayToPlan(d.number_id, d.decision, d.sends, d.cut, d.cut_reason) for d in days],
             now=now,
         )
     )
@@ -387,7 +371,7 @@ class _Day:
 
     number_id: int
     decision: Decision
-    sends: list[ops.PlannedSend]
+    sends: list[PlannedSend]
     cut: int
     cut_reason: str | None
 
@@ -398,7 +382,7 @@ def _decide_day(
     local_date: date,
     now: datetime,
     reading: Reading,
-    facts: bulk.Facts,
+    facts: Facts,
     peers: tuple[str, ...],
     files: PlanFiles,
 ) -> _Day:
@@ -406,8 +390,8 @@ def _decide_day(
     single and batch planning share."""
     assert number.id is not None
     plan = files.plan(number.plan_path)
-    decision = decide(plan, ops.state_of(number), reading, facts.yesterday, local_date, now)
-    sends: list[ops.PlannedSend] = []
+    decision = decide(plan, state_of(number), reading, facts.yesterday, local_date, now)
+    sends: list[PlannedSend] = []
     why: list[str] = []
     if decision.quota > 0:
         sends, why = build_sends(
@@ -436,49 +420,3 @@ def _planned(day: _Day, planned: bool) -> DayResult:
             len(day.sends),
         )
     return DayResult(planned, day.decision, len(day.sends), day.cut, day.cut_reason)
-
-
-# ------------------------------------------------------------------------------ what the scheduler asks
-
-
-def days_to_plan(engine: Engine, now: datetime) -> list[tuple[int, date]]:
-    """(number, local date) of every non-retired number whose local day has started but has no plan
-    (ordered by phone).
-
-    Asked every tick: one anti-join in the database (today's date per zone, the few zones of the
-    fleet first), so a tick's cost follows the days still unplanned, not the size of the fleet.
-    """
-    table, plans = ops.NUMBERS, ops.DAY_PLANS
-    active = table.c.state != NumberStatus.RETIRED.value
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        zones = sorted(conn.execute(sa.select(table.c.timezone).where(active).distinct()).scalars())
-        if not zones:
-            return []
-        today = {zone: local_date_of(now, zone) for zone in zones}
-        local_today = sa.case(*((table.c.timezone == zone, day) for zone, day in today.items()))
-        rows = conn.execute(
-            sa.select(table.c.id, table.c.timezone)
-            .where(
-                active,
-                ~sa.exists().where(plans.c.number_id == table.c.id, plans.c.local_date == local_today),
-            )
-            .order_by(table.c.phone)
-        ).all()
-    return [(int(row.id), today[row.timezone]) for row in rows]
-
-
-def sending_numbers(engine: Engine) -> list[int]:
-    """Numbers whose replies are worth polling: every one that is not retired (ordered by phone).
-
-    Asked every tick: reads the ids only, not every `Number` row of the fleet.
-    """
-    table = ops.NUMBERS
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        return [
-            int(n)
-            for n in conn.execute(
-                sa.select(table.c.id)
-                .where(table.c.state != NumberStatus.RETIRED.value)
-                .order_by(table.c.phone)
-            ).scalars()
-        ]

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine
-
 from warmup.core.domain import Reading
 from warmup.core.risk import local_reading
 from warmup.core.spread import local_date_of
 from warmup.services import metrics
 from warmup.services.runtime import Runtime, provider_from_row
-from warmup.store import ops
+from warmup.store import history, inbound, numbers, readings
+from warmup.store.db import Engine
 from warmup.store.models import (
     Number,
     RecipientKind,
@@ -35,12 +34,12 @@ LOCAL_METER_DAYS = 7
 def todays_reading(runtime: Runtime, number: Number, local_date: date, now: datetime) -> Reading:
     """Today's reading: the stored one if taken today, else the provider meter (once), else the local one."""
     assert number.id is not None
-    latest = ops.latest_reading(runtime.engine, number.id)
+    latest = readings.latest_reading(runtime.engine, number.id)
     if taken_on(latest, number, local_date):
         assert latest is not None
         return latest
     reading = meter_reading(runtime, number, local_date, now)
-    ops.save_reading(runtime.engine, number.id, local_date, reading)
+    readings.save_reading(runtime.engine, number.id, local_date, reading)
     metrics.READINGS.labels(source=reading.source).inc()
     return reading
 
@@ -82,10 +81,10 @@ def local_meter(engine: Engine, number: Number, local_date: date, now: datetime)
     assert number.id is not None
     sent = replies = 0
     for back in range(1, LOCAL_METER_DAYS + 1):
-        outcome = ops.day_outcome(engine, number.id, local_date - timedelta(days=back))
+        outcome = history.day_outcome(engine, number.id, local_date - timedelta(days=back))
         sent += outcome.sent
         replies += outcome.replies
-    recipients = [r for r in ops.list_recipients(engine, number.id) if r.first_contacted_on is not None]
+    recipients = [r for r in inbound.list_recipients(engine, number.id) if r.first_contacted_on is not None]
     engaged = sum(1 for r in recipients if r.replied or r.kind == RecipientKind.PEER)
     registered = number.registered or local_date_of(number.created_at, number.timezone)
     return local_reading(registered, local_date, sent, replies, len(recipients), engaged, now)
@@ -93,7 +92,7 @@ def local_meter(engine: Engine, number: Number, local_date: date, now: datetime)
 
 def refresh_reading(runtime: Runtime, number_id: int) -> Reading | None:
     """Take today's reading for a number now (the `refresh_reading` actor); None for an unknown number."""
-    number = ops.get_number(runtime.engine, number_id)
+    number = numbers.get_number(runtime.engine, number_id)
     if number is None:
         return None
     now = runtime.clock.now()

@@ -1,9 +1,9 @@
 """Poll a number's provider for incoming replies and delivery statuses, and store each event once.
 
 Replies feed the local risk meter (response rate) and mark recipients as engaged; statuses mark
-messages delivered (`ops.day_outcome.delivered`). Statuses normally come by webhook; a provider that
+messages delivered (`history.day_outcome.delivered`). Statuses normally come by webhook; a provider that
 can also list them (`list_statuses`, e.g. Whapi's own messages with their `status`) is asked too, so
-embedded mode without a webhook still sees deliveries. Storing is idempotent (`store.ops.add_inbound`
+embedded mode without a webhook still sees deliveries. Storing is idempotent (`store.inbound.add_inbound`
 ignores an event it already has), so polling overlapping periods, or two workers polling at once, is
 harmless. A NEWLY stored message may be an admin's chat command
 (`warmup.services.chat_commands.process_inbound`): it runs once, when stored.
@@ -14,15 +14,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-from sqlalchemy import Engine
-
 from warmup.providers.base import Inbound, ProviderError
 from warmup.services import metrics, reconcile
 from warmup.services.chat_commands import process_inbound
 from warmup.services.runtime import Runtime
-from warmup.store import ops
-from warmup.store.db import READ_ONLY
+from warmup.store import inbound
+from warmup.store.db import Engine
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +33,9 @@ def poll_state(
     engine: Engine, number_id: int, now: datetime, lookback: timedelta
 ) -> tuple[datetime, datetime | None]:
     """Where the next poll starts (the newest stored event minus an overlap, or a day back) and the
-    claim time of the oldest `unknown` send to confirm (`reconcile.pending`), read together: a poll
-    runs for every number every few minutes, and each read of its own cost a transaction."""
-    inbound = ops.INBOUND
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn, conn.begin():
-        newest = ops.aggregate_time(
-            conn.execute(
-                sa.select(sa.func.max(inbound.c.received_at)).where(inbound.c.number_id == number_id)
-            ).scalar_one_or_none()
-        )
-        oldest_unknown = reconcile.pending_on(conn, number_id, now, lookback)
+    claim time of the oldest `unknown` send to confirm (`reconcile.pending`), read together
+    (`warmup.store.inbound.poll_marks`)."""
+    newest, oldest_unknown = inbound.poll_marks(engine, number_id, now - lookback)
     since = now - FIRST_LOOKBACK if newest is None else min(newest - OVERLAP, now)
     return since, oldest_unknown
 
@@ -103,34 +93,6 @@ def _confirm_unknown(
         )
 
 
-STORED_LOOKUP_CHUNK = 500
-"""Provider ids asked about in one query by `_stored_already`."""
-
-
-def _stored_already(engine: Engine, number_id: int, events: list[Inbound]) -> set[tuple[str, str, str]]:
-    """(kind, provider id, status) of the events the store already has, read in one transaction.
-
-    A poll hands over every status of the last hour and the messages since a little before the newest
-    stored one, most of them stored already; `ops.add_inbound` would ignore each in a transaction of
-    its own. (It still decides for the rest: an event stored meanwhile by a webhook is ignored there.)
-    """
-    ids = sorted({e.provider_message_id for e in events if e.provider_message_id})
-    if not ids:
-        return set()
-    table = ops.INBOUND
-    found: set[tuple[str, str, str]] = set()
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn, conn.begin():
-        for at in range(0, len(ids), STORED_LOOKUP_CHUNK):
-            rows = conn.execute(
-                sa.select(table.c.kind, table.c.provider_message_id, table.c.status).where(
-                    table.c.number_id == number_id,
-                    table.c.provider_message_id.in_(ids[at : at + STORED_LOOKUP_CHUNK]),
-                )
-            )
-            found.update((row.kind, row.provider_message_id, row.status or "") for row in rows)
-    return found
-
-
 def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple[int, list[Inbound]]:
     """Store each event once; (how many were new, the new incoming messages). Polling and the webhook app
     both store through here; only a NEW message may carry a chat command (it runs once)."""
@@ -140,11 +102,14 @@ def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple
     if echoes:  # our own sends echoed back (a webhook): each may confirm an `unknown` send
         reconcile.confirm_unknown(engine, number_id, echoes, max(e.timestamp for e in echoes))
     events = [e for e in events if not (e.kind == "message" and e.from_me)]
-    known = _stored_already(engine, number_id, events)
+    # polls overlap (statuses look back an hour): the events stored already are found in one read
+    known = inbound.stored_already(
+        engine, number_id, [e.provider_message_id for e in events if e.provider_message_id]
+    )
     for event in events:
         if (event.kind, event.provider_message_id, event.status or "") in known:
-            continue  # polls overlap (statuses look back an hour): no write transaction for these
-        new = ops.add_inbound(
+            continue  # no write transaction for these
+        new = inbound.add_inbound(
             engine,
             number_id,
             kind=event.kind,

@@ -17,8 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from sqlalchemy import Engine
-
 from warmup.clock import Clock, clock_from_env
 from warmup.config import Settings
 from warmup.core.plan.model import Plan
@@ -26,8 +24,8 @@ from warmup.files.plans import load_plan
 from warmup.providers.base import Provider
 from warmup.providers.factory import make_provider
 from warmup.secrets import resolve_token
-from warmup.store.db import make_engine, session_scope
-from warmup.store.models import Number
+from warmup.store.db import Engine, make_engine
+from warmup.store.numbers import get_number
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,12 +125,10 @@ class ProviderPool:
         return client
 
     def _build(self, number_id: int) -> Provider:
-
-        with session_scope(self.engine, read_only=True) as session:
-            number = session.get(Number, number_id)
-            if number is None:
-                raise LookupError(f"number {number_id} does not exist")
-            return provider_from_row(number)
+        number = get_number(self.engine, number_id)
+        if number is None:
+            raise LookupError(f"number {number_id} does not exist")
+        return provider_from_row(number)
 
     def close(self) -> None:
         with self._lock:

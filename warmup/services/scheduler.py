@@ -18,17 +18,17 @@ from datetime import date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from warmup.services.leader import AlwaysLeader, Leadership
-from warmup.services.planning import days_to_plan, sending_numbers
 from warmup.services.runtime import Runtime
 from warmup.services.upkeep import (
     close_past_days,
     end_expired_pauses,
-    pending_resumes,
     respread_backlog,
     respread_rest_of_day,
 )
-from warmup.store import batch, ops
-from warmup.store.batch import Due
+from warmup.store import days, outcomes, queue
+from warmup.store import respread as store_respread
+from warmup.store.numbers import apply_timezone_changes, not_retired
+from warmup.store.queue import Due
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ all, while a large fleet still gives every worker thread a batch of its own."""
 
 SEND_BATCH = 20
 """Messages per `send_messages` request at most: messages of different numbers that fall due together
-share one claim, one record and one broker message (`warmup.store.batch`). Small, because a worker
+share one claim, one record and one broker message (`warmup.store.claims`). Small, because a worker
 killed mid-batch loses the claims it had not sent yet to `unknown`."""
 
 SEND_BATCH_SPREAD_WALL = 0.05
@@ -229,7 +229,7 @@ class Scheduler:
 
         wall = time.monotonic()
         replan = self.runtime.bounds.replan_wall
-        unplanned = days_to_plan(self.runtime.engine, now)
+        unplanned = days.unplanned(self.runtime.engine, now)
         asked_before = self._plan_requested
         self._plan_requested = {key: asked_before[key] for key in unplanned if key in asked_before}
         batches: dict[date, list[int]] = {}
@@ -254,7 +254,7 @@ class Scheduler:
 
     def _apply_timezone_changes(self, now: datetime, report: TickReport) -> None:
 
-        for number_id in ops.apply_timezone_changes(self.runtime.engine, now):
+        for number_id in apply_timezone_changes(self.runtime.engine, now):
             log.info("number %s: its new time zone applies from now", number_id)
 
     def _end_expired_pauses(self, now: datetime, report: TickReport) -> None:
@@ -263,7 +263,9 @@ class Scheduler:
 
     def _respread_resumed(self, now: datetime, report: TickReport) -> None:
 
-        for resume_id, number_id in pending_resumes(self.runtime.engine, now - timedelta(days=1)):
+        for resume_id, number_id in store_respread.pending_resumes(
+            self.runtime.engine, now - timedelta(days=1)
+        ):
             report.respread += respread_rest_of_day(self.runtime, number_id, now, resume_id)
 
     def _respread_backlogs(self, now: datetime, report: TickReport) -> None:
@@ -274,17 +276,17 @@ class Scheduler:
         tolerance = min(
             timedelta(seconds=BACKLOG_TOLERANCE_WALL * max(self.runtime.clock.scale, 1e-9)), BACKLOG_TOLERANCE
         )
-        for number_id in ops.overdue_numbers(self.runtime.engine, now - tolerance, BACKLOG_NEAR):
+        for number_id in store_respread.overdue_numbers(self.runtime.engine, now - tolerance, BACKLOG_NEAR):
             report.backlog += respread_backlog(self.runtime, number_id, now, tolerance)
 
     def _recover_stale(self, now: datetime, report: TickReport) -> None:
 
         older_than = now - self.runtime.bounds.stale_after
-        report.recovered += ops.recover_stale(self.runtime.engine, older_than, now)
+        report.recovered += outcomes.recover_stale(self.runtime.engine, older_than, now)
 
     def _requeue_lost(self, now: datetime, report: TickReport) -> None:
 
-        ids = ops.requeue_lost(self.runtime.engine, now - self.runtime.bounds.lost_after, now)
+        ids = queue.requeue_lost(self.runtime.engine, now - self.runtime.bounds.lost_after, now)
         for message_id in ids:
             self.dispatch.send_message(message_id)
         report.requeued += len(ids)
@@ -308,11 +310,11 @@ class Scheduler:
             self._enqueue_due_in_batches(self.dispatch, now, until, scale, report)
             return
         while True:
-            due = ops.due_within(self.runtime.engine, until, DUE_BATCH)
+            due = queue.due_within(self.runtime.engine, until, DUE_BATCH)
             if not due:
                 return
-            due_at = dict(due)
-            queued = ops.mark_queued(self.runtime.engine, list(due_at), now)
+            due_at = {d.message_id: d.due_at for d in due}
+            queued = queue.mark_queued(self.runtime.engine, list(due_at), now)
             # The rows are `queued` before the broker has them: if this process dies right here,
             # `requeue_lost` enqueues them again after `lost_after` (the claim stops a double send).
             for message_id in queued:
@@ -333,10 +335,10 @@ class Scheduler:
 
         spread = min(timedelta(seconds=SEND_BATCH_SPREAD_WALL * scale), SEND_BATCH_SPREAD)
         while True:
-            due = batch.due_within(self.runtime.engine, until, DUE_BATCH)
+            due = queue.due_within(self.runtime.engine, until, DUE_BATCH)
             if not due:
                 return
-            queued = set(ops.mark_queued(self.runtime.engine, [d.message_id for d in due], now))
+            queued = set(queue.mark_queued(self.runtime.engine, [d.message_id for d in due], now))
             # queued before the broker has them: a crash here is healed by `requeue_lost` (see above)
             for when, ids in group_due([d for d in due if d.message_id in queued], now, spread, SEND_BATCH):
                 wait = max((when - now).total_seconds() / scale, 0.0)
@@ -353,7 +355,7 @@ class Scheduler:
     def _poll_replies(self, now: datetime, report: TickReport) -> None:
 
         every = self.runtime.bounds.ingest_every
-        for number_id in sending_numbers(self.runtime.engine):
+        for number_id in not_retired(self.runtime.engine):
             last = self._last_poll.get(number_id)
             if last is None:  # first sight: its first poll falls at its own offset inside the period
                 last = self._last_poll[number_id] = now - every + poll_offset(number_id, every)

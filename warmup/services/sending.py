@@ -1,6 +1,6 @@
 """Send one outbound message: claim -> provider -> record, with each provider outcome mapped to a state.
 
-The claim (`store.ops.claim`) re-checks pause, due time, local day and quota atomically at the last
+The claim (`store.claims.claim`) re-checks pause, due time, local day and quota atomically at the last
 moment and takes a quota slot; the HTTP call happens with NO transaction open; the outcome is
 recorded in its own short transaction. What each `OutcomeAction` does (DESIGN "provider error actions"):
 
@@ -34,8 +34,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
-
 from warmup.clock import Clock
 from warmup.core.pacing import in_windows, span_end
 from warmup.core.plan.model import Plan
@@ -44,7 +42,19 @@ from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.services import metrics
 from warmup.services.peers import PlanFor, schedule_peer_reply
 from warmup.services.runtime import ProviderPool
-from warmup.store import batch, ops
+from warmup.store import audit, days, history, numbers, pauses
+from warmup.store import claims as store_claims
+from warmup.store.db import Engine
+from warmup.store.outcomes import (
+    Sent,
+    give_back,
+    record_failed,
+    record_sent,
+    record_sent_many,
+    record_skipped,
+    record_unknown,
+    release_for_retry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +100,10 @@ def retry_delay(result: SendResult, attempts: int) -> timedelta:
 
 REFUSALS = frozenset(
     {
-        ops.ClaimStatus.PAUSED,
-        ops.ClaimStatus.QUOTA_REACHED,
-        ops.ClaimStatus.DAY_OVER,
-        ops.ClaimStatus.WINDOW_CLOSED,
+        store_claims.ClaimStatus.PAUSED,
+        store_claims.ClaimStatus.QUOTA_REACHED,
+        store_claims.ClaimStatus.DAY_OVER,
+        store_claims.ClaimStatus.WINDOW_CLOSED,
     }
 )
 """Claim statuses that turned the message `skipped` (counted as send outcomes in the metrics)."""
@@ -116,7 +126,7 @@ def send_one(
     local day and a lost re-enqueue is found again by the scheduler's `requeue_lost`.
     """
     claimed_at = clock.now()
-    claim = ops.claim(engine, message_id, worker_id, claimed_at)
+    claim = store_claims.claim(engine, message_id, worker_id, claimed_at)
     if not claim.claimed or claim.message is None:
         return _not_claimed(engine, message_id, claim, clock, requeue)
     message = claim.message
@@ -126,10 +136,10 @@ def send_one(
 
 
 def _not_claimed(
-    engine: Engine, message_id: int, claim: ops.ClaimResult, clock: Clock, requeue: Requeue | None
+    engine: Engine, message_id: int, claim: store_claims.ClaimResult, clock: Clock, requeue: Requeue | None
 ) -> SendOutcome:
     """A claim that did not give us the message: an early delivery is enqueued again for its time."""
-    if claim.status is ops.ClaimStatus.NOT_DUE and requeue is not None:
+    if claim.status is store_claims.ClaimStatus.NOT_DUE and requeue is not None:
         _requeue_when_due(engine, message_id, clock, requeue)
     if claim.status in REFUSALS:
         metrics.record_send(claim.status.value)
@@ -156,7 +166,7 @@ def send_batch(
     budget_wall: float = BATCH_BUDGET_WALL,
 ) -> list[SendOutcome]:
     """`send_one` for messages that fall due together, with one claim and one record for the lot
-    (`warmup.store.batch`); the outcome of each id, in order. Safe to call any number of times for
+    (`warmup.store.claims`); the outcome of each id, in order. Safe to call any number of times for
     the same ids: a message claimed or finished already is not claimable again.
 
     Each claimed message is sent in turn; an accepted send is recorded with the others at the end, any
@@ -166,9 +176,9 @@ def send_batch(
     ids = list(dict.fromkeys(message_ids))
     claimed_at = clock.now()
     started = time.monotonic()
-    claims = batch.claim_many(engine, ids, worker_id, claimed_at)
+    claims = store_claims.claim_many(engine, ids, worker_id, claimed_at)
     outcomes: dict[int, SendOutcome] = {}
-    accepted: list[tuple[ops.ClaimedMessage, SendResult]] = []
+    accepted: list[tuple[store_claims.ClaimedMessage, SendResult]] = []
     for message_id in ids:
         claim = claims[message_id]
         message = claim.message
@@ -192,9 +202,7 @@ def send_batch(
         metrics.record_send(outcome.status, lag)
     if accepted:
         now = clock.now()
-        recorded = batch.record_sent_many(
-            engine, [batch.Sent(m.id, r.provider_message_id) for m, r in accepted], now
-        )
+        recorded = record_sent_many(engine, [Sent(m.id, r.provider_message_id) for m, r in accepted], now)
         for message, result in accepted:
             action = OutcomeAction.OK.value
             if message.id in recorded:
@@ -207,11 +215,11 @@ def send_batch(
 
 
 def _give_back(
-    engine: Engine, message: ops.ClaimedMessage, clock: Clock, requeue: Requeue | None
+    engine: Engine, message: store_claims.ClaimedMessage, clock: Clock, requeue: Requeue | None
 ) -> SendOutcome:
     """Return a claim a long-running batch did not get to; it is enqueued again at once."""
     reason = "its batch ran out of time before sending it: queued again"
-    if not batch.give_back(engine, message.id, reason, clock.now()):
+    if not give_back(engine, message.id, reason, clock.now()):
         return _refused(engine, message.id, "given_back", reason)
     if requeue is not None:
         requeue(message.id, 0.0)
@@ -220,7 +228,7 @@ def _give_back(
 
 def _send_claimed(
     engine: Engine,
-    message: ops.ClaimedMessage,
+    message: store_claims.ClaimedMessage,
     clock: Clock,
     provider_for: ProviderFor,
     plans: PlanFor | None,
@@ -233,7 +241,7 @@ def _send_claimed(
 
 
 def _call(
-    engine: Engine, message: ops.ClaimedMessage, clock: Clock, provider_for: ProviderFor
+    engine: Engine, message: store_claims.ClaimedMessage, clock: Clock, provider_for: ProviderFor
 ) -> SendResult | SendOutcome:
     """The provider's answer to a claimed message, or the outcome already recorded when there was none
     (no provider for the number: skipped and the number paused; the call crashed: unknown)."""
@@ -246,7 +254,7 @@ def _call(
     except Exception as exc:  # no token in the environment, bad URL: an admin must fix the number
         reason = f"cannot reach the provider: {type(exc).__name__}: {exc}"[:300]
         action = OutcomeAction.STOP_NUMBER.value
-        if not ops.record_skipped(engine, message_id, reason, clock.now()):
+        if not record_skipped(engine, message_id, reason, clock.now()):
             return _refused(engine, message_id, action, reason)
         _auto_pause(engine, message.number_id, reason, clock.now())
         return SendOutcome(message_id, action, "skipped", reason)
@@ -255,7 +263,7 @@ def _call(
     except Exception as exc:  # a bug below us: the request may have gone out, so never re-send
         reason = f"send crashed after the request may have left: {type(exc).__name__}"
         log.exception("message %s: provider raised", message_id)
-        recorded = ops.record_unknown(engine, message_id, reason, clock.now())
+        recorded = record_unknown(engine, message_id, reason, clock.now())
         return _outcome(engine, message_id, recorded, OutcomeAction.UNKNOWN.value, "unknown", reason)
 
 
@@ -271,7 +279,7 @@ def _outcome(
 def _refused(engine: Engine, message_id: int, action: str, reason: str) -> SendOutcome:
     """The store would not record ``action``: the message left `sending` meanwhile (its claim was
     recovered as `unknown`, typically). Report where it stands; nothing is re-enqueued."""
-    row = ops.get_message(engine, message_id)
+    row = history.get_message(engine, message_id)
     state = row.state if row is not None else None
     why = f"the store refused to record {action} ({reason}): the message is {state or 'gone'} already"
     log.warning("message %s: %s", message_id, why)
@@ -280,7 +288,7 @@ def _refused(engine: Engine, message_id: int, action: str, reason: str) -> SendO
 
 def _record(
     engine: Engine,
-    message: ops.ClaimedMessage,
+    message: store_claims.ClaimedMessage,
     result: SendResult,
     clock: Clock,
     plans: PlanFor | None,
@@ -291,39 +299,37 @@ def _record(
     reason = result.reason or action.value
     mid = message.id
     if action is OutcomeAction.OK:
-        if not ops.record_sent(engine, mid, result.provider_message_id, now):
+        if not record_sent(engine, mid, result.provider_message_id, now):
             return _refused(engine, mid, action.value, reason)
         reply_id = schedule_peer_reply(engine, message, now, plans)
         return SendOutcome(mid, action.value, "sent", None, reply_id)
     if action is OutcomeAction.RETRY:
         return _retry(engine, message, result, clock, plans, requeue)
     if action is OutcomeAction.SKIP_RECIPIENT:
-        recorded = ops.record_failed(engine, mid, reason, now, recipient_invalid=True)
+        recorded = record_failed(engine, mid, reason, now, recipient_invalid=True)
         return _outcome(engine, mid, recorded, action.value, "failed", reason)
     if action is OutcomeAction.FAIL:
-        return _outcome(
-            engine, mid, ops.record_failed(engine, mid, reason, now), action.value, "failed", reason
-        )
+        return _outcome(engine, mid, record_failed(engine, mid, reason, now), action.value, "failed", reason)
     if action is OutcomeAction.THROTTLE:
         if result.provider_message_id:
-            ops.record_sent(engine, mid, result.provider_message_id, now)
+            record_sent(engine, mid, result.provider_message_id, now)
             state = "sent"
         else:
-            ops.record_failed(engine, mid, reason, now)
+            record_failed(engine, mid, reason, now)
             state = "failed"
         _throttle(engine, message, reason, now)
         return SendOutcome(mid, action.value, state, reason)
     if action is OutcomeAction.STOP_NUMBER:
-        recorded = ops.record_skipped(engine, mid, f"number stopped by the provider: {reason}", now)
+        recorded = record_skipped(engine, mid, f"number stopped by the provider: {reason}", now)
         _auto_pause(engine, message.number_id, reason, now)  # the number must stop either way
         return _outcome(engine, mid, recorded, action.value, "skipped", reason)
-    recorded = ops.record_unknown(engine, mid, reason, now)
+    recorded = record_unknown(engine, mid, reason, now)
     return _outcome(engine, mid, recorded, OutcomeAction.UNKNOWN.value, "unknown", reason)
 
 
 def _retry(
     engine: Engine,
-    message: ops.ClaimedMessage,
+    message: store_claims.ClaimedMessage,
     result: SendResult,
     clock: Clock,
     plans: PlanFor | None,
@@ -335,7 +341,7 @@ def _retry(
     if message.attempts >= MAX_ATTEMPTS:
         why = f"gave up after {message.attempts} attempts: {reason}"
         return _outcome(
-            engine, message.id, ops.record_skipped(engine, message.id, why, now), action, "skipped", why
+            engine, message.id, record_skipped(engine, message.id, why, now), action, "skipped", why
         )
     not_before = now + retry_delay(result, message.attempts)
     plan = _plan_of(engine, message.number_id, plans)
@@ -347,9 +353,9 @@ def _retry(
     ):
         why = f"retry at {not_before.isoformat()} would fall outside today's send windows: {reason}"
         return _outcome(
-            engine, message.id, ops.record_skipped(engine, message.id, why, now), action, "skipped", why
+            engine, message.id, record_skipped(engine, message.id, why, now), action, "skipped", why
         )
-    if not ops.release_for_retry(engine, message.id, not_before, reason, now, window_end=window_end):
+    if not release_for_retry(engine, message.id, not_before, reason, now, window_end=window_end):
         return _refused(engine, message.id, action, reason)
     if requeue is not None:
         requeue(message.id, (not_before - now).total_seconds() / clock.scale)
@@ -358,23 +364,23 @@ def _retry(
 
 def _requeue_when_due(engine: Engine, message_id: int, clock: Clock, requeue: Requeue) -> None:
     """A message delivered before its time (an early delayed delivery): enqueue it again for then."""
-    row = ops.get_message(engine, message_id)
+    row = history.get_message(engine, message_id)
     if row is None:
         return
     due = max(row.scheduled_at, row.not_before) if row.not_before is not None else row.scheduled_at
     requeue(message_id, max((due - clock.now()).total_seconds(), 0.0) / clock.scale)
 
 
-def _throttle(engine: Engine, message: ops.ClaimedMessage, reason: str, now: datetime) -> None:
-    day = ops.get_day_plan(engine, message.number_id, message.local_date)
+def _throttle(engine: Engine, message: store_claims.ClaimedMessage, reason: str, now: datetime) -> None:
+    day = days.get_day_plan(engine, message.number_id, message.local_date)
     if day is None:
         return
     remaining = max(day.quota - day.used, 0)
     new_quota = day.used + int(remaining * THROTTLE_KEEP)
-    ops.cut_quota(
+    days.cut_quota(
         engine, message.number_id, message.local_date, new_quota, f"provider throttle: {reason}", now=now
     )
-    ops.audit(
+    audit.audit(
         engine,
         "worker",
         "risk_event",
@@ -390,7 +396,7 @@ def _throttle(engine: Engine, message: ops.ClaimedMessage, reason: str, now: dat
 
 
 def _auto_pause(engine: Engine, number_id: int, reason: str, now: datetime) -> None:
-    paused = ops.pause_numbers(
+    paused = pauses.pause_numbers(
         engine, reason=f"auto-paused: {reason}"[:500], actor="worker", now=now, number_ids=[number_id]
     )
     if paused:
@@ -401,7 +407,7 @@ def _auto_pause(engine: Engine, number_id: int, reason: str, now: datetime) -> N
 def _plan_of(engine: Engine, number_id: int, plans: PlanFor | None) -> Plan | None:
     if plans is None:
         return None
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     if number is None:
         return None
     try:

@@ -13,9 +13,6 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import Engine
-
 from warmup.core.pacing import span_end
 from warmup.core.plan.model import Plan
 from warmup.core.plan.values import format_duration
@@ -24,50 +21,26 @@ from warmup.services import metrics
 from warmup.services.peers import holds_time, send_time
 from warmup.services.planning import build_sends, day_rng
 from warmup.services.runtime import Runtime
-from warmup.store import ops
-from warmup.store.db import READ_ONLY
+from warmup.store import days, expiry, history, inbound, numbers, pauses, respread
+from warmup.store.db import Engine
 from warmup.store.models import (
     MessageKind,
     MessageState,
     NumberStatus,
 )
+from warmup.store.sends import PlannedSend
 
 log = logging.getLogger(__name__)
 
 
 def close_past_days(engine: Engine, now: datetime) -> int:
     """Skip what is left of local days that are over, with the reason; how many messages."""
-    return ops.expire_day(engine, now, reason="its local day ended before it could be sent")
+    return expiry.expire_day(engine, now, reason="its local day ended before it could be sent")
 
 
 def end_expired_pauses(runtime: Runtime, now: datetime) -> int:
-    """Resume numbers whose timed pause has passed (the re-spread follows via `pending_resumes`)."""
-    return len(ops.resume_expired(runtime.engine, now))
-
-
-def pending_resumes(engine: Engine, since: datetime) -> list[tuple[int, int]]:
-    """(audit id, number id) of resumes at or after ``since`` whose day has not been re-spread yet.
-
-    Works from the audit log, so a resume by any process (admin CLI, chat command, an expired pause)
-    is seen, and a restarted scheduler does not re-spread twice.
-    """
-    audit = ops.AUDIT
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        resumes = [
-            (int(row.id), int(row.number_id))
-            for row in conn.execute(
-                sa.select(audit.c.id, audit.c.number_id)
-                .where(audit.c.action == "resume", audit.c.at >= since, audit.c.number_id.is_not(None))
-                .order_by(audit.c.id)
-            ).all()
-        ]
-        if not resumes:
-            return []
-        done_rows = conn.execute(
-            sa.select(audit.c.detail).where(audit.c.action == "respread", audit.c.at >= since)
-        ).scalars()
-        done = {int(d["resume_id"]) for d in done_rows if isinstance(d, dict) and "resume_id" in d}
-    return [(audit_id, number_id) for audit_id, number_id in resumes if audit_id not in done]
+    """Resume numbers whose timed pause has passed (the re-spread follows: `respread.pending_resumes`)."""
+    return len(pauses.resume_expired(runtime.engine, now))
 
 
 def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume_id: int) -> int:
@@ -77,23 +50,23 @@ def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume
     still pending), not only among themselves. Returns how many messages were added; 0 when the number
     is not active any more, the day has no plan (it will be planned knowing about the resume), nothing
     is left, or no window time is left. The store adds them at most once per resume, even when two
-    schedulers re-spread the same resume at once (`ops.add_respread`), and always records a
+    schedulers re-spread the same resume at once (`respread.add_respread`), and always records a
     `respread` audit row naming the resume.
     """
     engine = runtime.engine
-    number = ops.get_number(engine, number_id)
+    number = numbers.get_number(engine, number_id)
     local_date = local_date_of(now, number.timezone) if number is not None else now.date()
-    day = ops.get_day_plan(engine, number_id, local_date) if number is not None else None
+    day = days.get_day_plan(engine, number_id, local_date) if number is not None else None
     detail: dict[str, object] = {}
-    sends: list[ops.PlannedSend] = []
+    sends: list[PlannedSend] = []
     if number is not None and day is not None and number.state == NumberStatus.ACTIVE:
-        messages = ops.list_messages(engine, number_id, local_date)
+        messages = history.list_messages(engine, number_id, local_date)
         pending = [m for m in messages if m.state in (MessageState.PLANNED, MessageState.QUEUED)]
         left = day.quota - day.used - len(pending)
         detail.update(local_date=local_date.isoformat(), left=max(left, 0))
         if left > 0:
             plan = runtime.plans(number.plan_path)
-            already_new = ops.new_contacts_on(engine, number_id, local_date)
+            already_new = inbound.new_contacts_on(engine, number_id, local_date)
             sends, why = build_sends(
                 engine,
                 number,
@@ -106,7 +79,9 @@ def respread_rest_of_day(runtime: Runtime, number_id: int, now: datetime, resume
                 earlier=[send_time(m) for m in messages if holds_time(m)],
             )
             detail.update(why="; ".join(why)[:500])
-    return ops.add_respread(engine, number_id, local_date, sends, resume_id=resume_id, detail=detail, now=now)
+    return respread.add_respread(
+        engine, number_id, local_date, sends, resume_id=resume_id, detail=detail, now=now
+    )
 
 
 # ------------------------------------------------------------------------------ a backlog after an outage
@@ -119,11 +94,11 @@ def retime_backlog(
     plan: Plan,
     timezone: str,
     local_date: date,
-    rows: Sequence[ops.DayMessage],
+    rows: Sequence[respread.DayMessage],
     now: datetime,
     tolerance: timedelta,
     rng: random.Random,
-) -> ops.Retiming | None:
+) -> respread.Retiming | None:
     """The re-spread of a day's backlog, or None when its pending messages break no pacing rule.
 
     Pure (the rows are the day's messages: id, state, kind, scheduled_at, not_before, claimed_at).
@@ -166,7 +141,7 @@ def retime_backlog(
         "gap": format_duration(gap),
         "why": timing.reason or "",
     }
-    return ops.Retiming(moves, skips, detail)
+    return respread.Retiming(moves, skips, detail)
 
 
 _NOT_SENT = (MessageState.PLANNED, MessageState.QUEUED, MessageState.SKIPPED)
@@ -175,9 +150,9 @@ _NOT_SENT = (MessageState.PLANNED, MessageState.QUEUED, MessageState.SKIPPED)
 
 def respread_backlog(runtime: Runtime, number_id: int, now: datetime, tolerance: timedelta) -> int:
     """Re-spread the rest of today of a number whose pending messages would go out in a burst (workers
-    or the scheduler were down): `retime_backlog` under the number's lock (`ops.retime_day`, so it
+    or the scheduler were down): `retime_backlog` under the number's lock (`respread.retime_day`, so it
     happens once however many schedulers ask). Returns how many messages were re-timed or skipped."""
-    number = ops.get_number(runtime.engine, number_id)
+    number = numbers.get_number(runtime.engine, number_id)
     if number is None or number.state != NumberStatus.ACTIVE:
         return 0
     try:
@@ -189,10 +164,10 @@ def respread_backlog(runtime: Runtime, number_id: int, now: datetime, tolerance:
     rng = day_rng(number_id, local_date, f"backlog:{now.isoformat()}")
     tolerance = min(tolerance, max(plan.pacing.gap.low, timedelta(seconds=1)) / 2)
 
-    def decide(rows: Sequence[ops.DayMessage]) -> ops.Retiming | None:
+    def decide(rows: Sequence[respread.DayMessage]) -> respread.Retiming | None:
         return retime_backlog(plan, number.timezone, local_date, rows, now, tolerance, rng)
 
-    done = ops.retime_day(runtime.engine, number_id, local_date, decide, now=now)
+    done = respread.retime_day(runtime.engine, number_id, local_date, decide, now=now)
     if done is None:
         return 0
     log.info("number %s: backlog re-spread: %s", number_id, dict(done.detail))

@@ -4,6 +4,11 @@ SQLite is used by the embedded mode and by tests; PostgreSQL by a fleet. The SQL
 without `BEGIN IMMEDIATE` two processes doing read-modify-write both read, then one loses its update
 (or fails with "database is locked" on upgrade from a shared to a write lock). With it, a write
 transaction takes the write lock first and waits (busy timeout) instead.
+
+`Engine` is re-exported: modules above the store hold an engine but never import SQLAlchemy themselves
+(only the store runs SQL).
+
+Tests and benchmarks create and drop throwaway PostgreSQL databases through `create_database`.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Engine as Engine  # re-exported: callers above the store import it from here
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
@@ -23,6 +30,10 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel import Session
 
 from warmup.config import Settings
+from warmup.core.errors import UserError
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,53 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL may still hold a secret: show nothing of it
         return "<unparsable database url>"
+
+
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
+URL_EXAMPLES = "sqlite:///warmup.db or postgresql://USER:PASSWORD@HOST:5432/DB"
+
+
+def check_database_url(url: str) -> None:
+    """Refuse, before any connection, a URL that is not SQLite or PostgreSQL (the only stores supported).
+
+    The message shows the URL only masked: a URL that does not parse may still hold a password.
+    """
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:
+        raise UserError(
+            f"WARMUP_DATABASE_URL / --database-url is not a database URL: expected {URL_EXAMPLES}"
+        ) from None
+    if backend not in SUPPORTED_SCHEMES:
+        raise UserError(
+            f"unsupported database {mask_url(url)}: warmup stores its data in SQLite or PostgreSQL, "
+            f"e.g. {URL_EXAMPLES}"
+        )
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (None for anything else).
+
+    Reading commands must not create an empty database file where a typo pointed them.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("mode") == "memory" or str(parsed.database).startswith("file:"):
+        return None
+    path = Path(str(parsed.database))
+    return None if path.exists() else str(path)
+
+
+def database_problem(exc: BaseException, url: str) -> str:
+    """The first line of a driver's message (`connection refused`, `unable to open ...`), password masked."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return first.replace(str(password), "***") if password else first
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -199,3 +257,59 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         except BaseException:
             session.rollback()
             raise
+
+
+# --- server administration: throwaway databases for tests and benchmarks ---------------------------
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The PostgreSQL server an administration URL names did not accept a connection."""
+
+
+def libpq_url(url: str) -> str:
+    """The URL as libpq and psycopg take it (no SQLAlchemy ``+driver`` suffix)."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.split("+", 1)[0] + sep + rest
+
+
+@contextmanager
+def _server(admin_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """An autocommit connection to ``admin_url`` (CREATE and DROP DATABASE refuse to run in a transaction)."""
+    # A late import: only test and benchmark runs administer a server, and psycopg costs ~0.1 s to import
+    # in every other process that imports the store (SQLAlchemy loads it only for a PostgreSQL engine).
+    import psycopg
+
+    try:
+        conn = psycopg.connect(libpq_url(admin_url), autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        raise DatabaseUnreachable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
+    with conn:
+        yield conn
+
+
+def database_reachable(admin_url: str) -> bool:
+    """Whether the PostgreSQL server of ``admin_url`` accepts a connection (within 3 s)."""
+    try:
+        with _server(admin_url):
+            return True
+    except DatabaseUnreachable:
+        return False
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """Create the empty database ``name`` on the server of ``admin_url`` (an existing database used only
+    to administer it) and return the new database's URL, in ``admin_url``'s libpq form."""
+    from psycopg import sql  # see `_server`
+
+    with _server(admin_url) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_url(libpq_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, *names: str) -> None:
+    """Drop the databases ``names`` with their open connections; one already gone is no error."""
+    from psycopg import sql  # see `_server`
+
+    with _server(admin_url) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -107,7 +107,7 @@ class Number(SQLModel, table=True):
     """One WhatsApp sender. `token_ref` is the NAME of an environment variable, never the token itself.
 
     The ramp columns (`plan_day`, `advance_pending`, `last_volume`, `paused_volume`, `resumed_on`) are
-    `warmup.core.domain.NumberState`, kept as `warmup.core.ramp.state_after` says (see `ops.plan_day`).
+    `warmup.core.domain.NumberState`, kept as `warmup.core.ramp.state_after` says (see `days.plan_day`).
     """
 
     __tablename__ = "numbers"
@@ -171,7 +171,7 @@ class ReadingRow(SQLModel, table=True):
 class DayPlan(SQLModel, table=True):
     """The decision of one number for one local day, and `used`: the slots claimed against `quota`.
 
-    `used` only changes through `ops.claim` (+1 when under quota) and the paths that give a slot back
+    `used` only changes through `claims.claim` (+1 when under quota) and the paths that give a slot back
     because nothing went out (`record_skipped`, `release_for_retry`); the CHECK keeps it in 0..quota.
     """
 

@@ -9,6 +9,10 @@ Crash helpers: `kill_worker` SIGKILLs a worker's whole process group, optionally
 its sends is in flight (a ``sending`` row it claimed); `kill_leader` SIGKILLs the scheduler holding
 the leader lock (found from the schedulers' logs); `restart_redis` kills and restarts Redis, losing
 every queue. `check` compares the simulator's send log with the store (`invariants`).
+
+The pieces live beside it: the processes in `processes`, the plan files and the numbers' configurations
+in `fleet_setup`, the simulator's admin client in `sim_admin`. The run's own reads and its bulk enrolment
+are still SQL here: the store has no function for them yet.
 """
 
 from __future__ import annotations
@@ -19,28 +23,32 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import psutil
 import redis as redis_client
-import sqlalchemy as sa
-from sqlalchemy import Engine
 
 from warmup.clock import ENV_VAR as CLOCK_ENV
 from warmup.clock import ScaledClock
-from warmup.store import ops
-from warmup.store.db import READ_ONLY, make_engine, upgrade
+from warmup.store import checks, numbers
+from warmup.store.db import make_engine, upgrade
+from warmup.testing.fleet_setup import (
+    PlanValues,
+    contact_of,
+    phone_of,
+    simulator_numbers,
+    token_of,
+    token_ref_of,
+    write_plan_files,
+)
 from warmup.testing.invariants import (
     InvariantReport,
     evaluate,
@@ -48,59 +56,27 @@ from warmup.testing.invariants import (
     load_quotas,
     load_timezones,
 )
+from warmup.testing.processes import SOURCE_ROOT, Proc, spawn
 from warmup.testing.services import RedisServer, free_port, workdir
+from warmup.testing.sim_admin import SimulatorAdmin
+
+__all__ = [  # also names benchmarks/ and tests/ import from here, defined in the modules imported above
+    "SOURCE_ROOT",
+    "FleetHarness",
+    "FleetSpec",
+    "Proc",
+    "contact_of",
+    "flush_dedicated_db",
+    "phone_of",
+    "running_fleet",
+    "token_of",
+    "token_ref_of",
+]
 
 log = logging.getLogger(__name__)
 
-PLAN = """\
-version: 1
-name: {name}
-schedule:
-  windows:
-    - {{days: daily, hours: "{hours}"}}
-ramp:
-  steps:
-    - {{days: 1-60, volume: {volume}}}
-pacing:
-  gap: {gap}
-  typing: 1s..3s
-  max_per_hour: {max_per_hour}
-  max_new_contacts_per_day: {max_new}
-audience:
-  peers: {{reply_probability: {reply_probability}, reply_delay: 1m..10m}}
-  contacts: contacts.csv
-content: pool.yaml
-"""
-
-POOL = """\
-version: 1
-language: en
-openers: ["Hi there!", "Hello, how are you?", "Hey! Long time", "Good day to you", "How was your week?",
-          "Morning! All well?", "Hey, quick hello", "Hope you are doing fine"]
-replies: ["All good, thanks!", "Fine, and you?", "Great to hear from you", "Doing well, thanks"]
-"""
-
 DEFAULT_TIMEZONES = ("America/Sao_Paulo", "Europe/Berlin", "Asia/Tokyo", "UTC")
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
-"""The checkout holding ``warmup`` and ``workers``; put first on the children's PYTHONPATH so they import
-this source tree whatever their working directory (an editable install can be stale)."""
-
-
-def phone_of(index: int) -> str:
-    """The E.164 phone of fleet number ``index`` (distinct from every contact phone)."""
-    return f"+55119{index:08d}"
-
-
-def contact_of(index: int) -> str:
-    return f"+55118{index:08d}"
-
-
-def token_of(index: int) -> str:
-    return f"sim-token-{index:06d}-abcdef"
-
-
-def token_ref_of(index: int) -> str:
-    return f"SIM_TOKEN_{index}"
+PLAN_NAME = "fleet-plan"
 
 
 @dataclass(frozen=True)
@@ -129,90 +105,6 @@ class FleetSpec:
     scheduler_log_level: str = "INFO"  # INFO at least: `leader()` reads the leadership lines
 
 
-class Proc:
-    """One fleet process (its own session, so a SIGKILL takes its children with it)."""
-
-    def __init__(
-        self, role: str, name: str, popen: subprocess.Popen[bytes], log_path: Path, handle: IO[bytes]
-    ):
-        self.role = role
-        self.name = name
-        self.popen = popen
-        self.log_path = log_path
-        self._handle = handle
-        self.started = time.monotonic()
-        self.killed = False
-        self.last_pids: list[int] = []  # the tree as it was when killed (to find its orphaned claims)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def pids(self) -> list[int]:
-        """This process and all its descendants (a dramatiq worker's children run the actors)."""
-        try:
-            parent = psutil.Process(self.pid)
-            return [self.pid, *(child.pid for child in parent.children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
-
-    def connected_to(self, port: int) -> bool:
-        """Whether a process of this tree holds an established TCP connection to ``port`` (a worker
-        consuming from Redis: booted and ready, whatever its log level)."""
-        for pid in self.pids():
-            try:
-                connections = psutil.Process(pid).net_connections(kind="tcp")
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            if any(
-                c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in connections
-            ):
-                return True
-        return False
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the process and its descendants now."""
-        total = 0
-        for pid in self.pids():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += psutil.Process(pid).memory_info().rss
-        return total
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: nothing gets to clean up, as when a machine dies."""
-        self.killed = True
-        self.last_pids = self.pids()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        self._handle.close()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (clean shutdown), then SIGKILL after ``timeout`` wall seconds."""
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return
-        self._handle.close()
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def __repr__(self) -> str:
-        return f"Proc({self.name}, pid={self.pid}, alive={self.alive})"
-
-
 _LEADER_EVENT = re.compile(r"scheduler leadership (acquired|lost)")
 """What `warmup.services.leader` logs (INFO / WARNING) when it takes or loses the lock, in any log format."""
 
@@ -238,10 +130,11 @@ class FleetHarness:
         self.redis = redis
         self.dir = directory or workdir()
         self.python = python
-        self.engine: Engine = make_engine(database_url)
+        self.engine = make_engine(database_url)
         self.clock: ScaledClock | None = None
         self.sim_url = ""
         self.simulator: Proc | None = None
+        self.sim_admin: SimulatorAdmin | None = None  # once the simulator is up
         self.workers: list[Proc] = []
         self.schedulers: list[Proc] = []
         self.number_ids: list[int] = []
@@ -249,7 +142,6 @@ class FleetHarness:
         self._counter = 0
         self._lead_seen: dict[str, tuple[int, int]] = {}  # name -> (events seen, order of last acquisition)
         self._lead_order = 0
-        self._http = httpx.Client(timeout=30)
 
     # --- setup ------------------------------------------------------------------------------------
 
@@ -263,23 +155,20 @@ class FleetHarness:
 
     def write_plan(self) -> Path:
         spec = self.spec
-        plans = self.dir / "plans"
-        plans.mkdir(parents=True, exist_ok=True)
-        (plans / "pool.yaml").write_text(POOL)
-        contacts = "\n".join(f"{contact_of(i)},Contact {i}" for i in range(spec.contacts))
-        (plans / "contacts.csv").write_text("phone,name\n" + contacts + "\n")
-        self.plan_path.write_text(
-            PLAN.format(
-                name="fleet-plan",
-                hours=spec.hours,
-                volume=spec.volume,
-                gap=spec.gap,
-                max_per_hour=spec.max_per_hour,
-                max_new=spec.max_new_contacts,
-                reply_probability=spec.reply_probability,
-            )
+        plan = PlanValues(
+            name=PLAN_NAME,
+            volume=spec.volume,
+            ramp_days=60,
+            hours=spec.hours,
+            gap=spec.gap,
+            typing="1s..3s",
+            max_per_hour=spec.max_per_hour,
+            max_new_contacts=spec.max_new_contacts,
+            reply_probability=spec.reply_probability,
+            reply_delay="1m..10m",
         )
-        return self.plan_path
+        contacts = ((contact_of(i), f"Contact {i}") for i in range(spec.contacts))
+        return write_plan_files(self.plan_path.parent, plan, contacts)
 
     def setup(self, *, start_clock: bool = True) -> FleetHarness:
         """Migrate the database, write the plan, start the simulator and enroll the numbers."""
@@ -318,20 +207,7 @@ class FleetHarness:
 
     def _spawn(self, role: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Proc:
         self._counter += 1
-        name = f"{role}-{self._counter}"
-        logs = self.dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        path = logs / f"{name}.log"
-        handle = path.open("ab")
-        popen = subprocess.Popen(
-            list(argv),
-            env={**self._env(), **(env or {})},
-            cwd=self.dir,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        return Proc(role, name, popen, path, handle)
+        return spawn(role, f"{role}-{self._counter}", argv, {**self._env(), **(env or {})}, self.dir)
 
     def start_simulator(self, timeout: float = 30.0) -> str:
         spec = self.spec
@@ -348,10 +224,11 @@ class FleetHarness:
             argv += ["--fault", f"{key}={value}"]
         self.simulator = self._spawn("simulator", argv)
         self.sim_url = f"http://127.0.0.1:{port}"
+        self.sim_admin = SimulatorAdmin(self.sim_url)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._http.get(self.sim_url + "/_sim/clock", timeout=1).raise_for_status()
+                self.sim_admin.request("GET", "/_sim/clock", timeout=1)
                 return self.sim_url
             except httpx.HTTPError:
                 if not self.simulator.alive or time.monotonic() > deadline:
@@ -364,26 +241,17 @@ class FleetHarness:
         """Enroll every number of the spec (one bulk insert: fast for 10,000 numbers)."""
         spec = self.spec
         stamp = datetime.now(UTC)
-        rows: list[dict[str, Any]] = [
-            {
-                "phone": phone_of(i),
-                "provider": "simulator",
-                "token_ref": token_ref_of(i),
-                "base_url": self.sim_url,
-                "plan_name": "fleet-plan",
-                "plan_path": str(self.plan_path),
-                "timezone": spec.timezones[i % len(spec.timezones)],
-                "registered": spec.registered,
-                "state": "active",
-                "created_at": stamp,
-                "updated_at": stamp,
-            }
-            for i in range(spec.numbers)
-        ]
-        with self.engine.begin() as conn:
-            ids = conn.execute(sa.insert(ops.NUMBERS).returning(ops.NUMBERS.c.id), rows).scalars().all()
-        self.number_ids = [int(i) for i in ids]
-        self.phones = [row["phone"] for row in rows]
+        configs = simulator_numbers(
+            [phone_of(i) for i in range(spec.numbers)],
+            base_url=self.sim_url,
+            plan_name=PLAN_NAME,
+            plan_path=self.plan_path,
+            timezones=spec.timezones,
+            registered=spec.registered,
+        )
+        ids = numbers.add_numbers(self.engine, configs, now=stamp)
+        self.number_ids = ids
+        self.phones = [config["phone"] for config in configs]
         return self.number_ids
 
     # --- processes --------------------------------------------------------------------------------
@@ -456,18 +324,7 @@ class FleetHarness:
         """Ids of the ``sending`` rows claimed by processes of ``proc`` (alive, or as it was when killed)."""
         host = socket.gethostname()
         workers = [f"{host}:{pid}" for pid in (proc.pids() or proc.last_pids)]
-        if not workers:
-            return []
-        messages = ops.MESSAGES
-        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-            return [
-                int(i)
-                for i in conn.execute(
-                    sa.select(messages.c.id).where(
-                        messages.c.state == "sending", messages.c.claimed_by.in_(workers)
-                    )
-                ).scalars()
-            ]
+        return checks.claimed_by(self.engine, workers)
 
     def claims_of(self, proc: Proc) -> int:
         """How many ``sending`` rows processes of ``proc`` hold right now."""
@@ -503,18 +360,22 @@ class FleetHarness:
 
     # --- simulator --------------------------------------------------------------------------------
 
+    @property
+    def admin(self) -> SimulatorAdmin:
+        """The simulator's admin client (its send log, its faults)."""
+        if self.sim_admin is None:
+            raise RuntimeError("start_simulator() first")
+        return self.sim_admin
+
     def sends(self) -> list[dict[str, Any]]:
         """The simulator's send log (every accepted send)."""
-        response = self._http.get(self.sim_url + "/_sim/sends")
-        response.raise_for_status()
-        return list(response.json()["sends"])
+        return self.admin.sends()
 
     def set_faults(self, faults: Mapping[str, float | int | str]) -> None:
-        response = self._http.put(self.sim_url + "/_sim/faults", json={"faults": dict(faults)})
-        response.raise_for_status()
+        self.admin.set_faults(faults)
 
     def clear_faults(self) -> None:
-        self._http.delete(self.sim_url + "/_sim/faults").raise_for_status()
+        self.admin.clear_faults()
 
     # --- time and checks --------------------------------------------------------------------------
 
@@ -531,10 +392,7 @@ class FleetHarness:
             time.sleep(min(0.2, max((moment - self.now()).total_seconds() / self.spec.scale, 0.01)))
 
     def state_counts(self) -> dict[str, int]:
-        messages = ops.MESSAGES
-        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-            rows = conn.execute(sa.select(messages.c.state, sa.func.count()).group_by(messages.c.state)).all()
-        return {str(state): int(count) for state, count in rows}
+        return checks.state_counts(self.engine)
 
     def check(self) -> InvariantReport:
         """Compare the store with the simulator's log while the fleet may still be sending.
@@ -569,7 +427,8 @@ class FleetHarness:
             proc.stop(timeout=10)
         if self.simulator is not None:
             self.simulator.stop(timeout=10)
-        self._http.close()
+        if self.sim_admin is not None:
+            self.sim_admin.close()
         self.engine.dispose()
 
     def __enter__(self) -> FleetHarness:

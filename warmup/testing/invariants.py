@@ -1,15 +1,30 @@
-"""Check DESIGN invariants 1-3 of a finished run: the simulator's send log against the store.
+"""The one check of DESIGN invariants 1-3 of a run: the simulator's send log against the store.
 
-The simulator's log is the ground truth of what went out; the store says what warmup believes. They
-must agree:
+One checker for every run that has a simulator: the demo (`warmup.cli.demo`), the tests
+(tests/workers/test_embedded.py, tests/testing/test_fleet_processes.py) and the benchmarks (through
+`warmup.testing.harness`: benchmarks/chaos.py, benchmarks/send_path.py). The simulator's log is the
+ground truth of what went out; the store says what warmup believes. They must agree:
 
 * quota (1): per number and LOCAL day (the number's time zone, from the log's ``accepted_at``), the
-  sends in the log never exceed that day's quota, and nothing goes out on a day without a plan;
-* never twice (2): every ``sent`` row names a provider message id found exactly once in the log and
-  in no other row; a log entry no ``sent`` row claims must be explained by an ``unknown`` row of the
-  same number, recipient and text (the outcome was ambiguous: it may have gone out), each ``unknown``
-  row explaining at most one entry. Anything else in the log was sent by nobody we know of: a double send;
-* nothing stuck (3): every message of a local day that is over is sent, failed, skipped or unknown.
+  sends in the log never exceed that day's quota, and nothing goes out on a day without a plan. In the
+  store, every day plan's ``used`` equals the messages holding a slot (sent, sending, unknown, failed)
+  and neither exceeds the quota;
+* never twice (2): every provider message id appears once in the log; every ``sent`` row names one
+  found in the log and held by no other row; every other log entry is one of an ``unknown`` row (or,
+  while the run is live, of a ``sending`` row: its claim commits before its HTTP call) of the same
+  number, recipient and text, each row accounting for one entry at most. Anything else in the log was
+  sent by nobody we know of: a double send;
+* nothing stuck (3): once a local day is over, every message of it is sent, failed, skipped or unknown;
+  a skipped one has its reason; once the workers have stopped, nothing is left ``sending``.
+
+The rule for ``unknown`` (a crash or an ambiguous answer between claimed and recorded): it counts
+against the quota and is never re-sent automatically; whether it went out is read from the log, never
+guessed. An unknown the simulator accepted counts as sent: its entry counts in that local day's sends
+like any other, matched to the row by number, recipient and text (`explained_by_unknown`). One it did
+not accept counts only against the quota: it holds its slot in ``used`` and has no entry. A second
+entry for one unknown row is a re-send, reported as a double send.
+
+The store is read by `warmup.store.checks`; the checks themselves (`evaluate`) work on plain data.
 """
 
 from __future__ import annotations
@@ -17,32 +32,45 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import Engine
+from warmup.core.spread import local_date_of
+from warmup.store.checks import DayTally, StoredMessage, day_tallies, number_timezones, stored_messages
+from warmup.store.db import Engine
+from warmup.store.models import TERMINAL_STATES, MessageState
 
-from warmup.store import ops
-from warmup.store.db import READ_ONLY
-from warmup.store.models import TERMINAL_STATES
+__all__ = [
+    "Check",
+    "DayTally",
+    "InvariantReport",
+    "StoredMessage",
+    "check_invariants",
+    "evaluate",
+    "load_messages",
+    "load_quotas",
+    "load_timezones",
+    "slot_problems",
+    "unfinished",
+]
 
 _TERMINAL = frozenset(state.value for state in TERMINAL_STATES)
+_SENT, _SENDING, _UNKNOWN = MessageState.SENT.value, MessageState.SENDING.value, MessageState.UNKNOWN.value
+
+_Key = tuple[str, str, str]  # number, recipient, text: what an `unknown` row and a log entry share
+
+QUOTA_CHECK = "no number exceeded its local-day quota"
+TWICE_CHECK = "no message sent twice"
+STUCK_CHECK = "no message stuck non-terminal"
 
 
 @dataclass(frozen=True)
-class StoredMessage:
-    """The columns of one outbound row the checks need."""
+class Check:
+    """One invariant and whether the run kept it, as the demo prints it."""
 
-    id: int
-    number_id: int
-    phone: str  # the sender
-    timezone: str
-    local_date: date
-    recipient: str
-    text: str
-    state: str
-    provider_message_id: str | None
+    name: str
+    ok: bool
+    detail: str
 
 
 @dataclass
@@ -57,104 +85,176 @@ class InvariantReport:
     in_flight: int = 0  # planned/queued/sending rows of a day that is not over yet (not a breach)
     log_sends: int = 0
     stuck: int = 0
+    stuck_details: list[str] = field(default_factory=list)
     over_quota: list[str] = field(default_factory=list)  # "phone local-date: N sends > quota Q"
+    slot_errors: list[str] = field(default_factory=list)  # day plans whose `used` disagrees or is over
     duplicates: int = 0
     duplicate_details: list[str] = field(default_factory=list)
     missing_in_log: int = 0  # `sent` rows whose provider id the simulator never issued
-    explained_by_unknown: int = 0  # log entries accounted for by an `unknown` row
+    explained_by_unknown: int = 0  # log entries of `unknown` rows: they went out, so they count as sent
+    explained_in_flight: int = 0  # log entries of `sending` rows (the HTTP call had not returned)
+    finished: dict[str, int] = field(default_factory=dict)  # messages of days that are over, by state
+    sends_per_day: dict[tuple[str, date], int] = field(default_factory=dict)  # the log, per local day
+    busiest: float = 0.0  # the highest share of its quota a number used on one local day, per the log
 
     @property
     def ok(self) -> bool:
-        return self.stuck == 0 and not self.over_quota and self.duplicates == 0 and self.missing_in_log == 0
+        return (
+            self.stuck == 0
+            and not self.over_quota
+            and not self.slot_errors
+            and self.duplicates == 0
+            and self.missing_in_log == 0
+        )
+
+    def checks(self) -> list[Check]:
+        """The three invariants as pass/fail lines with a short detail (what the demo prints)."""
+        quota = [*self.over_quota, *self.slot_errors]
+        twice = list(self.duplicate_details)
+        if self.missing_in_log:
+            twice.append(
+                f"{self.missing_in_log} messages are stored as sent but the simulator never accepted them"
+            )
+        breakdown = ", ".join(
+            f"{self.finished.get(s, 0)} {s}" for s in ("sent", "failed", "skipped", "unknown")
+        )
+        return [
+            Check(
+                QUOTA_CHECK,
+                not quota,
+                "; ".join(quota[:5])
+                or f"{len(self.sends_per_day)} number-days checked against the send log, "
+                f"busiest at {self.busiest:.0%} of its quota",
+            ),
+            Check(
+                TWICE_CHECK,
+                self.duplicates == 0 and self.missing_in_log == 0,
+                "; ".join(twice[:5])
+                or f"{self.log_sends} sends in the simulator's log, each one stored message, none repeated",
+            ),
+            Check(
+                STUCK_CHECK,
+                self.stuck == 0,
+                "; ".join(self.stuck_details[:5])
+                or f"all {sum(self.finished.values())} messages of finished local days are terminal "
+                f"({breakdown})",
+            ),
+        ]
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("sends_per_day")  # keyed by (phone, date): not JSON
         data["over_quota_number_days"] = len(self.over_quota)
         data["duplicate_details"] = self.duplicate_details[:20]
+        data["stuck_details"] = self.stuck_details[:20]
         data["ok"] = self.ok
         return data
 
 
 def load_messages(engine: Engine) -> list[StoredMessage]:
     """Every outbound row with its number's phone and time zone."""
-    messages, numbers = ops.MESSAGES, ops.NUMBERS
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        rows = conn.execute(
-            sa.select(
-                messages.c.id,
-                messages.c.number_id,
-                numbers.c.phone,
-                numbers.c.timezone,
-                messages.c.local_date,
-                messages.c.recipient,
-                messages.c.text,
-                messages.c.state,
-                messages.c.provider_message_id,
-            )
-            .join(numbers, numbers.c.id == messages.c.number_id)
-            .order_by(messages.c.id)
-        ).all()
-    return [StoredMessage(*row) for row in rows]
+    return stored_messages(engine)
 
 
-def load_quotas(engine: Engine) -> dict[tuple[str, date], int]:
-    """(phone, local date) -> that day's quota, from the day plans."""
-    plans, numbers = ops.DAY_PLANS, ops.NUMBERS
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        rows = conn.execute(
-            sa.select(numbers.c.phone, plans.c.local_date, plans.c.quota).join(
-                numbers, numbers.c.id == plans.c.number_id
-            )
-        ).all()
-    return {(row.phone, row.local_date): int(row.quota) for row in rows}
+def load_quotas(engine: Engine) -> dict[tuple[str, date], DayTally]:
+    """(phone, local date) -> that day's plan: its quota, `used`, and the slots its messages hold."""
+    return {(day.phone, day.local_date): day for day in day_tallies(engine)}
 
 
 def load_timezones(engine: Engine) -> dict[str, str]:
     """phone -> IANA time zone of every number."""
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        rows = conn.execute(sa.select(ops.NUMBERS.c.phone, ops.NUMBERS.c.timezone)).all()
-    return {row.phone: row.timezone for row in rows}
+    return number_timezones(engine)
 
 
-def check_invariants(engine: Engine, sends: Sequence[Mapping[str, Any]], now: datetime) -> InvariantReport:
-    """Compare the simulator's send log (``GET /_sim/sends`` entries) with the store at ``now``."""
-    return evaluate(load_messages(engine), load_quotas(engine), load_timezones(engine), sends, now)
+def check_invariants(
+    engine: Engine,
+    sends: Sequence[Mapping[str, Any]],
+    now: datetime,
+    *,
+    grace: timedelta = timedelta(0),
+    stopped: bool = False,
+) -> InvariantReport:
+    """Compare the simulator's send log (``GET /_sim/sends`` entries) with the store at ``now``.
+
+    For a run whose sends are over (the log is read first). While workers still send, read the store
+    FIRST and the log after it, as `FleetHarness.check` does: every row `sent` in the store's snapshot
+    is then in the log. See `evaluate` for ``grace`` and ``stopped``.
+    """
+    messages = load_messages(engine)
+    days = load_quotas(engine)
+    return evaluate(messages, days, load_timezones(engine), sends, now, grace=grace, stopped=stopped)
 
 
 def evaluate(
     messages: Iterable[StoredMessage],
-    quotas: Mapping[tuple[str, date], int],
+    days: Mapping[tuple[str, date], DayTally],
     timezones: Mapping[str, str],
     sends: Sequence[Mapping[str, Any]],
     now: datetime,
+    *,
+    grace: timedelta = timedelta(0),
+    stopped: bool = False,
 ) -> InvariantReport:
-    """The checks themselves, on plain data (so they can be tested without a run)."""
+    """The checks themselves, on plain data (so they can be tested without a run).
+
+    A local day is over once ``now - grace`` is past it (``grace``: the time the scheduler needs to
+    close a day after its midnight). ``stopped``: the workers have stopped, so a `sending` row can never
+    finish and is stuck whatever its day.
+    """
     report = InvariantReport(log_sends=len(sends))
     rows = list(messages)
-    today = {phone: ops.local_date_of(zone, now) for phone, zone in timezones.items()}
+    today = {phone: local_date_of(now - grace, zone) for phone, zone in timezones.items()}
+    finished: Counter[str] = Counter()
     for row in rows:
         report.planned += 1
-        if row.state == "sent":
+        if row.state == _SENT:
             report.sent += 1
-        elif row.state == "failed":
+        elif row.state == MessageState.FAILED.value:
             report.failed += 1
-        elif row.state == "skipped":
+        elif row.state == MessageState.SKIPPED.value:
             report.skipped += 1
-        elif row.state == "unknown":
+        elif row.state == _UNKNOWN:
             report.unknown += 1
-        if row.state not in _TERMINAL:
-            if row.local_date < today[row.phone]:
-                report.stuck += 1
-            else:
-                report.in_flight += 1
-    _check_quota(report, quotas, timezones, sends)
+        over = row.local_date < today[row.phone]
+        if over:
+            finished[row.state] += 1
+        problem = unfinished(row.state, row.reason)
+        if problem is not None and (over or (stopped and row.state == _SENDING) or row.state in _TERMINAL):
+            report.stuck += 1
+            report.stuck_details.append(f"message {row.id} of {row.phone} on {row.local_date} {problem}")
+        elif row.state not in _TERMINAL:
+            report.in_flight += 1
+    report.finished = dict(finished)
+    _check_quota(report, days, timezones, sends)
     _check_once(report, rows, sends)
     return report
 
 
+def unfinished(state: str, reason: str | None) -> str | None:
+    """Why a message has not properly ended (invariant 3), or None: it is not in a terminal state, or it
+    was skipped without saying why."""
+    if state not in _TERMINAL:
+        return f"is {state}"
+    if state == MessageState.SKIPPED.value and not reason:
+        return "was skipped without a reason"
+    return None
+
+
+def slot_problems(day: DayTally) -> list[str]:
+    """What is wrong with a day plan's quota bookkeeping: `used` must equal the messages holding a slot,
+    and neither may exceed the quota (an unknown holds its slot whether it went out or not)."""
+    where = f"{day.phone} {day.local_date}"
+    problems = []
+    if day.used != day.held:
+        problems.append(f"{where}: used {day.used} but {day.held} messages hold a slot")
+    if max(day.used, day.held) > day.quota:
+        problems.append(f"{where}: {max(day.used, day.held)} slots taken > quota {day.quota}")
+    return problems
+
+
 def _check_quota(
     report: InvariantReport,
-    quotas: Mapping[tuple[str, date], int],
+    days: Mapping[tuple[str, date], DayTally],
     timezones: Mapping[str, str],
     sends: Sequence[Mapping[str, Any]],
 ) -> None:
@@ -165,13 +265,19 @@ def _check_quota(
         if zone is None:
             report.over_quota.append(f"{phone}: sent {send.get('message_id')} but is no number of the store")
             continue
-        per_day[(phone, ops.local_date_of(zone, datetime.fromisoformat(str(send["accepted_at"]))))] += 1
+        per_day[(phone, local_date_of(datetime.fromisoformat(str(send["accepted_at"])), zone))] += 1
     for (phone, day), count in sorted(per_day.items()):
-        quota = quotas.get((phone, day))
-        if quota is None:
+        plan = days.get((phone, day))
+        if plan is None:
             report.over_quota.append(f"{phone} {day}: {count} sends on a day without a plan")
-        elif count > quota:
-            report.over_quota.append(f"{phone} {day}: {count} sends > quota {quota}")
+            continue
+        if count > plan.quota:
+            report.over_quota.append(f"{phone} {day}: {count} sends > quota {plan.quota}")
+        if plan.quota:
+            report.busiest = max(report.busiest, count / plan.quota)
+    report.sends_per_day = dict(per_day)
+    for _key, plan in sorted(days.items()):
+        report.slot_errors.extend(slot_problems(plan))
 
 
 def _check_once(
@@ -182,24 +288,25 @@ def _check_once(
         if count > 1:
             report.duplicates += count - 1
             report.duplicate_details.append(f"provider id {message_id} appears {count} times in the log")
-    claimed: Counter[str] = Counter()
+    claimed: defaultdict[str, list[int]] = defaultdict(list)
     for row in rows:
-        if row.state != "sent":
+        if row.state != _SENT:
             continue
         if row.provider_message_id is None or row.provider_message_id not in log_ids:
             report.missing_in_log += 1
             continue
-        claimed[row.provider_message_id] += 1
-    for provider_id, count in claimed.items():
-        if count > 1:
-            report.duplicates += count - 1
-            report.duplicate_details.append(f"provider id {provider_id} recorded by {count} sent rows")
-    # A log entry no `sent` row claims is accounted for by an `unknown` row (the outcome was ambiguous)
-    # or a `sending` row (in flight: the store was read before the HTTP call returned), one each.
-    unknown: Counter[tuple[str, str, str]] = Counter(
-        (row.phone, row.recipient, row.text) for row in rows if row.state in ("unknown", "sending")
-    )
-    unexplained: defaultdict[tuple[str, str, str], list[str]] = defaultdict(list)
+        claimed[row.provider_message_id].append(row.id)
+    for provider_id, row_ids in claimed.items():
+        if len(row_ids) > 1:
+            report.duplicates += len(row_ids) - 1
+            report.duplicate_details.append(
+                f"messages {', '.join(map(str, row_ids))} share the provider id {provider_id}"
+            )
+    # Every other log entry must be one of an `unknown` row (it went out after all) or of a `sending`
+    # row (in flight), of the same number, recipient and text: one entry per row.
+    unknown: Counter[_Key] = Counter((r.phone, r.recipient, r.text) for r in rows if r.state == _UNKNOWN)
+    sending: Counter[_Key] = Counter((r.phone, r.recipient, r.text) for r in rows if r.state == _SENDING)
+    unexplained: defaultdict[_Key, list[str]] = defaultdict(list)
     for send in sends:
         message_id = str(send["message_id"])
         if message_id in claimed:
@@ -208,6 +315,9 @@ def _check_once(
         if unknown[key] > 0:
             unknown[key] -= 1
             report.explained_by_unknown += 1
+        elif sending[key] > 0:
+            sending[key] -= 1
+            report.explained_in_flight += 1
         else:
             unexplained[key].append(message_id)
     for (phone, to, _body), ids in unexplained.items():

@@ -3,7 +3,8 @@
 The machine's Redis (127.0.0.1:6379) is shared with everything else, so a run that restarts Redis or
 flushes it must not use it: `RedisServer` starts a private ``redis-server`` on a free port without
 persistence (a restart loses every queue, like a crashed Redis without AOF). `throwaway_database`
-creates a PostgreSQL database with a random name and drops it afterwards.
+creates a PostgreSQL database with a random name and drops it afterwards (the SQL is the store's:
+`warmup.store.db.create_database`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-import psycopg
 import redis
-from sqlalchemy.engine import make_url
+
+from warmup.store.db import DatabaseUnreachable, create_database, database_reachable, drop_database
 
 PG_ADMIN_URL = os.environ.get("WARMUP_TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
 """An existing database used only to CREATE and DROP the throwaway ones."""
@@ -128,37 +129,25 @@ class RedisServer:
         self.stop()
 
 
-def _libpq(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    return scheme.split("+", 1)[0] + sep + rest
-
-
-def _admin(admin_url: str) -> psycopg.Connection[tuple[object, ...]]:
-    try:
-        return psycopg.connect(_libpq(admin_url), autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        raise ServiceUnavailable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
-
-
 @contextlib.contextmanager
 def throwaway_database(admin_url: str = PG_ADMIN_URL, prefix: str = "warmup_fleet") -> Iterator[str]:
     """The URL of a new empty PostgreSQL database, dropped (with its connections) on exit."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with _admin(admin_url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(_libpq(admin_url)).set(database=name).render_as_string(hide_password=False)
+        url = create_database(admin_url, name)
+    except DatabaseUnreachable as exc:
+        raise ServiceUnavailable(str(exc)) from None
+    try:
+        yield url
     finally:
-        with _admin(admin_url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            drop_database(admin_url, name)
+        except DatabaseUnreachable as exc:
+            raise ServiceUnavailable(str(exc)) from None
 
 
 def pg_available(admin_url: str = PG_ADMIN_URL) -> bool:
-    try:
-        _admin(admin_url).close()
-    except ServiceUnavailable:
-        return False
-    return True
+    return database_reachable(admin_url)
 
 
 def workdir(prefix: str = "warmup-fleet-") -> Path:

@@ -1,6 +1,6 @@
-"""warmup.store.batch on SQLite and PostgreSQL: `claim_many` answers every id exactly as `ops.claim`
-would, never takes more slots than the quota, survives races and a pause in progress;
-`record_sent_many`, `give_back` and `due_within` keep the single path's bookkeeping."""
+"""warmup.store.claims: `claim` wins once and names every refusal; `claim_many` answers every id exactly
+as `claim` would, never takes more slots than the quota, survives races and a pause in progress.
+Both databases (the `engine` fixture)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,36 +18,136 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from tests.invariant_checks import assert_accounting, overfill
-from tests.store.test_ops import DAY, NOW, PEER, PHONE, add, decision, sends, state
-from warmup.store import batch, ops
-from warmup.store.ops import ClaimedMessage, ClaimResult, ClaimStatus, PlannedSend
+from tests.store.helpers import (
+    DAY,
+    NOW,
+    OTHER,
+    PEER,
+    PHONE,
+    add,
+    day_plan,
+    decision,
+    message,
+    one_day,
+    phone,
+    planned,
+    sends,
+    state,
+    used,
+)
+from warmup.store import claims, days, history, numbers, tables
+from warmup.store.claims import ClaimedMessage, ClaimResult, ClaimStatus
+from warmup.store.sends import PlannedSend
 
-OTHER = "+5511988880000"  # a contact, not a number of the fleet
+
+def test_claim_wins_once_and_returns_what_the_sender_needs(engine: Engine) -> None:
+    [message_id, *_] = planned(engine)
+    result = claims.claim(engine, message_id, "worker-1", NOW)
+    assert result.claimed and result.message is not None
+    assert (result.message.phone, result.message.recipient, result.message.text) == (PHONE, PEER, "hello 0")
+    assert (result.message.token_ref, result.message.attempts, result.message.timezone) == (
+        "WHAPI_TOKEN_1",
+        1,
+        "UTC",
+    )
+    assert claims.claim(engine, message_id, "worker-2", NOW).status is ClaimStatus.NOT_CLAIMABLE
+    assert claims.claim(engine, 99999, "worker-2", NOW).status is ClaimStatus.NOT_CLAIMABLE
+    message = history.get_message(engine, message_id)
+    assert message is not None and (message.state, message.claimed_by, message.claimed_at) == (
+        "sending",
+        "worker-1",
+        NOW,
+    )
+    assert used(engine) == 1
 
 
-def phone(index: int) -> str:
-    return f"+55119777{index:05d}"
+def test_claim_on_postgresql_says_whether_the_recipient_is_a_fleet_number(engine: Engine) -> None:
+    """The send worker skips its peer lookup when the claim already knows (PostgreSQL's one-statement
+    claim); SQLite leaves it unknown (None) and the worker looks the phone up as before."""
+    first, second, *_ = planned(engine)
+    before = claims.claim(engine, first, "worker-1", NOW)
+    add(engine, phone=PEER)
+    after = claims.claim(engine, second, "worker-1", NOW)
+    assert before.message is not None and after.message is not None
+    if engine.dialect.name == "postgresql":
+        assert (before.message.recipient_is_number, after.message.recipient_is_number) == (False, True)
+    else:
+        assert (before.message.recipient_is_number, after.message.recipient_is_number) == (None, None)
+    assert used(engine) == 2
 
 
-def day_plan(engine: Engine, number_id: int, local_date: date = DAY) -> tuple[int, int]:
-    """(used, quota) of the number's day."""
-    plan = ops.get_day_plan(engine, number_id, local_date)
-    assert plan is not None
-    return plan.used, plan.quota
+def test_claim_leaves_messages_that_are_not_due(engine: Engine) -> None:
+    number_id = add(engine)
+    assert days.plan_day(engine, number_id, decision(5), sends(1, start=NOW + timedelta(minutes=5)))
+    [message] = history.list_messages(engine, number_id, DAY)
+    assert message.id is not None
+    result = claims.claim(engine, message.id, "w", NOW)
+    assert result.status is ClaimStatus.NOT_DUE
+    assert (state(engine, message.id), used(engine)) == ("planned", 0)
+    assert claims.claim(engine, message.id, "w", NOW + timedelta(minutes=5)).claimed
 
 
-def message(engine: Engine, message_id: int) -> Any:
-    row = ops.get_message(engine, message_id)
-    assert row is not None
-    return row
+def test_claim_stops_at_the_quota_and_skips_the_rest(engine: Engine) -> None:
+    ids = planned(engine, 2, quota=2)
+    ids += overfill(engine, 1, DAY, sends(3, start=NOW - timedelta(minutes=30)))  # behind the store's back
+    results = [claims.claim(engine, message_id, "w", NOW).status for message_id in ids]
+    assert results == [ClaimStatus.CLAIMED] * 2 + [ClaimStatus.QUOTA_REACHED] * 3
+    skipped = history.get_message(engine, ids[-1])
+    assert skipped is not None and (skipped.state, skipped.reason, skipped.attempts) == (
+        "skipped",
+        "the day's quota is reached",
+        0,
+    )
+    assert used(engine) == 2
+
+
+def test_claim_of_a_paused_number_skips_the_message(engine: Engine) -> None:
+    number_id = add(engine)
+    [message_id, *_] = planned(engine, number_id=number_id)
+    with engine.begin() as conn:  # paused behind the store's back: claim must re-check anyway
+        conn.execute(sa.text("UPDATE numbers SET state = 'paused', paused_reason = 'banned'"))
+    result = claims.claim(engine, message_id, "w", NOW)
+    assert (result.status, result.reason) == (ClaimStatus.PAUSED, "number paused: banned")
+    assert (state(engine, message_id), used(engine, number_id)) == ("skipped", 0)
+
+
+def test_claim_after_the_local_day_is_over_skips(engine: Engine) -> None:
+    number_id = add(
+        engine, timezone="America/Sao_Paulo"
+    )  # UTC-3: local 2026-11-23 ends at 03:00 UTC on the 24th
+    [message_id, *_] = planned(engine, number_id=number_id)
+    late = datetime(2026, 11, 24, 2, 59, tzinfo=UTC)
+    assert claims.claim(engine, message_id, "w", late).claimed
+    [_, second, third] = [m.id for m in history.list_messages(engine, number_id, DAY)]
+    assert second is not None and third is not None
+    result = claims.claim(engine, second, "w", late + timedelta(minutes=1))
+    assert result.status is ClaimStatus.DAY_OVER
+    assert state(engine, second) == "skipped"
+
+
+def test_a_claim_after_its_window_closed_skips_the_message(engine: Engine) -> None:
+    number_id = add(engine)
+    window_end = NOW - timedelta(minutes=1)
+    late = PlannedSend(PEER, "late", NOW - timedelta(minutes=30), window_end=window_end)
+    on_time = PlannedSend(PEER, "on time", NOW - timedelta(minutes=20), window_end=NOW + timedelta(hours=1))
+    assert days.plan_day(engine, number_id, decision(5), [late, on_time])
+    first, second = [m.id or 0 for m in history.list_messages(engine, number_id, DAY)]
+    refused = claims.claim(engine, first, "w", NOW)
+    assert refused.status is ClaimStatus.WINDOW_CLOSED and "window closed" in (refused.reason or "")
+    assert state(engine, first) == "skipped" and used(engine, number_id) == 0
+    assert (
+        claims.claim(engine, first, "w", window_end - timedelta(minutes=5)).status
+        is ClaimStatus.NOT_CLAIMABLE
+    )
+    assert claims.claim(engine, second, "w", NOW).claimed
 
 
 def expected_claim(engine: Engine, message_id: int) -> ClaimedMessage:
     """What a claim of ``message_id`` must hand the worker, read from the rows after the claim."""
     row = message(engine, message_id)
-    number = ops.get_number(engine, row.number_id)
+    number = numbers.get_number(engine, row.number_id)
     assert number is not None
-    is_number = ops.get_number(engine, phone=row.recipient) is not None
+    is_number = numbers.get_number(engine, phone=row.recipient) is not None
     return ClaimedMessage(
         id=row.id,
         number_id=row.number_id,
@@ -73,7 +173,7 @@ def expected_claim(engine: Engine, message_id: int) -> ClaimedMessage:
 
 @dataclass
 class Spy:
-    """Counts what went through the batch statement and what through `ops.claim` one by one."""
+    """Counts what went through the batch statement and what through `claims.claim` one by one."""
 
     batch_ids: list[int]
     single_ids: list[int]
@@ -83,8 +183,8 @@ class Spy:
 def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spy]:
     found = Spy([], [])
     lock = threading.Lock()
-    real_many = batch._claim_many_pg
-    real_claim = ops.claim
+    real_many = claims._claim_many_pg
+    real_claim = claims.claim
 
     def claim_many_pg(
         engine: Engine, ids: list[int], worker_id: str, now: datetime
@@ -99,21 +199,9 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spy]:
             found.single_ids.append(message_id)
         return real_claim(engine, message_id, worker_id, now)
 
-    monkeypatch.setattr(batch, "_claim_many_pg", claim_many_pg)
-    monkeypatch.setattr(ops, "claim", claim)  # batch.py calls it through the module
+    monkeypatch.setattr(claims, "_claim_many_pg", claim_many_pg)
+    monkeypatch.setattr(claims, "claim", claim)  # `claim_many` calls it through the module
     yield found
-
-
-def one_day(
-    engine: Engine, phone_: str, count: int = 1, *, quota: int = 5, recipient: str = PEER, **kwargs: Any
-) -> tuple[int, list[int]]:
-    """A number with a planned day of ``count`` due messages: (number id, message ids)."""
-    number_id = add(engine, phone=phone_, **kwargs)
-    assert ops.plan_day(engine, number_id, decision(quota), sends(count, recipient=recipient))
-    return number_id, [m.id for m in ops.list_messages(engine, number_id, DAY) if m.id is not None]
-
-
-# --------------------------------------------------------------------------------------- claim_many
 
 
 def test_claim_many_claims_each_message_once_with_what_the_single_claim_gives(
@@ -124,7 +212,7 @@ def test_claim_many_claims_each_message_once_with_what_the_single_claim_gives(
     third, third_ids = one_day(engine, phone(3), 2, recipient=PHONE)
     batch_ids = [second_ids[0], third_ids[0], first_ids[0]]
     spy.single_ids.clear()
-    results = batch.claim_many(engine, batch_ids, "worker-1", NOW)
+    results = claims.claim_many(engine, batch_ids, "worker-1", NOW)
     assert set(results) == set(batch_ids)
     for message_id in batch_ids:
         result = results[message_id]
@@ -140,10 +228,10 @@ def test_claim_many_claims_each_message_once_with_what_the_single_claim_gives(
     assert {state(engine, m) for m in (first_ids[1], second_ids[1], third_ids[1])} == {"planned"}
     # the single path gives the same fields for the equivalent message of the same number
     for ids in (first_ids, second_ids, third_ids):
-        single = ops.claim(engine, ids[1], "worker-1", NOW)
+        single = claims.claim(engine, ids[1], "worker-1", NOW)
         assert single.message == expected_claim(engine, ids[1])
     # and nothing is claimable twice
-    again = batch.claim_many(engine, batch_ids, "worker-2", NOW)
+    again = claims.claim_many(engine, batch_ids, "worker-2", NOW)
     assert {r.status for r in again.values()} == {ClaimStatus.NOT_CLAIMABLE}
     assert [day_plan(engine, n)[0] for n in (first, second, third)] == [2, 2, 2]
     assert_accounting(engine)
@@ -166,28 +254,28 @@ def build_cases(engine: Engine, twin: int) -> dict[str, int]:
             ]
         elif case == "day_over":
             yesterday = DAY - timedelta(days=1)
-            assert ops.plan_day(engine, number_id, decision(5, yesterday), sends(1, NOW - timedelta(days=1)))
-            [row] = ops.list_messages(engine, number_id, yesterday)
+            assert days.plan_day(engine, number_id, decision(5, yesterday), sends(1, NOW - timedelta(days=1)))
+            [row] = history.list_messages(engine, number_id, yesterday)
             assert row.id is not None
             ids[case] = row.id
             continue
         else:
             todo = sends(1)
         quota = 1 if case == "quota" else 5
-        assert ops.plan_day(engine, number_id, decision(quota), todo)
-        [row] = ops.list_messages(engine, number_id, DAY)
+        assert days.plan_day(engine, number_id, decision(quota), todo)
+        [row] = history.list_messages(engine, number_id, DAY)
         assert row.id is not None
         ids[case] = row.id
         if case == "quota":  # the one slot is taken; a message added behind the store's back wants one
-            assert ops.claim(engine, row.id, "earlier", NOW).claimed
+            assert claims.claim(engine, row.id, "earlier", NOW).claimed
             [ids[case]] = overfill(engine, number_id, DAY, sends(1))
         if case == "sending":
-            assert ops.claim(engine, row.id, "earlier", NOW).claimed
+            assert claims.claim(engine, row.id, "earlier", NOW).claimed
         if case == "paused":
             with engine.begin() as conn:  # behind the store's back: the claim must re-check anyway
                 conn.execute(
-                    sa.update(ops.NUMBERS)
-                    .where(ops.NUMBERS.c.id == number_id)
+                    sa.update(tables.NUMBERS)
+                    .where(tables.NUMBERS.c.id == number_id)
                     .values(state="paused", paused_reason="banned")
                 )
     return ids
@@ -206,9 +294,9 @@ def test_a_mixed_batch_answers_each_message_exactly_as_the_single_claim(engine: 
     random.Random(5).shuffle(order)
     spy.batch_ids.clear()
     spy.single_ids.clear()
-    results = batch.claim_many(engine, order, "w", NOW)
-    singles = {case: ops.claim(engine, one_by_one[case], "w", NOW) for case in CASES}
-    missing = ops.claim(engine, 99998, "w", NOW)
+    results = claims.claim_many(engine, order, "w", NOW)
+    singles = {case: claims.claim(engine, one_by_one[case], "w", NOW) for case in CASES}
+    missing = claims.claim(engine, 99998, "w", NOW)
     assert set(results) == {*in_batch.values(), 99999}
     statuses = {case: results[in_batch[case]].status for case in CASES}
     assert statuses == {
@@ -245,7 +333,7 @@ def test_two_messages_of_one_day_plan_with_one_slot_left_claim_exactly_one(engin
     number_id, [first] = one_day(engine, PHONE, 1, quota=1)
     [second] = overfill(engine, number_id, DAY, sends(1))  # past the quota, behind the store's back
     other, [elsewhere] = one_day(engine, PEER, 1)
-    results = batch.claim_many(engine, [first, elsewhere, second], "w", NOW)
+    results = claims.claim_many(engine, [first, elsewhere, second], "w", NOW)
     statuses = Counter(results[m].status for m in (first, second))
     assert statuses == Counter({ClaimStatus.CLAIMED: 1, ClaimStatus.QUOTA_REACHED: 1})
     assert results[elsewhere].claimed
@@ -257,8 +345,8 @@ def test_two_messages_of_one_day_plan_with_one_slot_left_claim_exactly_one(engin
 
 def test_two_messages_of_one_day_plan_with_room_for_both_are_both_claimed(engine: Engine) -> None:
     number_id, ids = one_day(engine, PHONE, 3, quota=3)
-    assert ops.claim(engine, ids[0], "w", NOW).claimed
-    results = batch.claim_many(engine, [ids[2], ids[1]], "w", NOW)
+    assert claims.claim(engine, ids[0], "w", NOW).claimed
+    results = claims.claim_many(engine, [ids[2], ids[1]], "w", NOW)
     assert [results[m].status for m in ids[1:]] == [ClaimStatus.CLAIMED] * 2
     assert day_plan(engine, number_id) == (3, 3)
     assert_accounting(engine)
@@ -267,31 +355,35 @@ def test_two_messages_of_one_day_plan_with_room_for_both_are_both_claimed(engine
 def test_duplicate_ids_are_claimed_once(engine: Engine) -> None:
     number_id, [first] = one_day(engine, PHONE, 1)
     other, [second] = one_day(engine, PEER, 1)
-    results = batch.claim_many(engine, [first, first, second, first, second], "w", NOW)
+    results = claims.claim_many(engine, [first, first, second, first, second], "w", NOW)
     assert sorted(results) == [first, second]
     assert all(r.claimed for r in results.values())
     assert [message(engine, m).attempts for m in (first, second)] == [1, 1]
     assert [day_plan(engine, n)[0] for n in (number_id, other)] == [1, 1]
-    assert batch.claim_many(engine, [first, first], "w", NOW)[first].status is ClaimStatus.NOT_CLAIMABLE
-    assert batch.claim_many(engine, [], "w", NOW) == {}
+    assert claims.claim_many(engine, [first, first], "w", NOW)[first].status is ClaimStatus.NOT_CLAIMABLE
+    assert claims.claim_many(engine, [], "w", NOW) == {}
 
 
 def test_claim_many_of_nothing_claimable_changes_nothing(engine: Engine) -> None:
     number_id, ids = one_day(engine, PHONE, 2)
     with engine.connect() as conn:
-        before = conn.execute(sa.select(ops.MESSAGES).order_by(ops.MESSAGES.c.id)).all()
-    results = batch.claim_many(engine, [*ids, 4242], "w", NOW - timedelta(hours=2))  # nothing due yet
+        before = conn.execute(sa.select(tables.MESSAGES).order_by(tables.MESSAGES.c.id)).all()
+    results = claims.claim_many(engine, [*ids, 4242], "w", NOW - timedelta(hours=2))  # nothing due yet
     assert [results[m].status for m in ids] == [ClaimStatus.NOT_DUE] * 2
     with engine.connect() as conn:
-        assert conn.execute(sa.select(ops.MESSAGES).order_by(ops.MESSAGES.c.id)).all() == before
+        assert conn.execute(sa.select(tables.MESSAGES).order_by(tables.MESSAGES.c.id)).all() == before
     assert day_plan(engine, number_id)[0] == 0
 
 
-# ------------------------------------------------------------------------------------------- races
-
 RACE_NUMBERS = 8
+
+
 RACE_QUOTA = 10
+
+
 RACE_EXTRA = 4  # messages past the quota per number (overfilled): the claims must hold the line
+
+
 RACE_THREADS = 6
 
 
@@ -330,7 +422,7 @@ def test_racing_batches_claim_every_message_once_and_never_pass_the_quota(engine
         try:
             barrier.wait()
             for ids in batches:
-                answer = batch.claim_many(engine, ids, worker, NOW)
+                answer = claims.claim_many(engine, ids, worker, NOW)
                 assert set(answer) == set(ids)
                 mine.extend((worker, m, r.status) for m, r in answer.items())
         except BaseException as exc:  # surfaced below
@@ -354,7 +446,10 @@ def test_racing_batches_claim_every_message_once_and_never_pass_the_quota(engine
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(
-                ops.MESSAGES.c.id, ops.MESSAGES.c.state, ops.MESSAGES.c.claimed_by, ops.MESSAGES.c.attempts
+                tables.MESSAGES.c.id,
+                tables.MESSAGES.c.state,
+                tables.MESSAGES.c.claimed_by,
+                tables.MESSAGES.c.attempts,
             )
         ).all()
     assert {r.id: r.claimed_by for r in rows if r.state == "sending"} == winners
@@ -366,9 +461,6 @@ def test_racing_batches_claim_every_message_once_and_never_pass_the_quota(engine
     assert_accounting(engine)
     if engine.dialect.name == "postgresql":
         assert spy.batch_ids, "the batch statement never claimed anything: the race did not test it"
-
-
-# ------------------------------------------------------------------------- a pause in progress (PG)
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -391,7 +483,7 @@ def test_a_pause_in_progress_holds_back_only_its_own_number(engine: Engine) -> N
 
     def claim() -> None:
         try:
-            results.update(batch.claim_many(engine, [held, a, b], "w", NOW))  # the paused one first
+            results.update(claims.claim_many(engine, [held, a, b], "w", NOW))  # the paused one first
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -400,8 +492,8 @@ def test_a_pause_in_progress_holds_back_only_its_own_number(engine: Engine) -> N
     thread = threading.Thread(target=claim)
     try:
         pause.execute(
-            sa.update(ops.NUMBERS)
-            .where(ops.NUMBERS.c.id == paused)
+            sa.update(tables.NUMBERS)
+            .where(tables.NUMBERS.c.id == paused)
             .values(state="paused", paused_reason="admin check")
         )
         [pause_pid] = pause.execute(sa.text("SELECT pg_backend_pid()")).scalars()
@@ -437,183 +529,3 @@ def test_a_pause_in_progress_holds_back_only_its_own_number(engine: Engine) -> N
     assert state(engine, held) == "skipped"
     assert [day_plan(engine, n)[0] for n in (paused, first, second)] == [0, 1, 1]
     assert_accounting(engine)
-
-
-# -------------------------------------------------------------------------------- record_sent_many
-
-
-def test_record_sent_many_records_sending_and_unknown_only(engine: Engine) -> None:
-    recipients = [phone(10 + i) for i in range(5)]
-    number_id = add(engine)
-    todo = [PlannedSend(r, f"text {i}", NOW - timedelta(minutes=10 - i)) for i, r in enumerate(recipients)]
-    assert ops.plan_day(engine, number_id, decision(5), todo)
-    ids = [m.id or 0 for m in ops.list_messages(engine, number_id, DAY)]
-    earlier = DAY - timedelta(days=3)
-    for i, r in enumerate(recipients):
-        ops.upsert_recipient(
-            engine, number_id, r, "contact", contacted_on=earlier if i == 1 else None, now=NOW
-        )
-    other, [elsewhere] = one_day(engine, PEER, 1, recipient=OTHER)
-    ops.upsert_recipient(engine, other, OTHER, "contact", now=NOW)
-    sending, unknown, planned, sent, failed = ids
-    for m in (sending, unknown, sent, failed, elsewhere):
-        assert ops.claim(engine, m, "w", NOW).claimed
-    assert ops.record_unknown(engine, unknown, "read timeout", NOW)
-    assert ops.record_sent(engine, sent, "wamid.old", NOW)
-    assert ops.record_failed(engine, failed, "blocked", NOW)
-    before = {m: message(engine, m) for m in (planned, sent, failed)}
-    later = NOW + timedelta(minutes=1)
-    recorded = batch.record_sent_many(
-        engine,
-        [
-            batch.Sent(sending, "wamid.a"),
-            batch.Sent(unknown, "wamid.b"),
-            batch.Sent(planned, "wamid.c"),
-            batch.Sent(sent, "wamid.d"),
-            batch.Sent(failed, "wamid.e"),
-            batch.Sent(elsewhere, None),
-            batch.Sent(99999, "wamid.f"),
-        ],
-        later,
-    )
-    assert recorded == {sending, unknown, elsewhere}
-    for m, provider_id in ((sending, "wamid.a"), (unknown, "wamid.b"), (elsewhere, None)):
-        row = message(engine, m)
-        assert (row.state, row.provider_message_id, row.finished_at, row.reason) == (
-            "sent",
-            provider_id,
-            later,
-            None,
-        )
-    assert {m: message(engine, m) for m in (planned, sent, failed)} == before
-    rows = {r.phone: r for r in ops.list_recipients(engine, number_id, include_invalid=True)}
-    assert (rows[recipients[0]].last_text, rows[recipients[0]].first_contacted_on) == ("text 0", DAY)
-    assert (rows[recipients[1]].last_text, rows[recipients[1]].first_contacted_on) == ("text 1", earlier)
-    assert rows[recipients[0]].updated_at == later
-    for untouched in (2, 4):  # planned, failed: no contact was made by this record
-        assert (rows[recipients[untouched]].last_text, rows[recipients[untouched]].first_contacted_on) == (
-            None,
-            None,
-        )
-    [elsewhere_row] = ops.list_recipients(engine, other)
-    assert (elsewhere_row.last_text, elsewhere_row.first_contacted_on) == ("hello 0", DAY)
-    assert day_plan(engine, number_id)[0] == 4  # recording keeps the slots as they were
-    assert (
-        batch.record_sent_many(engine, [batch.Sent(sending, "again"), batch.Sent(unknown, "x")], later)
-        == set()
-    )
-    assert message(engine, sending).provider_message_id == "wamid.a"
-    assert batch.record_sent_many(engine, [], later) == set()
-    assert_accounting(engine)
-
-
-def test_record_sent_many_takes_sends_without_provider_ids(engine: Engine) -> None:
-    _, [first] = one_day(engine, PHONE, 1)
-    _, [second] = one_day(engine, PEER, 1)
-    for m in (first, second):
-        assert ops.claim(engine, m, "w", NOW).claimed
-    assert batch.record_sent_many(engine, [batch.Sent(first, None), batch.Sent(second, None)], NOW) == {
-        first,
-        second,
-    }
-    assert [(message(engine, m).state, message(engine, m).provider_message_id) for m in (first, second)] == [
-        ("sent", None),
-        ("sent", None),
-    ]
-
-
-def test_record_sent_many_matches_record_sent(engine: Engine) -> None:
-    """Twin messages: one recorded by the batch, one by `ops.record_sent`; every column the same."""
-    twins = []
-    for index in range(2):
-        number_id, [m] = one_day(engine, phone(index), 1, recipient=OTHER)
-        ops.upsert_recipient(engine, number_id, OTHER, "contact", now=NOW)
-        assert ops.claim(engine, m, "w", NOW).claimed
-        twins.append((number_id, m))
-    _, [helper] = one_day(engine, phone(5), 1)
-    assert ops.claim(engine, helper, "w", NOW).claimed
-    later = NOW + timedelta(seconds=30)
-    assert batch.record_sent_many(engine, [batch.Sent(twins[0][1], "p"), batch.Sent(helper, "q")], later)
-    assert ops.record_sent(engine, twins[1][1], "p", later)
-
-    def comparable(number_id: int, message_id: int) -> tuple[Any, ...]:
-        row = message(engine, message_id)
-        [recipient] = ops.list_recipients(engine, number_id)
-        return (
-            row.state,
-            row.provider_message_id,
-            row.finished_at,
-            row.reason,
-            row.attempts,
-            recipient.last_text,
-            recipient.first_contacted_on,
-            recipient.updated_at,
-            day_plan(engine, number_id),
-        )
-
-    assert comparable(*twins[0]) == comparable(*twins[1])
-
-
-# -------------------------------------------------------------------------------------- give_back
-
-
-def test_give_back_returns_the_claim_slot_and_attempt(engine: Engine) -> None:
-    number_id, ids = one_day(engine, PHONE, 3)
-    retry_at = NOW + timedelta(minutes=3)
-    assert ops.claim(engine, ids[0], "w", NOW).claimed
-    assert ops.release_for_retry(engine, ids[0], retry_at, "HTTP 429", NOW)
-    retry = ops.claim(engine, ids[0], "w", retry_at)
-    assert retry.claimed and retry.message is not None and retry.message.attempts == 2
-    assert ops.claim(engine, ids[1], "w", retry_at).claimed
-    assert day_plan(engine, number_id)[0] == 2
-    later = retry_at + timedelta(seconds=10)
-    assert batch.give_back(engine, ids[0], "out of time", later)
-    row = message(engine, ids[0])
-    assert (row.state, row.reason, row.attempts, row.claimed_by, row.claimed_at) == (
-        "queued",
-        "out of time",
-        1,
-        None,
-        None,
-    )
-    assert (row.not_before, row.queued_at, row.finished_at) == (retry_at, later, None)  # not_before kept
-    assert day_plan(engine, number_id)[0] == 1
-    assert_accounting(engine)
-    # not sending (any more): False, nothing changes
-    for other in (ids[0], ids[2]):  # queued, planned
-        before = message(engine, other)
-        assert not batch.give_back(engine, other, "again", later)
-        assert message(engine, other) == before
-    assert ops.record_sent(engine, ids[1], "wamid.1", later)
-    assert not batch.give_back(engine, ids[1], "too late", later)
-    assert state(engine, ids[1]) == "sent" and day_plan(engine, number_id)[0] == 1
-    assert not batch.give_back(engine, 99999, "missing", later)
-    # the message given back is claimable again, as if the batch never had it
-    again = ops.claim(engine, ids[0], "w2", later)
-    assert again.claimed and again.message is not None and again.message.attempts == 2
-    assert day_plan(engine, number_id)[0] == 2
-    assert_accounting(engine)
-
-
-# ------------------------------------------------------------------------------------- due_within
-
-
-def test_due_within_gives_each_planned_message_with_its_number_and_due_time(engine: Engine) -> None:
-    first, [a, b] = one_day(engine, PHONE, 2)
-    second = add(engine, phone=PEER)
-    late = [PlannedSend(OTHER, "later", NOW + timedelta(minutes=10))]
-    assert ops.plan_day(engine, second, decision(5), late)
-    [c] = [m.id for m in ops.list_messages(engine, second, DAY)]
-    assert c is not None
-    assert ops.claim(engine, a, "w", NOW).claimed
-    retry_at = NOW + timedelta(minutes=5)
-    assert ops.release_for_retry(engine, a, retry_at, "429", NOW)  # queued, not planned: not due_within's
-    due = batch.due_within(engine, NOW + timedelta(minutes=10), 10)
-    assert due == [
-        batch.Due(b, first, message(engine, b).scheduled_at),
-        batch.Due(c, second, NOW + timedelta(minutes=10)),
-    ]
-    assert batch.due_within(engine, NOW, 10) == due[:1]
-    assert batch.due_within(engine, NOW + timedelta(minutes=10), 1) == due[:1]
-    # the same messages and due times as the single path's look-up
-    assert [(d.message_id, d.due_at) for d in due] == ops.due_within(engine, NOW + timedelta(minutes=10), 10)

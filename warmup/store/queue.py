@@ -1,0 +1,108 @@
+"""Handing due messages to the broker: which are due (or fall due soon), marking them queued, and
+finding those whose broker message was lost.
+
+The broker only ever carries message ids; a duplicate or a stale copy is harmless, because the claim
+(`warmup.store.claims`) is conditional and re-checks everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from warmup.store.models import MessageState
+from warmup.store.tables import CLAIMABLE, MESSAGES, aggregate_time, aware, due_at, read, write
+
+
+@dataclass(frozen=True)
+class Due:
+    """A planned message that falls due soon: what the dispatcher needs to batch it."""
+
+    message_id: int
+    number_id: int
+    due_at: datetime
+
+
+def due_within(engine: Engine, until: datetime, limit: int) -> list[Due]:
+    """The `planned` messages due by `until` (scheduled_at and not_before both <= it), earliest first,
+    with their number (a batch holds one message per number) and due time: the dispatcher hands these
+    to the broker with a delay, so they are claimed on time."""
+    until = aware(until, "until")
+    with read(engine) as conn:
+        rows = conn.execute(
+            sa.select(MESSAGES.c.id, MESSAGES.c.number_id, MESSAGES.c.scheduled_at, MESSAGES.c.not_before)
+            .where(
+                MESSAGES.c.state == MessageState.PLANNED.value,
+                MESSAGES.c.scheduled_at <= until,
+                sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before <= until),
+            )
+            .order_by(MESSAGES.c.scheduled_at, MESSAGES.c.id)
+            .limit(limit)
+        ).all()
+    return [Due(int(r.id), int(r.number_id), due_at(r.scheduled_at, r.not_before)) for r in rows]
+
+
+def due_messages(engine: Engine, now: datetime, limit: int) -> list[int]:
+    """Ids of `planned` messages that are due (scheduled_at <= now, not_before unset or passed),
+    oldest first."""
+    return [due.message_id for due in due_within(engine, aware(now), limit)]
+
+
+def mark_queued(engine: Engine, ids: Sequence[int], now: datetime | None = None) -> list[int]:
+    """planned -> queued for those of `ids` still planned; returns the ids actually moved (enqueue those).
+
+    `now` is stored as `queued_at` (used by `requeue_lost`); without it, the message's scheduled time.
+    """
+    if not ids:
+        return []
+    queued_at: Any = aware(now) if now is not None else MESSAGES.c.scheduled_at
+    with write(engine) as conn:
+        return sorted(
+            conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state == MessageState.PLANNED.value)
+                .values(state=MessageState.QUEUED.value, queued_at=queued_at)
+                .returning(MESSAGES.c.id)
+            ).scalars()
+        )
+
+
+def requeue_lost(engine: Engine, older_than: datetime, now: datetime | None = None) -> list[int]:
+    """Ids of `queued` messages eligible since before `older_than` (queued_at and not_before both
+    earlier): their broker message was probably lost (e.g. a Redis restart). Re-enqueue them; a
+    duplicate is harmless because the claim is conditional. With `now`, their `queued_at` becomes `now`
+    so the next call does not return them again before another grace period.
+    """
+    older_than = aware(older_than, "older_than")
+    with write(engine) as conn:
+        condition = sa.and_(
+            MESSAGES.c.state == MessageState.QUEUED.value,
+            MESSAGES.c.queued_at < older_than,
+            sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before < older_than),
+        )
+        if now is None:
+            return list(
+                conn.execute(sa.select(MESSAGES.c.id).where(condition).order_by(MESSAGES.c.id)).scalars()
+            )
+        return sorted(
+            conn.execute(
+                sa.update(MESSAGES).where(condition).values(queued_at=aware(now)).returning(MESSAGES.c.id)
+            ).scalars()
+        )
+
+
+def oldest_due(engine: Engine, now: datetime) -> datetime | None:
+    """The scheduled time of the oldest planned|queued message due by ``now`` (None when there is none):
+    how late the queue runs."""
+    with read(engine) as conn:
+        oldest = conn.execute(
+            sa.select(sa.func.min(MESSAGES.c.scheduled_at)).where(
+                MESSAGES.c.state.in_(CLAIMABLE), MESSAGES.c.scheduled_at <= aware(now)
+            )
+        ).scalar_one_or_none()
+    return aggregate_time(oldest)

@@ -1,0 +1,130 @@
+"""Risk-meter readings: one number's (`save_reading`, `latest_reading`) and a batch's (`save_readings`,
+`latest_readings`, what batch planning stores and reads in one statement each).
+
+A day may hold several readings of a number; the latest (by `taken_at`, then id) wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from warmup.core.domain import Reading
+from warmup.store.tables import READINGS, InvalidWrite, aware, is_postgres, pg_cursor, read, write
+
+READING_COLUMNS = (
+    "number_id",
+    "local_date",
+    "overall",
+    "lifetime",
+    "response_rate",
+    "contacts",
+    "source",
+    "taken_at",
+)
+
+_INSERT_READINGS_PG = f"""
+    INSERT INTO readings ({", ".join(READING_COLUMNS)})
+    SELECT * FROM unnest(
+        %s::int4[], %s::date[], %s::int4[], %s::int4[], %s::int4[], %s::int4[], %s::text[], %s::timestamptz[]
+    )
+"""
+
+
+def _row(number_id: int, local_date: date, reading: Reading) -> tuple[Any, ...]:
+    """The row of one reading (in `READING_COLUMNS` order), checked: `InvalidWrite` for a bad one."""
+    for factor in ("overall", "lifetime", "response_rate", "contacts"):
+        if reading.factor(factor) not in (1, 2, 3):
+            raise InvalidWrite(f"reading {factor} must be 1, 2 or 3, got {reading.factor(factor)!r}")
+    return (
+        number_id,
+        local_date,
+        reading.overall,
+        reading.lifetime,
+        reading.response_rate,
+        reading.contacts,
+        reading.source[:16],
+        aware(reading.taken_at, "taken_at").astimezone(UTC),
+    )
+
+
+def save_reading(engine: Engine, number_id: int, local_date: date, reading: Reading) -> int:
+    """Store one risk-meter result; returns its id."""
+    row = dict(zip(READING_COLUMNS, _row(number_id, local_date, reading), strict=True))
+    with write(engine) as conn:
+        reading_id: int = conn.execute(
+            sa.insert(READINGS).values(**row).returning(READINGS.c.id)
+        ).scalar_one()
+    return reading_id
+
+
+def save_readings(engine: Engine, readings: Sequence[tuple[int, date, Reading]]) -> None:
+    """Store risk-meter results (number id, local date, reading) in ONE transaction and one statement,
+    every reading checked first: over `unnest` arrays on PostgreSQL (no per-row parameters to render),
+    a multi-row insert elsewhere."""
+    rows = [_row(number_id, local_date, reading) for number_id, local_date, reading in readings]
+    if not rows:
+        return
+    with write(engine) as conn:
+        if not is_postgres(conn):
+            conn.execute(sa.insert(READINGS), [dict(zip(READING_COLUMNS, row, strict=True)) for row in rows])
+            return
+        with pg_cursor(conn) as cur:
+            cur.execute(_INSERT_READINGS_PG, [list(column) for column in zip(*rows, strict=True)])
+
+
+def _reading(row: sa.Row[Any]) -> Reading:
+    return Reading(
+        overall=row.overall,
+        lifetime=row.lifetime,
+        response_rate=row.response_rate,
+        contacts=row.contacts,
+        taken_at=row.taken_at,
+        source=row.source,
+    )
+
+
+def latest_reading(engine: Engine, number_id: int) -> Reading | None:
+    """The number's most recent reading (by `taken_at`), or None."""
+    with read(engine) as conn:
+        row = conn.execute(
+            sa.select(READINGS)
+            .where(READINGS.c.number_id == number_id)
+            .order_by(READINGS.c.taken_at.desc(), READINGS.c.id.desc())
+            .limit(1)
+        ).one_or_none()
+    return _reading(row) if row is not None else None
+
+
+def latest_readings(conn: Connection, ids: Sequence[int], since: datetime) -> dict[int, Reading]:
+    """Each number's most recent reading taken at or after ``since``, ordered as `latest_reading` orders
+    them; one statement (a window function: SQLite >= 3.25 and PostgreSQL)."""
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=READINGS.c.number_id, order_by=(READINGS.c.taken_at.desc(), READINGS.c.id.desc()))
+        .label("rank")
+    )
+    ranked = (
+        sa.select(READINGS, rank)
+        .where(READINGS.c.number_id.in_(ids), READINGS.c.taken_at >= since)
+        .subquery()
+    )
+    return {
+        int(row.number_id): _reading(row) for row in conn.execute(sa.select(ranked).where(ranked.c.rank == 1))
+    }
+
+
+def reading_of_day(engine: Engine, number_id: int, local_date: date) -> Reading | None:
+    """The newest reading stored for that local day (the one the day's decision used), or None."""
+    with read(engine) as conn:
+        row = conn.execute(
+            sa.select(READINGS)
+            .where(READINGS.c.number_id == number_id, READINGS.c.local_date == local_date)
+            .order_by(READINGS.c.taken_at.desc(), READINGS.c.id.desc())
+            .limit(1)
+        ).one_or_none()
+    return _reading(row) if row is not None else None
