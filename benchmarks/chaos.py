@@ -106,6 +106,7 @@ def main() -> None:
         "in_flight_today": report.in_flight,
         "stuck": report.stuck,
         "over_quota_number_days": len(report.over_quota),
+        "slot_errors": len(report.slot_errors),
         "duplicates": report.duplicates,
         "sent_not_in_log": report.missing_in_log,
         "log_sends": report.log_sends,
@@ -113,7 +114,11 @@ def main() -> None:
         "states": state_counts,
         "events": done,
         "unexpected_exits": unexpected,
-        "details": {"over_quota": report.over_quota[:20], "duplicates": report.duplicate_details[:20]},
+        "details": {
+            "over_quota": report.over_quota[:20],
+            "slot_errors": report.slot_errors[:20],
+            "duplicates": report.duplicate_details[:20],
+        },
         "ok": report.ok and not unexpected,
     }
     emit(
@@ -122,7 +127,8 @@ def main() -> None:
         [
             f"{days} days, {spec.numbers} numbers, {len(done)} crashes: planned {report.planned}, sent "
             f"{report.sent}, failed {report.failed}, skipped {report.skipped}, unknown {report.unknown}",
-            f"stuck {report.stuck}, over-quota number-days {len(report.over_quota)}, duplicates "
+            f"stuck {report.stuck}, over-quota number-days {len(report.over_quota)}, quota-slot errors "
+            f"{len(report.slot_errors)}, duplicates "
             f"{report.duplicates}, sent-not-in-log {report.missing_in_log}",
             "OK" if result["ok"] else "FAILED",
         ],

@@ -12,8 +12,8 @@ Routes:
 * `GET /metrics` — Prometheus (this process's counters and the fleet gauges from the database).
 * `GET /healthz` — liveness.
 
-Bad input changes nothing (DESIGN invariant 6): a missing or wrong secret or signature (401/403), a body
-over the size cap (413, counted while reading, not trusted from Content-Length), malformed JSON or an
+Bad input changes nothing (docs/design.md, invariant 6): a missing or wrong secret or signature (401/403),
+a body over the size cap (413, counted while reading, not trusted from Content-Length), malformed JSON or an
 invalid payload (400), an unknown number (404) — all answered before anything is stored, with no detail
 about why beyond one short phrase. The app never answers 500: anything unexpected (the database away)
 becomes a bare 503, which makes the provider deliver again later; storing is idempotent on the

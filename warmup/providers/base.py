@@ -1,7 +1,7 @@
 """The one small interface every WhatsApp provider client implements, and the values it returns.
 
 Workers never see HTTP: a send comes back as a `SendResult` whose `action` tells them what to do next
-(see the DESIGN "provider error actions" table and `warmup.providers.errors` for the mapping).
+(see the "Provider error actions" table in docs/design.md and `warmup.providers.errors` for the mapping).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every way a provider call can end, mapped to one `OutcomeAction` — as tables, so review is reading.
 
-Decisions (and why), beyond the DESIGN table:
+Decisions (and why), beyond the table in docs/design.md ("Provider error actions"):
 
 * Transport errors split on "could the message have gone out?" (invariant: never send twice).
   Connect errors/timeouts, pool timeouts and write errors/timeouts happen before the server has a

@@ -1,7 +1,7 @@
 """Webhook payloads (Whapi and Cloud API) into `Inbound` events, and the Cloud API signature check.
 
 The rule for bad input: a payload whose envelope or one of whose relevant items is malformed is
-rejected WHOLE with `WebhookError` (the caller answers 400 and records nothing — DESIGN invariant 6);
+rejected WHOLE with `WebhookError` (the caller answers 400 and records nothing — docs/design.md, invariant 6);
 items that are well-formed but irrelevant (group chats, event types we do not track, system messages)
 are skipped silently. Nothing here raises anything but `WebhookError` on any input.
 """

@@ -1,4 +1,4 @@
-"""The daily cycle of one number, run at the start of its local day (DESIGN "The daily cycle").
+"""The daily cycle of one number, run at the start of its local day (docs/design.md, "The daily cycle").
 
 reading -> yesterday's outcome -> decide (pure) -> audience + content -> spread (pure) -> one
 transaction (`store.days.plan_day`, unique per number and local date, so planning twice does nothing).

@@ -270,8 +270,8 @@ class Scheduler:
 
     def _respread_backlogs(self, now: datetime, report: TickReport) -> None:
         """Re-spread the rest of the day of numbers whose overdue messages would otherwise go out back to
-        back (DESIGN invariant 5 applied to outages); before the dispatch, so a backlog is never handed
-        over as it stands."""
+        back (docs/design.md invariant 5 applied to outages); before the dispatch, so a backlog is never
+        handed over as it stands."""
 
         tolerance = min(
             timedelta(seconds=BACKLOG_TOLERANCE_WALL * max(self.runtime.clock.scale, 1e-9)), BACKLOG_TOLERANCE

@@ -2,7 +2,8 @@
 
 The claim (`store.claims.claim`) re-checks pause, due time, local day and quota atomically at the last
 moment and takes a quota slot; the HTTP call happens with NO transaction open; the outcome is
-recorded in its own short transaction. What each `OutcomeAction` does (DESIGN "provider error actions"):
+recorded in its own short transaction. What each `OutcomeAction` does (docs/design.md, "Provider error
+actions"):
 
 * ok -> sent; a message to a fleet peer may schedule the peer's reply (a message of the PEER's number,
   counted against the peer's quota, placed inside the peer's windows and pacing: `place_reply`);

@@ -1,4 +1,4 @@
-"""The one check of DESIGN invariants 1-3 of a run: the simulator's send log against the store.
+"""The one check of invariants 1-3 (docs/design.md) of a run: the simulator's send log against the store.
 
 One checker for every run that has a simulator: the demo (`warmup.cli.demo`), the tests
 (tests/workers/test_embedded.py, tests/testing/test_fleet_processes.py) and the benchmarks (through
