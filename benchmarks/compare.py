@@ -5,6 +5,7 @@ machine's speed drifts by ~20 % from run to run, so the two trees are measured i
 ...) and each benchmark's OWN ratio to its same-run baseline is compared, not raw rates.
 
     .venv/bin/python benchmarks/compare.py --base ../base send_path planning --rounds 3 [--quick]
+        [--sizes 1000 10000]
 
 ``--base`` is another checkout of this repository (``git worktree add ../base <commit>``): its
 benchmark runs with that checkout first on ``PYTHONPATH``, so it and the fleet processes it starts
@@ -20,7 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,9 @@ RATIOS: dict[str, Callable[[dict[str, Any]], dict[str, float]]] = {
 """Per benchmark: the ratios to its same-run baseline that a refactor must leave unchanged."""
 
 
-def run(tree: Path, name: str, quick: bool) -> dict[str, float]:
-    """One run of benchmark ``name`` from checkout ``tree``; its ratios."""
-    argv = [sys.executable, str(tree / "benchmarks" / f"{name}.py"), *(["--quick"] if quick else [])]
+def run(tree: Path, name: str, quick: bool, extra: Sequence[str] = ()) -> dict[str, float]:
+    """One run of benchmark ``name`` from checkout ``tree`` (``extra``: more arguments); its ratios."""
+    argv = [sys.executable, str(tree / "benchmarks" / f"{name}.py"), *(["--quick"] if quick else []), *extra]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -54,6 +55,7 @@ def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--base", type=Path, required=True, help="the other checkout (the 'before' tree)")
     p.add_argument("--rounds", type=int, default=3, help="alternating runs per tree and benchmark")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="fleet sizes for planning.py")
     p.add_argument("benchmarks", nargs="+", choices=sorted(RATIOS))
     args = p.parse_args()
     base = args.base.resolve()
@@ -65,7 +67,8 @@ def main() -> None:
         for round_no in range(args.rounds):
             order = ("base", "new") if round_no % 2 == 0 else ("new", "base")
             for which in order:
-                runs[which].append(run(trees[which], name, args.quick))
+                extra = ["--sizes", *map(str, args.sizes)] if name == "planning" and args.sizes else []
+                runs[which].append(run(trees[which], name, args.quick, extra))
                 print(f"{name} round {round_no + 1} {which}: {runs[which][-1]}", file=sys.stderr)
         medians = {
             which: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for which, rs in runs.items()

@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 
 from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.secrets import Secret
 from warmup.services.fleet import Change, apply_changes
 from warmup.store import audit, claims, days, history, inbound, numbers, outcomes, sends, tables

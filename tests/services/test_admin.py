@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.fleet_fixture import Fleet
+from warmup.cli.charts import history_chart
 from warmup.clock import ManualClock
 from warmup.core.domain import DayOutcome
 from warmup.core.errors import UserError
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.services import admin
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime
@@ -224,10 +225,10 @@ def test_status_why_and_history_tell_the_day(world: Any, tmp_path: Path) -> None
         overall,
     )
     chart = tmp_path / "history.png"
-    admin.history_chart([entry], fleet.phones[0], str(chart))
+    history_chart([entry], fleet.phones[0], str(chart))
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(UserError, match="nothing to chart"):
-        admin.history_chart([], fleet.phones[1], str(tmp_path / "empty.png"))
+        history_chart([], fleet.phones[1], str(tmp_path / "empty.png"))
 
     audit = admin.audit_log(engine, fleet.phones[0])
     assert next(row.action for row, _ in audit) == "pause" and {p for _, p in audit} == {fleet.phones[0]}

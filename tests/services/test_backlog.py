@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 
 from tests.core.test_spread import make_plan
 from warmup.clock import ManualClock
-from warmup.core.spread import backlog_reason, local_date_of, spread, window_spans
+from warmup.core.localtime import local_date_of, window_spans
+from warmup.core.spread import backlog_reason, spread
 from warmup.services.admin import explain
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime, Timings

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.fleet_fixture import write_plan
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.files.problems import PlanError
 from warmup.services.fleet import apply_changes, current_admins, load_fleet, plan_changes
 from warmup.store import claims, days, history, pauses

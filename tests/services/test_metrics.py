@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from warmup.core.domain import Action, Decision, Reading
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.services import metrics
 from warmup.store import claims, days, history, numbers, pauses, readings
 from warmup.store.db import make_engine

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from warmup.clock import ManualClock
 from warmup.core.domain import Action, Decision, Reading
-from warmup.core.spread import local_date_of, window_spans
+from warmup.core.localtime import local_date_of, window_spans
 from warmup.services.planning import plan_number_day, plan_number_days
 from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.upkeep import respread_rest_of_day

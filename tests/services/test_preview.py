@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
 from tests.plan_fixture import RAMP_21D
 from warmup.core.domain import Action
@@ -22,11 +21,8 @@ from warmup.services.preview import (
     ScenarioDays,
     builtin_scenario,
     load_scenario,
-    preview_table,
     resolve_scenario,
     simulate,
-    summary,
-    write_chart,
 )
 
 MONDAY = date(2026, 11, 23)
@@ -148,24 +144,3 @@ def test_days_are_local_and_decided_at_local_midnight() -> None:
     preview = run("good", days=2, timezone="America/Sao_Paulo")
     reading = preview.days[0].reading
     assert reading is not None and reading.taken_at.isoformat() == "2026-11-23T03:00:00+00:00"
-
-
-def test_table_has_one_row_per_day_with_the_reasons() -> None:
-    preview = run("bad")
-    table = preview_table(preview)
-    assert table.row_count == 30
-    console = Console(width=250, record=True)
-    console.print(table)
-    output = console.export_text()
-    assert "risk.rules[2] response_rate=1 -> throttle 0.5: quota 32 -> 16" in output
-    assert "risk.rules[0] overall=1 -> pause" in output
-    assert "not binding" not in output  # rules that changed nothing stay out of the table
-    assert summary(preview).startswith("30 days, ")
-
-
-def test_chart_is_a_png(tmp_path: Path) -> None:
-    path = tmp_path / "bad.png"
-    write_chart(run("bad"), path)
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 10_000

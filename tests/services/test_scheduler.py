@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from warmup.clock import ManualClock
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.services.leader import RedisLeaderLock
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime, Timings

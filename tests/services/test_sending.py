@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from tests.fleet_fixture import Fleet
 from warmup.clock import ManualClock
 from warmup.core.domain import Reading
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.providers.base import Health, Inbound, OutcomeAction, Provider, SendResult
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime

@@ -15,7 +15,7 @@ from tests.fleet_fixture import Fleet
 from tests.invariant_checks import assert_accounting
 from warmup.clock import ManualClock
 from warmup.core.domain import Reading
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.providers.base import Health, Inbound, Provider, SendResult
 from warmup.services import sending
 from warmup.services.planning import plan_number_day

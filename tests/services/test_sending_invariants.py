@@ -20,7 +20,7 @@ from tests.fleet_fixture import Fleet
 from tests.invariant_checks import assert_accounting, assert_all_terminal, assert_quota_held, overfill, states
 from warmup.clock import ManualClock
 from warmup.core.domain import Reading
-from warmup.core.spread import local_date_of, window_spans
+from warmup.core.localtime import local_date_of, window_spans
 from warmup.files.plans import load_plan
 from warmup.providers.base import Health, Inbound, OutcomeAction, SendResult
 from warmup.services import planning as cycle

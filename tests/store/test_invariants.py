@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from tests.invariant_checks import assert_accounting, assert_quota_held, overfill, states
 from warmup.core.domain import Action, Decision, Reason
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.store import days, expiry, history, inbound, models, numbers, outcomes, pauses, queue
 from warmup.store.claims import ClaimStatus, claim
 from warmup.store.models import MessageState

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from tests.store.helpers import DAY, NOW, PEER, PHONE, add, decision, planned, sends
 from warmup.core.errors import UserError
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.store import audit as store_audit
 from warmup.store import days, numbers
 from warmup.store.models import metadata

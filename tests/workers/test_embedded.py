@@ -93,7 +93,7 @@ accepting it; at this test's scale that is the only way a send may land after it
 def test_every_send_lands_inside_its_windows_and_on_time(tmp_path: Path, make_fleet: Any) -> None:
     """Two simulated days at high speed: every send of the simulator's log is inside its number's windows
     (local time), and the claims are punctual: p99 lateness is a small fraction of the plan's gap.low."""
-    from warmup.core.spread import window_spans
+    from warmup.core.localtime import window_spans
 
     scale = 8640.0
     url = f"sqlite:///{tmp_path}/windows.db"

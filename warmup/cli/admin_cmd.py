@@ -243,7 +243,9 @@ def history(
     else:
         _show(table)
     if chart is not None:
-        admin.history_chart(rows, shown_phone, str(chart))
+        from warmup.cli.charts import history_chart  # matplotlib: only when a chart is asked for
+
+        history_chart(rows, shown_phone, str(chart))
         print(f"chart written to {chart}")
 
 

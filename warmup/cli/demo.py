@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.live import Live
 
 from warmup.cli.live import DemoNumber, day_line_text, finished_days, live_table, snapshot
-from warmup.cli.summary import NumberSummary, write_chart
+from warmup.cli.summary import NumberSummary
 from warmup.clock import ENV_VAR as CLOCK_ENV_VAR
 from warmup.clock import Clock, ScaledClock
 from warmup.core.errors import UserError
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.files.plans import load_plan
 from warmup.secrets import RedactingFilter, register_secret
 from warmup.services.runtime import Timings
@@ -376,7 +376,9 @@ def run_demo(options: DemoOptions, console: Console, stop: threading.Event | Non
             result = demo.collect(interrupted)
             if options.chart is not None:
                 try:
-                    write_chart(result.summaries, options.chart)
+                    from warmup.cli.charts import demo_chart  # matplotlib: only with --chart
+
+                    demo_chart(result.summaries, options.chart)
                 except OSError as exc:
                     raise UserError(
                         f"cannot write the chart to {options.chart}: {exc.strerror or exc}"

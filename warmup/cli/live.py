@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from warmup.core.domain import Reading
-from warmup.core.spread import local_date_of, zone
+from warmup.core.localtime import local_date_of, zone
 from warmup.store import days, history, readings
 from warmup.store.checks import day_reading, day_tallies
 from warmup.store.db import Engine

@@ -40,15 +40,9 @@ def preview(
     chart: Path | None = typer.Option(None, "--chart", help="Also write a PNG chart to this file."),
 ) -> None:
     """Preview the ramp day by day: quota, plan day, action and the reasons, under a risk scenario."""
+    from warmup.cli.preview_view import preview_table, summary
     from warmup.files.plans import load_plan
-    from warmup.services.preview import (
-        preview_table,
-        resolve_scenario,
-        simulate,
-        summary,
-        write_chart,
-        zone_for,
-    )
+    from warmup.services.preview import resolve_scenario, simulate, zone_for
 
     zone = zone_for(timezone)
     first = _parse_date(start, "--start") or datetime.now(zone).date()
@@ -68,7 +62,9 @@ def preview(
     out.print(summary(result))
     if chart is not None:
         try:
-            write_chart(result, chart)
+            from warmup.cli.charts import preview_chart  # matplotlib: only when a chart is asked for
+
+            preview_chart(result, chart)
         except OSError as exc:
             raise UserError(f"cannot write the chart to {chart}: {exc.strerror or exc}") from None
         out.print(f"chart written to {chart}")

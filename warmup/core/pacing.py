@@ -11,8 +11,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
+from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.plan.model import Plan
-from warmup.core.spread import local_date_of, window_spans
 
 
 def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 from warmup.core.domain import DayOutcome, Reading
 from warmup.core.errors import UserError
-from warmup.core.spread import local_date_of, local_day_bounds
+from warmup.core.localtime import local_date_of, local_day_bounds
 from warmup.services import metrics
 from warmup.store import audit, pauses, readings
 from warmup.store.days import get_day_plan, planned_dates
@@ -411,44 +411,6 @@ def history(engine: Engine, phone: str, days: int = 60) -> list[HistoryDay]:
             )
         )
     return result
-
-
-def history_chart(days: list[HistoryDay], phone: str, path: str) -> None:
-    """A PNG of quota, sent and replies per day, paused days shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not days:
-        raise UserError(f"{phone} has no planned day yet: nothing to chart")
-    x: list[Any] = [d.local_date for d in days]  # matplotlib converts dates, its stubs say floats
-    figure, axis = plt.subplots(figsize=(10, 4.5))
-    try:
-        axis.plot(x, [d.quota for d in days], label="quota", drawstyle="steps-mid", color="tab:blue")
-        axis.plot(x, [d.sent for d in days], label="sent", marker="o", color="tab:green")
-        axis.plot(x, [d.replies for d in days], label="replies", marker=".", color="tab:orange")
-        for index, day in enumerate(d for d in days if d.paused):
-            midnight: Any = datetime.combine(day.local_date, datetime.min.time())
-            start, end = midnight - timedelta(hours=12), midnight + timedelta(hours=12)
-            axis.axvspan(
-                start,
-                end,
-                color="tab:red",
-                alpha=0.15,
-                label="paused" if index == 0 else None,
-            )
-        axis.set_title(f"warm-up history of {phone}")
-        axis.set_ylabel("messages")
-        axis.legend(loc="upper left")
-        axis.grid(alpha=0.3)
-        figure.autofmt_xdate()
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
-    except OSError as exc:
-        raise UserError(f"cannot write the chart to {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(figure)
 
 
 # -------------------------------------------------------------------------------------------- audit

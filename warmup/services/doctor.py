@@ -15,7 +15,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from warmup.core.errors import UserError
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.providers.base import OutcomeAction, Provider
 from warmup.providers.factory import make_provider
 from warmup.secrets import resolve_token

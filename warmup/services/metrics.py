@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.store import days, numbers, queue, readings
 from warmup.store.db import Engine
 from warmup.store.models import NumberStatus

@@ -12,9 +12,9 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.pacing import place_reply, span_end
 from warmup.core.plan.model import Plan
-from warmup.core.spread import local_date_of, window_spans
 from warmup.services.texts import texts_of
 from warmup.store import audit, claims, days, history, inbound, numbers, sends
 from warmup.store.db import Engine

@@ -20,10 +20,11 @@ from datetime import date, datetime, timedelta
 
 from warmup.core.audience import AudienceResult, choose
 from warmup.core.domain import Decision, Reading
+from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.pacing import span_end
 from warmup.core.plan.model import Plan
 from warmup.core.ramp import decide
-from warmup.core.spread import local_date_of, spread, window_spans
+from warmup.core.spread import spread
 from warmup.services import metrics
 from warmup.services.readings import meter_reading, taken_on
 from warmup.services.runtime import Runtime

@@ -11,8 +11,8 @@ import logging
 from datetime import date, datetime, timedelta
 
 from warmup.core.domain import Reading
+from warmup.core.localtime import local_date_of
 from warmup.core.risk import local_reading
-from warmup.core.spread import local_date_of
 from warmup.services import metrics
 from warmup.services.runtime import Runtime, provider_from_row
 from warmup.store import history, inbound, numbers, readings

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from warmup.clock import Clock
+from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.pacing import in_windows, span_end
 from warmup.core.plan.model import Plan
-from warmup.core.spread import local_date_of, window_spans
 from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.services import metrics
 from warmup.services.peers import PlanFor, schedule_peer_reply

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.pacing import span_end
 from warmup.core.plan.model import Plan
 from warmup.core.plan.values import format_duration
-from warmup.core.spread import backlog_reason, local_date_of, spread, window_spans
+from warmup.core.spread import backlog_reason, spread
 from warmup.services import metrics
 from warmup.services.peers import holds_time, send_time
 from warmup.services.planning import build_sends, day_rng

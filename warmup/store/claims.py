@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError
 
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.store.models import MessageState, NumberStatus, UTCDateTime
 from warmup.store.tables import (
     CLAIMABLE,

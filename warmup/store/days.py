@@ -25,8 +25,8 @@ from sqlmodel import select
 
 from warmup.core.domain import Decision
 from warmup.core.errors import UserError
+from warmup.core.localtime import local_date_of
 from warmup.core.ramp import pause_reason, state_after
-from warmup.core.spread import local_date_of
 from warmup.store import audit
 from warmup.store.db import session_scope
 from warmup.store.models import DayPlan, MessageKind, NumberStatus

@@ -12,7 +12,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.store.tables import (
     CLAIMABLE,
     MESSAGES,

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from warmup.core.domain import NumberState
 from warmup.core.errors import UserError
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.store import audit
 from warmup.store.db import session_scope
 from warmup.store.models import Number, NumberStatus, Provider

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from warmup.core.errors import UserError
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.store import audit
 from warmup.store.models import NumberStatus
 from warmup.store.tables import NUMBERS, InvalidWrite, aware, skip_pending, write

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from warmup.core.spread import local_date_of
+from warmup.core.localtime import local_date_of
 from warmup.store.checks import DayTally, StoredMessage, day_tallies, number_timezones, stored_messages
 from warmup.store.db import Engine
 from warmup.store.models import TERMINAL_STATES, MessageState
