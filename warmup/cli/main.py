@@ -1,14 +1,33 @@
-"""Entry point of the `warmup` command: one typer app, sub-apps registered by their own modules."""
+"""Entry point of the `warmup` command: one typer app, sub-apps registered by their own modules.
+
+The command modules import what a command needs inside the command's function, on purpose and only
+here in the command line: every command starts a new process, and `warmup pause` should not pay for
+loading the simulator, the worker fleet or matplotlib that other commands use.
+"""
 
 from __future__ import annotations
 
 import sys
 
+import click
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from warmup.cli import (
+    admin_cmd,
+    db_cmd,
+    demo_cmd,
+    fleet_cmd,
+    plan_cmd,
+    preview_cmd,
+    run_cmd,
+    simulator_cmd,
+    webhook_cmd,
+)
 from warmup.core.errors import UserError
+from warmup.secrets import redact
 
 app = typer.Typer(
     name="warmup",
@@ -24,18 +43,10 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    # Each command module adds its commands; imported here so `--help` lists them all.
-    from warmup.cli import db_cmd, plan_cmd, preview_cmd, run_cmd, simulator_cmd
-
-    for module in (plan_cmd, preview_cmd, db_cmd, simulator_cmd, run_cmd):
+    """Each command module adds its commands, in the order `--help` lists them."""
+    for module in (plan_cmd, preview_cmd, db_cmd, simulator_cmd, run_cmd, fleet_cmd, admin_cmd, webhook_cmd):
         module.register(app, plan_app)
-    from warmup.cli import admin_cmd, fleet_cmd, webhook_cmd  # fleet, admin and webhook commands
-
-    for module in (fleet_cmd, admin_cmd, webhook_cmd):
-        module.register(app, plan_app)
-    from warmup.cli import demo_cmd  # the first command a newcomer runs (`make demo`)
-
-    demo_cmd.register(app, plan_app)
+    demo_cmd.register(app, plan_app)  # the first command a newcomer runs (`make demo`)
 
 
 def main() -> None:
@@ -56,22 +67,16 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
         # typer >= 0.20 vendors click: its usage errors are not click.ClickException
         if isinstance(exc, click.ClickException) or (
             isinstance(exc, typer.TyperException) and hasattr(exc, "show")
         ):
             exc.show()
             sys.exit(exc.exit_code)
-        from pydantic import ValidationError
-
         if isinstance(exc, ValidationError):  # settings read outside `warmup.cli.common.settings`
             names = ", ".join("WARMUP_" + "_".join(map(str, e["loc"])).upper() for e in exc.errors())
             err_console.print(f"[bold red]error:[/] invalid setting {escape(names)}", soft_wrap=True)
             sys.exit(1)
-        from warmup.secrets import redact
-
         err_console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))}",
             highlight=False,

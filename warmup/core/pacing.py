@@ -15,6 +15,15 @@ from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.plan.model import Plan
 
 
+def due_at(scheduled_at: datetime, not_before: datetime | None) -> datetime:
+    """When a message falls due: its scheduled time, or its retry time (``not_before``) if that is later.
+
+    The due rule in Python, for every caller; PostgreSQL's claim statement has the same rule in SQL
+    (`warmup.store.claims`).
+    """
+    return max(scheduled_at, not_before) if not_before is not None else scheduled_at
+
+
 def in_windows(moment: datetime, local_date: date, plan: Plan | None, timezone: str) -> bool:
     """Whether ``moment`` falls inside a send window of ``local_date`` (or inside that day, planless)."""
     if local_date_of(moment, timezone) != local_date:

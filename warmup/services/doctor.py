@@ -86,7 +86,7 @@ def check_broker(redis_url: str | None) -> Check:
     """Redis PING when configured; the embedded broker needs nothing."""
     if not redis_url:
         return Check("broker", Verdict.OK, "embedded (in-process; set WARMUP_REDIS_URL for a fleet)")
-    import redis
+    import redis  # late on purpose: only a fleet (WARMUP_REDIS_URL) needs it, ~40 ms to import
 
     item = f"broker {mask_url(redis_url)}"
     try:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from warmup.core.localtime import local_date_of, window_spans
-from warmup.core.pacing import place_reply, span_end
+from warmup.core.pacing import due_at, place_reply, span_end
 from warmup.core.plan.model import Plan
 from warmup.services.texts import texts_of
 from warmup.store import audit, claims, days, history, inbound, numbers, sends
@@ -36,7 +36,7 @@ def holds_time(message: OutboundMessage) -> bool:
 def send_time(message: OutboundMessage) -> datetime:
     """When the message went out (its claim), or when it is due if it has not yet."""
     if message.state in (MessageState.PLANNED, MessageState.QUEUED) or message.claimed_at is None:
-        return max(message.scheduled_at, message.not_before or message.scheduled_at)
+        return due_at(message.scheduled_at, message.not_before)
     return message.claimed_at
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from warmup.core.localtime import local_date_of, window_spans
-from warmup.core.pacing import span_end
+from warmup.core.pacing import due_at, span_end
 from warmup.core.plan.model import Plan
 from warmup.core.plan.values import format_duration
 from warmup.core.spread import backlog_reason, spread
@@ -110,7 +110,7 @@ def retime_backlog(
     """
     pending = [r for r in rows if r.state in (MessageState.PLANNED, MessageState.QUEUED)]
     sent = [r.claimed_at for r in rows if r.state not in _NOT_SENT and r.claimed_at is not None]
-    due = {r.id: max(r.scheduled_at, r.not_before or r.scheduled_at) for r in pending}
+    due = {r.id: due_at(r.scheduled_at, r.not_before) for r in pending}
     gap = max(plan.pacing.gap.low, timedelta(seconds=1))
     why = backlog_reason(sent, list(due.values()), now, gap, plan.pacing.max_per_hour, tolerance)
     if why is None:

@@ -15,7 +15,7 @@ The rules are written once per form:
   path: one round trip for one message or a batch): `claim` runs its one-message form, `claim_many`
   its batch form.
 - `_checked` decides every other case, one message at a time, with portable statements and the rules
-  in Python (`warmup.store.tables.due_at`): it is SQLite's only path, and PostgreSQL's when the
+  in Python (`warmup.core.pacing.due_at`): it is SQLite's only path, and PostgreSQL's when the
   statement did not claim a message that still looks claimable (refused, not due, a lost race), so
   the reason given is always the checked path's.
 
@@ -50,6 +50,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError
 
 from warmup.core.localtime import local_date_of
+from warmup.core.pacing import due_at
 from warmup.store.models import MessageState, NumberStatus, UTCDateTime
 from warmup.store.tables import (
     CLAIMABLE,
@@ -57,7 +58,6 @@ from warmup.store.tables import (
     MESSAGES,
     NUMBERS,
     aware,
-    due_at,
     is_postgres,
     read,
     write,

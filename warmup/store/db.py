@@ -198,7 +198,7 @@ def alembic_config(engine_or_url: Engine | str) -> Any:
     The engine (or URL) is handed to env.py through `config.attributes`, so env.py never reads settings
     and a URL with a password never passes through a config file.
     """
-    from alembic.config import Config
+    from alembic.config import Config  # late on purpose: ~0.1 s to import, only schema work needs it
 
     script_location = resources.files("warmup.store") / "migrations"
     config = Config()
@@ -210,7 +210,7 @@ def alembic_config(engine_or_url: Engine | str) -> Any:
 
 def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
     """Bring the schema to `revision` (default: the newest); safe to run on every start."""
-    from alembic import command
+    from alembic import command  # late on purpose: ~0.1 s to import, only schema work needs it
 
     config = alembic_config(engine_or_url)
     engine: Engine = config.attributes["engine"]
@@ -223,6 +223,7 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
 
 def current_revision(engine_or_url: Engine | str) -> str | None:
     """The revision the database is at, or None for a database never migrated."""
+    # late on purpose: ~0.1 s to import, only schema work needs it
     from alembic.migration import MigrationContext
 
     engine = engine_or_url if isinstance(engine_or_url, Engine) else make_engine(engine_or_url)
@@ -236,7 +237,7 @@ def current_revision(engine_or_url: Engine | str) -> str | None:
 
 def head_revision() -> str | None:
     """The newest revision shipped with this version of warmup."""
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # late on purpose: ~0.1 s to import, only schema work needs it
 
     script_location = resources.files("warmup.store") / "migrations"
     return ScriptDirectory(str(script_location)).get_current_head()

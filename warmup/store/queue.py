@@ -15,8 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from warmup.core.pacing import due_at
 from warmup.store.models import MessageState
-from warmup.store.tables import CLAIMABLE, MESSAGES, aggregate_time, aware, due_at, read, write
+from warmup.store.tables import CLAIMABLE, MESSAGES, aggregate_time, aware, read, write
 
 
 @dataclass(frozen=True)

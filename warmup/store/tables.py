@@ -104,14 +104,6 @@ def local_midnight(local_date: date, timezone: str) -> datetime:
     return datetime.combine(local_date, datetime.min.time(), ZoneInfo(timezone)).astimezone(UTC)
 
 
-def due_at(scheduled_at: datetime, not_before: datetime | None) -> datetime:
-    """When a message falls due: its scheduled time, or its retry time if that is later.
-
-    The due rule in Python; PostgreSQL's claim statement has the same rule in SQL (`warmup.store.claims`).
-    """
-    return max(scheduled_at, not_before) if not_before is not None else scheduled_at
-
-
 # ---------------------------------------------------------------------------------------------- checks
 
 
