@@ -47,21 +47,18 @@ _broker = current_broker()
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def plan_day(number_id: int, local_date: str) -> None:
     """Plan one number's local day (idempotent: a second run for the same day changes nothing)."""
-
     plan_number_day(get_runtime(), number_id, date.fromisoformat(local_date))
 
 
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def plan_days(number_ids: list[int], local_date: str) -> None:
     """Plan a batch of numbers' same local day (idempotent: days already planned are skipped)."""
-
     plan_number_days(get_runtime(), [int(n) for n in number_ids], date.fromisoformat(local_date))
 
 
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def send_message(message_id: int) -> None:
     """Claim, send and record one outbound message (a claim already taken makes this a no-op)."""
-
     runtime = get_runtime()
     send_one(
         runtime.engine,
@@ -99,14 +96,12 @@ def _send_later(message_id: int, wall_seconds: float) -> None:
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def refresh_reading(number_id: int) -> None:
     """Take today's risk reading for a number (provider meter, else the local meter)."""
-
     refresh(get_runtime(), number_id)
 
 
 @dramatiq.actor(broker=_broker, **_OPTIONS)
 def ingest_replies(number_id: int) -> None:
     """Poll the provider for replies and delivery statuses of one number and store them once."""
-
     ingest(get_runtime(), number_id)
 
 

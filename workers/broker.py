@@ -21,6 +21,7 @@ from warmup.config import Settings
 from warmup.logs import setup_logging
 from warmup.secrets import install_log_redaction
 from warmup.services.runtime import get_runtime
+from warmup.store.db import connect_once
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ class WarmWorker(dramatiq.Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         try:
-            with get_runtime().engine.connect():
-                pass
+            connect_once(get_runtime().engine)
         except Exception as exc:  # the database may come up later; the first message will say
             log.warning("worker boot: runtime not ready yet: %s", type(exc).__name__)
         quiet_garbage_collector()

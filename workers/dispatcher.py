@@ -16,26 +16,20 @@ class ActorDispatch:
     """Hands work to the dramatiq actors of this process's broker (Redis or in-process)."""
 
     def plan_day(self, number_id: int, local_date: date) -> None:
-
         plan_day.send(number_id, local_date.isoformat())
 
     def plan_days(self, number_ids: list[int], local_date: date) -> None:
-
         plan_days.send(number_ids, local_date.isoformat())
 
     def send_message(self, message_id: int) -> None:
-
         send_message.send(message_id)
 
     def send_message_later(self, message_id: int, wall_seconds: float) -> None:
-
         send_message.send_with_options(args=(message_id,), delay=max(round(wall_seconds * 1000), 0))
 
     def send_messages(self, message_ids: list[int], wall_seconds: float) -> None:
-
         delay = max(round(wall_seconds * 1000), 0)
         send_messages.send_with_options(args=(message_ids,), delay=delay or None)
 
     def ingest_replies(self, number_id: int) -> None:
-
         ingest_replies.send(number_id)

@@ -279,3 +279,22 @@ def test_give_back_returns_the_claim_slot_and_attempt(engine: Engine) -> None:
     assert again.claimed and again.message is not None and again.message.attempts == 2
     assert day_plan(engine, number_id)[0] == 2
     assert_accounting(engine)
+
+
+def test_a_late_confirmation_of_two_sends_to_one_recipient_notes_the_newest_text(engine: Engine) -> None:
+    """Two unknown sends to the same recipient confirmed at once: the recipient row gets the newest text
+    and its first contact, as recording them one by one in claim order did (one UPDATE per recipient)."""
+    ids = planned(engine, 2)
+    inbound.upsert_recipient(engine, 1, PEER, "peer", now=NOW)
+    for message_id in ids:
+        assert claim(engine, message_id, "w", NOW).claimed
+        assert outcomes.record_unknown(engine, message_id, "read timeout", NOW)
+
+    def both(evidence: outcomes.Evidence) -> list[tuple[int, str]]:
+        assert [u.id for u in evidence.unknown] == ids
+        return [(u.id, f"wamid.{u.id}") for u in evidence.unknown]
+
+    assert outcomes.confirm_unknown(engine, 1, NOW - timedelta(hours=1), [], both, NOW) == ids
+    [recipient] = inbound.list_recipients(engine, 1)
+    assert (recipient.last_text, recipient.first_contacted_on) == ("hello 1", DAY)
+    assert [state(engine, m) for m in ids] == ["sent", "sent"]

@@ -15,9 +15,10 @@ from rich.text import Text
 from warmup.core.domain import Reading
 from warmup.core.localtime import local_date_of, zone
 from warmup.store import days, history, readings
-from warmup.store.checks import day_reading, day_tallies
+from warmup.store.checks import day_tallies
 from warmup.store.db import Engine
 from warmup.store.numbers import get_number
+from warmup.store.readings import reading_of_day
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def finished_days(
                     used=day.used,
                     sent=outcome.sent,
                     replies=outcome.replies,
-                    reading=reading_text(day_reading(engine, number.id, day.local_date)),
+                    reading=reading_text(reading_of_day(engine, number.id, day.local_date)),
                 )
             )
     return sorted(lines, key=lambda line: (line.local_date, line.phone))

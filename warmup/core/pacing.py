@@ -18,8 +18,8 @@ from warmup.core.plan.model import Plan
 def due_at(scheduled_at: datetime, not_before: datetime | None) -> datetime:
     """When a message falls due: its scheduled time, or its retry time (``not_before``) if that is later.
 
-    The due rule in Python, for every caller; PostgreSQL's claim statement has the same rule in SQL
-    (`warmup.store.claims`).
+    The due rule in Python, for every caller; `warmup.store.tables.falls_due` is the same rule as a query
+    condition, and PostgreSQL's claim statement (`warmup.store.claims`) writes it in its SQL.
     """
     return max(scheduled_at, not_before) if not_before is not None else scheduled_at
 

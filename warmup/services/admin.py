@@ -337,7 +337,6 @@ def _detail(detail: dict[str, Any] | None) -> str:
 
 def events_of_day(engine: Engine, number: Number, local_date: date) -> list[AuditLog]:
     """Audit rows of the number during that local day, oldest first."""
-
     assert number.id is not None
     start, end = local_day_bounds(local_date, number.timezone)
     return [row for row in reversed(audit.list_audit(engine, number.id, limit=500)) if start <= row.at < end]

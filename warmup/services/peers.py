@@ -1,8 +1,8 @@
 """Peer replies: a message to a fleet number may make that peer answer, as a planned send of the PEER's
 number on its own local day (its quota binds at the claim), placed inside its windows and pacing.
 
-Also the send time every pacing check reads from a message row (`holds_time`, `send_time`), shared by
-the sending path, planning and the scheduler's re-spreads.
+Also the send time a pacing check reads from a message row (`holds_time`, `send_time`), which the
+re-spread of a resumed day (`warmup.services.upkeep`) reads too.
 """
 
 from __future__ import annotations

@@ -131,7 +131,6 @@ def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple
 
 def _run_chat_command(runtime: Runtime, number_id: int, event: Inbound) -> None:
     """An admin's `/pause`, `/status`... arriving by polling (the webhook app does the same on push)."""
-
     try:
         process_inbound(runtime.engine, number_id, event, runtime.clock.now(), runtime.provider_for)
     except Exception:  # one bad command must not stop the rest of the poll from being stored

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 from warmup.clock import Clock
 from warmup.core.localtime import local_date_of, window_spans
-from warmup.core.pacing import in_windows, span_end
+from warmup.core.pacing import due_at, in_windows, span_end
 from warmup.core.plan.model import Plan
 from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.services import metrics
@@ -368,7 +368,7 @@ def _requeue_when_due(engine: Engine, message_id: int, clock: Clock, requeue: Re
     row = history.get_message(engine, message_id)
     if row is None:
         return
-    due = max(row.scheduled_at, row.not_before) if row.not_before is not None else row.scheduled_at
+    due = due_at(row.scheduled_at, row.not_before)
     requeue(message_id, max((due - clock.now()).total_seconds(), 0.0) / clock.scale)
 
 

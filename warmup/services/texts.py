@@ -42,7 +42,6 @@ def texts_of(plan: Plan, kind: str = "opener") -> tuple[str, ...]:
 
 
 def _contact_phones(path: str) -> tuple[str, ...]:
-
     return tuple(c.phone for c in load_contacts(path))
 
 

@@ -14,9 +14,8 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from warmup.core.domain import Reading
 from warmup.store.models import COUNTED_STATES, MessageState
-from warmup.store.tables import DAY_PLANS, MESSAGES, NUMBERS, READINGS, read
+from warmup.store.tables import DAY_PLANS, MESSAGES, NUMBERS, read
 
 SLOT_STATES = frozenset(COUNTED_STATES | {MessageState.FAILED})
 """States whose message holds a quota slot (`DayPlan.used`): it went out or may have (sent, sending,
@@ -115,20 +114,6 @@ def number_timezones(engine: Engine) -> dict[str, str]:
         return {
             row.phone: row.timezone for row in conn.execute(sa.select(NUMBERS.c.phone, NUMBERS.c.timezone))
         }
-
-
-def day_reading(engine: Engine, number_id: int, local_date: date) -> Reading | None:
-    """The last risk reading taken for that local day of the number, or None."""
-    r = READINGS
-    query = (
-        sa.select(r.c.overall, r.c.lifetime, r.c.response_rate, r.c.contacts, r.c.taken_at, r.c.source)
-        .where(r.c.number_id == number_id, r.c.local_date == local_date)
-        .order_by(r.c.taken_at.desc(), r.c.id.desc())
-        .limit(1)
-    )
-    with read(engine) as conn:
-        row = conn.execute(query).one_or_none()
-    return None if row is None else Reading(**row._asdict())
 
 
 def state_counts(engine: Engine) -> dict[str, int]:

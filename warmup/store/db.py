@@ -188,6 +188,12 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("connection lost while idle in the pool") from exc
 
 
+def connect_once(engine: Engine) -> None:
+    """Open (and return to the pool) one connection: the database answers, and the pool holds a warm one."""
+    with engine.connect():
+        pass
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

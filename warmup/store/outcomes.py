@@ -81,13 +81,22 @@ _RECORD_SENT_MANY = _record_sent_pg(many=True)
 
 NOTE_SENT = sa.text(
     f"""
-    WITH m AS (
-        SELECT number_id, recipient, text, local_date FROM outbound_messages WHERE id IN :ids
+    WITH last AS (
+        SELECT number_id, recipient, max(id) AS id, min(local_date) AS local_date
+        FROM outbound_messages
+        WHERE id IN :ids
+        GROUP BY number_id, recipient
+    ),
+    m AS (
+        SELECT last.number_id, last.recipient, o.text, last.local_date
+        FROM last JOIN outbound_messages AS o ON o.id = last.id
     )
     {_RECIPIENT_AFTER_SEND}
     """
 ).bindparams(sa.bindparam("ids", expanding=True), sa.bindparam("now", type_=UTCDateTime()))
-"""The recipient rows of messages (``ids``) just recorded `sent` in the same transaction."""
+"""The recipient rows of messages (``ids``) just recorded `sent` in the same transaction: ONE update per
+recipient (an UPDATE ... FROM with two rows for one recipient would take either), the text of its newest
+message and the first contact on its earliest day, as recording them one by one in order did."""
 
 
 @dataclass(frozen=True)

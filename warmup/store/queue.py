@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from warmup.core.pacing import due_at
 from warmup.store.models import MessageState
-from warmup.store.tables import CLAIMABLE, MESSAGES, aggregate_time, aware, read, write
+from warmup.store.tables import CLAIMABLE, MESSAGES, aggregate_time, aware, falls_due, read, write
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,7 @@ def due_within(engine: Engine, until: datetime, limit: int) -> list[Due]:
             sa.select(MESSAGES.c.id, MESSAGES.c.number_id, MESSAGES.c.scheduled_at, MESSAGES.c.not_before)
             .where(
                 MESSAGES.c.state == MessageState.PLANNED.value,
-                MESSAGES.c.scheduled_at <= until,
-                sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before <= until),
+                falls_due(until),
             )
             .order_by(MESSAGES.c.scheduled_at, MESSAGES.c.id)
             .limit(limit)

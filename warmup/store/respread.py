@@ -25,6 +25,7 @@ from warmup.store.tables import (
     NUMBERS,
     aware,
     day_row,
+    falls_due,
     pending,
     read,
     skip_where,
@@ -204,8 +205,7 @@ def overdue_numbers(engine: Engine, before: datetime, around: timedelta, limit: 
     before = aware(before, "before")
     overdue = sa.and_(
         MESSAGES.c.state.in_(CLAIMABLE),
-        MESSAGES.c.scheduled_at < before,
-        sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before < before),
+        falls_due(before, before=True),
     )
     with read(engine) as conn:
         counts = conn.execute(

@@ -2,8 +2,8 @@
 checks, and the few row-level steps several operations take (lock a number, skip messages, count a
 day's pending ones).
 
-Outside `warmup.store` only tests, benchmarks and the test harness use the table handles (to read or
-plant rows behind the store's back), and callers catch `InvalidWrite`.
+Outside `warmup.store` only tests and benchmarks use the table handles (to read or plant rows behind
+the store's back), and callers catch `InvalidWrite`.
 """
 
 from __future__ import annotations
@@ -102,6 +102,20 @@ def aggregate_time(value: datetime | str | None) -> datetime | None:
 def local_midnight(local_date: date, timezone: str) -> datetime:
     """The instant `local_date` starts in `timezone` (UTC)."""
     return datetime.combine(local_date, datetime.min.time(), ZoneInfo(timezone)).astimezone(UTC)
+
+
+def falls_due(moment: datetime, *, before: bool = False) -> sa.ColumnElement[bool]:
+    """The due rule (`warmup.core.pacing.due_at`) as a condition for a query: the message falls due at or
+    before ``moment`` (strictly before it with ``before``): its scheduled time and its retry time both."""
+    if before:
+        return sa.and_(
+            MESSAGES.c.scheduled_at < moment,
+            sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before < moment),
+        )
+    return sa.and_(
+        MESSAGES.c.scheduled_at <= moment,
+        sa.or_(MESSAGES.c.not_before.is_(None), MESSAGES.c.not_before <= moment),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- checks

@@ -11,8 +11,8 @@ the leader lock (found from the schedulers' logs); `restart_redis` kills and res
 every queue. `check` compares the simulator's send log with the store (`invariants`).
 
 The pieces live beside it: the processes in `processes`, the plan files and the numbers' configurations
-in `fleet_setup`, the simulator's admin client in `sim_admin`. The run's own reads and its bulk enrolment
-are still SQL here: the store has no function for them yet.
+in `fleet_setup`, the simulator's admin client in `sim_admin`; the run's reads and its bulk enrolment go
+through the store (`warmup.store.checks`, `warmup.store.numbers.add_numbers`).
 """
 
 from __future__ import annotations
