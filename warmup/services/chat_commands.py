@@ -30,7 +30,6 @@ from warmup.store.db import Engine
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("pause", "resume", "status", "why", "help")
 MAX_ANSWER = 1500
 """Characters; WhatsApp allows 4096, a phone screen shows far less."""
 

@@ -266,7 +266,14 @@ def _insert_day_plans(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> dict
     reasons = PLAN_COLUMNS.index("reasons")
     params[reasons] = [json.dumps(r) for r in params[reasons]]
     with pg_cursor(conn) as cur:
-        cur.execute(_INSERT_DAY_PLANS_PG, params)
+        try:
+            cur.execute(_INSERT_DAY_PLANS_PG, params)
+        except Exception as exc:
+            # The raw cursor's errors are psycopg's: a unique violation (SQLSTATE 23505) becomes the
+            # IntegrityError SQLAlchemy raises on every other path, so `plan_day` recognises it alike.
+            if getattr(exc, "sqlstate", None) == "23505":
+                raise IntegrityError(_INSERT_DAY_PLANS_PG, None, exc) from exc
+            raise
         return {int(number_id): int(plan_id) for number_id, plan_id in cur.fetchall()}
 
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlmodel import col, select
 
 from warmup.core.domain import DayOutcome
+from warmup.core.localtime import local_day_bounds
 from warmup.store.db import session_scope
 from warmup.store.models import COUNTED_STATES, InboundKind, MessageState, OutboundMessage
 from warmup.store.sends import GAVE_WAY
-from warmup.store.tables import DAY_PLANS, INBOUND, MESSAGES, NUMBERS, local_midnight, read
+from warmup.store.tables import DAY_PLANS, INBOUND, MESSAGES, NUMBERS, read
 
 DELIVERED_STATUSES = ("delivered", "read", "played")
 """Statuses that prove a message reached its recipient's phone."""
@@ -124,8 +125,7 @@ def _outcomes(conn: Connection, timezones: Mapping[int, str], local_date: date) 
         by_zone[timezones[number_id]].append(number_id)
     replies: dict[int, int] = {}
     for timezone, zone_ids in by_zone.items():
-        start = local_midnight(local_date, timezone)
-        end = local_midnight(local_date + timedelta(days=1), timezone)
+        start, end = local_day_bounds(local_date, timezone)
         replies.update(
             (int(number_id), int(count))
             for number_id, count in conn.execute(

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from warmup.core.domain import NumberState
 from warmup.core.errors import UserError
-from warmup.core.localtime import local_date_of
+from warmup.core.localtime import local_date_of, local_day_bounds
 from warmup.store import audit
 from warmup.store.db import session_scope
 from warmup.store.models import Number, NumberStatus, Provider
@@ -32,7 +32,6 @@ from warmup.store.tables import (
     choice,
     day_row,
     insert_ignore,
-    local_midnight,
     read,
     stamp,
     write,
@@ -123,7 +122,7 @@ def upsert_number(
             if day_row(conn, current.id, today, DAY_PLANS.c.id) is not None:
                 values.update(
                     pending_timezone=values["timezone"],
-                    timezone_from=local_midnight(today + timedelta(days=1), current.timezone),
+                    timezone_from=local_day_bounds(today + timedelta(days=1), current.timezone)[0],
                     timezone=current.timezone,
                 )
         number_id: int = conn.execute(

@@ -27,11 +27,11 @@ from warmup.store.models import MessageState, UTCDateTime
 from warmup.store.tables import (
     DAY_PLANS,
     MESSAGES,
-    NUMBERS,
     RECIPIENTS,
     aggregate_time,
     aware,
     is_postgres,
+    lock_number,
     read,
     write,
 )
@@ -398,7 +398,7 @@ def confirm_unknown(
     now = aware(now)
     since = aware(since, "since")
     with write(engine) as conn:
-        conn.execute(sa.select(NUMBERS.c.id).where(NUMBERS.c.id == number_id).with_for_update())
+        lock_number(conn, number_id)
         unknown = [
             UnknownSend(int(row.id), row.recipient, row.text, row.claimed_at)
             for row in conn.execute(

@@ -99,11 +99,6 @@ def aggregate_time(value: datetime | str | None) -> datetime | None:
     return value
 
 
-def local_midnight(local_date: date, timezone: str) -> datetime:
-    """The instant `local_date` starts in `timezone` (UTC)."""
-    return datetime.combine(local_date, datetime.min.time(), ZoneInfo(timezone)).astimezone(UTC)
-
-
 def falls_due(moment: datetime, *, before: bool = False) -> sa.ColumnElement[bool]:
     """The due rule (`warmup.core.pacing.due_at`) as a condition for a query: the message falls due at or
     before ``moment`` (strictly before it with ``before``): its scheduled time and its retry time both."""

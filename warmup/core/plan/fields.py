@@ -28,9 +28,7 @@ from warmup.core.plan.values import (
     parse_duration_range,
     parse_hours,
     parse_int_range,
-    parse_phone,
     parse_weekdays,
-    validate_timezone,
 )
 
 MAX_DAILY_VOLUME = 10_000
@@ -153,20 +151,6 @@ Volume = Annotated[
         }
     ),
 ]
-TimezoneName = Annotated[
-    str,
-    BeforeValidator(validate_timezone),
-    WithJsonSchema({"type": "string", "examples": ["America/Sao_Paulo", "Europe/Lisbon"]}),
-]
-"""An IANA timezone name, checked (with a did-you-mean) wherever one is written, e.g. in fleet files."""
-Phone = Annotated[
-    str,
-    BeforeValidator(parse_phone),
-    WithJsonSchema(
-        {"type": "string", "pattern": r"^\+[1-9][0-9 ()\-.]{6,20}$", "examples": ["+5511999990001"]}
-    ),
-]
-"""A phone number, normalised to E.164."""
 Level = Annotated[
     int, Field(ge=1, le=3, description="risk-meter value: 1 use caution, 2 needs attention, 3 good")
 ]
