@@ -268,3 +268,17 @@ def test_a_failing_statement_leaves_nothing_half_written(
         days.plan_days(engine, batch, now=BATCH_NOW)
     monkeypatch.undo()
     assert store_snapshot(engine) == before
+
+
+def test_a_second_day_plan_for_the_same_day_is_an_integrity_error_on_both_databases(engine: Engine) -> None:
+    """The day-plan insert (a raw binary statement on PostgreSQL) reports a duplicate (number, local
+    date) as SQLAlchemy's IntegrityError on both databases, the error `plan_day` recognises as a day
+    planned by a writer that did not lock the number first."""
+    number_id = add(engine)
+    day = DayToPlan(number_id, decision(5), sends(1))
+    row = days._plan_row(day, NOW)
+    with pytest.raises(sa.exc.IntegrityError, match="uq_day_plans_number_date|day_plans.number_id"):
+        with engine.begin() as conn:
+            days._insert_day_plans(conn, [row])
+            days._insert_day_plans(conn, [row])
+    assert days.get_day_plan(engine, number_id, DAY) is None  # rolled back whole
