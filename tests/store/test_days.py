@@ -277,8 +277,8 @@ def test_a_second_day_plan_for_the_same_day_is_an_integrity_error_on_both_databa
     number_id = add(engine)
     day = DayToPlan(number_id, decision(5), sends(1))
     row = days._plan_row(day, NOW)
-    with pytest.raises(sa.exc.IntegrityError, match="uq_day_plans_number_date|day_plans.number_id"):
-        with engine.begin() as conn:
-            days._insert_day_plans(conn, [row])
-            days._insert_day_plans(conn, [row])
+    duplicate = r"uq_day_plans_number_date|day_plans\.number_id"
+    with pytest.raises(sa.exc.IntegrityError, match=duplicate), engine.begin() as conn:
+        days._insert_day_plans(conn, [row])
+        days._insert_day_plans(conn, [row])
     assert days.get_day_plan(engine, number_id, DAY) is None  # rolled back whole
