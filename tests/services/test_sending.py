@@ -119,9 +119,14 @@ def test_rate_limit_goes_back_to_the_queue_with_retry_after(setup: Setup) -> Non
     assert setup.requeued == [(message.id, pytest.approx((row.not_before - now).total_seconds()))]
     day = days.get_day_plan(setup.engine, setup.number, setup.day)
     assert day is not None and day.used == 0  # the slot was given back
-    # once the API recovers, the same message goes out exactly once
+    # once the API recovers, the same message goes out exactly once: at its Retry-After, and not before
+    # the plan's gap after the refused attempt (any request to the provider counts for the pace)
     setup.fleet.admin("DELETE", "/_sim/faults")
-    setup.clock.set(row.not_before)
+    gap = timedelta(seconds=day.gap_seconds)
+    assert gap > timedelta(0)
+    setup.clock.set(max(row.not_before, now + gap) - timedelta(milliseconds=1))
+    assert setup.send(message.id).status == "not_due"
+    setup.clock.set(max(row.not_before, now + gap))
     assert setup.send(message.id).state == "sent"
     assert len(setup.fleet.sends(setup.phone)) == 1
 

@@ -320,8 +320,9 @@ def test_a_mixed_batch_answers_each_message_exactly_as_the_single_claim(engine: 
     assert outcome_of(engine, in_batch["quota"])[:3] == ("skipped", "the day's quota is reached", 0)
     assert outcome_of(engine, in_batch["paused"])[:2] == ("skipped", "number paused: banned")
     if engine.dialect.name == "postgresql":
-        # the clean claims and the full quota were decided by the batch statement, the rest one by one
-        batch_ids = {in_batch[c] for c in ("ok_a", "ok_b", "quota")}
+        # the clean claims were decided by the batch statement, the rest one by one (the full quota's
+        # number has a send in flight, so the statement leaves it to the single path)
+        batch_ids = {in_batch[c] for c in ("ok_a", "ok_b")}
         assert set(spy.batch_ids) == batch_ids
         assert set(spy.single_ids) & set(order) == set(order) - batch_ids  # the rest one by one
     assert_accounting(engine)

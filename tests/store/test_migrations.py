@@ -38,10 +38,10 @@ def test_upgrade_on_an_empty_database_matches_the_models(empty_url: str) -> None
     assert db.current_revision(engine) is None
     db.upgrade(engine)
     assert _diff(engine) == []
-    assert db.current_revision(engine) == db.head_revision() == "0003"
+    assert db.current_revision(engine) == db.head_revision() == "0004"
     assert set(sa.inspect(engine).get_table_names()) >= set(metadata.tables)
     db.upgrade(engine)  # idempotent
-    assert db.current_revision(engine) == "0003"
+    assert db.current_revision(engine) == "0004"
     engine.dispose()
 
 
@@ -57,7 +57,7 @@ def test_downgrade_to_base_and_back(empty_url: str) -> None:
 
 def test_upgrade_accepts_a_url(sqlite_url: str) -> None:
     db.upgrade(sqlite_url)
-    assert db.current_revision(sqlite_url) == "0003"
+    assert db.current_revision(sqlite_url) == "0004"
 
 
 def test_migrations_do_not_import_the_models() -> None:
@@ -72,7 +72,7 @@ def test_cli_upgrade_and_current(sqlite_url: str) -> None:
     result = runner.invoke(db_cmd.db_app, ["current", "--url", sqlite_url])
     assert result.exit_code == 0 and "behind" in result.output
     result = runner.invoke(db_cmd.db_app, ["upgrade", "--url", sqlite_url])
-    assert result.exit_code == 0 and "at revision 0003" in result.output
+    assert result.exit_code == 0 and "at revision 0004" in result.output
     result = runner.invoke(db_cmd.db_app, ["current", "--url", sqlite_url])
     assert result.exit_code == 0 and "up to date" in result.output
 
@@ -124,4 +124,34 @@ def test_0003_keeps_the_rows_and_checks_a_message_is_its_day_plans_numbers(empty
         conn.execute(sa.text(message), {"number": 2, "at": at})
     with engine.begin() as conn:
         conn.execute(sa.text(message), {"number": 1, "at": at})
+    engine.dispose()
+
+
+def test_0004_gives_every_number_a_pace_and_old_days_no_pacing(empty_url: str) -> None:
+    engine = db.make_engine(empty_url)
+    command.upgrade(db.alembic_config(engine), "0003")
+    at = "2026-12-03 12:00:00+00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO numbers (phone, provider, token_ref, plan_name, plan_path, timezone, state,"
+                " plan_day, advance_pending, last_volume, created_at, updated_at) VALUES ('+5511999990001',"
+                " 'simulator', 'T', 'p', '/p.yaml', 'UTC', 'active', 1, false, 0, :at, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO day_plans (number_id, local_date, plan_day, next_plan_day, action, quota,"
+                " plan_volume, max_new_contacts, reasons, used, cut, created_at) VALUES"
+                " (1, '2026-12-03', 1, 2, 'advance', 5, 5, 2, '[]', 0, 0, :at)"
+            ),
+            {"at": at},
+        )
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        paces = conn.execute(sa.text("SELECT number_id, busy_id, free_at FROM paces")).all()
+        assert [tuple(row) for row in paces] == [(1, None, None)]
+        day = conn.execute(sa.text("SELECT gap_seconds, per_hour, windows FROM day_plans")).one()
+        assert tuple(day) == (0, None, None)  # planned before pacing was stored: the claim paces nothing
     engine.dispose()

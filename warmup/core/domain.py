@@ -35,6 +35,34 @@ RESTRICTIVENESS: dict[Action, int] = {
 }
 
 
+class SkipCause(StrEnum):
+    """Why a planned message was not sent: stored with every skip, so a day's shortfall is accounted for
+    by cause, not guessed from reason texts."""
+
+    PAUSED = "paused"  # the number was paused (by an admin, a risk rule or the provider) or retired
+    QUOTA = "quota"  # the day's quota was reached or cut (a throttle, a quota cut)
+    WINDOWS_ENDED = "windows_ended"  # the day's last send window closed before its turn
+    DAY_ENDED = "day_ended"  # its local day ended while it was still pending
+    RETRIES = "retries"  # the provider kept asking to retry, or the retry fell outside the windows
+    PROVIDER = "provider"  # the provider stopped the number, or it could not be reached
+    GAVE_WAY = "gave_way"  # an opener made room for a reply to a peer in a full day
+
+    @property
+    def label(self) -> str:
+        return _SKIP_LABELS[self]
+
+
+_SKIP_LABELS: dict[SkipCause, str] = {
+    SkipCause.PAUSED: "paused",
+    SkipCause.QUOTA: "quota cut",
+    SkipCause.WINDOWS_ENDED: "windows ended",
+    SkipCause.DAY_ENDED: "day ended",
+    SkipCause.RETRIES: "provider retries",
+    SkipCause.PROVIDER: "provider stop",
+    SkipCause.GAVE_WAY: "gave way to a reply",
+}
+
+
 FACTORS: tuple[str, ...] = ("overall", "lifetime", "response_rate", "contacts")
 """The four risk-meter factors, named as plans name them."""
 

@@ -1,5 +1,6 @@
 """Pacing of single sends: whether an instant is inside a day's send windows, the end of the window
-holding it, and where a reply fits among a number's other sends (the plan's minimum gap and hourly cap).
+holding it, where a reply fits among a number's other sends (the plan's minimum gap and hourly cap), and
+the claim's pacing rule (`next_claim_at`): when a number may start its next send.
 
 Pure: times come in as arguments. `warmup.core.spread` places a whole day; this places one send into a
 day already planned (a peer's reply, a retry).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from warmup.core.localtime import local_date_of, window_spans
@@ -84,3 +86,54 @@ def _crowded(times: list[datetime], at: datetime, limit: int, hour: timedelta) -
         if high - low < hour:
             return True
     return False
+
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Where a number's sending stands: the send in flight (since when), when its last send ended, and
+    the claims of the last hour."""
+
+    busy_since: datetime | None = None
+    free_at: datetime | None = None
+    recent: tuple[datetime, ...] = ()
+
+
+def next_claim_at(pace: Pace, now: datetime, gap: timedelta, per_hour: int | None) -> datetime:
+    """The first instant >= ``now`` at which the number may claim its next send (``now``: at once).
+
+    The claim's pacing rule, so that the provider never sees two sends of a number closer than the
+    plan's minimum gap, whatever the claim lag, the workers or the clock speed: at most one send in
+    flight, the next one starts ``gap`` after the last one ENDED (its outcome recorded, which is after
+    the provider received it), and no more than ``per_hour`` claims fall in any 60 minutes. While a send
+    is in flight its end is unknown; the earliest it can end is now, so the answer is then ``now + gap``
+    (a guess to come back at, never a permission).
+    """
+    at = now
+    if pace.busy_since is not None:
+        at = max(at, now + gap)
+    if pace.free_at is not None:
+        at = max(at, pace.free_at + gap)
+    if per_hour is not None:
+        recent = sorted(t for t in pace.recent if t > at - HOUR)
+        if len(recent) >= max(per_hour, 1):
+            at = max(at, recent[-max(per_hour, 1)] + HOUR)
+    return at
+
+
+def recent_claims(recent: Sequence[datetime], now: datetime) -> tuple[datetime, ...]:
+    """The claims that still count for the hourly cap at ``now`` (the last 60 minutes), oldest first."""
+    return tuple(sorted(t for t in recent if t > now - HOUR))
+
+
+def next_window(
+    spans: Sequence[tuple[datetime, datetime]], now: datetime
+) -> tuple[datetime, datetime] | None:
+    """The send window holding ``now`` or the next one to open (``spans`` sorted), or None when the
+    day's last window has closed."""
+    for start, end in spans:
+        if end > now:
+            return start, end
+    return None

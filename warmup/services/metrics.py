@@ -49,11 +49,6 @@ PAUSES = Counter(
     ["actor"],
     registry=REGISTRY,
 )
-BACKLOG_RESPREADS = Counter(
-    "warmup_backlog_respreads_total",
-    "Days whose backlog of overdue messages was re-spread at the plan's pace (after an outage)",
-    registry=REGISTRY,
-)
 INBOUND = Counter(
     "warmup_inbound_total", "Inbound events stored, by kind (message, status)", ["kind"], registry=REGISTRY
 )

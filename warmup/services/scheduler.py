@@ -22,7 +22,6 @@ from warmup.services.runtime import Runtime
 from warmup.services.upkeep import (
     close_past_days,
     end_expired_pauses,
-    respread_backlog,
     respread_rest_of_day,
 )
 from warmup.store import days, outcomes, queue
@@ -57,16 +56,6 @@ SEND_BATCH_SPREAD = timedelta(seconds=1)
 """Messages fall due "together" when their due times are within this much: 50 ms of wall time, and
 never more than a simulated second in an accelerated run. A batch is handed over when its LAST
 message falls due, so none is claimed early and none is later than this."""
-
-BACKLOG_TOLERANCE_WALL = 2.0
-BACKLOG_TOLERANCE = timedelta(minutes=1)
-"""A message this late (wall seconds, at most a simulated minute, and under half the plan's minimum gap)
-is overdue: a healthy fleet claims within it, a backlog (workers or scheduler were down) does not
-(`warmup.core.spread.backlog_reason`)."""
-
-BACKLOG_NEAR = timedelta(hours=1)
-"""A number with a single overdue message is looked at when it has another send this close (a send made
-or one pending): the largest minimum gap a plan is expected to have."""
 
 LOOKAHEAD_TICKS = 2.0
 """With a `DelayedDispatch`, messages due within this many ticks are enqueued now with a delay."""
@@ -153,7 +142,6 @@ class TickReport:
     planned_requests: int = 0
     resumed: int = 0
     respread: int = 0
-    backlog: int = 0  # messages re-timed or skipped by a backlog's re-spread
     recovered: int = 0
     requeued: int = 0
     closed: int = 0
@@ -207,7 +195,6 @@ class Scheduler:
             ("re-spread resumed days", self._respread_resumed),
             ("plan started days", self._plan_started_days),
             ("recover stale claims", self._recover_stale),
-            ("re-spread backlogs", self._respread_backlogs),
             ("requeue lost messages", self._requeue_lost),
             ("close past days", self._close_past_days),
             ("enqueue due messages", self._enqueue_due),
@@ -267,17 +254,6 @@ class Scheduler:
             self.runtime.engine, now - timedelta(days=1)
         ):
             report.respread += respread_rest_of_day(self.runtime, number_id, now, resume_id)
-
-    def _respread_backlogs(self, now: datetime, report: TickReport) -> None:
-        """Re-spread the rest of the day of numbers whose overdue messages would otherwise go out back to
-        back (docs/design.md invariant 5 applied to outages); before the dispatch, so a backlog is never
-        handed over as it stands."""
-
-        tolerance = min(
-            timedelta(seconds=BACKLOG_TOLERANCE_WALL * max(self.runtime.clock.scale, 1e-9)), BACKLOG_TOLERANCE
-        )
-        for number_id in store_respread.overdue_numbers(self.runtime.engine, now - tolerance, BACKLOG_NEAR):
-            report.backlog += respread_backlog(self.runtime, number_id, now, tolerance)
 
     def _recover_stale(self, now: datetime, report: TickReport) -> None:
 

@@ -15,9 +15,10 @@ actions"):
 * stop_number -> skipped (nothing went out) and the number auto-paused with the reason in the audit log;
 * unknown -> unknown: counted against the quota, never re-sent.
 
-Windows: every message carries the end of the send window it was planned in (`window_end`); the claim
-refuses it from that instant on ("window closed"), so a late dispatch skips a message rather than send
-it outside the plan's windows. A retry moves to the window its new time falls in, or is skipped.
+Pacing and windows are claim rules (`warmup.store.claims`): a message that comes due before its
+number's pace allows waits for its turn, one whose window closed before its turn moves to the day's
+next window, and only when the day's last window has closed is it skipped ("windows ended"). A retry
+moves to the window its new time falls in (or the next one), or is skipped when none is left today.
 
 When the store refuses to record an outcome (the message is no longer `sending`: e.g. a slow worker
 whose claim was already recovered as `unknown`), the `SendOutcome` says so and nothing is re-enqueued.
@@ -36,8 +37,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from warmup.clock import Clock
+from warmup.core.domain import SkipCause
 from warmup.core.localtime import local_date_of, window_spans
-from warmup.core.pacing import due_at, in_windows, span_end
+from warmup.core.pacing import due_at, in_windows, next_window
 from warmup.core.plan.model import Plan
 from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.services import metrics
@@ -141,7 +143,10 @@ def _not_claimed(
 ) -> SendOutcome:
     """A claim that did not give us the message: an early delivery is enqueued again for its time."""
     if claim.status is store_claims.ClaimStatus.NOT_DUE and requeue is not None:
-        _requeue_when_due(engine, message_id, clock, requeue)
+        if claim.due_at is not None:
+            requeue(message_id, max((claim.due_at - clock.now()).total_seconds(), 0.0) / clock.scale)
+        else:
+            _requeue_when_due(engine, message_id, clock, requeue)
     if claim.status in REFUSALS:
         metrics.record_send(claim.status.value)
     return SendOutcome(message_id, claim.status.value, reason=claim.reason)
@@ -255,7 +260,7 @@ def _call(
     except Exception as exc:  # no token in the environment, bad URL: an admin must fix the number
         reason = f"cannot reach the provider: {type(exc).__name__}: {exc}"[:300]
         action = OutcomeAction.STOP_NUMBER.value
-        if not record_skipped(engine, message_id, reason, clock.now()):
+        if not record_skipped(engine, message_id, reason, clock.now(), SkipCause.PROVIDER):
             return _refused(engine, message_id, action, reason)
         _auto_pause(engine, message.number_id, reason, clock.now())
         return SendOutcome(message_id, action, "skipped", reason)
@@ -321,7 +326,8 @@ def _record(
         _throttle(engine, message, reason, now)
         return SendOutcome(mid, action.value, state, reason)
     if action is OutcomeAction.STOP_NUMBER:
-        recorded = record_skipped(engine, mid, f"number stopped by the provider: {reason}", now)
+        why = f"number stopped by the provider: {reason}"
+        recorded = record_skipped(engine, mid, why, now, SkipCause.PROVIDER)
         _auto_pause(engine, message.number_id, reason, now)  # the number must stop either way
         return _outcome(engine, mid, recorded, action.value, "skipped", reason)
     recorded = record_unknown(engine, mid, reason, now)
@@ -348,11 +354,13 @@ def _retry(
     plan = _plan_of(engine, message.number_id, plans)
     window_end: datetime | None = None
     if plan is not None and local_date_of(not_before, message.timezone) == message.local_date:
-        window_end = span_end(window_spans(message.local_date, plan, message.timezone), not_before)
+        window = next_window(window_spans(message.local_date, plan, message.timezone), not_before)
+        if window is not None:  # in a window, or waiting for the next one of the day
+            not_before, window_end = max(not_before, window[0]), window[1]
     if not in_windows(not_before, message.local_date, plan, message.timezone) or (
         plan is not None and window_end is None
     ):
-        why = f"retry at {not_before.isoformat()} would fall outside today's send windows: {reason}"
+        why = f"retry at {not_before.isoformat()} would fall after today's last send window: {reason}"
         return _outcome(
             engine, message.id, record_skipped(engine, message.id, why, now), action, "skipped", why
         )

@@ -7,7 +7,7 @@ I/O, and the broker only ever carries row ids that point in here:
     numbers   enrolling and configuring numbers, their ramp state, the active set
     days      planning a day (one number or a batch), cutting its quota, which days are unplanned
     sends     what a planned send is; adding sends to a planned day (a reply may make an opener give way)
-    respread  re-spreading the rest of a resumed day, or a backlog
+    respread  re-spreading the rest of a resumed day
     queue     due messages handed to the broker, lost ones found again, how late the queue runs
     claims    taking a message for sending (one or a batch)
     outcomes  recording what became of a send; stale claims; late confirmation of `unknown` sends

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -49,15 +49,19 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError
 
+from warmup.core.domain import SkipCause
 from warmup.core.localtime import local_date_of
-from warmup.core.pacing import due_at
+from warmup.core.pacing import Pace, due_at, next_claim_at, next_window, recent_claims
 from warmup.store.models import MessageState, NumberStatus, UTCDateTime
 from warmup.store.tables import (
     CLAIMABLE,
     DAY_PLANS,
     MESSAGES,
     NUMBERS,
+    PACES,
     aware,
+    ensure_paces,
+    falls_due,
     is_postgres,
     read,
     write,
@@ -103,6 +107,7 @@ class ClaimResult:
     status: ClaimStatus
     message: ClaimedMessage | None = None  # set only when CLAIMED
     reason: str | None = None
+    due_at: datetime | None = None  # NOT_DUE: when to come back
 
     @property
     def claimed(self) -> bool:
@@ -210,20 +215,22 @@ def _pg_claim(*, many: bool) -> sa.TextualSelect:
         ids = "WITH ids AS (SELECT DISTINCT unnest(CAST(:ids AS bigint[])) AS id),"
         taken = "o.id IN (SELECT id FROM ids)"
         shared = """shared AS (
-            SELECT o.day_plan_id
+            SELECT o.number_id
             FROM outbound_messages o
             WHERE o.id IN (SELECT id FROM ids)
-            GROUP BY o.day_plan_id
+            GROUP BY o.number_id
             HAVING count(*) > 1
         ),"""
-        unshared = "AND NOT EXISTS (SELECT 1 FROM shared WHERE shared.day_plan_id = o.day_plan_id)"
+        unshared = "AND NOT EXISTS (SELECT 1 FROM shared WHERE shared.number_id = o.number_id)"
         lock = "ORDER BY numbers.id FOR SHARE SKIP LOCKED"
+        pace_lock = "FOR UPDATE SKIP LOCKED"
         rows = "FROM m JOIN n ON n.id = m.number_id"
         current = "m.id AS message_id, NULL AS current_state"
     else:
         ids, shared, unshared = "WITH", "", ""
         taken = "o.id = :message_id"
         lock = "FOR SHARE"
+        pace_lock = "FOR UPDATE"
         rows = """FROM (SELECT id, state FROM outbound_messages WHERE id = :message_id) AS cur
         LEFT JOIN m ON true
         LEFT JOIN n ON n.id = m.number_id"""
@@ -238,19 +245,33 @@ def _pg_claim(*, many: bool) -> sa.TextualSelect:
             WHERE numbers.id IN (SELECT o.number_id FROM outbound_messages o WHERE {taken})
             {lock}
         ),
+        p AS (
+            SELECT paces.number_id, paces.busy_id, paces.free_at, paces.recent
+            FROM paces
+            WHERE paces.number_id IN (SELECT id FROM n)
+            ORDER BY paces.number_id
+            {pace_lock}
+        ),
         m AS (
             UPDATE outbound_messages AS o
             SET state = 'sending', claimed_by = :worker_id, claimed_at = :now,
                 attempts = o.attempts + 1, reason = NULL
-            FROM n
+            FROM n, p, day_plans AS dp
             WHERE {taken}
               AND o.number_id = n.id
+              AND p.number_id = n.id
+              AND dp.id = o.day_plan_id
               {unshared}
               AND o.state IN ('planned', 'queued')
               AND n.state = 'active'
               AND GREATEST(o.scheduled_at, COALESCE(o.not_before, o.scheduled_at)) <= :now
               AND (o.window_end IS NULL OR o.window_end > :now)
               AND o.local_date >= (CAST(:now AS timestamptz) AT TIME ZONE n.timezone)::date
+              AND p.busy_id IS NULL
+              AND (p.free_at IS NULL OR p.free_at + dp.gap_seconds * interval '1 second' <= :now)
+              AND (dp.per_hour IS NULL OR (
+                  SELECT count(*) FROM json_array_elements_text(p.recent) AS r(t)
+                  WHERE CAST(r.t AS float8) > :epoch - 3600) < dp.per_hour)
             RETURNING o.id, o.number_id, o.day_plan_id, o.local_date, o.recipient, o.kind, o.text,
                       o.typing_seconds, o.scheduled_at, o.attempts, o.in_reply_to
         ),
@@ -260,6 +281,18 @@ def _pg_claim(*, many: bool) -> sa.TextualSelect:
             FROM m
             WHERE day_plans.id = m.day_plan_id AND day_plans.used < day_plans.quota
             RETURNING day_plans.id
+        ),
+        k AS (
+            UPDATE paces
+            SET busy_id = m.id, busy_since = :now,
+                recent = (COALESCE(
+                    (SELECT jsonb_agg(CAST(r.t AS float8) ORDER BY CAST(r.t AS float8))
+                     FROM json_array_elements_text(paces.recent) AS r(t)
+                     WHERE CAST(r.t AS float8) > :epoch - 3600),
+                    '[]'::jsonb) || to_jsonb(CAST(:epoch AS float8)))::json
+            FROM m JOIN d ON d.id = m.day_plan_id
+            WHERE paces.number_id = m.number_id
+            RETURNING paces.number_id
         )
         SELECT {current}, m.*,
                n.timezone, n.phone, n.provider, n.token_ref, n.base_url, n.phone_number_id,
@@ -269,7 +302,7 @@ def _pg_claim(*, many: bool) -> sa.TextualSelect:
     """
     return (
         sa.text(sql)
-        .bindparams(sa.bindparam("now", type_=UTCDateTime()))
+        .bindparams(sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("epoch", type_=sa.Float()))
         .columns(message_id=sa.Integer(), current_state=sa.String(), **_MESSAGE_COLUMNS, **_NUMBER_COLUMNS)
     )
 
@@ -286,7 +319,7 @@ def _run_pg_claim(
     conn: Connection, statement: sa.TextualSelect, params: dict[str, Any], now: datetime
 ) -> Sequence[sa.Row[Any]]:
     """The claim statement's rows; `_Disagree` when a claimed message's day is over by Python's clock."""
-    rows = conn.execute(statement, {**params, "now": now}).all()
+    rows = conn.execute(statement, {**params, "now": now, "epoch": now.timestamp()}).all()
     if any(row.id is not None and row.local_date < local_date_of(now, row.timezone) for row in rows):
         raise _Disagree
     return rows
@@ -338,11 +371,19 @@ def _claim_read(conn: Connection, message_id: int) -> sa.Row[Any] | None:
     committed pause is seen, and a pause in progress waits for this claim). PostgreSQL also looks up
     whether the recipient is a number of the fleet (SQLite leaves that to the worker)."""
     columns: list[Any] = [
+        MESSAGES.c.id,
         MESSAGES.c.state,
         MESSAGES.c.local_date,
         MESSAGES.c.scheduled_at,
         MESSAGES.c.not_before,
         MESSAGES.c.window_end,
+        MESSAGES.c.number_id,
+        MESSAGES.c.day_plan_id,
+        DAY_PLANS.c.quota,
+        DAY_PLANS.c.used,
+        DAY_PLANS.c.gap_seconds,
+        DAY_PLANS.c.per_hour,
+        DAY_PLANS.c.windows,
         NUMBERS.c.state.label("number_state"),
         NUMBERS.c.paused_reason,
         NUMBERS.c.timezone,
@@ -358,7 +399,11 @@ def _claim_read(conn: Connection, message_id: int) -> sa.Row[Any] | None:
         )
     return conn.execute(
         sa.select(*columns)
-        .select_from(MESSAGES.join(NUMBERS, NUMBERS.c.id == MESSAGES.c.number_id))
+        .select_from(
+            MESSAGES.join(NUMBERS, NUMBERS.c.id == MESSAGES.c.number_id).join(
+                DAY_PLANS, DAY_PLANS.c.id == MESSAGES.c.day_plan_id
+            )
+        )
         .where(MESSAGES.c.id == message_id)
         .with_for_update(read=True, of=NUMBERS)
     ).one_or_none()
@@ -367,7 +412,9 @@ def _claim_read(conn: Connection, message_id: int) -> sa.Row[Any] | None:
 def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -> ClaimResult:
     """`claim` with every check in Python and every refusal named, in the caller's write transaction.
 
-    The write is conditional on the state, so of concurrent claimers exactly one gets the row.
+    The write is conditional on the state, so of concurrent claimers exactly one gets the row; the
+    pace row is locked (FOR UPDATE) before the pacing rule is read, so of two claimers of one number
+    the second sees the first's claim.
     """
     row = _claim_read(conn, message_id)
     if row is None:
@@ -376,15 +423,24 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
         return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason=f"message is {row.state}")
     due = due_at(row.scheduled_at, row.not_before)
     if due > now:
-        return ClaimResult(ClaimStatus.NOT_DUE, reason=f"due at {due.isoformat()}")
+        return ClaimResult(ClaimStatus.NOT_DUE, reason=f"due at {due.isoformat()}", due_at=due)
     if row.number_state != NumberStatus.ACTIVE:
         why = f"number {row.number_state}" + (f": {row.paused_reason}" if row.paused_reason else "")
-        return _refuse(conn, message_id, ClaimStatus.PAUSED, why, now)
+        return _refuse(conn, message_id, ClaimStatus.PAUSED, why, now, SkipCause.PAUSED)
     if row.local_date < local_date_of(now, row.timezone):
-        return _refuse(conn, message_id, ClaimStatus.DAY_OVER, f"its day {row.local_date} is over", now)
+        why = f"its day {row.local_date} ended before its turn"
+        return _refuse(conn, message_id, ClaimStatus.DAY_OVER, why, now, SkipCause.DAY_ENDED)
+    pace = _lock_pace(conn, row.number_id)  # before any write of the message: the fast path's lock order
     if row.window_end is not None and now >= row.window_end:
-        why = f"window closed at {row.window_end.isoformat()} before it could be sent"
-        return _refuse(conn, message_id, ClaimStatus.WINDOW_CLOSED, why, now)
+        moved = _next_window(conn, row, now)
+        if moved is not None:
+            return moved
+    if row.used >= row.quota:  # no slot to wait for (a slot given back later is for the next message)
+        return _refuse(conn, message_id, ClaimStatus.QUOTA_REACHED, QUOTA_REACHED, now, SkipCause.QUOTA)
+    gap = timedelta(seconds=row.gap_seconds or 0.0)
+    earliest = next_claim_at(pace, now, gap, row.per_hour)
+    if earliest > now:
+        return _wait_for_pace(conn, row, now, earliest, gap)
     claimed = conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(CLAIMABLE))
@@ -406,7 +462,87 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     )
     if slot.rowcount != 1:
         return _unclaim(conn, message_id, ClaimStatus.QUOTA_REACHED, QUOTA_REACHED, now)
+    conn.execute(
+        sa.update(PACES)
+        .where(PACES.c.number_id == row.number_id)
+        .values(
+            busy_id=message_id,
+            busy_since=now,
+            recent=[t.timestamp() for t in (*recent_claims(pace.recent, now), now)],
+        )
+    )
     return ClaimResult(ClaimStatus.CLAIMED, _claimed_message(claimed, row))
+
+
+def _lock_pace(conn: Connection, number_id: int) -> Pace:
+    """The number's pace row, locked for this transaction (created first if the number has none)."""
+    ensure_paces(conn, [number_id])
+    pace = conn.execute(
+        sa.select(PACES.c.busy_id, PACES.c.busy_since, PACES.c.free_at, PACES.c.recent)
+        .where(PACES.c.number_id == number_id)
+        .with_for_update()
+    ).one()
+    recent = tuple(datetime.fromtimestamp(float(t), UTC) for t in (pace.recent or ()))
+    busy_since = None
+    if pace.busy_id is not None:
+        busy_since = pace.busy_since or datetime.fromtimestamp(0, UTC)
+    return Pace(busy_since=busy_since, free_at=pace.free_at, recent=recent)
+
+
+def _next_window(conn: Connection, row: sa.Row[Any], now: datetime) -> ClaimResult | None:
+    """A message whose window closed before its turn moves to the day's next window (its day's
+    windows, as planned, are on the day plan): None when that window is open now (claim on), NOT_DUE
+    when it opens later; skipped with `SkipCause.WINDOWS_ENDED` when the day's last window has closed."""
+    spans = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in (row.windows or [])]
+    window = next_window(spans, now)
+    if window is None:
+        closed = max((end for _, end in spans), default=row.window_end)
+        why = f"the day's last send window closed at {closed.isoformat()} before its turn"
+        return _refuse(conn, row.id, ClaimStatus.WINDOW_CLOSED, why, now, SkipCause.WINDOWS_ENDED)
+    start, end = window
+    values: dict[str, Any] = {"window_end": end}
+    if start > now:
+        values.update(not_before=start, reason="its window closed before its turn: waits for the next one")
+    conn.execute(
+        sa.update(MESSAGES).where(MESSAGES.c.id == row.id, MESSAGES.c.state.in_(CLAIMABLE)).values(**values)
+    )
+    if start > now:
+        return ClaimResult(
+            ClaimStatus.NOT_DUE, reason=f"waits for the next send window at {start.isoformat()}", due_at=start
+        )
+    return None
+
+
+def _wait_for_pace(
+    conn: Connection, row: sa.Row[Any], now: datetime, earliest: datetime, gap: timedelta
+) -> ClaimResult:
+    """Too early for the number's pace: the message waits (not sent, not skipped). Its `not_before`
+    becomes its turn: the earliest allowed moment plus one gap for each of the number's messages ahead
+    of it, so a backlog comes back one at a time rather than all at once."""
+    due = due_at(row.scheduled_at, row.not_before)
+    ahead = conn.execute(
+        sa.select(sa.func.count()).where(
+            MESSAGES.c.number_id == row.number_id,
+            MESSAGES.c.state.in_(CLAIMABLE),
+            MESSAGES.c.id != row.id,
+            falls_due(now),
+            sa.or_(
+                sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at) < due,
+                sa.and_(
+                    sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at) == due,
+                    MESSAGES.c.id < row.id,
+                ),
+            ),
+        )
+    ).scalar_one()
+    turn = earliest + gap * int(ahead)
+    conn.execute(
+        sa.update(MESSAGES)
+        .where(MESSAGES.c.id == row.id, MESSAGES.c.state.in_(CLAIMABLE))
+        .values(not_before=turn, queued_at=now)
+    )
+    why = f"paced: the number's next send may start at {earliest.isoformat()}; its turn is {turn.isoformat()}"
+    return ClaimResult(ClaimStatus.NOT_DUE, reason=why, due_at=turn)
 
 
 def _claimed_message(claimed: sa.Row[Any], number: sa.Row[Any]) -> ClaimedMessage:
@@ -435,13 +571,13 @@ def _claimed_message(claimed: sa.Row[Any], number: sa.Row[Any]) -> ClaimedMessag
 
 
 def _refuse(
-    conn: Connection, message_id: int, status: ClaimStatus, reason: str, now: datetime
+    conn: Connection, message_id: int, status: ClaimStatus, reason: str, now: datetime, cause: SkipCause
 ) -> ClaimResult:
     """Skip a still-claimable message (conditional: a concurrent winner keeps it)."""
     moved = conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(CLAIMABLE))
-        .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=now)
+        .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=now, cause=cause.value)
     ).rowcount
     if moved != 1:
         return ClaimResult(ClaimStatus.NOT_CLAIMABLE, reason="claimed by another worker")
@@ -458,6 +594,7 @@ def _unclaim(
         .values(
             state=MessageState.SKIPPED.value,
             reason=reason[:500],
+            cause=SkipCause.QUOTA.value,
             finished_at=now,
             claimed_by=None,
             claimed_at=None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from warmup.core.domain import Decision
+from warmup.core.domain import Decision, SkipCause
 from warmup.core.errors import UserError
 from warmup.core.localtime import local_date_of
 from warmup.core.ramp import pause_reason, state_after
@@ -47,6 +47,7 @@ from warmup.store.tables import (
     NUMBERS,
     InvalidWrite,
     day_row,
+    ensure_paces,
     is_postgres,
     lock_number,
     pending,
@@ -59,6 +60,16 @@ from warmup.store.tables import (
 
 
 @dataclass(frozen=True)
+class DayPacing:
+    """The day's pacing and send windows as planned, stored on the day plan: the claim enforces them
+    (`warmup.store.claims`) without reading the plan file, which may change meanwhile."""
+
+    gap: timedelta = timedelta(0)  # the plan's minimum gap between two sends
+    per_hour: int | None = None  # the plan's max_per_hour
+    windows: Sequence[tuple[datetime, datetime]] | None = None  # the day's send windows (aware, sorted)
+
+
+@dataclass(frozen=True)
 class DayToPlan:
     """One number's planned day for `plan_days`: what `plan_day` takes, for one number."""
 
@@ -67,6 +78,7 @@ class DayToPlan:
     sends: Sequence[PlannedSend]
     cut: int = 0
     cut_reason: str | None = None
+    pacing: DayPacing = DayPacing()
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -80,6 +92,7 @@ def plan_day(
     *,
     cut: int = 0,
     cut_reason: str | None = None,
+    pacing: DayPacing | None = None,
     now: datetime | None = None,
 ) -> bool:
     """Store the day's decision and its messages in ONE transaction; False if the day was already planned.
@@ -93,7 +106,7 @@ def plan_day(
     ramp on if today went well), `last_volume` becomes the quota on a sending day; a PAUSE decision
     pauses an active number (remembering its last volume) with an `auto_pause` audit row.
     """
-    day = DayToPlan(number_id, decision, sends, cut, cut_reason)
+    day = DayToPlan(number_id, decision, sends, cut, cut_reason, pacing or DayPacing())
     _check_day(day, "")
     at = stamp(now)
     try:
@@ -175,6 +188,7 @@ def _store(
         return []
     check_replies_exist(conn, [send for day in todo for send in day.sends])
     plan_ids = _insert_day_plans(conn, [_plan_row(day, at) for day in todo])
+    ensure_paces(conn, [day.number_id for day in todo])
     kinds = {key: kind for day in todo for key, kind in recipient_kinds(day.number_id, day.sends).items()}
     upsert_recipients(conn, kinds, at)
     rows = [
@@ -202,6 +216,9 @@ PLAN_COLUMNS = (
     "used",
     "cut",
     "cut_reason",
+    "gap_seconds",
+    "per_hour",
+    "windows",
     "created_at",
 )
 """The day plan columns a planned day fills, in the order of `_plan_row`."""
@@ -222,6 +239,11 @@ def _plan_row(day: DayToPlan, at: datetime) -> tuple[Any, ...]:
         0,
         day.cut,
         day.cut_reason,
+        day.pacing.gap.total_seconds(),
+        day.pacing.per_hour,
+        None
+        if day.pacing.windows is None
+        else [[a.isoformat(), b.isoformat()] for a, b in day.pacing.windows],
         at,
     )
 
@@ -239,12 +261,17 @@ _PG_PLAN_TYPES = {
     "used": "int4",
     "cut": "int4",
     "cut_reason": "text",
+    "gap_seconds": "float8",
+    "per_hour": "int4",
+    "windows": "text",
     "created_at": "timestamptz",
 }
 
+_JSON_COLUMNS = ("reasons", "windows")
+
 _INSERT_DAY_PLANS_PG = f"""
     INSERT INTO day_plans ({", ".join(PLAN_COLUMNS)})
-    SELECT {", ".join("t.reasons::json" if c == "reasons" else f"t.{c}" for c in PLAN_COLUMNS)}
+    SELECT {", ".join(f"t.{c}::json" if c in _JSON_COLUMNS else f"t.{c}" for c in PLAN_COLUMNS)}
     FROM unnest({", ".join(f"%s::{_PG_PLAN_TYPES[c]}[]" for c in PLAN_COLUMNS)})
         AS t({", ".join(PLAN_COLUMNS)})
     RETURNING number_id, id
@@ -263,8 +290,9 @@ def _insert_day_plans(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> dict
         ).all()
         return {int(row.number_id): int(row.id) for row in inserted}
     params = [list(column) for column in zip(*rows, strict=True)]
-    reasons = PLAN_COLUMNS.index("reasons")
-    params[reasons] = [json.dumps(r) for r in params[reasons]]
+    for name in _JSON_COLUMNS:
+        at = PLAN_COLUMNS.index(name)
+        params[at] = [None if value is None else json.dumps(value) for value in params[at]]
     with pg_cursor(conn) as cur:
         try:
             cur.execute(_INSERT_DAY_PLANS_PG, params)
@@ -400,11 +428,18 @@ def cut_quota(
                 )
                 .limit(excess)
             ).scalars()
-            trimmed = skip_where(conn, MESSAGES.c.id.in_(list(latest)), f"quota cut: {reason}", at)
+            trimmed = skip_where(
+                conn, MESSAGES.c.id.in_(list(latest)), f"quota cut: {reason}", at, SkipCause.QUOTA
+            )
         conn.execute(
             sa.update(DAY_PLANS)
             .where(DAY_PLANS.c.id == row.id)
-            .values(quota=quota, cut=row.cut + (row.quota - quota), cut_reason=reason[:500])
+            .values(
+                quota=quota,
+                cut=row.cut + (row.quota - quota),
+                quota_cut=DAY_PLANS.c.quota_cut + (row.quota - quota),
+                cut_reason=reason[:500],
+            )
         )
         if quota < row.quota:
             detail = {

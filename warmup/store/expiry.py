@@ -12,6 +12,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from warmup.core.domain import SkipCause
 from warmup.core.localtime import local_date_of
 from warmup.store.tables import (
     CLAIMABLE,
@@ -27,11 +28,16 @@ from warmup.store.tables import (
 
 
 def skip_remaining(
-    engine: Engine, number_id: int, local_date: date, reason: str, now: datetime | None = None
+    engine: Engine,
+    number_id: int,
+    local_date: date,
+    reason: str,
+    now: datetime | None = None,
+    cause: SkipCause = SkipCause.QUOTA,
 ) -> int:
     """planned|queued -> skipped for that number and day (pause, throttle to zero, day end); how many."""
     with write(engine) as conn:
-        return skip_pending(conn, [number_id], reason, stamp(now), local_date)
+        return skip_pending(conn, [number_id], reason, stamp(now), local_date, cause)
 
 
 def _past_day_numbers(engine: Engine, now: datetime) -> list[int]:
@@ -82,4 +88,4 @@ def expire_day(engine: Engine, now: datetime, reason: str = "day over") -> int:
         if not conditions:
             return 0
         condition = sa.and_(MESSAGES.c.state.in_(CLAIMABLE), sa.or_(*conditions))
-        return skip_where(conn, condition, reason, now)
+        return skip_where(conn, condition, reason, now, SkipCause.DAY_ENDED)

@@ -182,6 +182,7 @@ class DayPlan(SQLModel, table=True):
         sa.CheckConstraint("quota >= 0 AND used >= 0 AND used <= quota", name="ck_day_plans_used"),
         sa.CheckConstraint("plan_day >= 1 AND next_plan_day >= 1", name="ck_day_plans_plan_day"),
         sa.CheckConstraint("cut >= 0", name="ck_day_plans_cut"),
+        sa.CheckConstraint("quota_cut >= 0 AND quota_cut <= cut", name="ck_day_plans_quota_cut"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -197,7 +198,26 @@ class DayPlan(SQLModel, table=True):
     used: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     cut: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     cut_reason: str | None = Field(default=None, max_length=500)
+    quota_cut: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # of `cut`: lowered later
+    # the day's pacing, fixed when it is planned (migration 0004): the claim enforces them
+    gap_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # min gap between sends
+    per_hour: int | None = None  # at most this many claims in any 60 minutes (None: no cap)
+    windows: list[list[str]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # UTC spans
     created_at: datetime = _utc(nullable=False)
+
+
+class Pace(SQLModel, table=True):
+    """Where a number's sending stands, for the claim's pacing rule: the send in flight (at most one),
+    when the last one ended, and the claims of the last hour. Written only by a claim and by the paths
+    that end a claim (`warmup.store.outcomes`), under this row's lock."""
+
+    __tablename__ = "paces"
+
+    number_id: int = Field(foreign_key="numbers.id", primary_key=True)
+    busy_id: int | None = None  # the message in flight (claimed, outcome not recorded yet)
+    busy_since: datetime | None = _utc()
+    free_at: datetime | None = _utc()  # when the last send's outcome was recorded
+    recent: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # epoch s
 
 
 class OutboundMessage(SQLModel, table=True):
@@ -232,6 +252,7 @@ class OutboundMessage(SQLModel, table=True):
     window_end: datetime | None = _utc()  # end of the send window it was planned in: no claim from then on
     state: str = Field(default=MessageState.PLANNED.value, max_length=16)
     reason: str | None = Field(default=None, max_length=500)
+    cause: str | None = Field(default=None, max_length=32)  # why it was skipped (`SkipCause`)
     provider_message_id: str | None = Field(default=None, max_length=128)
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     claimed_by: str | None = Field(default=None, max_length=128)

@@ -31,6 +31,7 @@ from warmup.store.tables import (
     check_timezone,
     choice,
     day_row,
+    ensure_paces,
     insert_ignore,
     read,
     stamp,
@@ -67,6 +68,7 @@ def add_number(engine: Engine, *, now: datetime | None = None, **config: Unpack[
             number_id: int = conn.execute(
                 sa.insert(NUMBERS).values(**values, created_at=at, updated_at=at).returning(NUMBERS.c.id)
             ).scalar_one()
+            ensure_paces(conn, [number_id])
     except IntegrityError as exc:
         raise UserError(f"number {config['phone']} is already enrolled") from exc
     return number_id
@@ -83,6 +85,7 @@ def add_numbers(engine: Engine, configs: Sequence[NumberConfig], *, now: datetim
     try:
         with write(engine) as conn:
             ids = conn.execute(sa.insert(NUMBERS).returning(NUMBERS.c.id), rows).scalars().all()
+            ensure_paces(conn, [int(i) for i in ids])
     except IntegrityError as exc:
         raise UserError("a number of the batch is already enrolled") from exc
     return [int(i) for i in ids]
@@ -110,6 +113,7 @@ def upsert_number(
             .returning(NUMBERS.c.id)
         ).scalar_one_or_none()
         if inserted is not None:
+            ensure_paces(conn, [int(inserted)])
             return int(inserted), True
         current = conn.execute(
             sa.select(NUMBERS.c.id, NUMBERS.c.timezone)

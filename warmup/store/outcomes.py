@@ -23,13 +23,16 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from warmup.core.domain import SkipCause
 from warmup.store.models import MessageState, UTCDateTime
 from warmup.store.tables import (
     DAY_PLANS,
     MESSAGES,
+    PACES,
     RECIPIENTS,
     aggregate_time,
     aware,
+    free_pace,
     is_postgres,
     lock_number,
     read,
@@ -70,7 +73,11 @@ def _record_sent_pg(*, many: bool) -> sa.TextClause:
         WITH {sent}
             RETURNING o.id, o.number_id, o.recipient, o.text, o.local_date
         ),
-        r AS ({_RECIPIENT_AFTER_SEND})
+        r AS ({_RECIPIENT_AFTER_SEND}),
+        f AS (
+            UPDATE paces SET busy_id = NULL, busy_since = NULL, free_at = :now
+            FROM m WHERE paces.busy_id = m.id
+        )
         SELECT m.id FROM m
     """
     return sa.text(sql).bindparams(sa.bindparam("now", type_=UTCDateTime()))
@@ -125,7 +132,7 @@ def record_sent(engine: Engine, message_id: int, provider_message_id: str | None
             "reason": None,
         }
         if (
-            _finish(conn, message_id, (MessageState.SENDING.value, MessageState.UNKNOWN.value), values)
+            _finish(conn, message_id, (MessageState.SENDING.value, MessageState.UNKNOWN.value), values, now)
             is None
         ):
             return False
@@ -177,7 +184,7 @@ def record_failed(
     now = aware(now)
     with write(engine) as conn:
         values = {"state": MessageState.FAILED.value, "reason": reason[:500], "finished_at": now}
-        row = _finish(conn, message_id, (MessageState.SENDING.value,), values)
+        row = _finish(conn, message_id, (MessageState.SENDING.value,), values, now)
         if row is None:
             return False
         if recipient_invalid:
@@ -193,13 +200,20 @@ def record_unknown(engine: Engine, message_id: int, reason: str, now: datetime) 
     """sending -> unknown: the outcome is ambiguous (e.g. a read timeout). Counts against the quota and
     is never re-sent automatically."""
     values = {"state": MessageState.UNKNOWN.value, "reason": reason[:500], "finished_at": aware(now)}
-    return _finish_sending(engine, message_id, values, free_slot=False)
+    return _finish_sending(engine, message_id, values, aware(now), free_slot=False)
 
 
-def record_skipped(engine: Engine, message_id: int, reason: str, now: datetime) -> bool:
+def record_skipped(
+    engine: Engine, message_id: int, reason: str, now: datetime, cause: SkipCause = SkipCause.RETRIES
+) -> bool:
     """sending -> skipped when nothing went out (e.g. retries exhausted); gives the slot back."""
-    values = {"state": MessageState.SKIPPED.value, "reason": reason[:500], "finished_at": aware(now)}
-    return _finish_sending(engine, message_id, values, free_slot=True)
+    values = {
+        "state": MessageState.SKIPPED.value,
+        "reason": reason[:500],
+        "finished_at": aware(now),
+        "cause": cause.value,
+    }
+    return _finish_sending(engine, message_id, values, aware(now), free_slot=True)
 
 
 def release_for_retry(
@@ -230,7 +244,7 @@ def release_for_retry(
     }
     if window_end is not None:
         values["window_end"] = aware(window_end, "window_end")
-    return _finish_sending(engine, message_id, values, free_slot=True)
+    return _finish_sending(engine, message_id, values, queued_at, free_slot=True)
 
 
 def give_back(engine: Engine, message_id: int, reason: str, now: datetime) -> bool:
@@ -246,7 +260,7 @@ def give_back(engine: Engine, message_id: int, reason: str, now: datetime) -> bo
         "claimed_at": None,
         "attempts": MESSAGES.c.attempts - 1,
     }
-    return _finish_sending(engine, message_id, values, free_slot=True)
+    return _finish_sending(engine, message_id, values, now, free_slot=True)
 
 
 def recover_stale(engine: Engine, older_than: datetime, now: datetime | None = None) -> int:
@@ -255,18 +269,31 @@ def recover_stale(engine: Engine, older_than: datetime, now: datetime | None = N
     Unknown still counts against the quota and is never re-sent: we cannot tell whether it went out.
     """
     older_than = aware(older_than, "older_than")
+    at = aware(now) if now is not None else older_than
     with write(engine) as conn:
-        return int(
+        recovered = int(
             conn.execute(
                 sa.update(MESSAGES)
                 .where(MESSAGES.c.state == MessageState.SENDING.value, MESSAGES.c.claimed_at < older_than)
                 .values(
                     state=MessageState.UNKNOWN.value,
                     reason="claim expired: the worker stopped before recording the outcome",
-                    finished_at=aware(now) if now is not None else older_than,
+                    finished_at=at,
                 )
             ).rowcount
         )
+        # a pace busy with a message that is not `sending` any more is free from now (its worker died)
+        conn.execute(
+            sa.update(PACES)
+            .where(
+                PACES.c.busy_id.is_not(None),
+                ~sa.exists().where(
+                    MESSAGES.c.id == PACES.c.busy_id, MESSAGES.c.state == MessageState.SENDING.value
+                ),
+            )
+            .values(busy_id=None, busy_since=None, free_at=at)
+        )
+        return recovered
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -277,10 +304,16 @@ def _finish(
     message_id: int,
     from_states: Sequence[str],
     values: dict[str, Any],
+    now: datetime,
     free_slot: bool = False,
 ) -> sa.Row[Any] | None:
     """Move the message from one of ``from_states`` as ``values`` say (giving its slot back with
-    ``free_slot``); its (day_plan_id, number_id, recipient), or None when it was in none of them."""
+    ``free_slot``); its (day_plan_id, number_id, recipient), or None when it was in none of them.
+
+    Leaving `sending` ends the send: the number's pace is freed first (the claim's lock order: pace,
+    then message, then day plan)."""
+    if MessageState.SENDING.value in from_states:
+        free_pace(conn, [message_id], now)
     row = conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(from_states))
@@ -324,10 +357,14 @@ def _recorded(
         return write_outcome(conn)
 
 
-def _finish_sending(engine: Engine, message_id: int, values: dict[str, Any], free_slot: bool) -> bool:
+def _finish_sending(
+    engine: Engine, message_id: int, values: dict[str, Any], now: datetime, free_slot: bool
+) -> bool:
     """sending -> whatever `values` say, in its own transaction; False when it is not `sending` any more."""
     sending = (MessageState.SENDING.value,)
-    return _recorded(engine, lambda conn: _finish(conn, message_id, sending, values, free_slot) is not None)
+    return _recorded(
+        engine, lambda conn: _finish(conn, message_id, sending, values, now, free_slot) is not None
+    )
 
 
 # ------------------------------------------------------------------------------ late confirmation
@@ -432,7 +469,7 @@ def confirm_unknown(
                 "finished_at": now,
                 "reason": None,
             }
-            if _finish(conn, message_id, (MessageState.UNKNOWN.value,), values) is not None:
+            if _finish(conn, message_id, (MessageState.UNKNOWN.value,), values, now) is not None:
                 confirmed.append(message_id)
         if confirmed:
             conn.execute(NOTE_SENT, {"ids": confirmed, "now": now})

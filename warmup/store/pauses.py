@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from warmup.core.domain import SkipCause
 from warmup.core.errors import UserError
 from warmup.core.localtime import local_date_of
 from warmup.store import audit
@@ -181,4 +182,4 @@ def set_lifecycle(engine: Engine, number_id: int, state: NumberStatus, reason: s
         )
         if state != NumberStatus.RETIRED:
             return 0
-        return skip_pending(conn, [number_id], reason, now)
+        return skip_pending(conn, [number_id], reason, now, cause=SkipCause.PAUSED)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import sqlite
 
+from warmup.core.domain import SkipCause
 from warmup.core.errors import UserError
 from warmup.store import audit
 from warmup.store.models import MessageKind, MessageState, RecipientKind
@@ -291,4 +292,4 @@ def _give_way(conn: Connection, day_plan_id: int, at: datetime) -> bool:
     ).scalar_one_or_none()
     if latest is None:
         return False
-    return skip_where(conn, MESSAGES.c.id == latest, GAVE_WAY, at) == 1
+    return skip_where(conn, MESSAGES.c.id == latest, GAVE_WAY, at, SkipCause.GAVE_WAY) == 1

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
+from warmup.core.domain import SkipCause
 from warmup.store.db import READ_ONLY
 from warmup.store.models import MessageState, metadata
 
@@ -30,6 +31,7 @@ READINGS = metadata.tables["readings"]
 INBOUND = metadata.tables["inbound_messages"]
 RECIPIENTS = metadata.tables["recipients"]
 AUDIT = metadata.tables["audit_log"]
+PACES = metadata.tables["paces"]
 
 CLAIMABLE = (MessageState.PLANNED.value, MessageState.QUEUED.value)
 """The states of a message that may still take a slot (and may be claimed, re-timed or skipped)."""
@@ -172,13 +174,14 @@ def pending(conn: Connection, day_plan_id: int) -> int:
     )
 
 
-def skip_where(conn: Connection, condition: Any, reason: str, at: datetime) -> int:
+def skip_where(conn: Connection, condition: Any, reason: str, at: datetime, cause: SkipCause) -> int:
     """Skip the claimable messages matching `condition`, locking them in id order first; how many.
 
     A bare multi-row UPDATE locks rows in whatever order the plan scans them, so two bulk updates (a
     pause and `expire_day`) could each hold a row the other waits for: a PostgreSQL deadlock. Taking
     the row locks with `SELECT ... ORDER BY id FOR UPDATE` gives every bulk writer the same order
-    (numbers first, by id, then messages by id), so they queue behind each other instead.
+    (numbers first, by id, then messages by id), so they queue behind each other instead. ``cause``
+    is stored with each skip (the day's accounting counts by it).
     """
     ids = list(
         conn.execute(
@@ -190,16 +193,38 @@ def skip_where(conn: Connection, condition: Any, reason: str, at: datetime) -> i
         total += conn.execute(
             sa.update(MESSAGES)
             .where(MESSAGES.c.id.in_(ids[start : start + 500]), MESSAGES.c.state.in_(CLAIMABLE))
-            .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=at)
+            .values(state=MessageState.SKIPPED.value, reason=reason[:500], finished_at=at, cause=cause.value)
         ).rowcount
     return total
 
 
 def skip_pending(
-    conn: Connection, number_ids: list[int], reason: str, at: datetime, local_date: date | None = None
+    conn: Connection,
+    number_ids: list[int],
+    reason: str,
+    at: datetime,
+    local_date: date | None = None,
+    cause: SkipCause = SkipCause.PAUSED,
 ) -> int:
     """Skip the claimable messages of these numbers (of ``local_date`` only, if given); how many."""
     condition = sa.and_(MESSAGES.c.number_id.in_(number_ids), MESSAGES.c.state.in_(CLAIMABLE))
     if local_date is not None:
         condition = sa.and_(condition, MESSAGES.c.local_date == local_date)
-    return skip_where(conn, condition, reason, at)
+    return skip_where(conn, condition, reason, at, cause)
+
+
+def ensure_paces(conn: Connection, number_ids: list[int]) -> None:
+    """The pace rows of these numbers (a claim needs one; created with the number, or here)."""
+    if number_ids:
+        conn.execute(insert_ignore(conn, PACES), [{"number_id": n, "recent": []} for n in number_ids])
+
+
+def free_pace(conn: Connection, message_ids: list[int], now: datetime) -> None:
+    """The send of each of ``message_ids`` ended at ``now``: its number is free for the next one, a gap
+    from now (only a pace still busy with that very message: a late record never frees a newer claim)."""
+    if message_ids:
+        conn.execute(
+            sa.update(PACES)
+            .where(PACES.c.busy_id.in_(message_ids))
+            .values(busy_id=None, busy_since=None, free_at=now)
+        )
