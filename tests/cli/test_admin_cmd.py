@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
+from tests.cli.rendering import check_reads_well, render, tokens_of
 from tests.fleet_fixture import write_plan
+from warmup.cli.admin_cmd import status_table
+from warmup.cli.demo import fleet_profiles
 from warmup.cli.main import _register, app
+from warmup.core.domain import Reading
 from warmup.core.errors import UserError
+from warmup.services.admin import StatusRow
 from warmup.store import numbers
 
 _register()
@@ -126,8 +132,9 @@ def test_status_without_numbers_prints_a_hint_not_an_empty_table(
     assert code == 0 and "no numbers enrolled: run `warmup apply FLEET.yaml`" in out and "┏" not in out
 
 
-def test_status_fits_100_columns_and_never_folds_a_phone(
-    engine: Engine, setup: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("width", [80, 120])
+def test_status_fits_the_terminal_and_never_folds_a_phone(
+    engine: Engine, setup: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, width: int
 ) -> None:
     url, fleet = setup
     run("apply", str(fleet), "--database-url", url)
@@ -139,13 +146,58 @@ def test_status_fits_100_columns_and_never_folds_a_phone(
         "--database-url",
         url,
     )
-    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("COLUMNS", str(width))
     code, out = run("status", "--database-url", url)
     assert code == 0
-    assert max(len(line) for line in out.splitlines()) <= 100
-    rows = [line for line in out.splitlines() if "+5511999990001" in line]
-    assert any("│ +5511999990001 │" in line and "paused" in line for line in rows)
+    table = out.split("quota -:")[0].splitlines()
+    assert max(len(line) for line in table) <= width
+    rows = [line.split() for line in table if "+55119999900" in line]
+    assert [row[:2] for row in rows] == [["+5511999990001", "test-plan"], ["+5511999990002", "test-plan"]]
+    assert rows[0][-1] == "paused" and rows[1][-1] == "active"
     assert "+5511999990001: paused: a long reason that would fold a narrow column" in out
+    assert "risk: overall/lifetime/response/contacts" in out
+
+
+def status_rows() -> list[StatusRow]:
+    """Twelve numbers of the demo's plans and phone formats, with wide values in every column."""
+    rows = []
+    for i, (profile, phone) in enumerate(fleet_profiles(12)):
+        rows.append(
+            StatusRow(
+                number_id=i + 1,
+                phone=phone,
+                plan=profile.plan_file.removesuffix(".yaml"),
+                plan_day=100 + i,
+                local_date=date(2026, 11, 24),
+                quota=None if i == 0 else 250,
+                used=0,
+                sent=240,
+                replies=1000 + i,
+                reading=Reading(
+                    2, 3, 2, 1, datetime(2026, 11, 24, tzinfo=UTC), "local" if i % 4 else "simulator"
+                ),
+                state="paused" if i == 2 else "retired" if i == 5 else "active",
+                paused_reason="too fast" if i == 2 else None,
+                paused_until=None,
+            )
+        )
+    return rows
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160])
+def test_status_table_reads_well(width: int) -> None:
+    shown = status_rows()
+    words = tokens_of(
+        ["fleet status (each number's own local day)", "number plan local date plan day quota sent"]
+        + ["replies repl. risk state - Tue 24 Nov 2/3/2/1 2/3/2/1* 2/3/2/1 local paused retired active"]
+        + ["stand-21d cauti-new fast-aged standard-21d cautious-new"]
+        + [f"{row.phone} {row.plan_day} {row.quota} {row.sent} {row.replies}" for row in shown]
+    )
+    text = render(status_table(shown), width)
+    check_reads_well(text, width, [row.phone for row in shown], words)
+    assert "fast-aged" in text.split()  # was `fas t-a ged`
+    if width >= 120:
+        assert "standard-21d" in text and "Tue 24 Nov" in text and "2/3/2/1 local" in text
 
 
 def test_phones_may_be_written_like_people_write_them(engine: Engine, setup: tuple[str, Path]) -> None:
@@ -169,7 +221,7 @@ def test_pause_messages_say_what_to_do(engine: Engine, setup: tuple[str, Path]) 
         run("pause", "--all", "--reason", " ", "--database-url", url)
     assert all(n.state == "active" for n in numbers.list_numbers(engine))  # nothing half-done
     code, out = run("pause", "--all", "--for", "90m", "--database-url", url)
-    assert code == 0 and "paused +5511999990001 until " in out and " UTC" in out
+    assert code == 0 and "paused +5511999990001 until " in out and " UTC (1 h 30 min)" in out
     assert "warmup resume" in out
 
 

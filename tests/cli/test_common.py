@@ -163,13 +163,3 @@ def test_writable_file(tmp_path: Path) -> None:
         common.writable_file(tmp_path / "no" / "chart.png", "the chart")
     with pytest.raises(UserError, match="is a directory"):
         common.writable_file(tmp_path, "the chart")
-
-
-def test_format_detail_flattens_and_shows_changes() -> None:
-    from warmup.cli.admin_cmd import format_detail
-
-    assert format_detail(None) == ""
-    assert format_detail({"config": {"provider": "whapi", "base_url": None}}) == "provider: whapi"
-    assert format_detail({"timezone": ["UTC", "Asia/Tokyo"]}) == "timezone: UTC -> Asia/Tokyo"
-    assert format_detail({"admins": ["+1", "+2"], "before": []}) == "admins: +1, +2"
-    assert format_detail({"until": "2026-11-21T06:50:07.394621+00:00"}) == "until: 2026-11-21 06:50 UTC"

@@ -3,6 +3,7 @@ formatter writes something the parser reads back to the same value."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from warmup.core.plan.values import (
     format_hours,
     format_int_range,
     format_weekdays,
+    human_duration,
     parse_day_span,
     parse_duration,
     parse_duration_range,
@@ -36,6 +38,45 @@ durations = st.integers(min_value=0, max_value=int(MAX_DURATION.total_seconds() 
 @given(durations)
 def test_duration_format_parses_back(delta: timedelta) -> None:
     assert parse_duration(format_duration(delta)) == delta
+
+
+@pytest.mark.parametrize(
+    ("delta", "shown"),
+    [
+        (timedelta(0), "0 s"),
+        (timedelta(milliseconds=850), "850 ms"),
+        (timedelta(milliseconds=1500), "1.5 s"),
+        (timedelta(seconds=40), "40 s"),
+        (timedelta(seconds=59.7), "1 min"),
+        (timedelta(minutes=1, seconds=45, milliseconds=804), "1 min 46 s"),
+        (timedelta(minutes=1, seconds=5), "1 min 05 s"),
+        (timedelta(minutes=9, seconds=59.7), "10 min"),
+        (timedelta(minutes=27, seconds=13), "27 min"),
+        (timedelta(hours=1, minutes=5), "1 h 05 min"),
+        (timedelta(hours=3), "3 h"),
+        (timedelta(hours=23, minutes=59, seconds=50), "1 d"),
+        (timedelta(days=2, hours=3, minutes=20), "2 d 3 h"),
+        (timedelta(days=3650), "3650 d"),
+        (-timedelta(seconds=40), "-40 s"),
+    ],
+)
+def test_human_duration_is_written_for_people(delta: timedelta, shown: str) -> None:
+    assert human_duration(delta) == shown
+
+
+_HUMAN_UNITS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}
+
+
+@settings(max_examples=300)
+@given(durations)
+def test_human_duration_has_two_units_at_most_and_rounds_to_the_smaller(delta: timedelta) -> None:
+    parts = re.findall(r"(\d+(?:\.\d+)?) (ms|s|min|h|d)", human_duration(delta))
+    assert 1 <= len(parts) <= 2 and " ".join(f"{n} {u}" for n, u in parts) == human_duration(delta)
+    shown = sum(float(n) * _HUMAN_UNITS[u] for n, u in parts)
+    smallest = min(_HUMAN_UNITS[u] for _, u in parts) * (0.1 if "." in parts[-1][0] else 1)
+    if parts[-1][1] == "s" and len(parts) == 1 and shown < 10:
+        smallest = 0.1  # under ten seconds, tenths are shown (a whole number drops its ".0")
+    assert abs(shown - delta.total_seconds()) <= smallest / 2 + 1e-9
 
 
 @settings(max_examples=100)

@@ -279,3 +279,70 @@ def test_explain_names_each_rule_once() -> None:
     text = "\n".join(explanation.lines())
     assert "  - risk.rules[3] (hold): response_rate=2 -> hold" in text
     assert "1 reply." in text and "1 reply;" in text
+
+
+def test_describe_detail_flattens_and_shows_changes() -> None:
+    assert admin.describe_detail(None) == ""
+    assert admin.describe_detail({"config": {"provider": "whapi", "base_url": None}}) == "provider: whapi"
+    assert admin.describe_detail({"timezone": ["UTC", "Asia/Tokyo"]}) == "timezone: UTC -> Asia/Tokyo"
+    assert admin.describe_detail({"admins": ["+1", "+2"], "before": []}) == "admins: +1, +2"
+    assert (
+        admin.describe_detail({"until": "2026-11-21T06:50:07.394621+00:00"}) == "until: 2026-11-21 06:50 UTC"
+    )
+    assert admin.describe_detail({"at": "2026-11-21T09:50:00+03:00"}) == "at: 2026-11-21 06:50 UTC"
+    assert admin.describe_detail({"windows": [[1, 2], [3, 4], [5, 6]]}) == "windows: [1, 2], [3, 4], [5, 6]"
+
+
+def test_why_shows_event_details_as_words_not_a_python_dict() -> None:
+    from warmup.store.models import AuditLog, DayPlan
+
+    day = DayPlan(
+        number_id=1,
+        local_date=date(2026, 11, 24),
+        plan_day=3,
+        next_plan_day=3,
+        action="advance",
+        quota=8,
+        plan_volume=8,
+        max_new_contacts=3,
+        reasons=[{"rule": "ramp", "action": "advance", "text": "plan day 3: plan volume 8"}],
+    )
+    at = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
+    events = [
+        AuditLog(
+            at=at,
+            actor="cli",
+            action="fleet_add",
+            number_id=1,
+            detail={"config": {"provider": "whapi", "timezone": "Asia/Tokyo", "base_url": None}},
+        ),
+        AuditLog(
+            at=at, actor="cli", action="fleet_update", number_id=1, detail={"timezone": ["UTC", "Asia/Tokyo"]}
+        ),
+        AuditLog(
+            at=at,
+            actor="cli",
+            action="pause",
+            number_id=1,
+            detail={"reason": "too fast", "until": "2026-11-24T15:05:00+00:00", "skipped": 3},
+        ),
+    ]
+    outcome = DayOutcome(planned=1, sent=1, delivered=0, failed=0, skipped=0, unknown=0, replies=0)
+    explanation = admin.Explanation(
+        phone="+5511999990001",
+        local_date=date(2026, 11, 24),
+        day=day,
+        reading=None,
+        yesterday=None,
+        outcome=outcome,
+        events=events,
+        state="paused",
+    )
+    lines = explanation.lines()
+    text = "\n".join(lines)
+    assert "{" not in text and "[" not in text.replace("risk.rules[", "")
+    assert "Event 13:05 UTC: fleet_add by cli (provider: whapi; timezone: Asia/Tokyo)" in lines
+    assert "Event 13:05 UTC: fleet_update by cli (timezone: UTC -> Asia/Tokyo)" in lines
+    assert (
+        "Event 13:05 UTC: pause by cli (reason: too fast; until: 2026-11-24 15:05 UTC; skipped: 3)" in lines
+    )

@@ -109,7 +109,7 @@ def test_an_outage_is_logged_once_with_its_reason_then_rarely_then_its_end(
         assert (
             len(lines) == 2
             and "still unreachable" in lines[1]
-            and "after 61 s (6 failed attempts)" in lines[1]
+            and "after 1 min 01 s (6 failed attempts)" in lines[1]
         )
         lock.client.close()
         lock.client = redis.Redis.from_url(redis_url)  # Redis is back

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
+from rich.console import RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from warmup.cli.common import console, database_url, database_url_option, settings, writable_file
+from warmup.cli.tables import RISK_LEGEND, Cell, Column, FittedTable, abbreviations, risk_cell
 from warmup.core.errors import UserError
 from warmup.store.db import Engine
 
+if TYPE_CHECKING:
+    from warmup.services.admin import StatusRow
 
-def _show(table: Table) -> None:
+
+def _show(table: RenderableType) -> None:
     console().print(table)  # built per call: it reads the terminal width (COLUMNS) now
 
 
@@ -50,7 +57,7 @@ def pause(
 ) -> None:
     """Stop sending now: no new message starts once this returns; today's planned ones are skipped."""
     from warmup.clock import clock_from_settings
-    from warmup.core.plan.values import parse_duration
+    from warmup.core.plan.values import human_duration, parse_duration
     from warmup.services import admin
 
     target = admin.Target(phone=phone, plan=plan, all=all_numbers)
@@ -62,7 +69,9 @@ def pause(
     now = clock_from_settings().now()
     with _store(url) as engine:
         outcome = admin.pause(engine, target, reason=reason, actor="cli", now=now, duration=length)
-    until = f" until {now + length:%Y-%m-%d %H:%M} UTC" if length is not None else ""
+    until = (
+        f" until {now + length:%Y-%m-%d %H:%M} UTC ({human_duration(length)})" if length is not None else ""
+    )
     _print_outcome("paused", outcome.changed, outcome.unchanged, until)
     if outcome.changed:
         print("resume with `warmup resume` and the same target" + (" (or wait)" if length else ""))
@@ -91,7 +100,7 @@ def audit(
     url: str | None = database_url_option(),
 ) -> None:
     """The audit log, newest first: who did what to which number, and why."""
-    from warmup.services.admin import audit_log
+    from warmup.services.admin import audit_log, describe_detail
 
     with _store(url) as engine:
         rows = audit_log(engine, phone, limit)
@@ -103,38 +112,11 @@ def audit(
     table.add_column("detail", overflow="fold", ratio=1, min_width=20)
     for row, number_phone in rows:
         table.add_row(
-            f"{row.at:%Y-%m-%d %H:%M}", row.actor, row.action, number_phone or "", format_detail(row.detail)
+            f"{row.at:%Y-%m-%d %H:%M}", row.actor, row.action, number_phone or "", describe_detail(row.detail)
         )
     _show(table)
     if not rows:
         print("the audit log is empty")
-
-
-def format_detail(detail: dict[str, Any] | None) -> str:
-    """`key: value` pairs, nested mappings flattened, empty values left out (JSON is unreadable folded)."""
-    if not detail:
-        return ""
-    parts = []
-    for key, value in detail.items():
-        if isinstance(value, dict):
-            parts.append(format_detail(value))
-        elif value not in (None, "", [], {}):
-            shown = ", ".join(map(str, value)) if isinstance(value, list) else _plain(value)
-            if isinstance(value, list) and len(value) == 2 and key not in ("admins", "before"):
-                shown = f"{_plain(value[0])} -> {_plain(value[1])}"  # a change recorded as [before, after]
-            parts.append(f"{key}: {shown}")
-    return "; ".join(part for part in parts if part)
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]"
-    if isinstance(value, str) and len(value) > 18 and value[10:11] == "T":
-        try:  # an ISO timestamp (a pause's `until`): minutes are enough
-            return f"{datetime.fromisoformat(value):%Y-%m-%d %H:%M} UTC"
-        except ValueError:
-            pass
-    return "none" if value is None else str(value)
 
 
 def status(
@@ -153,41 +135,48 @@ def status(
             + ("" if include_retired else " (`--retired` also lists retired ones)")
         )
         return
-    table = Table(title="fleet status (each number's own local day)")
-    for header in ("number", "plan", "day", "plan\nday", "quota", "sent", "replies", "reading", "state"):
-        numeric = header in ("plan\nday", "quota", "sent", "replies")
-        table.add_column(
-            header,
-            justify="right" if numeric else "left",
-            no_wrap=header not in ("plan", "state"),
-            overflow="fold",
-        )
-    notes = []
+    _show(status_table(rows))
+    if any(row.quota is None for row in rows):
+        print("quota -: today is not planned yet")
+    print(RISK_LEGEND)
     for row in rows:
-        reading = row.reading
-        shown = (
-            "-"
-            if reading is None
-            else f"o{reading.overall} l{reading.lifetime} r{reading.response_rate} c{reading.contacts}"
-        )
-        table.add_row(
-            row.phone,
-            row.plan,
-            f"{row.local_date:%m-%d}",
-            str(row.plan_day),
-            "-" if row.quota is None else str(row.quota),
-            str(row.sent),
-            str(row.replies),
-            shown,
-            row.state,
-        )
         if row.state != "active":
-            notes.append(f"{row.phone}: {admin.describe_state(row)}")
-    _show(table)
-    print("day: the number's local date (MM-DD); quota -: today is not planned yet")
-    print("reading: o overall, l lifetime, r response rate, c contacts (3 good .. 1 caution)")
-    for note in notes:
-        print(note)
+            print(f"{row.phone}: {admin.describe_state(row)}")
+
+
+def status_table(rows: Sequence[StatusRow]) -> FittedTable:
+    """`warmup status` as wide as the terminal allows: full names and dates where there is room,
+    `stand-21d` and `Tue 24` in 80 columns, never a cut phone (see `FittedTable`)."""
+    plans = abbreviations((row.plan for row in rows), 9)
+    columns = [
+        Column("number"),
+        Column("plan", shorten=2),
+        Column("local date", short_header="date", shorten=1),
+        Column("plan day", "right", short_header="day", shorten=3),
+        Column("quota", "right"),
+        Column("sent", "right"),
+        Column("replies", "right", short_header="repl.", shorten=5, drop=6),
+        Column("risk", shorten=4),
+        Column("state"),
+    ]
+    return FittedTable(
+        columns,
+        (
+            [
+                row.phone,
+                Cell(row.plan, plans[row.plan]),
+                Cell(f"{row.local_date:%a %d %b}", f"{row.local_date:%a %d}"),
+                str(row.plan_day),
+                "-" if row.quota is None else str(row.quota),
+                str(row.sent),
+                str(row.replies),
+                risk_cell(row.reading),
+                Text(row.state, style="" if row.state == "active" else "bold red"),
+            ]
+            for row in rows
+        ),
+        title="fleet status (each number's own local day)",
+    )
 
 
 def why(
@@ -205,8 +194,14 @@ def why(
         raise UserError(f"--date {day!r} is not a date like 2026-11-23") from None
     with _store(url) as engine:
         explanation = admin.explain(engine, phone, clock_from_settings().now(), local_date)
-    for line in explanation.lines():
-        print(line)
+    width = console().width
+    for line in explanation.lines():  # wrapped between words, a rule's text indented under its name
+        indent = "      " if line.startswith("  - ") else "  "
+        print(
+            textwrap.fill(
+                line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+            )
+        )
 
 
 def history(

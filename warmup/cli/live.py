@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from rich.console import Group
-from rich.table import Table
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
+from warmup.cli.tables import RISK_LEGEND, Cell, Column, FittedTable, abbreviate, abbreviations, risk_cell
 from warmup.core.domain import Reading
 from warmup.core.localtime import local_date_of, zone
 from warmup.store import days, history, readings
@@ -39,14 +40,15 @@ class NumberRow:
 
     phone: str
     plan: str
-    local_time: str
+    local_time: datetime  # in the number's time zone
     plan_day: int | None
     quota: int | None
     sent: int
     replies: int
-    reading: str
+    reading: Reading | None
     action: str
     state: str
+    reason: str | None = None  # why the number is not active (its pause reason)
 
 
 @dataclass(frozen=True)
@@ -62,15 +64,7 @@ class DayLine:
     used: int
     sent: int
     replies: int
-    reading: str
-
-
-def reading_text(reading: Reading | None) -> str:
-    """The four risk factors as ``overall/lifetime/response/contacts``, marked when the meter is ours."""
-    if reading is None:
-        return "-"
-    text = f"{reading.overall}/{reading.lifetime}/{reading.response_rate}/{reading.contacts}"
-    return f"{text} local" if reading.source == "local" else text
+    reading: Reading | None
 
 
 def snapshot(engine: Engine, numbers: Sequence[DemoNumber], now: datetime) -> list[NumberRow]:
@@ -81,21 +75,19 @@ def snapshot(engine: Engine, numbers: Sequence[DemoNumber], now: datetime) -> li
         today = local_date_of(now, number.timezone)
         day = days.get_day_plan(engine, number.id, today)
         outcome = history.day_outcome(engine, number.id, today)
-        state = "?" if stored is None else stored.state
-        if stored is not None and stored.state != "active" and stored.paused_reason:
-            state = f"{stored.state}: {stored.paused_reason}"
         rows.append(
             NumberRow(
                 phone=number.phone,
                 plan=number.plan_name,
-                local_time=now.astimezone(zone(number.timezone)).strftime("%a %d %b %H:%M"),
+                local_time=now.astimezone(zone(number.timezone)),
                 plan_day=None if day is None else day.plan_day,
                 quota=None if day is None else day.quota,
                 sent=outcome.sent,
                 replies=outcome.replies,
-                reading=reading_text(readings.latest_reading(engine, number.id)),
+                reading=readings.latest_reading(engine, number.id),
                 action="-" if day is None else day.action,
-                state=state,
+                state="?" if stored is None else stored.state,
+                reason=None if stored is None or stored.state == "active" else stored.paused_reason,
             )
         )
     return rows
@@ -124,48 +116,87 @@ def finished_days(
                     used=day.used,
                     sent=outcome.sent,
                     replies=outcome.replies,
-                    reading=reading_text(reading_of_day(engine, number.id, day.local_date)),
+                    reading=reading_of_day(engine, number.id, day.local_date),
                 )
             )
     return sorted(lines, key=lambda line: (line.local_date, line.phone))
 
 
-def day_line_text(line: DayLine) -> str:
-    return (
-        f"{line.local_date:%a %Y-%m-%d}  {line.phone:<15} {line.plan:<13} day {line.plan_day:<3} "
-        f"{line.action:<9} quota {line.quota:>3}  sent {line.sent:>3}  replies {line.replies:>3}  "
-        f"risk {line.reading}"
-    )
+def day_line_text(line: DayLine) -> DayLineText:
+    """The plain line of a finished day, as much of it as the console's width holds."""
+    return DayLineText(line)
+
+
+class DayLineText:
+    """One finished day on one line: every detail where there is room, the essentials in 80 columns.
+
+    A renderable rather than a string, so the line is chosen for the width it is printed at (CI logs are
+    wide, a terminal with ``--plain`` may have 80 columns) and never wraps in the middle of a word.
+    """
+
+    def __init__(self, line: DayLine) -> None:
+        self.line = line
+
+    def forms(self) -> list[str]:
+        """The line from the widest form to the narrowest (which fits 80 columns)."""
+        x = self.line
+        risk = risk_cell(x.reading)
+        return [
+            f"{x.local_date:%a %Y-%m-%d}  {x.phone:<15} {x.plan:<13} day {x.plan_day:<3} {x.action:<9} "
+            f"quota {x.quota:>3}  sent {x.sent:>3}  replies {x.replies:>3}  risk {risk.text}",
+            f"{x.local_date:%a %d %b}  {x.phone:<15} {abbreviate(x.plan, 9):<9}  day {x.plan_day:<3} "
+            f"{x.action:<9} sent {x.sent:>3}/{x.quota:<3}  replies {x.replies:>3}  risk {risk.short}",
+            f"{x.local_date:%a %d}  {x.phone:<15} day {x.plan_day:<3} {x.action:<9}  "
+            f"sent {x.sent:>3}/{x.quota:<3}  {x.replies:>3} repl.  risk {risk.short.rstrip('*')}",
+        ]
+
+    def text(self, width: int) -> str:
+        """The widest form that fits ``width`` (the narrowest when none does)."""
+        forms = self.forms()
+        return next((form for form in forms if cell_len(form) <= width), forms[-1])
+
+    def __str__(self) -> str:
+        return self.forms()[0]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(self.text(options.max_width))
 
 
 def live_table(rows: Sequence[NumberRow], header: str) -> Group:
-    """The live view: one row per number, under a one-line header."""
-    table = Table(expand=False, header_style="bold")
-    for name, justify in (
-        ("phone", "left"),
-        ("plan", "left"),
-        ("local time", "left"),
-        ("plan day", "right"),
-        ("quota", "right"),
-        ("sent", "right"),
-        ("replies", "right"),
-        ("risk o/l/r/c", "left"),
-        ("action", "left"),
-        ("state", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in rows:
-        state = Text(row.state[:48], style="green" if row.state == "active" else "bold red")
-        table.add_row(
-            row.phone,
-            row.plan,
-            row.local_time,
-            "-" if row.plan_day is None else str(row.plan_day),
-            "-" if row.quota is None else str(row.quota),
-            str(row.sent),
-            str(row.replies),
-            row.reading,
-            row.action,
-            state,
-        )
-    return Group(Text(header, style="bold"), table)
+    """The live view: a one-line header, one row per number (as wide as the console allows, see
+    `FittedTable`), the risk legend, and why each number that is not active stopped."""
+    plans = abbreviations((row.plan for row in rows), 9)
+    columns = [
+        Column("phone"),
+        Column("plan", shorten=2),
+        Column("local time", short_header="local", shorten=1),
+        Column("plan day", "right", short_header="day", shorten=3),
+        Column("quota", "right"),
+        Column("sent", "right"),
+        Column("replies", "right", short_header="repl.", shorten=6, drop=7),
+        Column("risk", shorten=4),
+        Column("action", drop=5),
+        Column("state"),
+    ]
+    table = FittedTable(
+        columns,
+        (
+            [
+                row.phone,
+                Cell(row.plan, plans[row.plan]),
+                Cell(f"{row.local_time:%a %d %b %H:%M}", f"{row.local_time:%a %H:%M}"),
+                "-" if row.plan_day is None else str(row.plan_day),
+                "-" if row.quota is None else str(row.quota),
+                str(row.sent),
+                str(row.replies),
+                risk_cell(row.reading),
+                row.action,
+                Text(row.state, style="green" if row.state == "active" else "bold red"),
+            ]
+            for row in rows
+        ),
+    )
+    notes = [
+        Text(f"{row.phone} {row.state}: {row.reason}", style="red") for row in rows if row.reason is not None
+    ]
+    return Group(Text(header, style="bold"), table, Text(RISK_LEGEND, style="dim"), *notes)

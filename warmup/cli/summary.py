@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from rich.table import Table
+from rich.console import Group
 from rich.text import Text
+
+from warmup.cli.tables import Cell, Column, FittedTable, Value, abbreviations
 
 
 @dataclass
@@ -39,23 +41,38 @@ class NumberSummary:
         return f"{sent}/{quota}"
 
 
-def summary_table(summaries: Sequence[NumberSummary]) -> Table:
-    """One row per number: its whole run, sends counted from the simulator's log."""
-    table = Table(title="warm-up summary", header_style="bold")
-    numeric = ("local days", "sent", "replies", "pauses")
-    for name in ("phone", "plan", "timezone", *numeric, "busiest day", "ban", "state"):
-        table.add_column(name, justify="right" if name in numeric else "left")
-    for s in summaries:
-        table.add_row(
+def summary_table(summaries: Sequence[NumberSummary]) -> Group:
+    """One row per number: its whole run, sends counted from the simulator's log; below it, the reason
+    of each ban. As wide as the console allows (`FittedTable`): in 80 columns the time zone goes first."""
+    plans = abbreviations((s.plan for s in summaries), 9)
+    columns = [
+        Column("phone"),
+        Column("plan", shorten=2),
+        Column("timezone", shorten=1, drop=4),
+        Column("local days", "right", short_header="days", shorten=3),
+        Column("sent", "right"),
+        Column("replies", "right", short_header="repl.", shorten=3),
+        Column("pauses", "right"),
+        Column("busiest day", short_header="busiest", shorten=3),
+        Column("state"),
+    ]
+    rows: list[list[Value]] = [
+        [
             s.phone,
-            s.plan,
-            s.timezone,
+            Cell(s.plan, plans[s.plan]),
+            Cell(s.timezone, s.timezone.rsplit("/", 1)[-1]),
             str(len(s.days)),
             str(s.total_sent),
             str(s.replies),
             str(s.pauses),
             s.busiest,
-            Text(s.banned or "-", style="bold red" if s.banned else ""),
-            s.state[:40],
-        )
-    return table
+            Text("banned", style="bold red") if s.banned else Text(s.state),
+        ]
+        for s in summaries
+    ]
+    bans = [
+        Text(f"{s.phone} was banned: {s.banned} (its state in warmup: {s.state})", style="bold red")
+        for s in summaries
+        if s.banned
+    ]
+    return Group(FittedTable(columns, rows, title="warm-up summary"), *bans)

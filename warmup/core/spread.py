@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from warmup.core.localtime import local_windows, window_spans, zone
 from warmup.core.plan.model import Plan
-from warmup.core.plan.values import format_duration
+from warmup.core.plan.values import human_duration
 
 _US = 1_000_000
 _SECOND = timedelta(seconds=1)
@@ -342,57 +342,13 @@ def spread(
     return SpreadResult([_from_us(t) for t in times], typing, cut, reason)
 
 
-def backlog_reason(
-    sent: Sequence[datetime],
-    pending: Sequence[datetime],
-    now: datetime,
-    gap: timedelta,
-    max_per_hour: int,
-    tolerance: timedelta,
-) -> str | None:
-    """Why handing a number's pending messages over as they stand would break its pacing, or None.
-
-    Pure. ``sent``: the day's sends so far (claim times); ``pending``: due times of its messages still
-    to go. A message due more than ``tolerance`` ago (the claim lag a healthy fleet may have) is
-    overdue: it would go out ``now``, not at its time. A backlog is two or more overdue messages (they
-    would go out back to back); one overdue message that would go out less than ``gap`` after the last
-    send or before the next pending one, or would put more than ``max_per_hour`` sends in an hour; or,
-    with nothing overdue, a first pending message due less than ``gap - tolerance`` after the last send
-    (that send was late). Planned days never trip it: `spread` keeps its sends ``gap`` apart.
-    """
-    late = sorted(d for d in pending if d < now - tolerance)
-    last = max(sent, default=None)
-    if len(late) >= 2:
-        return f"{len(late)} messages overdue (the oldest by {format_duration(now - late[0])})"
-    if not late:
-        if last is not None and pending and min(pending) - last < gap - tolerance:
-            ahead = format_duration(max(min(pending) - last, timedelta(0)))
-            return (
-                f"a message due {ahead} after the last send, under the minimum gap of {format_duration(gap)}"
-            )
-        return None
-    overdue = f"a message overdue by {format_duration(now - late[0])}"
-    if last is not None and now - last < gap:
-        return f"{overdue} would go out {format_duration(now - last)} after the last send"
-    upcoming = sorted(d for d in pending if d >= now - tolerance)
-    if upcoming and upcoming[0] - now < gap:
-        return (
-            f"{overdue} would go out {format_duration(max(upcoming[0] - now, timedelta(0)))} before the next"
-        )
-    per_hour = max(max_per_hour, 1)
-    times = [*sorted(sent)[-per_hour:], now, *upcoming[:per_hour]]
-    if any(times[i + per_hour] - times[i] < timedelta(hours=1) for i in range(len(times) - per_hour)):
-        return f"{overdue} would put more than {max_per_hour} sends in an hour"
-    return None
-
-
 def _cut_reason(quota: int, fitted: int, spans: list[tuple[int, int]], pacing: _Pacing, after: str) -> str:
     """Say in plain words why only ``fitted`` of ``quota`` sends fit."""
     total = timedelta(microseconds=sum(e - s for s, e in spans))
-    where = f"only {fitted} of {quota} sends fit in the {format_duration(total)} of send windows{after}"
-    gap_low = format_duration(timedelta(microseconds=pacing.low))
+    where = f"only {fitted} of {quota} sends fit in the {human_duration(total)} of send windows{after}"
+    gap_low = human_duration(timedelta(microseconds=pacing.low))
     if pacing.conflict:
-        gap_high = format_duration(timedelta(microseconds=pacing.high))
+        gap_high = human_duration(timedelta(microseconds=pacing.high))
         return (
             f"{where}: gap up to {gap_high} x max_per_hour {pacing.per_hour} is under an hour, so each "
             f"window holds at most {pacing.per_hour} sends and windows are kept an hour apart"
@@ -405,6 +361,5 @@ def _cut_reason(quota: int, fitted: int, spans: list[tuple[int, int]], pacing: _
 
 __all__ = [
     "SpreadResult",
-    "backlog_reason",
     "spread",
 ]

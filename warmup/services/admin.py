@@ -14,7 +14,7 @@ the scheduler re-spreads what is left of the day over the window time left
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from warmup.core.domain import DayOutcome, Reading
@@ -330,9 +330,43 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 def _detail(detail: dict[str, Any] | None) -> str:
+    text = describe_detail(detail)
+    return f"({text})" if text else ""
+
+
+def describe_detail(detail: dict[str, Any] | None) -> str:
+    """An audit row's detail as ``key: value`` pairs for people: nested mappings flattened, empty values
+    left out, a change recorded as ``[before, after]`` shown as ``before -> after``, timestamps to the
+    minute. `warmup audit` and `warmup why` show details this way; JSON or a Python dict is unreadable
+    in a terminal and in a chat answer."""
     if not detail:
         return ""
-    return "(" + ", ".join(f"{k}: {v}" for k, v in detail.items() if v not in (None, "", [])) + ")"
+    parts = []
+    for key, value in detail.items():
+        if isinstance(value, dict):
+            parts.append(describe_detail(value))
+        elif value not in (None, "", [], {}):
+            shown = ", ".join(map(_plain, value)) if isinstance(value, list) else _plain(value)
+            if isinstance(value, list) and len(value) == 2 and key not in ("admins", "before"):
+                shown = f"{_plain(value[0])} -> {_plain(value[1])}"  # a change recorded as [before, after]
+            parts.append(f"{key}: {shown}")
+    return "; ".join(part for part in parts if part)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_plain, value)) + "]"
+    if isinstance(value, dict):
+        return "[" + describe_detail(value) + "]"
+    if isinstance(value, str) and len(value) > 18 and value[10:11] == "T":
+        try:  # an ISO timestamp (a pause's `until`): minutes are enough
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            return f"{moment:%Y-%m-%d %H:%M}"
+        return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return "none" if value is None else str(value)
 
 
 def events_of_day(engine: Engine, number: Number, local_date: date) -> list[AuditLog]:

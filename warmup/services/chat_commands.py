@@ -71,7 +71,9 @@ def handle_inbound(engine: Engine, number_id: int, inbound: Inbound, now: dateti
             {"command": name[:32], "reason": "sender is not an admin of the fleet file"},
             now,
         )
-        log.warning("number %s: ignored a chat command from non-admin %s", number_id, sender)
+        log.warning(
+            "number %s (%s): ignored a chat command from non-admin %s", number_id, number.phone, sender
+        )
         return None
     actor = f"chat:{sender}"
     audit.audit(engine, actor, "chat_command", number_id, {"command": name[:32], "args": args[:200]}, now)

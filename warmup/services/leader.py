@@ -15,10 +15,13 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from datetime import timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import redis
+
+from warmup.core.plan.values import human_duration
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +148,9 @@ class RedisLeaderLock:
         elif now - self._warned_at >= self.warn_every:
             self._warned_at = now
             log.warning(
-                "scheduler lock: %s still unreachable after %.0f s (%d failed attempts): %s",
+                "scheduler lock: %s still unreachable after %s (%d failed attempts): %s",
                 self.where,
-                now - self._down_since,
+                human_duration(timedelta(seconds=now - self._down_since)),
                 self._failures,
                 self._reason(exc),
             )
@@ -155,9 +158,9 @@ class RedisLeaderLock:
     def _reachable(self) -> None:
         if self._down_since is not None:
             log.warning(
-                "scheduler lock: %s reachable again after %.0f s",
+                "scheduler lock: %s reachable again after %s",
                 self.where,
-                time.monotonic() - self._down_since,
+                human_duration(timedelta(seconds=time.monotonic() - self._down_since)),
             )
         self._down_since = None
         self._failures = 0

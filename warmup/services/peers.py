@@ -72,7 +72,7 @@ def schedule_peer_reply(
             sender = numbers.get_number(engine, message.number_id)
             settings = plans(sender.plan_path).audience.peers if sender is not None else None
     except Exception:
-        log.warning("peer %s: plan could not be loaded, no reply", peer.id)
+        log.warning("peer %s (%s): plan could not be loaded, no reply", peer.id, peer.phone)
         return None
     if settings is None:
         return None
@@ -90,7 +90,7 @@ def schedule_peer_reply(
     at = place_reply(earliest, spans, taken, max(pacing.gap.low, timedelta(seconds=1)), pacing.max_per_hour)
     if at is None:
         why = "no time left in the peer's send windows today that keeps its pacing"
-        log.info("message %s: no reply from peer %s: %s", message.id, peer.id, why)
+        log.info("message %s: no reply from peer %s (%s): %s", message.id, peer.id, peer.phone, why)
         audit.audit(
             engine,
             "worker",
@@ -123,8 +123,9 @@ def schedule_peer_reply(
     ids = sends.add_sends(engine, peer.id, local_date, [send], now=now)
     if not ids:  # the store wrote the `peer_reply_skipped` audit row in the same transaction
         log.info(
-            "message %s: no reply from peer %s: its day is full and no opener could give way",
+            "message %s: no reply from peer %s (%s): its day is full and no opener could give way",
             message.id,
             peer.id,
+            peer.phone,
         )
     return ids[0] if ids else None

@@ -65,12 +65,17 @@ def meter_reading(
         try:
             reading = provider.fetch_reading(local_date)
             if reading is None:
-                log.info("number %s: provider meter unavailable: %s", number.id, provider.last_reading_error)
+                log.info(
+                    "number %s (%s): provider meter unavailable: %s",
+                    number.id,
+                    number.phone,
+                    provider.last_reading_error,
+                )
         finally:
             if own_client:
                 provider.close()
     except Exception as exc:  # no token, bad URL...: the local meter still gives an honest reading
-        log.warning("number %s: provider meter failed: %s", number.id, type(exc).__name__)
+        log.warning("number %s (%s): provider meter failed: %s", number.id, number.phone, type(exc).__name__)
     if reading is None:
         reading = local_meter(runtime.engine, number, local_date, now)
     return reading

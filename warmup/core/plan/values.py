@@ -77,6 +77,39 @@ def format_duration(delta: timedelta) -> str:
     return "".join(parts)
 
 
+def human_duration(delta: timedelta) -> str:
+    """Write a timedelta for people, not for a plan: ``850 ms``, ``1.5 s``, ``40 s``, ``1 min 05 s``,
+    ``27 min``, ``1 h 05 min``, ``2 d 3 h``.
+
+    At most two units, rounded to the smaller one shown (so ``59.7 s`` is ``1 min``, never ``60 s``);
+    seconds are shown next to minutes only under ten minutes, where they still matter. Not parsable as
+    plan syntax: a value that must round-trip into a plan is written with `format_duration`.
+    """
+    seconds = delta.total_seconds()
+    if seconds < 0:
+        return "-" + human_duration(-delta)
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{millis} ms" if millis else "0 s"
+    tenths = round(seconds * 10)
+    if tenths < 100:
+        return f"{tenths / 10:g} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, rest = divmod(whole, 60)
+    if minutes < 10:
+        return f"{minutes} min {rest:02d} s" if rest else f"{minutes} min"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {rest:02d} min" if rest else f"{hours} h"
+    days, hours = divmod(round(seconds / 3600), 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
 @dataclass(frozen=True)
 class DurationRange:
     """An inclusive range of durations, e.g. the random gap ``40s..6m`` between two sends."""
