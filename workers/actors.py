@@ -68,6 +68,7 @@ def send_message(message_id: int) -> None:
         runtime.provider_for,
         plans=runtime.plans,
         requeue=_send_later,
+        hand_over=_send_later,
     )
 
 
@@ -85,11 +86,13 @@ def send_messages(message_ids: list[int]) -> None:
         runtime.provider_for,
         plans=runtime.plans,
         requeue=_send_later,
+        hand_over=_send_later,
     )
 
 
 def _send_later(message_id: int, wall_seconds: float) -> None:
-    """Enqueue a send again after a delay in wall time (a retry, or a message delivered too early)."""
+    """Enqueue a send after a delay in wall time (a retry, a message delivered too early, or a number's
+    next overdue message once its send in flight ended)."""
     send_message.send_with_options(args=(message_id,), delay=max(int(wall_seconds * 1000), 0))
 
 

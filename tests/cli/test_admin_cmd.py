@@ -188,7 +188,7 @@ def status_rows() -> list[StatusRow]:
 def test_status_table_reads_well(width: int) -> None:
     shown = status_rows()
     words = tokens_of(
-        ["fleet status (each number's own local day)", "number plan local date plan day quota sent"]
+        ["fleet status (each number's own local day)", "number plan local date plan day quota sent deliv. 96%"]
         + ["replies repl. risk state - Tue 24 Nov 2/3/2/1 2/3/2/1* 2/3/2/1 local paused retired active"]
         + ["stand-21d cauti-new fast-aged standard-21d cautious-new"]
         + [f"{row.phone} {row.plan_day} {row.quota} {row.sent} {row.replies}" for row in shown]
@@ -196,6 +196,7 @@ def test_status_table_reads_well(width: int) -> None:
     text = render(status_table(shown), width)
     check_reads_well(text, width, [row.phone for row in shown], words)
     assert "fast-aged" in text.split()  # was `fas t-a ged`
+    assert "96%" in text.split()  # delivered so far today: 240 of 250
     if width >= 120:
         assert "standard-21d" in text and "Tue 24 Nov" in text and "2/3/2/1 local" in text
 

@@ -10,6 +10,7 @@ from tests.cli.rendering import check_reads_well, render, tokens_of
 from warmup.cli.demo import fleet_profiles
 from warmup.cli.live import DayLine, NumberRow, day_line_text, live_table
 from warmup.cli.tables import RISK_LEGEND
+from warmup.core.accounting import DayAccount
 from warmup.core.domain import Reading
 from warmup.core.localtime import zone
 
@@ -84,16 +85,18 @@ def test_per_day_lines_fit_the_console(width: int) -> None:
             120,
             110,
             Reading(2, 3, 2, 1, NOW, "simulator" if profile.meter else "local"),
+            DayAccount(1, date(2026, 11, 23), 12, "step_back", 250, sent=120, skipped={"paused": 130}),
         )
         for profile, phone in fleet_profiles(12)
     ]
-    allowed = tokens_of(text for line in lines for text in day_line_text(line).forms())
+    allowed = tokens_of(text for line in lines for text in [*day_line_text(line).forms(), line.shortfall])
     for line in lines:
         text = render(day_line_text(line), width)
         check_reads_well(text, width, [line.phone], allowed)
-        assert len(text.splitlines()) == 1
+        assert len(text.splitlines()) == 2  # the day, then why it fell short
         assert "120/250" in text or ("quota 250" in text and "sent 120" in text)
-        assert "step_back" in text and "110" in text
+        assert "step_back" in text and "110" in text and "48%" in text and "next ?" in text
+        assert "not sent 130: skipped: paused 130" in text
     wide = render(day_line_text(lines[0]), 140)
     assert "standard-21d" in wide and "Mon 2026-11-23" in wide
-    assert str(day_line_text(lines[0])) == wide.strip()
+    assert str(day_line_text(lines[0])) == wide.splitlines()[0].strip()

@@ -9,6 +9,7 @@ import pytest
 from tests.cli.rendering import check_reads_well, render, tokens_of
 from warmup.cli.demo import fleet_profiles
 from warmup.cli.summary import NumberSummary, summary_table
+from warmup.core.accounting import DayAccount
 
 BAN = "sent to too many strangers who never replied"
 
@@ -27,12 +28,21 @@ def summaries() -> list[NumberSummary]:
             state="paused" if i == 3 else "active",
         )
         summary.days = [(date(2026, 11, 23) + timedelta(days=d), 250, 240, "advance") for d in range(60)]
+        summary.accounts = [
+            DayAccount(i, day, 1, "advance", 250, sent=240, skipped={"windows_ended": 10})
+            for day, _, _, _ in summary.days
+        ]
         result.append(summary)
     return result
 
 
 def words(shown: list[NumberSummary]) -> set[str]:
-    texts = ["warm-up summary", "phone plan timezone local days sent replies repl. pauses busiest day state"]
+    texts = [
+        "warm-up summary",
+        "phone plan timezone local days sent deliv. replies repl. pauses busiest day state",
+    ]
+    texts += [f"{s.phone} fell short of its quota (96%): skipped: windows ended 600" for s in shown]
+    texts += ["96%"]
     texts += [f"{shown[3].phone} was banned: {BAN} (its state in warmup: paused)", "banned"]
     for s in shown:
         texts += [s.phone, s.plan, s.timezone, s.timezone.rsplit("/", 1)[-1], s.state, s.busiest]
@@ -47,6 +57,7 @@ def test_the_summary_reads_well(width: int) -> None:
     check_reads_well(text, width, [s.phone for s in shown], words(shown))
     assert f"{shown[3].phone} was banned: {BAN}" in " ".join(text.split())
     assert "14400" in text and "240/250" in text  # sends of the whole run, the busiest day
+    assert "96%" in text and "skipped: windows ended 600" in " ".join(text.split())  # delivered, and why not
 
 
 def test_time_zones_go_first_and_come_back_with_room() -> None:

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from tests.store.helpers import DAY, NOW, OTHER, PEER, PHONE, add, decision, message, one_day, planned
+from tests.store.helpers import DAY, NOW, OTHER, PEER, PHONE, add, decision, message, one_day, planned, sends
 from warmup.store import claims, days, history, outcomes, queue
 from warmup.store.claims import claim
+from warmup.store.days import DayPacing
 from warmup.store.sends import PlannedSend
 
 
@@ -61,3 +62,20 @@ def test_due_within_gives_each_planned_message_with_its_number_and_due_time(engi
     # `due_messages` is the same look-up at one instant: the ids of what is due now
     assert queue.due_messages(engine, NOW, 10) == [b]
     assert queue.due_messages(engine, NOW + timedelta(minutes=10), 10) == [b, c]
+
+
+def test_next_turn_hands_over_the_overdue_message_a_gap_after_the_send_ended(engine: Engine) -> None:
+    number = add(engine)
+    gap = timedelta(seconds=45)
+    assert days.plan_day(engine, number, decision(5), sends(4), pacing=DayPacing(gap=gap))
+    ids = [m.id for m in history.list_messages(engine, number, DAY) if m.id is not None]
+    assert claim(engine, ids[0], "w", NOW).claimed  # all four are overdue at NOW
+    ended = NOW + timedelta(seconds=3)
+    assert outcomes.record_sent(engine, ids[0], "p1", ended)
+    turn = queue.next_turn(engine, number, ended)
+    assert turn is not None and (turn.message_id, turn.at) == (ids[1], ended + gap)
+    assert message(engine, ids[1]).state == "queued"  # the scheduler will not hand it over again
+    assert claims.claim(engine, ids[1], "w", turn.at - timedelta(milliseconds=1)).status.value == "not_due"
+    assert claims.claim(engine, ids[1], "w", turn.at).claimed
+    # nothing overdue: the scheduler hands the next one over on time
+    assert queue.next_turn(engine, number, NOW - timedelta(hours=2)) is None

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from warmup.cli.common import console, database_url, database_url_option, settings, writable_file
 from warmup.cli.tables import RISK_LEGEND, Cell, Column, FittedTable, abbreviations, risk_cell
+from warmup.core.accounting import percent
 from warmup.core.errors import UserError
 from warmup.store.db import Engine
 
@@ -155,6 +156,7 @@ def status_table(rows: Sequence[StatusRow]) -> FittedTable:
         Column("plan day", "right", short_header="day", shorten=3),
         Column("quota", "right"),
         Column("sent", "right"),
+        Column("deliv.", "right", drop=7),
         Column("replies", "right", short_header="repl.", shorten=5, drop=6),
         Column("risk", shorten=4),
         Column("state"),
@@ -169,6 +171,7 @@ def status_table(rows: Sequence[StatusRow]) -> FittedTable:
                 str(row.plan_day),
                 "-" if row.quota is None else str(row.quota),
                 str(row.sent),
+                percent(row.sent / row.quota if row.quota else None),
                 str(row.replies),
                 risk_cell(row.reading),
                 Text(row.state, style="" if row.state == "active" else "bold red"),
@@ -219,24 +222,47 @@ def history(
         rows = admin.history(engine, phone, days)
         shown_phone = admin.number_by_phone(engine, phone).phone
     table = Table(title=f"history of {shown_phone}")
-    for column in ("day", "plan day", "action", "quota", "sent", "replies", "overall", "paused"):
-        numeric = column in ("plan day", "quota", "sent", "replies", "overall")
+    columns = (
+        "day",
+        "plan day",
+        "action",
+        "advanced",
+        "quota",
+        "sent",
+        "deliv.",
+        "replies",
+        "overall",
+        "paused",
+    )
+    for column in columns:
+        numeric = column in ("plan day", "quota", "sent", "deliv.", "replies", "overall")
         table.add_column(column, no_wrap=True, justify="right" if numeric else "left")
+    short: list[str] = []
     for row in rows:
+        account = row.account
+        advanced = (
+            "-" if account is None or account.advanced is None else ("yes" if account.advanced else "no")
+        )
         table.add_row(
             str(row.local_date),
             str(row.plan_day),
             row.action,
+            advanced,
             str(row.quota),
             str(row.sent),
+            percent(account.delivered) if account is not None else "-",
             str(row.replies),
             "-" if row.overall is None else str(row.overall),
             "paused" if row.paused else "",
         )
+        if account is not None and account.missing and not account.pending:
+            short.append(f"{row.local_date}: not sent {account.missing}: {account.shortfall_text()}")
     if not rows:
         print(f"{shown_phone} has no planned day yet: is `warmup run` (or `warmup scheduler`) running?")
     else:
         _show(table)
+        for line in short:
+            print(line)
     if chart is not None:
         from warmup.cli.charts import history_chart  # matplotlib: only when a chart is asked for
 

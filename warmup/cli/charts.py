@@ -20,7 +20,8 @@ from matplotlib.ticker import MaxNLocator
 
 from warmup.cli.preview_view import ACTION_COLORS
 from warmup.cli.summary import NumberSummary
-from warmup.core.domain import Action
+from warmup.core.accounting import DayAccount
+from warmup.core.domain import Action, SkipCause
 from warmup.core.errors import UserError
 from warmup.core.plan.values import WEEKDAYS
 from warmup.services.admin import HistoryDay
@@ -164,7 +165,8 @@ def history_chart(days: list[HistoryDay], phone: str, path: str) -> None:
 
 
 def demo_chart(summaries: Sequence[NumberSummary], path: Path) -> None:
-    """Per number: the day's quota against what the simulator says was sent, per local day."""
+    """Per number and local day: the quota (outline) against a stack of what the simulator says was
+    sent, what was skipped, and what failed or is unknown, so every shortfall shows with its share."""
 
     count = max(len(summaries), 1)
     fig, axes = plt.subplots(count, 1, figsize=(9.0, 2.4 * count + 0.6), dpi=100, squeeze=False)
@@ -182,16 +184,35 @@ def demo_chart(summaries: Sequence[NumberSummary], path: Path) -> None:
                 label="quota",
                 zorder=3,
             )
-            ax.bar(xs, [sent for _, _, sent, _ in s.days], width=0.5, color="#66bb6a", label="sent", zorder=2)
+            sent = [sent for _, _, sent, _ in s.days]
+            accounts = {a.local_date: a for a in s.accounts}
+            skipped = [_skipped(accounts.get(day)) for day, _, _, _ in s.days]
+            lost = [_lost(accounts.get(day)) for day, _, _, _ in s.days]
+            ax.bar(xs, sent, width=0.5, color="#66bb6a", label="sent", zorder=2)
+            ax.bar(xs, skipped, width=0.5, bottom=sent, color="#ffb74d", label="skipped", zorder=2)
+            tops = [a + b for a, b in zip(sent, skipped, strict=True)]
+            ax.bar(xs, lost, width=0.5, bottom=tops, color="#e57373", label="failed/unknown", zorder=2)
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xticks(xs, labels)
             ax.set_title(f"{s.phone} · {s.plan} · {s.timezone}", fontsize=10)
             ax.set_ylabel("messages")
             ax.grid(axis="y", alpha=0.3)
             ax.legend(loc="upper left", fontsize=8)
-        fig.suptitle("warmup demo: quota vs sent per local day")
+        fig.suptitle("warmup demo: quota vs sent, skipped and failed per local day")
         fig.text(0.01, 0.005, "* the local day was still in progress when the demo ended", fontsize=8)
         fig.tight_layout(rect=(0, 0.025, 1, 1))
         fig.savefig(path, format="png")
     finally:
         plt.close(fig)
+
+
+def _skipped(account: DayAccount | None) -> int:
+    """The day's skips that cost it quota (a skip at a full quota cost nothing; a throttle's cut did)."""
+    if account is None:
+        return 0
+    skipped = sum(n for cause, n in account.skipped.items() if cause != SkipCause.QUOTA.value)
+    return skipped + account.quota_cut
+
+
+def _lost(account: DayAccount | None) -> int:
+    return 0 if account is None else account.failed + account.unknown

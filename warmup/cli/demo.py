@@ -38,9 +38,11 @@ from warmup.secrets import RedactingFilter, register_secret
 from warmup.services.runtime import Timings
 from warmup.simulator import ChannelSpec, SimConfig, SimulatorServer
 from warmup.store import audit, history
+from warmup.store.accounts import day_accounts
 from warmup.store.checks import day_tallies
 from warmup.store.db import Engine, make_engine, upgrade
 from warmup.store.numbers import add_number, get_number
+from warmup.testing.delivery import delivery_report
 from warmup.testing.invariants import Check, check_invariants
 from workers.embedded import EmbeddedRunner
 
@@ -48,6 +50,10 @@ log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
 SIM_START = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
+
+DELIVERY_TARGET = 0.95
+"""The demo injects no fault: a finished sending day that delivers less than this share of its quota
+fails the run, naming the day and the causes."""
 """Sunday 23:00 UTC: Monday has just begun in Europe and Asia, the Americas still rest on Sunday."""
 
 TOKEN_ENV = "WARMUP_DEMO_TOKEN_{n}"
@@ -138,6 +144,7 @@ class DemoResult:
     checks: list[Check]
     interrupted: bool
     sim_end: datetime
+    delivered: float | None = None  # sent over quota of every finished sending day
     data_dir: Path | None = None
 
     @property
@@ -315,6 +322,10 @@ class Demo:
         tick = Timings.for_scale(self.clock.scale).tick_wall * self.clock.scale
         grace = timedelta(hours=1) + 3 * timedelta(seconds=tick)
         report = check_invariants(self.engine, sends, now, grace=grace, stopped=True)
+        today = {n.id: local_date_of(now - grace, n.timezone) for n in self.numbers}
+        accounts = day_accounts(self.engine, [n.id for n in self.numbers])
+        delivery = delivery_report(accounts, {n.id: n.phone for n in self.numbers}, today, DELIVERY_TARGET)
+        finished = {(d.number_id, d.local_date): d for d in delivery.days}
 
         summaries: list[NumberSummary] = []
         for number in self.numbers:
@@ -332,11 +343,15 @@ class Demo:
                 sent = report.sends_per_day.get((number.phone, day.local_date), 0)  # the log is the truth
                 summary.days.append((day.local_date, day.quota, sent, day.action))
                 summary.replies += history.day_outcome(self.engine, number.id, day.local_date).replies
+                if (number.id, day.local_date) in finished:
+                    summary.accounts.append(finished[(number.id, day.local_date)])
             summary.pauses = sum(
                 1 for row in audit.list_audit(self.engine, number.id, limit=1000) if row.action == "pause"
             )
             summaries.append(summary)
-        return DemoResult(summaries, report.checks(), interrupted, now)
+        return DemoResult(
+            summaries, [*report.checks(), delivery.check()], interrupted, now, delivered=delivery.total
+        )
 
     def close(self, keep: bool) -> Path | None:
         """Stop everything, forget the tokens; the data directory is kept (and returned) if ``keep``."""

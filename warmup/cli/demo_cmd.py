@@ -56,6 +56,7 @@ def demo(
     # Late: the demo loads the simulator, the workers and the store; `warmup --help` should not wait.
     from warmup.cli.demo import DemoOptions, run_demo
     from warmup.cli.summary import summary_table
+    from warmup.core.accounting import percent
 
     console = Console(highlight=False)
     if not console.is_terminal:  # CI logs: wide lines rather than tables wrapped at 80 columns
@@ -80,7 +81,10 @@ def demo(
     if result.interrupted:
         console.print(f"[yellow]stopped early[/] at simulated {result.sim_end:%a %d %b %H:%M} UTC")
     console.print(summary_table(result.summaries))
-    console.print("[bold]invariants[/] (simulator send log vs store):")
+    if result.delivered is not None:
+        delivered = percent(result.delivered)
+        console.print(f"[bold]delivered[/]: {delivered} of the quota of finished sending days")
+    console.print("[bold]checks[/] (simulator send log vs store, and delivery):")
     for check in result.checks:
         mark = "[green]OK  [/]" if check.ok else "[bold red]FAIL[/]"
         console.print(f"  {mark} {check.name}: {escape(check.detail)}", markup=True)

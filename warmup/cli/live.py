@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
 from warmup.cli.tables import RISK_LEGEND, Cell, Column, FittedTable, abbreviate, abbreviations, risk_cell
+from warmup.core.accounting import DayAccount, percent
 from warmup.core.domain import Reading
-from warmup.core.localtime import local_date_of, zone
+from warmup.core.localtime import local_date_of, local_day_bounds, zone
 from warmup.store import days, history, readings
+from warmup.store.accounts import day_accounts
 from warmup.store.checks import day_tallies
 from warmup.store.db import Engine
 from warmup.store.numbers import get_number
@@ -51,6 +53,11 @@ class NumberRow:
     reason: str | None = None  # why the number is not active (its pause reason)
 
 
+ADVANCE_KNOWN_WITHIN = timedelta(hours=3)
+"""A finished day's line waits this long into the next local day for that day to be planned, which
+tells whether the plan day advanced."""
+
+
 @dataclass(frozen=True)
 class DayLine:
     """One finished local day of one number (the plain per-day summary)."""
@@ -65,6 +72,26 @@ class DayLine:
     sent: int
     replies: int
     reading: Reading | None
+    account: DayAccount | None = None  # what became of the quota (delivered, skipped by cause)
+
+    @property
+    def advanced(self) -> str:
+        """Whether the plan day moved on after this day, apart from the day's action (an `advance`
+        decision only moves the ramp on if the day went well)."""
+        if self.account is None or self.account.advanced is None:
+            return "next ?"
+        return "advanced" if self.account.advanced else "stayed"
+
+    @property
+    def delivered(self) -> str:
+        return percent(self.account.delivered) if self.account is not None else "-"
+
+    @property
+    def shortfall(self) -> str:
+        """``not sent 11: skipped: windows ended 11`` when the day is short of its quota, else empty."""
+        if self.account is None or not self.account.missing:
+            return ""
+        return f"not sent {self.account.missing}: {self.account.shortfall_text()}"
 
 
 def snapshot(engine: Engine, numbers: Sequence[DemoNumber], now: datetime) -> list[NumberRow]:
@@ -100,9 +127,13 @@ def finished_days(
     lines: list[DayLine] = []
     for number in numbers:
         today = local_date_of(now, number.timezone)
+        accounts = {a.local_date: a for a in day_accounts(engine, [number.id])}
         for day in day_tallies(engine, number.id):
             if day.local_date >= today or (number.phone, day.local_date) in reported:
                 continue
+            unknown = accounts[day.local_date].advanced is None
+            if unknown and now - local_day_bounds(today, number.timezone)[0] < ADVANCE_KNOWN_WITHIN:
+                continue  # today is not planned yet: whether yesterday advanced the plan is not known
             reported.add((number.phone, day.local_date))
             outcome = history.day_outcome(engine, number.id, day.local_date)
             lines.append(
@@ -117,6 +148,7 @@ def finished_days(
                     sent=outcome.sent,
                     replies=outcome.replies,
                     reading=reading_of_day(engine, number.id, day.local_date),
+                    account=accounts.get(day.local_date),
                 )
             )
     return sorted(lines, key=lambda line: (line.local_date, line.phone))
@@ -143,11 +175,13 @@ class DayLineText:
         risk = risk_cell(x.reading)
         return [
             f"{x.local_date:%a %Y-%m-%d}  {x.phone:<15} {x.plan:<13} day {x.plan_day:<3} {x.action:<9} "
-            f"quota {x.quota:>3}  sent {x.sent:>3}  replies {x.replies:>3}  risk {risk.text}",
+            f"{x.advanced:<8}  quota {x.quota:>3}  sent {x.sent:>3} {x.delivered:>4}  "
+            f"replies {x.replies:>3}  risk {risk.text}",
             f"{x.local_date:%a %d %b}  {x.phone:<15} {abbreviate(x.plan, 9):<9}  day {x.plan_day:<3} "
-            f"{x.action:<9} sent {x.sent:>3}/{x.quota:<3}  replies {x.replies:>3}  risk {risk.short}",
-            f"{x.local_date:%a %d}  {x.phone:<15} day {x.plan_day:<3} {x.action:<9}  "
-            f"sent {x.sent:>3}/{x.quota:<3}  {x.replies:>3} repl.  risk {risk.short.rstrip('*')}",
+            f"{x.action:<9} {x.advanced:<8} sent {x.sent:>3}/{x.quota:<3} {x.delivered:>4}  "
+            f"{x.replies:>3} repl.  risk {risk.short}",
+            f"{x.local_date:%a %d}  {x.phone:<15} day {x.plan_day:<3} {x.action:<8} {x.advanced:<8} "
+            f"{x.sent:>3}/{x.quota:<3} {x.delivered:>4}  {x.replies:>3} repl.",
         ]
 
     def text(self, width: int) -> str:
@@ -160,6 +194,8 @@ class DayLineText:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Text(self.text(options.max_width))
+        if self.line.shortfall:  # why the day fell short, on a line of its own (wrapped between words)
+            yield Text(f"    {self.line.shortfall}", style="yellow")
 
 
 def live_table(rows: Sequence[NumberRow], header: str) -> Group:

@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.text import Text
 
 from warmup.cli.tables import Cell, Column, FittedTable, Value, abbreviations
+from warmup.core.accounting import DayAccount, percent
 
 
 @dataclass
@@ -27,6 +28,23 @@ class NumberSummary:
     pauses: int = 0
     banned: str | None = None
     state: str = "active"
+    accounts: list[DayAccount] = field(default_factory=list)  # its finished sending days
+
+    @property
+    def delivered(self) -> float | None:
+        """Sent over quota of its finished sending days."""
+        quota = sum(a.quota for a in self.accounts)
+        return sum(a.sent for a in self.accounts) / quota if quota else None
+
+    @property
+    def shortfall(self) -> str:
+        """What kept its finished days short of their quota, summed over the run (top causes)."""
+        total: dict[str, int] = {}
+        for account in self.accounts:
+            for label, count in account.shortfall():
+                total[label] = total.get(label, 0) + count
+        top = sorted(total.items(), key=lambda item: (-item[1], item[0]))[:3]
+        return ", ".join(f"{label} {count}" for label, count in top)
 
     @property
     def total_sent(self) -> int:
@@ -51,6 +69,7 @@ def summary_table(summaries: Sequence[NumberSummary]) -> Group:
         Column("timezone", shorten=1, drop=4),
         Column("local days", "right", short_header="days", shorten=3),
         Column("sent", "right"),
+        Column("deliv.", "right"),
         Column("replies", "right", short_header="repl.", shorten=3),
         Column("pauses", "right"),
         Column("busiest day", short_header="busiest", shorten=3),
@@ -63,6 +82,7 @@ def summary_table(summaries: Sequence[NumberSummary]) -> Group:
             Cell(s.timezone, s.timezone.rsplit("/", 1)[-1]),
             str(len(s.days)),
             str(s.total_sent),
+            percent(s.delivered),
             str(s.replies),
             str(s.pauses),
             s.busiest,
@@ -75,4 +95,9 @@ def summary_table(summaries: Sequence[NumberSummary]) -> Group:
         for s in summaries
         if s.banned
     ]
-    return Group(FittedTable(columns, rows, title="warm-up summary"), *bans)
+    short = [
+        Text(f"{s.phone} fell short of its quota ({percent(s.delivered)}): {s.shortfall}", style="yellow")
+        for s in summaries
+        if s.accounts and any(a.missing for a in s.accounts)
+    ]
+    return Group(FittedTable(columns, rows, title="warm-up summary"), *short, *bans)

@@ -96,9 +96,15 @@ class Pace:
     """Where a number's sending stands: the send in flight (since when), when its last send ended, and
     the claims of the last hour."""
 
-    busy_since: datetime | None = None
+    busy_since: datetime | None = None  # a send is in flight since then (None: none is)
     free_at: datetime | None = None
     recent: tuple[datetime, ...] = ()
+    took: timedelta = timedelta(0)  # how long its last send took, claim to recorded outcome
+
+    def cycle(self, gap: timedelta) -> timedelta:
+        """How far apart back-to-back sends of the number come: the gap after a send, plus the send
+        itself (as long as the last one took)."""
+        return gap + self.took
 
 
 def next_claim_at(pace: Pace, now: datetime, gap: timedelta, per_hour: int | None) -> datetime:

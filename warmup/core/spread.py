@@ -14,7 +14,9 @@ Pacing rules enforced by `spread`:
 * any ``max_per_hour + 1`` consecutive sends span at least an hour, i.e. no half-open 60-minute
   interval holds more than ``max_per_hour`` sends;
 * the sends of a span form one session whose mean gap is chosen from the time available, placed at a
-  random offset inside the span, so a small quota is not crammed at the window start.
+  random offset inside the span, so a small quota is not crammed at the window start; a session that
+  leaves room keeps a tail free before the span's end (a fifth of its length and one long gap, at most
+  half the room), so a send that comes late (the claim waits for the last one to end) can catch up.
 
 Because gaps inside a window never exceed ``gap.high``, a small quota forms a short session somewhere in
 the window (at a random place) rather than stretching over all of it; a wider ``gap.high`` spreads it.
@@ -224,6 +226,8 @@ def _place(
             continue
         gaps = _session_gaps(end - start, count, mode, high, rng)
         latest = end - 1 - sum(gaps)
+        if latest - start > 2 * high:  # room to catch up before the end, when there is room to spare
+            latest -= min((latest - start) // 2, sum(gaps) // 5 + high)
         offset = rng.randint(0, latest - start)
         if last_time is not None:
             forbidden = {g for g in (last_gap, gaps[0] if gaps else None) if g is not None}

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from warmup.core.accounting import DayAccount, percent
 from warmup.core.domain import DayOutcome, Reading
 from warmup.core.errors import UserError
 from warmup.core.localtime import local_date_of, local_day_bounds
 from warmup.services import metrics
 from warmup.store import audit, pauses, readings
+from warmup.store.accounts import day_accounts
 from warmup.store.days import get_day_plan, planned_dates
 from warmup.store.db import (
     Engine,
@@ -274,6 +276,7 @@ class Explanation:
     events: list[AuditLog]
     state: str
     today: date | None = None  # the number's local today when asked
+    account: DayAccount | None = None  # what became of the day's quota
 
     def _no_decision(self) -> str:
         if self.state == NumberStatus.RETIRED:
@@ -318,10 +321,26 @@ class Explanation:
             f"So far: {o.sent} sent, {o.failed} failed, {o.skipped} skipped, {o.unknown} unknown, "
             f"{_count(o.replies, 'reply', 'replies')}; {day.used} of {day.quota} slots used."
         )
+        lines.extend(self._accounting())
         for event in self.events:
             lines.append(
                 f"Event {event.at:%H:%M} UTC: {event.action} by {event.actor} {_detail(event.detail)}"
             )
+        return lines
+
+    def _accounting(self) -> list[str]:
+        """Delivered share of the quota, why the rest was not sent, and whether the plan day advanced
+        (the action says what the ramp was told; this says what happened)."""
+        a = self.account
+        if a is None or a.quota == 0:
+            return []
+        lines = [f"Delivered: {a.sent} of {a.quota} ({percent(a.delivered)})."]
+        if a.missing and a.shortfall():
+            pending = " so far" if a.pending else ""
+            lines.append(f"Not sent{pending}: {a.missing}: {a.shortfall_text(top=6)}.")
+        if a.advanced is not None:
+            after = "advanced" if a.advanced else "did not advance"
+            lines.append(f"The plan day {after} after this day (plan day {a.plan_day}).")
         return lines
 
 
@@ -394,6 +413,7 @@ def explain(engine: Engine, phone: str, now: datetime, local_date: date | None =
         events=events_of_day(engine, number, day_date),
         state=number.state,
         today=local_date_of(now, number.timezone),
+        account=next(iter(day_accounts(engine, [number.id], since=day_date, until=day_date)), None),
     )
 
 
@@ -412,6 +432,7 @@ class HistoryDay:
     replies: int
     overall: int | None  # that day's reading, overall factor
     paused: bool  # the day's decision was a pause, or a pause happened during the day
+    account: DayAccount | None = None  # what became of its quota: delivered share, shortfall by cause
 
 
 def history(engine: Engine, phone: str, days: int = 60) -> list[HistoryDay]:
@@ -425,6 +446,7 @@ def history(engine: Engine, phone: str, days: int = 60) -> list[HistoryDay]:
         for row in audit.list_audit(engine, number.id, limit=5000)
         if row.action in ("pause", "auto_pause")
     }
+    accounts = {a.local_date: a for a in day_accounts(engine, [number.id], since=min(dates, default=None))}
     result = []
     for day_date in sorted(dates):
         day = get_day_plan(engine, number.id, day_date)
@@ -441,6 +463,7 @@ def history(engine: Engine, phone: str, days: int = 60) -> list[HistoryDay]:
                 replies=outcome.replies,
                 overall=reading.overall if reading else None,
                 paused=day.action == "pause" or day_date in pause_days,
+                account=accounts.get(day_date),
             )
         )
     return result

@@ -45,7 +45,7 @@ from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.services import metrics
 from warmup.services.peers import PlanFor, schedule_peer_reply
 from warmup.services.runtime import ProviderPool
-from warmup.store import audit, days, history, numbers, pauses
+from warmup.store import audit, days, history, numbers, pauses, queue
 from warmup.store import claims as store_claims
 from warmup.store.db import Engine
 from warmup.store.outcomes import (
@@ -121,12 +121,15 @@ def send_one(
     *,
     plans: PlanFor | None = None,
     requeue: Requeue | None = None,
+    hand_over: Requeue | None = None,
 ) -> SendOutcome:
     """Claim, send and record one message; safe to call any number of times for the same id.
 
     ``plans`` loads a plan by path (retry windows, peer replies); ``requeue`` re-enqueues a message
     with a wall-clock delay (retries, early deliveries). Without them, retries are confined to the
-    local day and a lost re-enqueue is found again by the scheduler's `requeue_lost`.
+    local day and a lost re-enqueue is found again by the scheduler's `requeue_lost`. ``hand_over``
+    (the same kind of callable) enqueues the number's next overdue message once this send has ended
+    (`_hand_over`); without it that message waits for its own delivery or the scheduler.
     """
     claimed_at = clock.now()
     claim = store_claims.claim(engine, message_id, worker_id, claimed_at)
@@ -135,7 +138,22 @@ def send_one(
     message = claim.message
     outcome = _send_claimed(engine, message, clock, provider_for, plans, requeue)
     metrics.record_send(outcome.status, (claimed_at - message.scheduled_at).total_seconds())
+    if outcome.state is not None:  # the send ended (recorded): the number's pace is free
+        _hand_over(engine, [message.number_id], clock, hand_over)
     return outcome
+
+
+def _hand_over(engine: Engine, number_ids: Sequence[int], clock: Clock, requeue: Requeue | None) -> None:
+    """The sends of these numbers have ended: hand each one's next due message over for the moment
+    its pace allows (`queue.next_turn`), so a number that fell behind catches up one gap at a time,
+    not at the next guess or scheduler tick."""
+    if requeue is None:
+        return
+    now = clock.now()
+    for number_id in number_ids:
+        turn = queue.next_turn(engine, number_id, now)
+        if turn is not None:
+            requeue(turn.message_id, max((turn.at - now).total_seconds(), 0.0) / clock.scale)
 
 
 def _not_claimed(
@@ -169,6 +187,7 @@ def send_batch(
     *,
     plans: PlanFor | None = None,
     requeue: Requeue | None = None,
+    hand_over: Requeue | None = None,
     budget_wall: float = BATCH_BUDGET_WALL,
 ) -> list[SendOutcome]:
     """`send_one` for messages that fall due together, with one claim and one record for the lot
@@ -217,6 +236,14 @@ def send_batch(
             else:
                 outcomes[message.id] = _refused(engine, message.id, action, result.reason or action)
             metrics.record_send(action, (claimed_at - message.scheduled_at).total_seconds())
+    ended = [
+        claim.message.number_id
+        for message_id, claim in claims.items()
+        if claim.message is not None
+        and outcomes[message_id].state is not None
+        and outcomes[message_id].status != "given_back"
+    ]
+    _hand_over(engine, ended, clock, hand_over)
     return [outcomes[message_id] for message_id in ids]
 
 

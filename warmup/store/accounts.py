@@ -60,7 +60,7 @@ def day_accounts(
         counts = counts.where(MESSAGES.c.local_date <= until)
     counts = counts.group_by(MESSAGES.c.day_plan_id, MESSAGES.c.state, MESSAGES.c.cause)
     with read(engine) as conn:
-        days = conn.execute(plans.order_by(DAY_PLANS.c.number_id, DAY_PLANS.c.local_date)).all()
+        days: list[Any] = list(conn.execute(plans.order_by(DAY_PLANS.c.number_id, DAY_PLANS.c.local_date)))
         tally: dict[int, dict[tuple[str, str | None], int]] = defaultdict(dict)
         for day_plan_id, state, cause, n in conn.execute(counts):
             tally[int(day_plan_id)][(state, cause)] = int(n)
@@ -76,7 +76,7 @@ def day_accounts(
     return accounts
 
 
-def _account(day: sa.Row[Any], tally: dict[tuple[str, str | None], int], advanced: bool | None) -> DayAccount:
+def _account(day: Any, tally: dict[tuple[str, str | None], int], advanced: bool | None) -> DayAccount:
     by_state: dict[str, int] = defaultdict(int)
     skipped: dict[str, int] = defaultdict(int)
     for (state, cause), n in tally.items():

@@ -53,6 +53,7 @@ class DayTally:
     used: int
     held: int  # messages in a `SLOT_STATES` state
     not_skipped: int  # messages of the day in any state but skipped
+    gap_seconds: float = 0.0  # the day's minimum gap between two sends (0: not paced)
 
 
 def stored_messages(engine: Engine) -> list[StoredMessage]:
@@ -96,6 +97,7 @@ def day_tallies(engine: Engine, number_id: int | None = None) -> list[DayTally]:
             d.c.used,
             sa.func.count(sa.case((holding, m.c.id))).label("held"),
             sa.func.count(sa.case((live, m.c.id))).label("not_skipped"),
+            d.c.gap_seconds,
         )
         .join(n, n.c.id == d.c.number_id)
         .outerjoin(m, m.c.day_plan_id == d.c.id)

@@ -430,7 +430,7 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     if row.local_date < local_date_of(now, row.timezone):
         why = f"its day {row.local_date} ended before its turn"
         return _refuse(conn, message_id, ClaimStatus.DAY_OVER, why, now, SkipCause.DAY_ENDED)
-    pace = _lock_pace(conn, row.number_id)  # before any write of the message: the fast path's lock order
+    pace = _lock_pace(conn, row.number_id, now)  # before any write of the message: the fast path's lock order
     if row.window_end is not None and now >= row.window_end:
         moved = _next_window(conn, row, now)
         if moved is not None:
@@ -440,7 +440,7 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     gap = timedelta(seconds=row.gap_seconds or 0.0)
     earliest = next_claim_at(pace, now, gap, row.per_hour)
     if earliest > now:
-        return _wait_for_pace(conn, row, now, earliest, gap)
+        return _wait_for_pace(conn, row, now, earliest, pace.cycle(gap))
     claimed = conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(CLAIMABLE))
@@ -474,8 +474,9 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     return ClaimResult(ClaimStatus.CLAIMED, _claimed_message(claimed, row))
 
 
-def _lock_pace(conn: Connection, number_id: int) -> Pace:
-    """The number's pace row, locked for this transaction (created first if the number has none)."""
+def _lock_pace(conn: Connection, number_id: int, now: datetime) -> Pace:
+    """The number's pace row, locked for this transaction (created first if the number has none).
+    `took`: the last send's duration, or for a send in flight how long it has taken so far."""
     ensure_paces(conn, [number_id])
     pace = conn.execute(
         sa.select(PACES.c.busy_id, PACES.c.busy_since, PACES.c.free_at, PACES.c.recent)
@@ -483,10 +484,13 @@ def _lock_pace(conn: Connection, number_id: int) -> Pace:
         .with_for_update()
     ).one()
     recent = tuple(datetime.fromtimestamp(float(t), UTC) for t in (pace.recent or ()))
-    busy_since = None
+    busy_since, took = None, timedelta(0)
     if pace.busy_id is not None:
         busy_since = pace.busy_since or datetime.fromtimestamp(0, UTC)
-    return Pace(busy_since=busy_since, free_at=pace.free_at, recent=recent)
+        took = max(now - busy_since, timedelta(0))
+    elif pace.busy_since is not None and pace.free_at is not None and pace.free_at > pace.busy_since:
+        took = pace.free_at - pace.busy_since
+    return Pace(busy_since=busy_since, free_at=pace.free_at, recent=recent, took=took)
 
 
 def _next_window(conn: Connection, row: sa.Row[Any], now: datetime) -> ClaimResult | None:
@@ -514,11 +518,16 @@ def _next_window(conn: Connection, row: sa.Row[Any], now: datetime) -> ClaimResu
 
 
 def _wait_for_pace(
-    conn: Connection, row: sa.Row[Any], now: datetime, earliest: datetime, gap: timedelta
+    conn: Connection, row: sa.Row[Any], now: datetime, earliest: datetime, cycle: timedelta
 ) -> ClaimResult:
-    """Too early for the number's pace: the message waits (not sent, not skipped). Its `not_before`
-    becomes its turn: the earliest allowed moment plus one gap for each of the number's messages ahead
-    of it, so a backlog comes back one at a time rather than all at once."""
+    """Too early for the number's pace: the message waits (not sent, not skipped). Its turn is the
+    earliest allowed moment plus one send cycle (the gap and a send as long as the last one) for each of
+    the number's messages ahead of it, so a backlog comes back one at a time rather than all at once.
+
+    The turn is a guess, so it is not stored as `not_before` (which only a provider's Retry-After or
+    a window sets): the worker that ends the number's send in flight hands the next one over at the
+    exact moment (`warmup.store.queue.next_turn`). `queued_at` is renewed, so the lost-message
+    recovery does not take a waiting message for a lost one."""
     due = due_at(row.scheduled_at, row.not_before)
     ahead = conn.execute(
         sa.select(sa.func.count()).where(
@@ -535,11 +544,11 @@ def _wait_for_pace(
             ),
         )
     ).scalar_one()
-    turn = earliest + gap * int(ahead)
+    turn = earliest + cycle * int(ahead)
     conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == row.id, MESSAGES.c.state.in_(CLAIMABLE))
-        .values(not_before=turn, queued_at=now)
+        .values(state=MessageState.QUEUED.value, queued_at=now)
     )
     why = f"paced: the number's next send may start at {earliest.isoformat()}; its turn is {turn.isoformat()}"
     return ClaimResult(ClaimStatus.NOT_DUE, reason=why, due_at=turn)

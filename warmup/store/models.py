@@ -215,7 +215,7 @@ class Pace(SQLModel, table=True):
 
     number_id: int = Field(foreign_key="numbers.id", primary_key=True)
     busy_id: int | None = None  # the message in flight (claimed, outcome not recorded yet)
-    busy_since: datetime | None = _utc()
+    busy_since: datetime | None = _utc()  # when the send in flight (or, once free, the last one) started
     free_at: datetime | None = _utc()  # when the last send's outcome was recorded
     recent: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # epoch s
 

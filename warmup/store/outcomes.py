@@ -75,7 +75,7 @@ def _record_sent_pg(*, many: bool) -> sa.TextClause:
         ),
         r AS ({_RECIPIENT_AFTER_SEND}),
         f AS (
-            UPDATE paces SET busy_id = NULL, busy_since = NULL, free_at = :now
+            UPDATE paces SET busy_id = NULL, free_at = :now
             FROM m WHERE paces.busy_id = m.id
         )
         SELECT m.id FROM m
@@ -291,7 +291,7 @@ def recover_stale(engine: Engine, older_than: datetime, now: datetime | None = N
                     MESSAGES.c.id == PACES.c.busy_id, MESSAGES.c.state == MessageState.SENDING.value
                 ),
             )
-            .values(busy_id=None, busy_since=None, free_at=at)
+            .values(busy_id=None, free_at=at)
         )
         return recovered
 

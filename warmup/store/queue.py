@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from warmup.core.pacing import due_at
 from warmup.store.models import MessageState
-from warmup.store.tables import CLAIMABLE, MESSAGES, aggregate_time, aware, falls_due, read, write
+from warmup.store.tables import CLAIMABLE, DAY_PLANS, MESSAGES, aggregate_time, aware, falls_due, read, write
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,45 @@ def oldest_due(engine: Engine, now: datetime) -> datetime | None:
             )
         ).scalar_one_or_none()
     return aggregate_time(oldest)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A number's next message once its send in flight ended: when it may go (its due time, and not
+    before the day's minimum gap after ``free_at``)."""
+
+    message_id: int
+    at: datetime
+
+
+def next_turn(engine: Engine, number_id: int, free_at: datetime) -> Turn | None:
+    """The number's earliest pending message if it is overdue at ``free_at`` (its send in flight held
+    it back), marked queued, and when it may go: the day's gap after ``free_at``. The worker that just
+    ended a send hands it over for that moment, instead of it waiting for a guess or the scheduler's
+    next tick. None when nothing of the number is overdue (the scheduler hands it over on time)."""
+    free_at = aware(free_at, "free_at")
+    with write(engine) as conn:
+        row = conn.execute(
+            sa.select(
+                MESSAGES.c.id,
+                MESSAGES.c.state,
+                MESSAGES.c.scheduled_at,
+                MESSAGES.c.not_before,
+                DAY_PLANS.c.gap_seconds,
+            )
+            .join(DAY_PLANS, DAY_PLANS.c.id == MESSAGES.c.day_plan_id)
+            .where(MESSAGES.c.number_id == number_id, MESSAGES.c.state.in_(CLAIMABLE))
+            .order_by(sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at), MESSAGES.c.id)
+            .limit(1)
+        ).one_or_none()
+        if row is None:
+            return None
+        if due_at(row.scheduled_at, row.not_before) > free_at:
+            return None
+        at = free_at + timedelta(seconds=row.gap_seconds or 0.0)
+        conn.execute(
+            sa.update(MESSAGES)
+            .where(MESSAGES.c.id == row.id, MESSAGES.c.state.in_(CLAIMABLE))
+            .values(state=MessageState.QUEUED.value, queued_at=free_at)
+        )
+        return Turn(int(row.id), at)

@@ -221,10 +221,11 @@ def ensure_paces(conn: Connection, number_ids: list[int]) -> None:
 
 def free_pace(conn: Connection, message_ids: list[int], now: datetime) -> None:
     """The send of each of ``message_ids`` ended at ``now``: its number is free for the next one, a gap
-    from now (only a pace still busy with that very message: a late record never frees a newer claim)."""
+    from now (only a pace still busy with that very message: a late record never frees a newer claim).
+    `busy_since` stays: with `free_at` it tells how long the last send took."""
     if message_ids:
         conn.execute(
             sa.update(PACES)
             .where(PACES.c.busy_id.in_(message_ids))
-            .values(busy_id=None, busy_since=None, free_at=now)
+            .values(busy_id=None, free_at=now)
         )

@@ -14,6 +14,8 @@ ground truth of what went out; the store says what warmup believes. They must ag
   while the run is live, of a ``sending`` row: its claim commits before its HTTP call) of the same
   number, recipient and text, each row accounting for one entry at most. Anything else in the log was
   sent by nobody we know of: a double send;
+* paced (5): in the log, two sends of one number are never closer than the plan's minimum gap of the
+  later one's local day (the claim starts a send only a gap after the last one ended);
 * nothing stuck (3): once a local day is over, every message of it is sent, failed, skipped or unknown;
   a skipped one has its reason; once the workers have stopped, nothing is left ``sending``.
 
@@ -33,6 +35,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from warmup.core.localtime import local_date_of
@@ -62,6 +65,7 @@ _Key = tuple[str, str, str]  # number, recipient, text: what an `unknown` row an
 QUOTA_CHECK = "no number exceeded its local-day quota"
 TWICE_CHECK = "no message sent twice"
 STUCK_CHECK = "no message stuck non-terminal"
+PACED_CHECK = "no two sends of a number closer than its minimum gap"
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class InvariantReport:
     finished: dict[str, int] = field(default_factory=dict)  # messages of days that are over, by state
     sends_per_day: dict[tuple[str, date], int] = field(default_factory=dict)  # the log, per local day
     busiest: float = 0.0  # the highest share of its quota a number used on one local day, per the log
+    gap_violations: list[str] = field(default_factory=list)  # "phone: 2 sends 12s apart < gap 20s at ..."
+    tightest: float | None = None  # the smallest (gap between two sends / its minimum gap) seen in the log
 
     @property
     def ok(self) -> bool:
@@ -105,6 +111,7 @@ class InvariantReport:
             and not self.slot_errors
             and self.duplicates == 0
             and self.missing_in_log == 0
+            and not self.gap_violations
         )
 
     def checks(self) -> list[Check]:
@@ -139,6 +146,15 @@ class InvariantReport:
                 or f"all {sum(self.finished.values())} messages of finished local days are terminal "
                 f"({breakdown})",
             ),
+            Check(
+                PACED_CHECK,
+                not self.gap_violations,
+                "; ".join(self.gap_violations[:5])
+                or (
+                    "the closest two sends of a number were "
+                    + (f"{self.tightest:.1f}x their minimum gap apart" if self.tightest else "never paced")
+                ),
+            ),
         ]
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +163,8 @@ class InvariantReport:
         data["over_quota_number_days"] = len(self.over_quota)
         data["duplicate_details"] = self.duplicate_details[:20]
         data["stuck_details"] = self.stuck_details[:20]
+        data["gap_violation_count"] = len(self.gap_violations)
+        data["gap_violations"] = self.gap_violations[:20]
         data["ok"] = self.ok
         return data
 
@@ -227,7 +245,38 @@ def evaluate(
     report.finished = dict(finished)
     _check_quota(report, days, timezones, sends)
     _check_once(report, rows, sends)
+    _check_paced(report, days, timezones, sends)
     return report
+
+
+def _check_paced(
+    report: InvariantReport,
+    days: Mapping[tuple[str, date], DayTally],
+    timezones: Mapping[str, str],
+    sends: Sequence[Mapping[str, Any]],
+) -> None:
+    """Invariant 5: consecutive sends of a number in the log are at least the minimum gap of the later
+    send's local day apart."""
+    by_phone: defaultdict[str, list[datetime]] = defaultdict(list)
+    for send in sends:
+        by_phone[str(send["channel"])].append(datetime.fromisoformat(str(send["accepted_at"])))
+    for phone, times in sorted(by_phone.items()):
+        zone = timezones.get(phone)
+        if zone is None:
+            continue
+        times.sort()
+        for before, after in pairwise(times):
+            plan = days.get((phone, local_date_of(after, zone)))
+            gap = timedelta(seconds=plan.gap_seconds) if plan is not None else timedelta(0)
+            if gap <= timedelta(0):
+                continue
+            ratio = (after - before) / gap
+            report.tightest = ratio if report.tightest is None else min(report.tightest, ratio)
+            if after - before < gap:
+                report.gap_violations.append(
+                    f"{phone}: two sends {(after - before).total_seconds():.1f}s apart at "
+                    f"{after.isoformat()}, under the minimum gap of {gap.total_seconds():g}s"
+                )
 
 
 def unfinished(state: str, reason: str | None) -> str | None:

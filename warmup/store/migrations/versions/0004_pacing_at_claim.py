@@ -4,7 +4,8 @@
 send in flight, when the last one ended, the claims of the last hour. `day_plans` keep the day's pacing
 (`gap_seconds`, `per_hour`) and send windows (`windows`, UTC spans) as planned, so the claim needs no
 plan file; `quota_cut` is the part of `cut` made after planning (a throttle), so the day's account
-tells what planning could not fit from what was taken away later. `outbound_messages.cause` says why a skipped message was skipped (`SkipCause`).
+tells what planning could not fit from what was taken away later. `outbound_messages.cause` says why
+a skipped message was skipped (`SkipCause`).
 
 Revision ID: 0004
 Revises: 0003
