@@ -1,13 +1,18 @@
 """Claiming messages for sending: `claim` takes one, `claim_many` a batch; of any number of concurrent
 claimers of a message exactly one wins, and a day never uses more slots than its quota.
 
-A claim locks the number (shared), re-checks that it is active, that the message is due (its
-scheduled time and its retry time `not_before` both passed), that its local day is not over and its
-send window (`window_end`) still open, moves the message planned|queued -> sending (conditional
-UPDATE) and takes a quota slot (`used = used + 1 WHERE used < quota`). A paused number, a full quota, a
-past day or a closed window turn the message `skipped` with the reason instead; a message that is not
-due is left alone. The window has NO grace: a claim at or after `window_end` is refused, so a send can
-land after its window only by the provider round trip of a claim made inside it.
+A claim locks the number (shared) and its pace row (exclusive), re-checks that the number is active,
+that the message is due (its scheduled time and its retry time `not_before` both passed), that its
+local day is not over and its send window (`window_end`) still open, and that the number's PACE allows
+a send now (`warmup.core.pacing.next_claim_at`: no send in flight, the last one ended at least the
+day's minimum gap ago, fewer than `per_hour` claims in the last 60 minutes); it then moves the message
+planned|queued -> sending (conditional UPDATE), takes a quota slot (`used = used + 1 WHERE used <
+quota`) and marks the pace busy with this message. A paused number, a full quota or a past day turn
+the message `skipped` with the reason and its cause (`SkipCause`); a message that is not due, or too
+early for the pace, is left waiting (NOT_DUE with its turn). A message whose window closed before its
+turn moves to the day's next window (the day plan keeps the day's windows); only after the day's last
+window is it skipped. The window has NO grace: a claim at or after `window_end` is not made, so a send
+can land after its window only by the provider round trip of a claim made inside it.
 
 The rules are written once per form:
 
@@ -25,12 +30,13 @@ rolled back and the checked path answers.
 
 Batches: messages of DIFFERENT numbers that fall due together are independent, so the dispatcher
 hands them over in small batches and a worker claims them together. Two guards in `_pg_claim` keep a
-batch exactly as safe as one claim: messages sharing a day plan are left out (one UPDATE of a day plan
-row takes ONE slot, however many messages join it), and numbers another transaction is updating (a
-pause, say) are skipped rather than waited for, so a batch holding several numbers' share locks can
-never deadlock with a multi-number update. Two batches sharing numbers can still lock day plans in
-opposite orders; PostgreSQL then aborts one after its deadlock timeout and that batch claims one by
-one: slower, never wrong. Everything a batch leaves out goes through `claim` one by one.
+batch exactly as safe as one claim: messages sharing a number are left out (one UPDATE of a day plan or
+pace row takes ONE slot and one turn, however many messages join it), and numbers another transaction
+is updating (a pause, a claim or a record) are skipped rather than waited for, so a batch holding
+several numbers' share locks can never deadlock with a multi-number update. Two batches sharing
+numbers can still lock day plans in opposite orders; PostgreSQL then aborts one after its deadlock
+timeout and that batch claims one by one: slower, never wrong. Everything a batch leaves out goes
+through `claim` one by one.
 
 The price of a batch is the hard-crash case: a worker killed in the middle of a batch leaves all of
 its claims `sending`, and the stale-claim recovery turns them `unknown` (counted, never re-sent): the
@@ -197,19 +203,22 @@ _NUMBER_COLUMNS: dict[str, Any] = {
 
 
 def _pg_claim(*, many: bool) -> sa.TextualSelect:
-    """The claim on PostgreSQL in ONE statement: lock the numbers FOR SHARE, then (in the lock order of
-    `warmup.store`) move each message to `sending` only if its number is active and it is due, in its
-    day and window, then take one slot per day plan (`slot` is false when the quota was full). The
-    rules are written here once; the two forms differ only in which messages they take.
+    """The claim on PostgreSQL in ONE statement: lock the numbers FOR SHARE and their pace rows FOR
+    UPDATE, then (in the lock order of `warmup.store`) move each message to `sending` only if its number
+    is active, it is due, in its day and window, and the pace allows a send (nothing in flight, the gap
+    since the last send's end, the hourly cap), then take one slot per day plan (`slot` is false when
+    the quota was full) and, with the slot, the number's turn (`k`: busy with this message, its claim
+    time added to the hour's). The rules are written here once; the two forms differ only in which
+    messages they take; what it does not claim, `_checked` decides and explains.
 
     One message (``:message_id``): waits for a number row another transaction holds; one row, also
     when nothing was claimed (the message columns are NULL then): `current_state` is the message's
     state before the statement (no row: no such message).
 
-    A batch (``:ids``): messages sharing a day plan are left out (one UPDATE of a day plan row takes
-    ONE slot, however many messages join it) and numbers another transaction holds are skipped rather
-    than waited for (a batch holding several numbers' share locks never deadlocks with a multi-number
-    update); one row per message claimed.
+    A batch (``:ids``): messages sharing a number are left out (one UPDATE of a day plan or pace row
+    takes ONE slot and one turn, however many messages join it) and numbers or paces another
+    transaction holds are skipped rather than waited for (a batch holding several numbers' share locks
+    never deadlocks with a multi-number update); one row per message claimed.
     """
     if many:
         ids = "WITH ids AS (SELECT DISTINCT unnest(CAST(:ids AS bigint[])) AS id),"
