@@ -47,10 +47,19 @@ def test_demo_runs_the_fleet_and_every_invariant_holds(tmp_path: Path) -> None:
     args = ("--days", "2", "--day-seconds", "3", "--numbers", "3", "--seed", "1")
     proc = _demo(*args, "--chart", str(chart), "--db", str(db), tmp_path=tmp_path)
     output, _ = proc.communicate(timeout=90)
-    assert proc.returncode == 0, output
-    invariant_lines = [line for line in output.splitlines() if line.lstrip().startswith(("OK", "FAIL"))]
-    assert len(invariant_lines) == 3, output
+    check_lines = [line for line in output.splitlines() if line.lstrip().startswith(("OK", "FAIL"))]
+    assert len(check_lines) == 5, output
+    *invariant_lines, delivery = check_lines
     assert all(line.lstrip().startswith("OK") for line in invariant_lines), output
+    assert "no two sends of a number closer than its minimum gap" in invariant_lines[3], output
+    # Delivery at 3 s a day (x28,800) depends on this machine's speed: a short day fails the run (exit 1)
+    # and is named with its causes; a full one passes (exit 0). Either way the share is printed.
+    assert "every finished sending day delivered its quota" in delivery, output
+    assert re.search(r"delivered: \d+% of the quota", output), output
+    if delivery.lstrip().startswith("FAIL"):
+        assert proc.returncode == 1 and re.search(r"\d+/\d+ \(\d+%\)", output), output
+    else:
+        assert proc.returncode == 0, output
     # some messages really went out, per the simulator's log
     sent = [line for line in invariant_lines if "sends in the simulator's log" in line]
     assert sent and int(sent[0].split("no message sent twice:")[1].split()[0]) > 0, output
@@ -77,10 +86,10 @@ def test_ctrl_c_stops_early_and_still_prints_the_summary(tmp_path: Path) -> None
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert time.monotonic() - started < 45
-    assert proc.returncode == 0, output
     assert "stopped early" in output
     assert "warm-up summary" in output
-    assert output.count("OK  ") == 3, output
+    assert output.count("OK  ") >= 4, output  # the invariants; delivery depends on this machine's speed
+    assert proc.returncode == (1 if "FAIL" in output else 0), output
 
 
 def test_the_fleet_mixes_plans_timezones_and_phones() -> None:

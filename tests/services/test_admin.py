@@ -206,6 +206,10 @@ def test_status_why_and_history_tell_the_day(world: Any, tmp_path: Path) -> None
     assert "Rules that fired:" in text and "ramp" in text
     assert "Reading: overall" in text and "simulator" in text
     assert "1 sent" in text and "pause by cli" in text and "looks odd" in text
+    # what became of the quota: the pause skipped the rest, with its cause; how the one send went
+    assert "Delivered: 1 of 10 (10%)." in text
+    assert "Not sent: 9: skipped: paused 9." in text
+    assert "Pace: 1 sends took" in text and "the plan's minimum gap after a send is" in text
     before = admin.explain(engine, fleet.phones[0], clock.now(), day - timedelta(days=3)).lines()
     assert before == [  # a past day: being paused NOW does not explain it
         f"{fleet.phones[0]} on {day - timedelta(days=3)}: no decision was made (nothing is stored for that "
@@ -216,6 +220,7 @@ def test_status_why_and_history_tell_the_day(world: Any, tmp_path: Path) -> None
         assert " 1 replies" not in line
 
     (entry,) = admin.history(engine, fleet.phones[0])
+    assert entry.account is not None and entry.account.skipped == {"paused": 9}
     overall = mine.reading.overall
     assert (entry.local_date, entry.quota, entry.sent, entry.paused, entry.overall) == (
         day,

@@ -13,7 +13,8 @@ the scheduler re-spreads what is left of the day over the window time left
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from warmup.core.accounting import DayAccount, percent
 from warmup.core.domain import DayOutcome, Reading
 from warmup.core.errors import UserError
 from warmup.core.localtime import local_date_of, local_day_bounds
+from warmup.core.plan.values import human_duration
 from warmup.services import metrics
 from warmup.store import audit, pauses, readings
 from warmup.store.accounts import day_accounts
@@ -35,8 +37,8 @@ from warmup.store.db import (
     mask_url,
     missing_sqlite_file,
 )
-from warmup.store.history import day_outcome
-from warmup.store.models import AuditLog, DayPlan, Number, NumberStatus
+from warmup.store.history import day_outcome, list_messages
+from warmup.store.models import AuditLog, DayPlan, Number, NumberStatus, OutboundMessage
 from warmup.store.numbers import get_number, list_numbers
 
 
@@ -277,6 +279,7 @@ class Explanation:
     state: str
     today: date | None = None  # the number's local today when asked
     account: DayAccount | None = None  # what became of the day's quota
+    sends: Sequence[OutboundMessage] = field(default_factory=list)  # the day's messages
 
     def _no_decision(self) -> str:
         if self.state == NumberStatus.RETIRED:
@@ -338,10 +341,34 @@ class Explanation:
         if a.missing and a.shortfall():
             pending = " so far" if a.pending else ""
             lines.append(f"Not sent{pending}: {a.missing}: {a.shortfall_text(top=6)}.")
+        pace = _pace_line(self.sends, timedelta(seconds=self.day.gap_seconds) if self.day else timedelta(0))
+        if pace:
+            lines.append(pace)
         if a.advanced is not None:
             after = "advanced" if a.advanced else "did not advance"
             lines.append(f"The plan day {after} after this day (plan day {a.plan_day}).")
         return lines
+
+
+def _pace_line(messages: Sequence[OutboundMessage], gap: timedelta) -> str:
+    """How the day's sends went against the plan's pace: how long a send took (claim to recorded
+    outcome: the next one waits for it, then the gap) and how late sends were claimed. Measured, so a
+    shortfall of `windows ended` reads with what slowed the day down."""
+    spans = [
+        (m.claimed_at, m.finished_at, m.scheduled_at)
+        for m in messages
+        if m.claimed_at is not None and m.finished_at is not None
+    ]
+    if not spans:
+        return ""
+    took = sum((end - start for start, end, _ in spans), timedelta(0)) / len(spans)
+    late = sum((max(start - planned, timedelta(0)) for start, _, planned in spans), timedelta(0)) / len(spans)
+    done = spans
+    return (
+        f"Pace: {len(done)} sends took {human_duration(took)} each on average (claim to outcome) and were "
+        f"claimed {human_duration(late)} after their planned time on average; the plan's minimum gap "
+        f"after a send is {human_duration(gap)}."
+    )
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -414,6 +441,7 @@ def explain(engine: Engine, phone: str, now: datetime, local_date: date | None =
         state=number.state,
         today=local_date_of(now, number.timezone),
         account=next(iter(day_accounts(engine, [number.id], since=day_date, until=day_date)), None),
+        sends=list_messages(engine, number.id, day_date),
     )
 
 
