@@ -67,12 +67,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def fleet(spec: FleetSpec, *, start_clock: bool = True) -> Iterator[FleetHarness]:
-    """A harness on a private Redis and a throwaway database; simulator up, numbers enrolled."""
+def fleet(spec: FleetSpec, *, start_clock: bool = True, enroll: bool = True) -> Iterator[FleetHarness]:
+    """A harness on a private Redis and a throwaway database; simulator up, numbers enrolled (unless
+    ``enroll`` is False: the caller enrolls them, e.g. once the workers and schedulers are up)."""
     with RedisServer() as redis, throwaway_database(prefix="warmup_bench") as url:
         harness = FleetHarness(spec, url, redis)
         try:
-            harness.setup(start_clock=start_clock)
+            harness.setup(start_clock=start_clock, enroll=enroll)
             yield harness
         finally:
             harness.close()
@@ -178,10 +179,10 @@ class CpuMeter:
         if h.simulator is not None:
             roles.update(dict.fromkeys(h.simulator.pids(), "simulator"))
         database = f" {sa.make_url(h.database_url).database} "  # backends show it in their title
-        for proc in psutil.process_iter(["name", "cmdline"]):
-            title = " ".join(proc.info["cmdline"] or ())
-            if (proc.info["name"] or "").startswith("postgres") and database in title:
-                roles[proc.pid] = "postgresql"
+        for process in psutil.process_iter(["name", "cmdline"]):
+            title = " ".join(process.info["cmdline"] or ())
+            if (process.info["name"] or "").startswith("postgres") and database in title:
+                roles[process.pid] = "postgresql"
         found = {}
         for pid, role in roles.items():
             with contextlib.suppress(psutil.Error):

@@ -38,6 +38,7 @@ import redis as redis_client
 
 from warmup.clock import ENV_VAR as CLOCK_ENV
 from warmup.clock import ScaledClock
+from warmup.files.plans import load_plan
 from warmup.store import checks, numbers
 from warmup.store.db import make_engine, upgrade
 from warmup.testing.fleet_setup import (
@@ -103,6 +104,9 @@ class FleetSpec:
     worker_env: Mapping[str, str] = field(default_factory=dict)  # e.g. {"dramatiq_worker_timeout": "100"}
     log_level: str = "INFO"  # of workers and the simulator
     scheduler_log_level: str = "INFO"  # INFO at least: `leader()` reads the leadership lines
+    # Plan files used as they are (each under its own name), number i on plan_files[i % len]: a fleet
+    # on several plans. Empty: every number on the plan written from the values above.
+    plan_files: tuple[Path, ...] = ()
 
 
 _LEADER_EVENT = re.compile(r"scheduler leadership (acquired|lost)")
@@ -170,8 +174,10 @@ class FleetHarness:
         contacts = ((contact_of(i), f"Contact {i}") for i in range(spec.contacts))
         return write_plan_files(self.plan_path.parent, plan, contacts)
 
-    def setup(self, *, start_clock: bool = True) -> FleetHarness:
-        """Migrate the database, write the plan, start the simulator and enroll the numbers."""
+    def setup(self, *, start_clock: bool = True, enroll: bool = True) -> FleetHarness:
+        """Migrate the database, write the plan, start the simulator and enroll the numbers (or not:
+        ``enroll=False`` leaves `enroll` to the caller, e.g. once the fleet has booted, so an
+        accelerated clock does not plan days the fleet is not up to send)."""
         upgrade(self.engine)
         if not isinstance(self.redis, RedisServer):
             flush_dedicated_db(self.redis)
@@ -179,7 +185,8 @@ class FleetHarness:
         if start_clock:
             self.start_clock()
         self.start_simulator()
-        self.enroll()
+        if enroll:
+            self.enroll()
         return self
 
     def start_clock(self, sim_start: datetime | None = None) -> ScaledClock:
@@ -238,7 +245,8 @@ class FleetHarness:
                 time.sleep(0.1)
 
     def enroll(self) -> list[int]:
-        """Enroll every number of the spec (one bulk insert: fast for 10,000 numbers)."""
+        """Enroll every number of the spec (one bulk insert: fast for 10,000 numbers), on the written
+        plan or, with ``spec.plan_files``, on those files in turn."""
         spec = self.spec
         stamp = datetime.now(UTC)
         configs = simulator_numbers(
@@ -249,6 +257,9 @@ class FleetHarness:
             timezones=spec.timezones,
             registered=spec.registered,
         )
+        plans = [(str(Path(path).resolve()), load_plan(path).name) for path in spec.plan_files]
+        for i, config in enumerate(configs if plans else ()):
+            config["plan_path"], config["plan_name"] = plans[i % len(plans)]
         ids = numbers.add_numbers(self.engine, configs, now=stamp)
         self.number_ids = ids
         self.phones = [config["phone"] for config in configs]
