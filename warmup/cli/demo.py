@@ -33,6 +33,7 @@ from warmup.clock import ENV_VAR as CLOCK_ENV_VAR
 from warmup.clock import Clock, ScaledClock
 from warmup.core.errors import UserError
 from warmup.core.localtime import local_date_of
+from warmup.core.ramp import plan_volume
 from warmup.files.plans import load_plan
 from warmup.secrets import RedactingFilter, register_secret
 from warmup.services.runtime import Timings
@@ -123,6 +124,27 @@ def find_plans_dir(explicit: Path | None = None) -> Path:
     names = ", ".join(sorted({p.plan_file for p in PROFILES}))
     where = str(explicit) if explicit is not None else "the repository's plans/ directory or ./plans"
     raise UserError(f"the demo needs the example plans ({names}) in {where}; run it from the repository root")
+
+
+SECONDS_PER_MESSAGE = 0.08
+"""Wall seconds of a simulated day per message the fleet's busiest day asks for, when `--day-seconds`
+is not given: an embedded run sends a message in a few milliseconds of wall time, but a number's next
+send waits for the last one to END plus its plan's gap, so the faster the clock the more simulated time
+each send costs; measured on two shared cores, this keeps every finished sending day at or above the
+demo's delivery target (see README "Performance")."""
+
+MIN_DAY_SECONDS, MAX_DAY_SECONDS = 8.0, 90.0
+
+
+def auto_day_seconds(days: int, numbers: int, plans_dir: Path) -> float:
+    """The length of a simulated day that lets this fleet deliver its plans: proportional to the most
+    messages its plans ask for on one day of the run (plan volumes, before any risk rule), 8 s at least."""
+    plans = {p.plan_file: load_plan(plans_dir / p.plan_file) for p, _ in fleet_profiles(numbers)}
+    busiest = max(
+        sum(plan_volume(plans[p.plan_file], day) or 0 for p, _ in fleet_profiles(numbers))
+        for day in range(1, days + 1)
+    )
+    return round(min(max(busiest * SECONDS_PER_MESSAGE, MIN_DAY_SECONDS), MAX_DAY_SECONDS))
 
 
 def fleet_profiles(count: int) -> list[tuple[Profile, str]]:

@@ -99,12 +99,6 @@ class Pace:
     busy_since: datetime | None = None  # a send is in flight since then (None: none is)
     free_at: datetime | None = None
     recent: tuple[datetime, ...] = ()
-    took: timedelta = timedelta(0)  # how long its last send took, claim to recorded outcome
-
-    def cycle(self, gap: timedelta) -> timedelta:
-        """How far apart back-to-back sends of the number come: the gap after a send, plus the send
-        itself (as long as the last one took)."""
-        return gap + self.took
 
 
 def next_claim_at(pace: Pace, now: datetime, gap: timedelta, per_hour: int | None) -> datetime:
@@ -115,11 +109,11 @@ def next_claim_at(pace: Pace, now: datetime, gap: timedelta, per_hour: int | Non
     flight, the next one starts ``gap`` after the last one ENDED (its outcome recorded, which is after
     the provider received it), and no more than ``per_hour`` claims fall in any 60 minutes. While a send
     is in flight its end is unknown; the earliest it can end is now, so the answer is then ``now + gap``
-    (a guess to come back at, never a permission).
+    and never ``now`` itself, even with no gap (a guess to come back at, never a permission).
     """
     at = now
     if pace.busy_since is not None:
-        at = max(at, now + gap)
+        at = max(at, now + max(gap, timedelta(microseconds=1)))
     if pace.free_at is not None:
         at = max(at, pace.free_at + gap)
     if per_hour is not None:

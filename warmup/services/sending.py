@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from warmup.clock import Clock
 from warmup.core.domain import SkipCause
 from warmup.core.localtime import local_date_of, window_spans
-from warmup.core.pacing import due_at, in_windows, next_window
+from warmup.core.pacing import in_windows, next_window
 from warmup.core.plan.model import Plan
 from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.services import metrics
@@ -159,12 +159,10 @@ def _hand_over(engine: Engine, number_ids: Sequence[int], clock: Clock, requeue:
 def _not_claimed(
     engine: Engine, message_id: int, claim: store_claims.ClaimResult, clock: Clock, requeue: Requeue | None
 ) -> SendOutcome:
-    """A claim that did not give us the message: an early delivery is enqueued again for its time."""
-    if claim.status is store_claims.ClaimStatus.NOT_DUE and requeue is not None:
-        if claim.due_at is not None:
-            requeue(message_id, max((claim.due_at - clock.now()).total_seconds(), 0.0) / clock.scale)
-        else:
-            _requeue_when_due(engine, message_id, clock, requeue)
+    """A claim that did not give us the message: an early delivery is enqueued again for its time (one
+    waiting for its number's send in flight is not: that send's end hands it over)."""
+    if claim.status is store_claims.ClaimStatus.NOT_DUE and requeue is not None and claim.due_at is not None:
+        requeue(message_id, max((claim.due_at - clock.now()).total_seconds(), 0.0) / clock.scale)
     if claim.status in REFUSALS:
         metrics.record_send(claim.status.value)
     return SendOutcome(message_id, claim.status.value, reason=claim.reason)
@@ -396,15 +394,6 @@ def _retry(
     if requeue is not None:
         requeue(message.id, (not_before - now).total_seconds() / clock.scale)
     return SendOutcome(message.id, OutcomeAction.RETRY.value, "queued", reason)
-
-
-def _requeue_when_due(engine: Engine, message_id: int, clock: Clock, requeue: Requeue) -> None:
-    """A message delivered before its time (an early delayed delivery): enqueue it again for then."""
-    row = history.get_message(engine, message_id)
-    if row is None:
-        return
-    due = due_at(row.scheduled_at, row.not_before)
-    requeue(message_id, max((due - clock.now()).total_seconds(), 0.0) / clock.scale)
 
 
 def _throttle(engine: Engine, message: store_claims.ClaimedMessage, reason: str, now: datetime) -> None:

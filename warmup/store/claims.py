@@ -67,7 +67,6 @@ from warmup.store.tables import (
     PACES,
     aware,
     ensure_paces,
-    falls_due,
     is_postgres,
     read,
     write,
@@ -113,7 +112,7 @@ class ClaimResult:
     status: ClaimStatus
     message: ClaimedMessage | None = None  # set only when CLAIMED
     reason: str | None = None
-    due_at: datetime | None = None  # NOT_DUE: when to come back
+    due_at: datetime | None = None  # NOT_DUE: when to come back (None: it is handed over when due)
 
     @property
     def claimed(self) -> bool:
@@ -439,7 +438,7 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     if row.local_date < local_date_of(now, row.timezone):
         why = f"its day {row.local_date} ended before its turn"
         return _refuse(conn, message_id, ClaimStatus.DAY_OVER, why, now, SkipCause.DAY_ENDED)
-    pace = _lock_pace(conn, row.number_id, now)  # before any write of the message: the fast path's lock order
+    pace = _lock_pace(conn, row.number_id)  # before any write of the message: the fast path's lock order
     if row.window_end is not None and now >= row.window_end:
         moved = _next_window(conn, row, now)
         if moved is not None:
@@ -449,7 +448,7 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     gap = timedelta(seconds=row.gap_seconds or 0.0)
     earliest = next_claim_at(pace, now, gap, row.per_hour)
     if earliest > now:
-        return _wait_for_pace(conn, row, now, earliest, pace.cycle(gap))
+        return _wait_for_pace(conn, row, now, pace, earliest)
     claimed = conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(CLAIMABLE))
@@ -483,23 +482,23 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     return ClaimResult(ClaimStatus.CLAIMED, _claimed_message(claimed, row))
 
 
-def _lock_pace(conn: Connection, number_id: int, now: datetime) -> Pace:
-    """The number's pace row, locked for this transaction (created first if the number has none).
-    `took`: the last send's duration, or for a send in flight how long it has taken so far."""
-    ensure_paces(conn, [number_id])
-    pace = conn.execute(
+def _lock_pace(conn: Connection, number_id: int) -> Pace:
+    """The number's pace row, locked for this transaction (created first if the number has none; a
+    select comes first, so the usual case takes one statement)."""
+    query = (
         sa.select(PACES.c.busy_id, PACES.c.busy_since, PACES.c.free_at, PACES.c.recent)
         .where(PACES.c.number_id == number_id)
         .with_for_update()
-    ).one()
+    )
+    pace = conn.execute(query).one_or_none()
+    if pace is None:
+        ensure_paces(conn, [number_id])
+        pace = conn.execute(query).one()
     recent = tuple(datetime.fromtimestamp(float(t), UTC) for t in (pace.recent or ()))
-    busy_since, took = None, timedelta(0)
+    busy_since = None
     if pace.busy_id is not None:
         busy_since = pace.busy_since or datetime.fromtimestamp(0, UTC)
-        took = max(now - busy_since, timedelta(0))
-    elif pace.busy_since is not None and pace.free_at is not None and pace.free_at > pace.busy_since:
-        took = pace.free_at - pace.busy_since
-    return Pace(busy_since=busy_since, free_at=pace.free_at, recent=recent, took=took)
+    return Pace(busy_since=busy_since, free_at=pace.free_at, recent=recent)
 
 
 def _next_window(conn: Connection, row: sa.Row[Any], now: datetime) -> ClaimResult | None:
@@ -527,40 +526,26 @@ def _next_window(conn: Connection, row: sa.Row[Any], now: datetime) -> ClaimResu
 
 
 def _wait_for_pace(
-    conn: Connection, row: sa.Row[Any], now: datetime, earliest: datetime, cycle: timedelta
+    conn: Connection, row: sa.Row[Any], now: datetime, pace: Pace, earliest: datetime
 ) -> ClaimResult:
-    """Too early for the number's pace: the message waits (not sent, not skipped). Its turn is the
-    earliest allowed moment plus one send cycle (the gap and a send as long as the last one) for each of
-    the number's messages ahead of it, so a backlog comes back one at a time rather than all at once.
+    """Too early for the number's pace: the message waits, marked `queued` (not sent, not skipped;
+    `queued_at` renewed, so the lost-message recovery does not take it for a lost one).
 
-    The turn is a guess, so it is not stored as `not_before` (which only a provider's Retry-After or
-    a window sets): the worker that ends the number's send in flight hands the next one over at the
-    exact moment (`warmup.store.queue.next_turn`). `queued_at` is renewed, so the lost-message
-    recovery does not take a waiting message for a lost one."""
-    due = due_at(row.scheduled_at, row.not_before)
-    ahead = conn.execute(
-        sa.select(sa.func.count()).where(
-            MESSAGES.c.number_id == row.number_id,
-            MESSAGES.c.state.in_(CLAIMABLE),
-            MESSAGES.c.id != row.id,
-            falls_due(now),
-            sa.or_(
-                sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at) < due,
-                sa.and_(
-                    sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at) == due,
-                    MESSAGES.c.id < row.id,
-                ),
-            ),
-        )
-    ).scalar_one()
-    turn = earliest + cycle * int(ahead)
+    While the number has a send in flight, nobody can know when it may go: the worker that ends that
+    send hands the number's next overdue message over for the exact moment (`queue.next_turn`), so
+    this answer carries no time to come back (``due_at`` None) and the caller does not re-enqueue it;
+    a number's backlog then goes one at a time, one broker message at a time. Otherwise (the gap since
+    the last send, or the hour is full) the moment is known: ``due_at``."""
     conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == row.id, MESSAGES.c.state.in_(CLAIMABLE))
         .values(state=MessageState.QUEUED.value, queued_at=now)
     )
-    why = f"paced: the number's next send may start at {earliest.isoformat()}; its turn is {turn.isoformat()}"
-    return ClaimResult(ClaimStatus.NOT_DUE, reason=why, due_at=turn)
+    if pace.busy_since is not None:
+        why = "paced: its number has a send in flight; it is handed over when that send ends"
+        return ClaimResult(ClaimStatus.NOT_DUE, reason=why)
+    why = f"paced: the number's next send may start at {earliest.isoformat()}"
+    return ClaimResult(ClaimStatus.NOT_DUE, reason=why, due_at=earliest)
 
 
 def _claimed_message(claimed: sa.Row[Any], number: sa.Row[Any]) -> ClaimedMessage:
