@@ -7,7 +7,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from warmup.testing.invariants import QUOTA_CHECK, STUCK_CHECK, TWICE_CHECK, DayTally, StoredMessage, evaluate
+from warmup.testing.invariants import (
+    PACED_CHECK,
+    QUOTA_CHECK,
+    STUCK_CHECK,
+    TWICE_CHECK,
+    DayTally,
+    StoredMessage,
+    evaluate,
+)
 
 PHONE = "+5511900000001"
 OTHER = "+34600000002"
@@ -78,8 +86,8 @@ def test_a_clean_run_passes_every_check_with_its_detail() -> None:
     sends, rows = sent(3)
     report = evaluate(rows, days(plan(3)), ZONES, sends, NOW)
     checks = report.checks()
-    assert [c.name for c in checks] == [QUOTA_CHECK, TWICE_CHECK, STUCK_CHECK]
-    assert [c.ok for c in checks] == [True, True, True]
+    assert [c.name for c in checks] == [QUOTA_CHECK, TWICE_CHECK, STUCK_CHECK, PACED_CHECK]
+    assert [c.ok for c in checks] == [True, True, True, True]
     assert checks[0].detail == "1 number-days checked against the send log, busiest at 100% of its quota"
     assert checks[1].detail == "3 sends in the simulator's log, each one stored message, none repeated"
     assert checks[2].detail == (
@@ -110,7 +118,7 @@ def test_a_send_counts_on_the_numbers_local_day_not_the_utc_day() -> None:
 def test_more_sends_than_the_quota_fail_the_quota_check_only() -> None:
     sends, rows = sent(4)
     report = evaluate(rows, days(plan(3)), ZONES, sends, NOW)
-    assert checks_ok(report) == {QUOTA_CHECK: False, TWICE_CHECK: True, STUCK_CHECK: True}
+    assert checks_ok(report) == {QUOTA_CHECK: False, TWICE_CHECK: True, STUCK_CHECK: True, PACED_CHECK: True}
 
 
 def test_a_send_on_a_day_without_plan_is_a_breach() -> None:
@@ -140,7 +148,7 @@ def test_a_log_entry_nobody_accounts_for_is_a_duplicate() -> None:
     rows = [row(1, "sent", "a")]
     report = evaluate(rows, QUOTAS, ZONES, [send("a"), send("b")], NOW)
     assert report.duplicates == 1 and not report.ok
-    assert checks_ok(report) == {QUOTA_CHECK: True, TWICE_CHECK: False, STUCK_CHECK: True}
+    assert checks_ok(report) == {QUOTA_CHECK: True, TWICE_CHECK: False, STUCK_CHECK: True, PACED_CHECK: True}
 
 
 def test_an_unknown_the_simulator_accepted_counts_as_sent() -> None:
@@ -239,3 +247,30 @@ def test_a_skipped_message_without_a_reason_is_stuck() -> None:
     report = evaluate(rows, QUOTAS, ZONES, [], NOW)
     assert report.stuck == 2
     assert "skipped without a reason" in report.stuck_details[0]
+
+
+def paced(quota: int, gap_seconds: float) -> dict[tuple[str, date], DayTally]:
+    tally = plan(quota)
+    return days(DayTally(**{**tally.__dict__, "gap_seconds": gap_seconds}))
+
+
+def test_two_sends_of_a_number_closer_than_its_minimum_gap_fail_the_pacing_check() -> None:
+    sends, rows = sent(3)  # one minute apart
+    report = evaluate(rows, paced(3, 60.0), ZONES, sends, NOON)
+    assert checks_ok(report)[PACED_CHECK] and report.tightest == 1.0  # exactly the gap: allowed
+    report = evaluate(rows, paced(3, 61.0), ZONES, sends, NOON)
+    assert not report.ok and checks_ok(report) == {
+        QUOTA_CHECK: True,
+        TWICE_CHECK: True,
+        STUCK_CHECK: True,
+        PACED_CHECK: False,
+    }
+    assert len(report.gap_violations) == 2 and "60.0s apart" in report.gap_violations[0]
+
+
+def test_a_day_planned_without_pacing_is_not_paced_and_other_numbers_do_not_count() -> None:
+    mine, rows = sent(2)
+    theirs, other_rows = sent(2, phone=OTHER)
+    quotas = {**paced(2, 0.0), **days(plan(2, phone=OTHER))}
+    report = evaluate([*rows, *other_rows], quotas, ZONES, [*mine, *theirs], NOON)
+    assert checks_ok(report)[PACED_CHECK] and report.tightest is None
