@@ -8,6 +8,7 @@ queued messages are enqueued again), so nothing is lost and nothing is sent twic
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from datetime import timedelta
 from types import TracebackType
@@ -22,6 +23,9 @@ from warmup.store.db import make_engine, upgrade
 from workers.broker import setup_broker
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the GIL while others wait (CPython's default is 0.005)."""
 
 
 class EmbeddedRunner:
@@ -59,6 +63,10 @@ class EmbeddedRunner:
 
     def start(self) -> EmbeddedRunner:
         """Migrate, recover what a previous process left, start the workers and the scheduler."""
+        # One process runs the scheduler, the workers (and, in the demo, the simulator): a send is a
+        # hand-off between threads at every step, and CPython lets a thread hold the GIL 5 ms before
+        # another runnable one gets it. On an accelerated clock those waits are simulated minutes.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         engine = make_engine(self.engine_url)
         if self.migrate:
             upgrade(engine)

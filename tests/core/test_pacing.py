@@ -1,4 +1,5 @@
-"""warmup.core.pacing: where one send fits into a day already planned (pure; hypothesis oracles)."""
+"""warmup.core.pacing: where one send fits into a day already planned, and the claim's pacing rule
+(`next_claim_at`) (pure; hypothesis oracles)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warmup.core.pacing import place_reply, span_end
+from warmup.core.pacing import HOUR, Pace, next_claim_at, next_window, place_reply, recent_claims, span_end
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SPANS = [(T0, T0 + timedelta(hours=2)), (T0 + timedelta(hours=4), T0 + timedelta(hours=5))]
@@ -77,3 +78,73 @@ def test_span_end_is_the_end_of_the_span_holding_the_moment(edges: list[int], at
     moment = base + timedelta(seconds=at)
     expected = next((end for start, end in spans if start <= moment < end), None)
     assert span_end(spans, moment) == expected
+
+
+# --- the claim's pacing rule -------------------------------------------------------------------------
+
+
+def test_next_claim_at_waits_a_gap_after_the_end_and_an_hour_after_the_oldest_claim_of_the_hour() -> None:
+    gap = timedelta(minutes=2)
+    free = Pace(busy_since=None, free_at=T0, recent=(T0 - timedelta(minutes=1),))
+    assert next_claim_at(free, T0 + timedelta(minutes=1), gap, None) == T0 + gap
+    assert next_claim_at(free, T0 + timedelta(minutes=3), gap, None) == T0 + timedelta(minutes=3)
+    busy = Pace(busy_since=T0, free_at=None, recent=(T0,))
+    assert next_claim_at(busy, T0 + timedelta(hours=5), gap, None) == T0 + timedelta(hours=5) + gap
+    assert next_claim_at(busy, T0, timedelta(0), None) > T0  # in flight: never at once, even without a gap
+    full = Pace(free_at=T0, recent=(T0 - timedelta(minutes=50), T0 - timedelta(minutes=40), T0))
+    assert next_claim_at(full, T0 + gap, gap, 3) == T0 + timedelta(minutes=10)  # the oldest + 1 h
+    assert next_claim_at(full, T0 + gap, gap, 4) == T0 + gap
+
+
+def test_next_window_is_the_open_window_or_the_next_one() -> None:
+    assert next_window(SPANS, T0 - timedelta(hours=1)) == SPANS[0]
+    assert next_window(SPANS, T0 + timedelta(hours=1)) == SPANS[0]
+    assert next_window(SPANS, SPANS[0][1]) == SPANS[1]  # half-open: the end belongs to the next
+    assert next_window(SPANS, SPANS[1][1]) is None
+
+
+_STEP = st.tuples(
+    st.integers(0, 900_000_000),  # microseconds to wait before acting
+    st.sampled_from(["claim", "end", "come back"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gap_us=st.integers(0, 600_000_000),
+    per_hour=st.one_of(st.none(), st.integers(1, 12)),
+    steps=st.lists(_STEP, max_size=80),
+)
+def test_next_claim_at_never_allows_a_send_the_rules_forbid(
+    gap_us: int, per_hour: int | None, steps: list[tuple[int, str]]
+) -> None:
+    """Random claims and ends on one number, each claim taken only when `next_claim_at` answers `now`
+    (as the claim does), the pace kept as the store keeps it. Whatever the order: it never answers
+    before now, never lets a send start while one is in flight or less than a gap after the last one
+    ended, never lets more than ``per_hour`` claims into 60 minutes, and the moment it names for a free
+    number is one it allows (a message given that turn is claimed when it comes back)."""
+    gap = timedelta(microseconds=gap_us)
+    now, pace = T0, Pace()
+    starts: list[datetime] = []
+    last_end: datetime | None = None
+    for wait_us, action in steps:
+        now += timedelta(microseconds=wait_us)
+        allowed = next_claim_at(pace, now, gap, per_hour)
+        assert allowed >= now
+        if action == "end":
+            if pace.busy_since is not None:
+                last_end = now
+                pace = Pace(busy_since=None, free_at=now, recent=pace.recent)
+            continue
+        if action == "come back" and pace.busy_since is None:
+            now = allowed
+            assert next_claim_at(pace, now, gap, per_hour) == now
+        elif allowed > now:
+            continue  # not due: the message waits
+        assert pace.busy_since is None, "a second send of the number in flight"
+        assert last_end is None or now - last_end >= gap
+        starts.append(now)
+        pace = Pace(busy_since=now, free_at=pace.free_at, recent=(*recent_claims(pace.recent, now), now))
+    if per_hour is not None:
+        for start in starts:  # the claims in the 60 minutes up to each claim, that one included
+            assert sum(start - HOUR < other <= start for other in starts) <= per_hour

@@ -139,7 +139,8 @@ def test_retry_outside_todays_windows_is_skipped(setup: Setup) -> None:
     outcome = setup.send(message.id)
     assert outcome.state == "skipped"
     row = setup.state(message.id)
-    assert row.state == "skipped" and row.reason is not None and "outside today's send windows" in row.reason
+    assert row.state == "skipped" and row.reason is not None and row.cause == "retries"
+    assert "would fall after today's last send window" in row.reason
 
 
 def test_forbidden_recipient_fails_and_is_marked_invalid(setup: Setup) -> None:

@@ -84,6 +84,12 @@ class World:
         assert plan is not None
         return plan.used
 
+    def gap(self, number_id: int) -> timedelta:
+        """The number's pace: its next claim starts this long after its last send ended."""
+        plan = days.get_day_plan(self.engine, number_id, self.day(number_id))
+        assert plan is not None
+        return timedelta(seconds=plan.gap_seconds)
+
     def logged(self, message: OutboundMessage) -> list[dict[str, Any]]:
         """The simulator's record of ``message`` going out (the ground truth)."""
         number = numbers.get_number(self.engine, message.number_id)
@@ -178,9 +184,10 @@ def test_each_provider_answer_in_one_batch_is_handled_like_send_one(world: World
     assert world.fleet.sends(world.fleet.phones[1]) == []  # a 429 performs nothing
     assert len(world.fleet.sends()) == 1
     assert_accounting(world.engine)
-    # once the API recovers the retried message goes out exactly once, through the single path
+    # once the API recovers the retried message goes out exactly once, through the single path, when
+    # both its Retry-After and its number's pace (a gap from the 429'd attempt) have passed
     world.fleet.admin("DELETE", "/_sim/faults")
-    world.clock.set(now + timedelta(seconds=2))
+    world.clock.set(now + max(timedelta(seconds=2), world.gap(berlin)))
     single = send_one(
         world.engine, ids[2], "w", world.clock, world.runtime.provider_for, plans=world.runtime.plans
     )
@@ -259,7 +266,9 @@ def test_a_batch_without_time_gives_every_claim_back(world: World) -> None:
     assert world.requeued == [(m, 0.0) for m in ids]
     assert world.fleet.sends() == []
     assert_accounting(world.engine)
-    # the requeued claims go out once, as if the first batch never had them
+    # the requeued claims go out once, as if the first batch never had them (each number's pace counts
+    # the given-back claim: the next one waits its gap)
+    world.clock.advance(max(world.gap(n) for n in world.fleet.number_ids).total_seconds())
     assert [o.state for o in world.batch(ids)] == ["sent"] * 3
     assert [len(world.logged(m)) for m in firsts] == [1, 1, 1]
     assert [world.row(m).attempts for m in ids] == [1, 1, 1]

@@ -149,18 +149,29 @@ def test_parallel_senders_at_the_quota_send_exactly_the_quota(world: World) -> N
     overfill(world.engine, world.number, day, extra)  # past the quota, behind the store's back
     ids = [m.id for m in history.list_messages(world.engine, world.number, day)]
     world.clock.set(max(m.scheduled_at for m in messages))
+    day_plan = days.get_day_plan(world.engine, world.number, day)
+    assert day_plan is not None and day_plan.gap_seconds > 0
     results: list[str] = []
     lock = threading.Lock()
 
-    def run(i: int) -> None:
+    def run(i: int, round_: int) -> None:
         order = ids[:]
-        random.Random(i).shuffle(order)
+        random.Random(i * 1000 + round_).shuffle(order)
         for mid in order:
             outcome = world.send(mid, worker=f"w{i}")
             with lock:
                 results.append(outcome.status)
 
-    run_threads(6, run)
+    # the threads race in rounds, the clock advanced by the number's pace between rounds: one number
+    # has at most one send in flight and the next starts a gap after it ended, so a round sends at most one
+    for round_ in range(60):
+        before = len(results)
+        run_threads(6, lambda i, r=round_: run(i, r))
+        assert Counter(results[before:])["ok"] <= 1, f"round {round_} sent more than one of the number"
+        assert len(world.fleet.sends(world.phone)) == Counter(results)["ok"]
+        if Counter(results)["ok"] == 6 and not [m for m in world.pending() if m.id in ids]:
+            break
+        world.clock.advance(day_plan.gap_seconds)
     assert Counter(results)["ok"] == 6
     assert len(world.fleet.sends(world.phone)) == 6
     assert states(world.engine, world.number, day) == {"sent": 6, "skipped": 6}
@@ -184,7 +195,12 @@ def test_peer_replies_never_push_a_nearly_full_peer_over_its_quota(engine: Engin
         # the sender writes to the peer three times (its own plan set aside); each would be answered
         expiry.skip_remaining(engine, w.number, day, "set aside for the test", clock.now())
         notes = [sends.PlannedSend(fleet.phones[1], f"ping {i}", clock.now()) for i in range(3)]
-        outcomes = [w.send(mid) for mid in sends.add_sends(engine, w.number, day, notes, now=clock.now())]
+        sender_plan = days.get_day_plan(engine, w.number, day)
+        assert sender_plan is not None
+        outcomes = []
+        for mid in sends.add_sends(engine, w.number, day, notes, now=clock.now()):
+            outcomes.append(w.send(mid))
+            clock.advance(sender_plan.gap_seconds)  # the sender's pace: one send a gap after the last
         assert [o.state for o in outcomes] == ["sent"] * 3
         # the peer's last pending opener gives way to the first reply; nothing is left to give way after
         reply_ids = [o.reply_id for o in outcomes if o.reply_id is not None]
@@ -508,7 +524,8 @@ def test_any_retry_after_ends_queued_today_or_skipped_with_a_reason(world: World
     if row.state == "queued":
         assert row.not_before is not None and local_date_of(row.not_before, SAO_PAULO) == world.day()
     else:
-        assert row.state == "skipped" and row.reason and "outside today's send windows" in row.reason
+        assert row.state == "skipped" and row.cause == "retries"
+        assert row.reason and "would fall after today's last send window" in row.reason
     assert_accounting(world.engine)
 
 
@@ -516,11 +533,20 @@ def test_a_message_that_keeps_hitting_the_rate_limit_is_skipped_after_the_last_a
     world.plan()
     message = world.pending()[0]
     world.fleet.set_faults(world.phone, rate_limit=1.0, retry_after=1)
+    day_plan = days.get_day_plan(world.engine, world.number, world.day())
+    assert day_plan is not None and day_plan.gap_seconds > 1  # the pace, not the Retry-After, sets the wait
+    gap = timedelta(seconds=day_plan.gap_seconds)
     outcomes = []
+    released: datetime | None = None  # a 429'd attempt is a request: the next one waits a gap from it
     for _ in range(MAX_ATTEMPTS + 2):
         row = history.get_message(world.engine, message.id)
         assert row is not None
-        world.clock.set(max(world.clock.now(), row.scheduled_at, row.not_before or row.scheduled_at))
+        due = max(world.clock.now(), row.scheduled_at, row.not_before or row.scheduled_at)
+        if released is not None and row.state == "queued":  # its Retry-After passed, its pace not yet
+            world.clock.set(max(due, released + gap - timedelta(microseconds=1)))
+            assert world.send(message.id).status == "not_due"
+        world.clock.set(due if released is None else max(due, released + gap))
+        released = world.clock.now()
         outcomes.append(world.send(message.id).state)
     assert outcomes == ["queued"] * (MAX_ATTEMPTS - 1) + ["skipped", None, None]
     row = history.get_message(world.engine, message.id)

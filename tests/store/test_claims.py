@@ -35,7 +35,7 @@ from tests.store.helpers import (
     state,
     used,
 )
-from warmup.store import claims, days, history, numbers, tables
+from warmup.store import claims, days, history, numbers, outcomes, tables
 from warmup.store.claims import ClaimedMessage, ClaimResult, ClaimStatus
 from warmup.store.sends import PlannedSend
 
@@ -66,6 +66,7 @@ def test_claim_on_postgresql_says_whether_the_recipient_is_a_fleet_number(engine
     claim); SQLite leaves it unknown (None) and the worker looks the phone up as before."""
     first, second, *_ = planned(engine)
     before = claims.claim(engine, first, "worker-1", NOW)
+    assert outcomes.record_sent(engine, first, "p1", NOW)  # the number's one send in flight ends
     add(engine, phone=PEER)
     after = claims.claim(engine, second, "worker-1", NOW)
     assert before.message is not None and after.message is not None

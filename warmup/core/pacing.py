@@ -98,7 +98,7 @@ class Pace:
 
     busy_since: datetime | None = None  # a send is in flight since then (None: none is)
     free_at: datetime | None = None
-    recent: tuple[datetime, ...] = ()
+    recent: tuple[datetime, ...] = ()  # when its sends of the last hour ended
 
 
 def next_claim_at(pace: Pace, now: datetime, gap: timedelta, per_hour: int | None) -> datetime:
@@ -107,8 +107,10 @@ def next_claim_at(pace: Pace, now: datetime, gap: timedelta, per_hour: int | Non
     The claim's pacing rule, so that the provider never sees two sends of a number closer than the
     plan's minimum gap, whatever the claim lag, the workers or the clock speed: at most one send in
     flight, the next one starts ``gap`` after the last one ENDED (its outcome recorded, which is after
-    the provider received it), and no more than ``per_hour`` claims fall in any 60 minutes. While a send
-    is in flight its end is unknown; the earliest it can end is now, so the answer is then ``now + gap``
+    the provider received it), and no more than ``per_hour`` sends ENDED in the hour before it starts
+    (``pace.recent`` holds ends, not claims: each send reaches the provider between its claim and its
+    end, so the provider never sees more than ``per_hour`` in 60 minutes). While a send is in flight
+    its end is unknown; the earliest it can end is now, so the answer is then ``now + gap``
     and never ``now`` itself, even with no gap (a guess to come back at, never a permission).
     """
     at = now
@@ -124,7 +126,8 @@ def next_claim_at(pace: Pace, now: datetime, gap: timedelta, per_hour: int | Non
 
 
 def recent_claims(recent: Sequence[datetime], now: datetime) -> tuple[datetime, ...]:
-    """The claims that still count for the hourly cap at ``now`` (the last 60 minutes), oldest first."""
+    """The sends that still count for the hourly cap at ``now`` (ended in the last 60 minutes), oldest
+    first."""
     return tuple(sorted(t for t in recent if t > now - HOUR))
 
 

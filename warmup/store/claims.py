@@ -57,7 +57,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 
 from warmup.core.domain import SkipCause
 from warmup.core.localtime import local_date_of
-from warmup.core.pacing import Pace, due_at, next_claim_at, next_window, recent_claims
+from warmup.core.pacing import Pace, due_at, next_claim_at, next_window
 from warmup.store.models import MessageState, NumberStatus, UTCDateTime
 from warmup.store.tables import (
     CLAIMABLE,
@@ -292,12 +292,7 @@ def _pg_claim(*, many: bool) -> sa.TextualSelect:
         ),
         k AS (
             UPDATE paces
-            SET busy_id = m.id, busy_since = :now,
-                recent = (COALESCE(
-                    (SELECT jsonb_agg(CAST(r.t AS float8) ORDER BY CAST(r.t AS float8))
-                     FROM json_array_elements_text(paces.recent) AS r(t)
-                     WHERE CAST(r.t AS float8) > :epoch - 3600),
-                    '[]'::jsonb) || to_jsonb(CAST(:epoch AS float8)))::json
+            SET busy_id = m.id, busy_since = :now
             FROM m JOIN d ON d.id = m.day_plan_id
             WHERE paces.number_id = m.number_id
             RETURNING paces.number_id
@@ -471,13 +466,7 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     if slot.rowcount != 1:
         return _unclaim(conn, message_id, ClaimStatus.QUOTA_REACHED, QUOTA_REACHED, now)
     conn.execute(
-        sa.update(PACES)
-        .where(PACES.c.number_id == row.number_id)
-        .values(
-            busy_id=message_id,
-            busy_since=now,
-            recent=[t.timestamp() for t in (*recent_claims(pace.recent, now), now)],
-        )
+        sa.update(PACES).where(PACES.c.number_id == row.number_id).values(busy_id=message_id, busy_since=now)
     )
     return ClaimResult(ClaimStatus.CLAIMED, _claimed_message(claimed, row))
 
@@ -544,8 +533,24 @@ def _wait_for_pace(
     if pace.busy_since is not None:
         why = "paced: its number has a send in flight; it is handed over when that send ends"
         return ClaimResult(ClaimStatus.NOT_DUE, reason=why)
+    if not _heads_the_queue(conn, row):  # the head goes first; its end hands over the next one
+        why = "paced: it waits behind the number's earlier messages; it is handed over in its turn"
+        return ClaimResult(ClaimStatus.NOT_DUE, reason=why)
     why = f"paced: the number's next send may start at {earliest.isoformat()}"
     return ClaimResult(ClaimStatus.NOT_DUE, reason=why, due_at=earliest)
+
+
+def _heads_the_queue(conn: Connection, row: sa.Row[Any]) -> bool:
+    """Whether the message is the number's next to go, in the order `queue.next_turn` hands them over
+    (earliest due, then id): of a backlog asked again inside a gap, only the head comes back at the
+    gap's end, not all of them at once."""
+    head = conn.execute(
+        sa.select(MESSAGES.c.id)
+        .where(MESSAGES.c.number_id == row.number_id, MESSAGES.c.state.in_(CLAIMABLE))
+        .order_by(sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at), MESSAGES.c.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return head is None or int(head) == int(row.id)
 
 
 def _claimed_message(claimed: sa.Row[Any], number: sa.Row[Any]) -> ClaimedMessage:

@@ -28,7 +28,6 @@ from warmup.store.models import MessageState, UTCDateTime
 from warmup.store.tables import (
     DAY_PLANS,
     MESSAGES,
-    PACES,
     RECIPIENTS,
     aggregate_time,
     aware,
@@ -75,12 +74,19 @@ def _record_sent_pg(*, many: bool) -> sa.TextClause:
         ),
         r AS ({_RECIPIENT_AFTER_SEND}),
         f AS (
-            UPDATE paces SET busy_id = NULL, free_at = :now
+            UPDATE paces SET busy_id = NULL, free_at = :now,
+                recent = (COALESCE(
+                    (SELECT jsonb_agg(CAST(r.t AS float8) ORDER BY CAST(r.t AS float8))
+                     FROM json_array_elements_text(paces.recent) AS r(t)
+                     WHERE CAST(r.t AS float8) > :epoch - 3600),
+                    '[]'::jsonb) || to_jsonb(CAST(:epoch AS float8)))::json
             FROM m WHERE paces.busy_id = m.id
         )
         SELECT m.id FROM m
     """
-    return sa.text(sql).bindparams(sa.bindparam("now", type_=UTCDateTime()))
+    return sa.text(sql).bindparams(
+        sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("epoch", type_=sa.Float())
+    )
 
 
 _RECORD_SENT_ONE = _record_sent_pg(many=False)
@@ -122,7 +128,12 @@ def record_sent(engine: Engine, message_id: int, provider_message_id: str | None
     """
     now = aware(now)
     if is_postgres(engine):
-        params = {"message_id": message_id, "provider_message_id": provider_message_id, "now": now}
+        params = {
+            "message_id": message_id,
+            "provider_message_id": provider_message_id,
+            "now": now,
+            "epoch": now.timestamp(),
+        }
         return message_id in _recorded_pg(engine, _RECORD_SENT_ONE, params)
     with write(engine) as conn:
         values = {
@@ -155,6 +166,7 @@ def record_sent_many(engine: Engine, sends: Sequence[Sent], now: datetime) -> se
                 "ids": [s.message_id for s in sends],
                 "provider_ids": [s.provider_message_id for s in sends],
                 "now": now,
+                "epoch": now.timestamp(),
             }
             return _recorded_pg(engine, _RECORD_SENT_MANY, params)
         except DBAPIError as exc:
@@ -282,17 +294,7 @@ def recover_stale(engine: Engine, older_than: datetime, now: datetime | None = N
                 )
             ).rowcount
         )
-        # a pace busy with a message that is not `sending` any more is free from now (its worker died)
-        conn.execute(
-            sa.update(PACES)
-            .where(
-                PACES.c.busy_id.is_not(None),
-                ~sa.exists().where(
-                    MESSAGES.c.id == PACES.c.busy_id, MESSAGES.c.state == MessageState.SENDING.value
-                ),
-            )
-            .values(busy_id=None, free_at=at)
-        )
+        free_pace(conn, None, at)  # a pace busy with a recovered claim is free from now (its worker died)
         return recovered
 
 

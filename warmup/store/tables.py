@@ -9,6 +9,8 @@ the store's back), and callers catch `InvalidWrite`.
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -48,9 +50,35 @@ class InvalidWrite(ValueError):
 
 @contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (BEGIN IMMEDIATE on SQLite): committed on success, rolled back on error."""
-    with engine.begin() as conn:
+    """A write transaction (BEGIN IMMEDIATE on SQLite): committed on success, rolled back on error.
+
+    SQLite has one writer at a time; a second one that finds the file locked is put to sleep by
+    SQLite's busy handler, in steps of 1, 2, 5, 10 ... ms, however soon the lock is free. The writers of
+    one process (an embedded run's workers and scheduler) therefore queue on a lock of their own
+    first, which hands over at once; other processes still meet the busy timeout.
+    """
+    lock = _sqlite_writers(engine)
+    if lock is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    with lock, engine.begin() as conn:
         yield conn
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def _sqlite_writers(engine: Engine) -> threading.RLock | None:
+    """The in-process writer lock of a SQLite engine (None for PostgreSQL: it has row locks)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with _WRITERS_LOCK:
+        lock = _WRITERS.get(engine)
+        if lock is None:
+            lock = _WRITERS[engine] = threading.RLock()
+        return lock
 
 
 @contextmanager
@@ -219,13 +247,36 @@ def ensure_paces(conn: Connection, number_ids: list[int]) -> None:
         conn.execute(insert_ignore(conn, PACES), [{"number_id": n, "recent": []} for n in number_ids])
 
 
-def free_pace(conn: Connection, message_ids: list[int], now: datetime) -> None:
-    """The send of each of ``message_ids`` ended at ``now``: its number is free for the next one, a gap
-    from now (only a pace still busy with that very message: a late record never frees a newer claim).
-    `busy_since` stays: with `free_at` it tells how long the last send took."""
-    if message_ids:
+def free_pace(conn: Connection, message_ids: list[int] | None, now: datetime) -> None:
+    """The send of each of ``message_ids`` ended at ``now`` (None: every pace busy with a message that
+    is not `sending` any more, i.e. recovered): its number is free for the next one, a gap from now,
+    and the end counts for the hourly cap (only a pace still busy with that very message: a late
+    record never frees a newer claim). `busy_since` stays: with `free_at` it tells how long the last
+    send took.
+
+    The hourly cap counts ENDS, not claims: a send reaches the provider between its claim and its end,
+    so with at most `per_hour` ends in the hour before a claim, the provider never sees more than
+    `per_hour` sends in 60 minutes, however long each one took to arrive."""
+    busy: sa.ColumnElement[bool] = PACES.c.busy_id.is_not(None)
+    if message_ids is not None:
+        if not message_ids:
+            return
+        busy = PACES.c.busy_id.in_(message_ids)
+    else:
+        busy = sa.and_(
+            busy,
+            ~sa.exists().where(
+                MESSAGES.c.id == PACES.c.busy_id, MESSAGES.c.state == MessageState.SENDING.value
+            ),
+        )
+    rows = conn.execute(
+        sa.select(PACES.c.number_id, PACES.c.busy_id, PACES.c.recent).where(busy).with_for_update()
+    ).all()
+    epoch = now.timestamp()
+    for row in rows:
+        recent = [float(t) for t in (row.recent or ()) if float(t) > epoch - 3600] + [epoch]
         conn.execute(
             sa.update(PACES)
-            .where(PACES.c.busy_id.in_(message_ids))
-            .values(busy_id=None, free_at=now)
+            .where(PACES.c.number_id == row.number_id, PACES.c.busy_id == row.busy_id)
+            .values(busy_id=None, free_at=now, recent=sorted(recent))
         )
