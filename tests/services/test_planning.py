@@ -61,6 +61,53 @@ def test_plans_a_day_once_within_quota_and_windows(engine: Engine, make_fleet: A
         runtime.close()
 
 
+POOL_WITH_CONDITIONS = (
+    "language: en\n"
+    "openers:\n"
+    + "".join(f"  - Plain text {i}\n" for i in range(6))
+    + "".join(f"  - {{text: 'Monday text {i}', when: {{weekdays: mon}}}}\n" for i in range(12))
+    + "".join(f"  - 'Hi {{first_name}}, news {i}?'\n" for i in range(3))
+    + "replies: [Sure]\n"
+)
+
+
+def test_planned_texts_follow_the_local_day_names_and_a_week_without_repeats(
+    engine: Engine, make_fleet: Any
+) -> None:
+    """Three days of one number (Sao Paulo): Monday texts only on its local Monday, contacts greeted
+    by name and peers without one, and no recipient given the same text twice (9 texts outside
+    Mondays, each of the 5 recipients gets 2 a day): the texts of earlier days come from the store."""
+    clock = ManualClock(MONDAY_NOON)
+    fleet = make_fleet(engine, clock, volume=10)
+    (fleet.plan_path.parent / "pool.yaml").write_text(POOL_WITH_CONDITIONS)
+    runtime = runtime_for(engine, clock)
+    try:
+        number = fleet.number_ids[0]
+        names = {"+5511977770001": "Ana", "+5511977770002": "Bruno", "+5511977770003": "Carla"}
+        got: dict[str, list[str]] = {}
+        for offset in range(3):
+            day = local_date_of(clock.now(), "America/Sao_Paulo")
+            assert plan_number_day(runtime, number, day).planned
+            texts = [(m.recipient, m.text) for m in history.list_messages(engine, number, day)]
+            assert len(texts) == 10
+            mondays = [text for _, text in texts if text.startswith("Monday text")]
+            assert bool(mondays) is (offset == 0), (day, texts)
+            for recipient, text in texts:
+                assert "{" not in text
+                if text.startswith("Hi"):  # contacts by name; fleet peers have none
+                    assert text.startswith(
+                        f"Hi {names[recipient]}, news" if recipient in names else "Hi, news"
+                    )
+                got.setdefault(recipient, []).append(text)
+            clock.set(clock.now() + timedelta(days=1))
+        assert any(text.startswith(f"Hi {names[phone]}, news") for phone in names for text in got[phone])
+        assert any(text.startswith("Hi, news") for phone in fleet.phones[1:] for text in got[phone])
+        for recipient, texts in got.items():
+            assert len(texts) == len(set(texts)), (recipient, texts)
+    finally:
+        runtime.close()
+
+
 def test_no_window_time_left_cuts_the_day_and_says_why(engine: Engine, make_fleet: Any) -> None:
     clock = ManualClock(MONDAY_NOON)
     fleet = make_fleet(engine, clock, volume=5)

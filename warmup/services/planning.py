@@ -13,25 +13,26 @@ import logging
 import random
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from warmup.core.audience import AudienceResult, choose
+from warmup.core.audience import AudienceResult, Pick, choose
 from warmup.core.domain import Decision, Reading
 from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.pacing import span_end
 from warmup.core.plan.model import Plan
 from warmup.core.ramp import decide
 from warmup.core.spread import spread
+from warmup.files.content import NO_REPEAT
 from warmup.services import metrics
 from warmup.services.readings import meter_reading, taken_on
 from warmup.services.runtime import Runtime
-from warmup.services.texts import CONTACTS, PlanFiles, texts_of
-from warmup.store import inbound, readings
+from warmup.services.texts import CONTACTS, FIRST_NAMES, PlanFiles, choose_texts, pool_of, texts_of
+from warmup.store import history, inbound, readings
 from warmup.store import numbers as store_numbers
-from warmup.store.days import DayToPlan, get_day_plan, plan_day, plan_days, planned_on
+from warmup.store.days import DayPacing, DayToPlan, get_day_plan, plan_day, plan_days, planned_on
 from warmup.store.db import Engine
 from warmup.store.facts import Facts, read_facts
 from warmup.store.models import (
@@ -105,6 +106,7 @@ class Known:
     peer_phones: tuple[str, ...]  # the fleet's active numbers (its own phone too: `choose` leaves it out)
     recipients: Sequence[inbound.KnownRecipient]  # the number's recipient rows, invalid ones too
     files: PlanFiles | None = None
+    recent: Mapping[str, Mapping[str, datetime]] | None = None  # `recent_texts` of the number (None: read it)
 
 
 def known_of(engine: Engine, number: Number) -> Known:
@@ -153,7 +155,7 @@ def pick_audience(
         contacts=contacts,
         known={r.phone for r in rows if r.first_contacted_on is not None},
         invalid={r.phone for r in rows if r.invalid},
-        last_text={r.phone: r.last_text for r in rows if r.last_text},
+        last_text={},  # nobody passed over for a repeat: `opener_texts` words the sends once they have times
         max_new_contacts=max_new,
         texts=files.texts(plan) if files else texts_of(plan),
         rng=rng,
@@ -182,6 +184,8 @@ def build_sends(
     """
     assert number.id is not None
     why: list[str] = []
+    if known is None:
+        known = known_of(engine, number)
     audience = pick_audience(
         engine, number, plan, count, max_new, day_rng(number.id, local_date, "audience" + seed), known
     )
@@ -199,21 +203,64 @@ def build_sends(
     if timing.reason:
         why.append(timing.reason)
     picks = audience.picks[: len(timing.times)]
+    texts = opener_texts(
+        engine, number, plan, local_date, list(zip(picks, timing.times, strict=False)), known, seed
+    )
     spans = window_spans(local_date, plan, number.timezone)
     opener, peer, contact = MessageKind.OPENER.value, RecipientKind.PEER.value, RecipientKind.CONTACT.value
     sends = [
         PlannedSend(
             recipient=pick.to,
-            text=pick.text,
+            text=text,
             scheduled_at=at,
             kind=opener,
             typing_seconds=round(typing, 3),
             window_end=span_end(spans, at),
             recipient_kind=peer if pick.peer else contact,
         )
-        for pick, at, typing in zip(picks, timing.times, timing.typing, strict=False)
+        for pick, at, typing, text in zip(picks, timing.times, timing.typing, texts, strict=False)
     ]
     return sends, why
+
+
+def recent_since(local_date: date) -> date:
+    """The first local day whose messages may be within `NO_REPEAT` of a send on ``local_date`` (a day
+    more, for a DST change or a claim late in a day)."""
+    return local_date - NO_REPEAT - timedelta(days=1)
+
+
+def opener_texts(
+    engine: Engine,
+    number: Number,
+    plan: Plan,
+    local_date: date,
+    sends: Sequence[tuple[Pick, datetime]],
+    known: Known,
+    seed: str,
+) -> list[str]:
+    """The text of each addressed and timed send: allowed by the pool at its local time, with the
+    contact's first name, and new to its recipient for a week when the pool allows
+    (`texts.choose_texts`). The recent texts come with ``known`` (batch planning reads them for the
+    batch), else they are read now: one statement per day planned."""
+    assert number.id is not None
+    files = known.files
+    recent = known.recent
+    if recent is None:
+        recent = history.recent_texts(engine, [number.id], recent_since(local_date)).get(number.id, {})
+    names: Mapping[str, str] = {}
+    if plan.audience.contacts:
+        path = plan.audience.contacts
+        known_names = files.first_names(path) if files else FIRST_NAMES(path)
+        names = {p.to: known_names[p.to] for p, _ in sends if not p.peer and p.to in known_names}
+    return choose_texts(
+        files.pool(plan) if files else pool_of(plan),
+        "opener",
+        [(pick.to, at) for pick, at in sends],
+        number.timezone,
+        names,
+        recent,
+        day_rng(number.id, local_date, "text" + seed),
+    )
 
 
 def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayResult:
@@ -225,7 +272,9 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
     if number is None or number.state == NumberStatus.RETIRED:
         return DayResult(False)
     if local_date != local_date_of(now, number.timezone):
-        log.info("number %s: not planning %s, its local day is not today", number_id, local_date)
+        log.info(
+            "number %s (%s): not planning %s, its local day is not today", number_id, number.phone, local_date
+        )
         return DayResult(False)
     if get_day_plan(engine, number_id, local_date) is not None:
         return DayResult(False)
@@ -236,11 +285,27 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
         readings.save_reading(engine, number_id, local_date, reading)
         metrics.READINGS.labels(source=reading.source).inc()
     assert reading is not None
+    recent = history.recent_texts(engine, [number_id], recent_since(local_date)).get(number_id, {})
     day = _decide_day(
-        runtime, number, local_date, now, reading, facts, _phones(active_phones(engine)), PlanFiles(runtime)
+        runtime,
+        number,
+        local_date,
+        now,
+        reading,
+        facts,
+        _phones(active_phones(engine)),
+        PlanFiles(runtime),
+        recent,
     )
     planned = plan_day(
-        engine, number_id, day.decision, day.sends, cut=day.cut, cut_reason=day.cut_reason, now=now
+        engine,
+        number_id,
+        day.decision,
+        day.sends,
+        cut=day.cut,
+        cut_reason=day.cut_reason,
+        pacing=day.pacing,
+        now=now,
     )
     return _planned(day, planned)
 
@@ -304,7 +369,12 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
         if number is None or number.state == NumberStatus.RETIRED or number_id in already:
             continue
         if local_date != local_date_of(now, number.timezone):
-            log.info("number %s: not planning %s, its local day is not today", number_id, local_date)
+            log.info(
+                "number %s (%s): not planning %s, its local day is not today",
+                number_id,
+                number.phone,
+                local_date,
+            )
             continue
         todo.append(number)
     if not todo:
@@ -312,6 +382,7 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
     facts = read_facts(engine, {n.id: n.timezone for n in todo if n.id}, local_date, _readings_since(now))
     peers = _phones(active_phones(engine))
     files = PlanFiles(runtime)
+    recent = history.recent_texts(engine, [n.id for n in todo if n.id], recent_since(local_date))
     stored: dict[int, Reading] = {}  # today's reading, already taken (a retried batch, refresh_reading)
     for number in todo:
         assert number.id is not None
@@ -340,7 +411,17 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
                 reading = fetched[number.id]
                 taken.append((number.id, local_date, reading))
             days.append(
-                _decide_day(runtime, number, local_date, now, reading, facts[number.id], peers, files)
+                _decide_day(
+                    runtime,
+                    number,
+                    local_date,
+                    now,
+                    reading,
+                    facts[number.id],
+                    peers,
+                    files,
+                    recent.get(number.id, {}),
+                )
             )
     finally:  # the readings taken are stored even if a decision failed: a retry will not read them again
         readings.save_readings(engine, taken)
@@ -349,7 +430,7 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
     stored_days = set(
         plan_days(
             engine,
-            [DayToPlan(d.number_id, d.decision, d.sends, d.cut, d.cut_reason) for d in days],
+            [d.to_store() for d in days],
             now=now,
         )
     )
@@ -375,6 +456,19 @@ class _Day:
     sends: list[PlannedSend]
     cut: int
     cut_reason: str | None
+    pacing: DayPacing
+
+    def to_store(self) -> DayToPlan:
+        return DayToPlan(self.number_id, self.decision, self.sends, self.cut, self.cut_reason, self.pacing)
+
+
+def day_pacing(plan: Plan, local_date: date, timezone: str) -> DayPacing:
+    """The day's pacing rules and windows as the claim will enforce them."""
+    return DayPacing(
+        gap=plan.pacing.gap.low,
+        per_hour=plan.pacing.max_per_hour,
+        windows=window_spans(local_date, plan, timezone),
+    )
 
 
 def _decide_day(
@@ -386,6 +480,7 @@ def _decide_day(
     facts: Facts,
     peers: tuple[str, ...],
     files: PlanFiles,
+    recent: Mapping[str, Mapping[str, datetime]],
 ) -> _Day:
     """The decision and the day's sends from what was read (no I/O but the plan's files): the part
     single and batch planning share."""
@@ -404,10 +499,11 @@ def _decide_day(
             decision.max_new_contacts,
             now,
             "",
-            known=Known(peers, facts.recipients, files),
+            known=Known(peers, facts.recipients, files, recent),
         )
     cut = decision.quota - len(sends)
-    return _Day(number.id, decision, sends, cut, "; ".join(why)[:500] or None)
+    pacing = day_pacing(plan, local_date, number.timezone)
+    return _Day(number.id, decision, sends, cut, "; ".join(why)[:500] or None, pacing)
 
 
 def _planned(day: _Day, planned: bool) -> DayResult:
