@@ -512,3 +512,14 @@ def test_the_gap_is_kept_in_real_time_across_a_fall_back_hour(engine: Engine) ->
     assert outcomes.record_sent(engine, ids[0], "p-0", ended)
     assert claims.claim(engine, ids[1], "w", ended + gap - TICK).status is ClaimStatus.NOT_DUE
     assert claims.claim(engine, ids[1], "w", ended + gap).claimed
+
+
+def test_when_the_last_window_has_closed_the_rest_of_the_day_is_skipped_with_it(engine: Engine) -> None:
+    """The first claim after the day's last window says so for every message of the day still waiting,
+    with the same cause, instead of leaving them to the end of the day."""
+    start, end = NOW - timedelta(hours=2), NOW - timedelta(minutes=5)
+    _, ids = paced(engine, 4, windows=[(start, end)], window_end=end, scheduled_at=start)
+    answer = claims.claim(engine, ids[0], "w", NOW)
+    assert answer.status is ClaimStatus.WINDOW_CLOSED
+    assert [(row(engine, i).state, row(engine, i).cause) for i in ids] == [("skipped", "windows_ended")] * 4
+    assert_accounting(engine)

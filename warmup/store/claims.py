@@ -69,6 +69,7 @@ from warmup.store.tables import (
     ensure_paces,
     is_postgres,
     read,
+    skip_where,
     write,
 )
 
@@ -499,7 +500,15 @@ def _next_window(conn: Connection, row: sa.Row[Any], now: datetime) -> ClaimResu
     if window is None:
         closed = max((end for _, end in spans), default=row.window_end)
         why = f"the day's last send window closed at {closed.isoformat()} before its turn"
-        return _refuse(conn, row.id, ClaimStatus.WINDOW_CLOSED, why, now, SkipCause.WINDOWS_ENDED)
+        refused = _refuse(conn, row.id, ClaimStatus.WINDOW_CLOSED, why, now, SkipCause.WINDOWS_ENDED)
+        if spans:  # what else of that day still waits has no window left either: say so now, not at midnight
+            rest = sa.and_(
+                MESSAGES.c.day_plan_id == row.day_plan_id,
+                MESSAGES.c.state.in_(CLAIMABLE),
+                MESSAGES.c.window_end <= now,
+            )
+            skip_where(conn, rest, why, now, SkipCause.WINDOWS_ENDED)
+        return refused
     start, end = window
     values: dict[str, Any] = {"window_end": end}
     if start > now:
