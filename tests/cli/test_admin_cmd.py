@@ -188,7 +188,8 @@ def status_rows() -> list[StatusRow]:
 def test_status_table_reads_well(width: int) -> None:
     shown = status_rows()
     words = tokens_of(
-        ["fleet status (each number's own local day)", "number plan local date plan day quota sent deliv. 96%"]
+        ["fleet status (each number's own local day)", "number plan local date plan day quota sent"]
+        + ["deliv. 96%"]
         + ["replies repl. risk state - Tue 24 Nov 2/3/2/1 2/3/2/1* 2/3/2/1 local paused retired active"]
         + ["stand-21d cauti-new fast-aged standard-21d cautious-new"]
         + [f"{row.phone} {row.plan_day} {row.quota} {row.sent} {row.replies}" for row in shown]

@@ -180,3 +180,13 @@ def store_snapshot(engine: Engine) -> dict[str, list[str]]:
         t.name: table_rows(engine, t)
         for t in (tables.DAY_PLANS, tables.MESSAGES, tables.RECIPIENTS, tables.AUDIT, tables.NUMBERS)
     }
+
+
+def free_pace(engine: Engine, number_id: int | None = None) -> None:
+    """Free the pace of a number (every number: None) behind the store's back, as if its send in flight
+    had ended long ago: for tests of the quota, the outcomes or the books, which claim several messages
+    of one number at one instant. Pacing itself is tested in tests/store/test_pacing_claims.py."""
+    paces = tables.PACES
+    condition = paces.c.number_id == number_id if number_id is not None else sa.true()
+    with engine.begin() as conn:
+        conn.execute(sa.update(paces).where(condition).values(busy_id=None, free_at=None, recent=[]))

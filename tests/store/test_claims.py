@@ -27,6 +27,7 @@ from tests.store.helpers import (
     add,
     day_plan,
     decision,
+    free_pace,
     message,
     one_day,
     phone,
@@ -91,7 +92,11 @@ def test_claim_leaves_messages_that_are_not_due(engine: Engine) -> None:
 def test_claim_stops_at_the_quota_and_skips_the_rest(engine: Engine) -> None:
     ids = planned(engine, 2, quota=2)
     ids += overfill(engine, 1, DAY, sends(3, start=NOW - timedelta(minutes=30)))  # behind the store's back
-    results = [claims.claim(engine, message_id, "w", NOW).status for message_id in ids]
+    results = []
+    for message_id in ids:
+        results.append(claims.claim(engine, message_id, "w", NOW).status)
+        if results[-1] is ClaimStatus.CLAIMED:  # its send ends (no gap): the next claim is not paced
+            assert outcomes.record_sent(engine, message_id, f"wamid.{message_id}", NOW)
     assert results == [ClaimStatus.CLAIMED] * 2 + [ClaimStatus.QUOTA_REACHED] * 3
     skipped = history.get_message(engine, ids[-1])
     assert skipped is not None and (skipped.state, skipped.reason, skipped.attempts) == (
@@ -228,7 +233,9 @@ def test_claim_many_claims_each_message_once_with_what_the_single_claim_gives(
     assert [day_plan(engine, n)[0] for n in (first, second, third)] == [1, 1, 1]
     assert {state(engine, m) for m in (first_ids[1], second_ids[1], third_ids[1])} == {"planned"}
     # the single path gives the same fields for the equivalent message of the same number
-    for ids in (first_ids, second_ids, third_ids):
+    for number_id, ids in ((first, first_ids), (second, second_ids), (third, third_ids)):
+        # several claims of one number at one instant: the pace is not what this test is about
+        free_pace(engine, number_id)
         single = claims.claim(engine, ids[1], "worker-1", NOW)
         assert single.message == expected_claim(engine, ids[1])
     # and nothing is claimable twice
@@ -346,10 +353,29 @@ def test_two_messages_of_one_day_plan_with_one_slot_left_claim_exactly_one(engin
 
 
 def test_two_messages_of_one_day_plan_with_room_for_both_are_both_claimed(engine: Engine) -> None:
+    """The batch leaves out messages sharing a number: the single path takes them, one send in flight
+    at a time, each in its turn after the last one ended, one slot each, never past the quota."""
     number_id, ids = one_day(engine, PHONE, 3, quota=3)
+    [extra] = overfill(engine, number_id, DAY, sends(1))  # past the quota, behind the store's back
+    gap = timedelta(minutes=2)
+    with engine.begin() as conn:
+        conn.execute(sa.update(tables.DAY_PLANS).values(gap_seconds=gap.total_seconds()))
     assert claims.claim(engine, ids[0], "w", NOW).claimed
-    results = claims.claim_many(engine, [ids[2], ids[1]], "w", NOW)
-    assert [results[m].status for m in ids[1:]] == [ClaimStatus.CLAIMED] * 2
+    waiting = claims.claim_many(engine, [ids[2], ids[1]], "w", NOW)
+    assert {r.status for r in waiting.values()} == {ClaimStatus.NOT_DUE}  # the first send is in flight
+    assert day_plan(engine, number_id) == (1, 3)  # waiting takes no slot
+    assert outcomes.record_sent(engine, ids[0], None, NOW)
+    early = claims.claim_many(engine, [ids[2], ids[1]], "w", NOW + gap / 2)
+    assert not any(r.claimed for r in early.values())  # the gap after the first send is not over
+    results = claims.claim_many(engine, [ids[2], ids[1]], "w", NOW + gap)
+    [second] = [m for m, r in results.items() if r.claimed]
+    [third] = [m for m in ids[1:] if m != second]
+    assert results[third].status is ClaimStatus.NOT_DUE  # one send in flight at a time
+    assert outcomes.record_sent(engine, second, None, NOW + gap)
+    assert claims.claim_many(engine, [third], "w", NOW + 2 * gap)[third].claimed
+    assert day_plan(engine, number_id) == (3, 3)
+    assert outcomes.record_sent(engine, third, None, NOW + 2 * gap)
+    assert claims.claim(engine, extra, "w", NOW + 3 * gap).status is ClaimStatus.QUOTA_REACHED
     assert day_plan(engine, number_id) == (3, 3)
     assert_accounting(engine)
 

@@ -59,7 +59,9 @@ def test_a_reply_to_a_full_day_takes_the_latest_pending_openers_place(engine: En
     assert sorted(live(engine)) == ["opener", "peer_reply", "peer_reply", "peer_reply"]
     assert_quota_held(engine)
     # every reply gets its slot at claim time: the quota is not "reached" by the openers any more
-    assert all(claim(engine, m, "w", NOW + timedelta(hours=1)).claimed for m in (reply, second, third))
+    for m in (reply, second, third):  # each send ends before the next claim: one in flight at a time
+        assert claim(engine, m, "w", NOW + timedelta(hours=1)).claimed
+        assert outcomes.record_sent(engine, m, f"wamid.{m}", NOW + timedelta(hours=1))
     # the day reads as planned = quota: the openers that gave way were replaced, not lost
     outcome = history.day_outcome(engine, 1, DAY)
     assert (outcome.planned, outcome.skipped) == (4, 0)
@@ -67,8 +69,9 @@ def test_a_reply_to_a_full_day_takes_the_latest_pending_openers_place(engine: En
 
 def test_a_reply_with_no_opener_to_give_way_is_not_added(engine: Engine) -> None:
     ids = planned(engine, 2, quota=2)
-    for message_id in ids:
-        assert claim(engine, message_id, "w", NOW).claimed
+    assert claim(engine, ids[0], "w", NOW).claimed  # sent, and the other sending: neither is pending
+    assert outcomes.record_sent(engine, ids[0], "wamid.0", NOW)
+    assert claim(engine, ids[1], "w", NOW).claimed
     assert add_sends(engine, 1, DAY, [reply_to(ids[0])], now=NOW) == []
     assert add_sends(engine, 1, DAY, sends(1), now=NOW) == []  # an opener never pushes anything out
     assert len(history.list_messages(engine, 1, DAY)) == 2
