@@ -397,13 +397,15 @@ def test_a_message_whose_window_closed_moves_to_the_next_window_then_is_skipped_
         tables.aware(row(engine, ids[2]).not_before),
         tables.aware(row(engine, ids[2]).window_end),
     ) == WINDOWS[2]
-    # after the day's last window: skipped, with the cause
-    for message_id, at in ((ids[2], WINDOWS[2][1]), (ids[3], WINDOWS[2][1] + timedelta(minutes=5))):
-        skipped = claims.claim(engine, message_id, "w", at)
-        assert skipped.status is ClaimStatus.WINDOW_CLOSED
+    # after the day's last window: skipped, with the cause, and the rest of the day with it
+    skipped = claims.claim(engine, ids[2], "w", WINDOWS[2][1])
+    assert skipped.status is ClaimStatus.WINDOW_CLOSED
+    for message_id in (ids[2], ids[3]):
         message = row(engine, message_id)
         assert (message.state, message.cause) == ("skipped", SkipCause.WINDOWS_ENDED.value)
         assert "last send window" in (message.reason or "")
+    later = claims.claim(engine, ids[3], "w", WINDOWS[2][1] + timedelta(minutes=5))
+    assert (later.status, later.reason) == (ClaimStatus.NOT_CLAIMABLE, "message is skipped")
     assert_accounting(engine)
 
 

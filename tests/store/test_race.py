@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from tests.invariant_checks import overfill
 from warmup.core.domain import Action, Decision
-from warmup.store import claims, days, db, history
+from warmup.store import claims, days, db, history, outcomes
 from warmup.store.claims import ClaimStatus
 from warmup.store.numbers import add_number
 from warmup.store.sends import PlannedSend
@@ -64,9 +64,11 @@ def _setup(url: str, numbers: int, messages_per_number: int, quota: int) -> list
     return ids
 
 
-def _claim_everything(url: str, ids: list[int], process: int) -> dict[str, list[int]]:
+def _claim_everything(url: str, ids: list[int], process: int, record: bool = False) -> dict[str, list[int]]:
     """Run in a child process: THREADS threads each try to claim every id (all in the same order, so
-    they collide); returns the ids each status was reported for."""
+    they collide); returns the ids each status was reported for. With ``record`` a winner records its
+    send at once, and ids answered NOT_DUE (their number had a send in flight: one at a time per
+    number) are tried again in further passes."""
     engine = db.make_engine(url, pool_size=THREADS, max_overflow=0)
     results: dict[str, list[int]] = {}
     lock = threading.Lock()
@@ -76,11 +78,21 @@ def _claim_everything(url: str, ids: list[int], process: int) -> dict[str, list[
         worker = f"p{process}-t{thread}"
         mine: dict[str, list[int]] = {}
         barrier.wait()
-        for message_id in ids:
-            result = claims.claim(engine, message_id, worker, NOW)
-            mine.setdefault(str(result.status), []).append(message_id)
-            if result.claimed:
-                mine.setdefault(f"won-by:{worker}", []).append(message_id)
+        todo = list(ids)
+        for _ in range(1000 if record else 1):
+            waiting = []
+            for message_id in todo:
+                result = claims.claim(engine, message_id, worker, NOW)
+                mine.setdefault(str(result.status), []).append(message_id)
+                if result.claimed:
+                    mine.setdefault(f"won-by:{worker}", []).append(message_id)
+                    if record:
+                        assert outcomes.record_sent(engine, message_id, f"p-{message_id}", NOW)
+                elif result.status is ClaimStatus.NOT_DUE:
+                    waiting.append(message_id)
+            if not waiting:
+                break
+            todo = waiting
         with lock:
             for key, values in mine.items():
                 results.setdefault(key, []).extend(values)
@@ -94,10 +106,10 @@ def _claim_everything(url: str, ids: list[int], process: int) -> dict[str, list[
     return results
 
 
-def _race(url: str, ids: list[int]) -> dict[str, list[int]]:
+def _race(url: str, ids: list[int], record: bool = False) -> dict[str, list[int]]:
     merged: dict[str, list[int]] = {}
     with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_claim_everything, url, ids, p) for p in range(PROCESSES)]
+        futures = [pool.submit(_claim_everything, url, ids, p, record) for p in range(PROCESSES)]
         for future in futures:
             for key, values in future.result(timeout=120).items():
                 merged.setdefault(key, []).extend(values)
@@ -106,10 +118,11 @@ def _race(url: str, ids: list[int]) -> dict[str, list[int]]:
 
 @pytest.mark.timeout(180)
 def test_exactly_one_winner_per_message(url: str) -> None:
-    ids = _setup(url, numbers=4, messages_per_number=250, quota=300)
+    # one message per number: each is claimable at once (a number has one send in flight at most)
+    ids = _setup(url, numbers=400, messages_per_number=1, quota=1)
     results = _race(url, ids)
     winners = results.get(ClaimStatus.CLAIMED.value, [])
-    assert len(winners) == len(ids) == 1000
+    assert len(winners) == len(ids) == 400
     assert Counter(winners).most_common(1)[0][1] == 1  # nobody claimed a message twice
     assert set(winners) == set(ids)
     assert set(results) - {ClaimStatus.CLAIMED.value, ClaimStatus.NOT_CLAIMABLE.value} == {
@@ -128,14 +141,14 @@ def test_exactly_one_winner_per_message(url: str) -> None:
     }
     assert {(r.state, r.attempts) for r in rows} == {("sending", 1)}
     assert {r.id: r.claimed_by for r in rows} == claimed_by  # the database agrees with who won
-    assert used == [250] * 4
+    assert used == [1] * 400
     assert len(set(claimed_by.values())) > PROCESSES  # the work really was spread out
 
 
 @pytest.mark.timeout(180)
 def test_quota_race_claims_exactly_the_quota(url: str) -> None:
     ids = _setup(url, numbers=1, messages_per_number=200, quota=50)
-    results = _race(url, ids)
+    results = _race(url, ids, record=True)  # one send in flight: each winner records it at once
     winners = results.get(ClaimStatus.CLAIMED.value, [])
     assert len(winners) == len(set(winners)) == 50
     assert len(set(results.get(ClaimStatus.QUOTA_REACHED.value, []))) == 150
@@ -145,5 +158,5 @@ def test_quota_race_claims_exactly_the_quota(url: str) -> None:
         used = conn.execute(sa.text("SELECT used FROM day_plans")).scalar_one()
     assert history.day_count(engine, 1, DAY) == 50
     engine.dispose()
-    assert states == Counter({"sending": 50, "skipped": 150})
+    assert states == Counter({"sent": 50, "skipped": 150})
     assert used == 50
