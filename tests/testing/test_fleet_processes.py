@@ -125,7 +125,10 @@ def test_fleet_keeps_invariants_through_worker_leader_and_redis_crashes(fleet: F
     assert report.duplicates == 0, summary
     assert report.missing_in_log == 0, summary
     assert report.ok
-    assert report.sent >= 3 * 4 * 15, summary  # the fleet really worked through several days
+    # the fleet really worked through several days. A worker killed mid-send holds its number (one send
+    # in flight) until its claim is recovered `unknown` (stale_after: a minute of wall time, hours of this
+    # run's time), so part of that number's day is skipped, with its cause: fewer sends than planned
+    assert report.sent >= 3 * 4 * 10, summary
     assert len(sends) > sends_before_restart
     assert any(_accepted(s) > restarted_at + timedelta(hours=2) for s in sends), "no send after the restart"
     # the dead worker's open claims were recovered as `unknown` (counted, never re-sent), or, when the
