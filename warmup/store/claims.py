@@ -67,6 +67,7 @@ from warmup.store.tables import (
     PACES,
     aware,
     ensure_paces,
+    in_line,
     is_postgres,
     read,
     skip_where,
@@ -553,12 +554,7 @@ def _heads_the_queue(conn: Connection, row: sa.Row[Any]) -> bool:
     """Whether the message is the number's next to go, in the order `queue.next_turn` hands them over
     (earliest due, then id): of a backlog asked again inside a gap, only the head comes back at the
     gap's end, not all of them at once."""
-    head = conn.execute(
-        sa.select(MESSAGES.c.id)
-        .where(MESSAGES.c.number_id == row.number_id, MESSAGES.c.state.in_(CLAIMABLE))
-        .order_by(sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at), MESSAGES.c.id)
-        .limit(1)
-    ).scalar_one_or_none()
+    head = conn.execute(in_line(row.number_id).limit(1)).scalar_one_or_none()
     return head is None or int(head) == int(row.id)
 
 

@@ -17,7 +17,17 @@ from sqlalchemy import Engine
 
 from warmup.core.pacing import due_at
 from warmup.store.models import MessageState
-from warmup.store.tables import CLAIMABLE, DAY_PLANS, MESSAGES, aggregate_time, aware, falls_due, read, write
+from warmup.store.tables import (
+    CLAIMABLE,
+    DAY_PLANS,
+    MESSAGES,
+    aggregate_time,
+    aware,
+    falls_due,
+    in_line,
+    read,
+    write,
+)
 
 
 @dataclass(frozen=True)
@@ -125,16 +135,11 @@ def next_turn(engine: Engine, number_id: int, free_at: datetime) -> Turn | None:
     free_at = aware(free_at, "free_at")
     with write(engine) as conn:
         row = conn.execute(
-            sa.select(
-                MESSAGES.c.id,
-                MESSAGES.c.state,
-                MESSAGES.c.scheduled_at,
-                MESSAGES.c.not_before,
-                DAY_PLANS.c.gap_seconds,
+            in_line(number_id)
+            .with_only_columns(
+                MESSAGES.c.id, MESSAGES.c.scheduled_at, MESSAGES.c.not_before, DAY_PLANS.c.gap_seconds
             )
-            .join(DAY_PLANS, DAY_PLANS.c.id == MESSAGES.c.day_plan_id)
-            .where(MESSAGES.c.number_id == number_id, MESSAGES.c.state.in_(CLAIMABLE))
-            .order_by(sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at), MESSAGES.c.id)
+            .join_from(MESSAGES, DAY_PLANS, DAY_PLANS.c.id == MESSAGES.c.day_plan_id)
             .limit(1)
         ).one_or_none()
         if row is None:

@@ -280,3 +280,14 @@ def free_pace(conn: Connection, message_ids: list[int] | None, now: datetime) ->
             .where(PACES.c.number_id == row.number_id, PACES.c.busy_id == row.busy_id)
             .values(busy_id=None, free_at=now, recent=sorted(recent))
         )
+
+
+def in_line(number_id: int) -> sa.Select[Any]:
+    """A number's claimable messages in the order they go out (earliest due, then id): the one rule for
+    which message is next, read by the claim (only the head of a waiting backlog gets a time) and by
+    the hand-over when a send ends (`queue.next_turn`). Select the columns with `with_only_columns`."""
+    return (
+        sa.select(MESSAGES.c.id)
+        .where(MESSAGES.c.number_id == number_id, MESSAGES.c.state.in_(CLAIMABLE))
+        .order_by(sa.func.coalesce(MESSAGES.c.not_before, MESSAGES.c.scheduled_at), MESSAGES.c.id)
+    )
