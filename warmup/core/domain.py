@@ -46,6 +46,7 @@ class SkipCause(StrEnum):
     RETRIES = "retries"  # the provider kept asking to retry, or the retry fell outside the windows
     PROVIDER = "provider"  # the provider stopped the number, or it could not be reached
     GAVE_WAY = "gave_way"  # an opener made room for a reply to a peer in a full day
+    NO_TEMPLATE = "no_template"  # Cloud API: recipient outside the 24 h window, the pool names no template
 
     @property
     def label(self) -> str:
@@ -60,11 +61,16 @@ _SKIP_LABELS: dict[SkipCause, str] = {
     SkipCause.RETRIES: "provider retries",
     SkipCause.PROVIDER: "provider stop",
     SkipCause.GAVE_WAY: "gave way to a reply",
+    SkipCause.NO_TEMPLATE: "no template (24 h window)",
 }
 
 
 FACTORS: tuple[str, ...] = ("overall", "lifetime", "response_rate", "contacts")
 """The four risk-meter factors, named as plans name them."""
+
+SIGNALS: tuple[str, ...] = ("quality", "status", "tier")
+"""What Meta says about a Cloud API number, named as plans name them: quality green | yellow | red,
+status connected | flagged | restricted | ..., tier TIER_250 .. TIER_UNLIMITED."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,19 @@ class Reading:
     response_rate: int
     contacts: int
     taken_at: datetime  # aware datetime (UTC) of the measurement
-    source: str = "local"  # whapi | cloud_api | simulator | local | scenario
+    source: str = "local"  # whapi | cloud_api | simulator | local | scenario | webhook
+    quality: str | None = None  # Meta quality rating, lower case: green | yellow | red
+    status: str | None = None  # Meta number status, lower case: connected | flagged | restricted | ...
+    tier: str | None = None  # Meta messaging limit as the spec writes it: TIER_250, TIER_1K, ...
+    meter_error: str | None = None  # the provider's meter failed (why); this reading is what was used
 
     def factor(self, name: str) -> int:
         value: int = getattr(self, name)
+        return value
+
+    def signal(self, name: str) -> str | None:
+        """One of `SIGNALS`, or None when the provider gave none (every Whapi and local reading)."""
+        value: str | None = getattr(self, name)
         return value
 
 

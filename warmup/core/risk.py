@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final
 
-from warmup.core.domain import FACTORS, Reading
+from warmup.core.domain import FACTORS, SIGNALS, Reading
 from warmup.core.plan.model import Condition, Plan, Rule
 
 LIFETIME_GOOD_DAYS: Final = 30
@@ -58,11 +58,23 @@ def _wanted(condition: Condition, factor: str) -> list[int] | None:
     return [value] if isinstance(value, int) else list(value)
 
 
+def _wanted_signal(condition: Condition, signal: str) -> list[str] | None:
+    value: list[str] | None = getattr(condition, signal)
+    return value
+
+
 def condition_matches(condition: Condition, reading: Reading) -> bool:
-    """True when every factor the condition names has one of its values (an empty condition matches all)."""
+    """True when every factor the condition names has one of its values (an empty condition matches all).
+
+    A Meta signal (quality, status, tier) the reading does not have never matches.
+    """
     for factor in FACTORS:
         wanted = _wanted(condition, factor)
         if wanted is not None and reading.factor(factor) not in wanted:
+            return False
+    for signal in SIGNALS:
+        wanted_signal = _wanted_signal(condition, signal)
+        if wanted_signal is not None and reading.signal(signal) not in wanted_signal:
             return False
     return True
 
@@ -71,6 +83,11 @@ def describe_match(condition: Condition, reading: Reading) -> str:
     """The named factors with the reading's values, as a reason shows them: ``response_rate=1``."""
     parts = [
         f"{factor}={reading.factor(factor)}" for factor in FACTORS if _wanted(condition, factor) is not None
+    ]
+    parts += [
+        f"{signal}={reading.signal(signal)}"
+        for signal in SIGNALS
+        if _wanted_signal(condition, signal) is not None
     ]
     return ", ".join(parts) if parts else "any reading"
 

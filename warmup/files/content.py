@@ -1,7 +1,10 @@
 """What the numbers say: message pools (YAML) and contact lists (CSV) that plans refer to.
 
 A pool file holds everyday chat in one language: ``openers`` start a conversation, ``replies`` answer a
-received message, optional ``followups`` continue a conversation the number started. An entry is a text,
+received message, optional ``followups`` continue a conversation the number started, optional
+``templates`` name approved WhatsApp templates: over Meta's Cloud API free-form text reaches a person only
+inside the 24 h customer-service window (they wrote to the number in the last 24 h); outside it a
+message goes out as one of these templates, or not at all. An entry is a text,
 or a mapping of the text and a ``when`` condition on the sending number's local time at which the
 message is scheduled (``weekdays``, ``hours``); texts may hold ``{first_name}`` and ``{weekday}``.
 
@@ -319,6 +322,35 @@ def _pool_issues(data: Any) -> list[Issue]:
     return issues
 
 
+def _check_parameter(text: str) -> str:
+    if not Entry(text).render():
+        raise ValueError(
+            "this parameter is empty when the contact's name is unknown (fleet peers, contacts without a "
+            "name), and Meta refuses an empty parameter: add words around {first_name}"
+        )
+    return text
+
+
+TemplateParameter = Annotated[TemplateText, AfterValidator(_check_parameter)]
+
+
+class TemplateFile(BaseModel):
+    """The YAML of an approved template: its name and language as approved in WhatsApp Manager, and the
+    texts of its body parameters ({{1}}, {{2}}, ... in order), which may hold {first_name} and {weekday}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        pattern=r"^[a-z0-9_]{1,512}$", description="approved template name: lower case, digits, _"
+    )
+    language: str = Field(
+        pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", description="template language code: en_US, pt_BR"
+    )
+    parameters: list[TemplateParameter] = Field(
+        default_factory=list, max_length=20, description="body parameter texts, in order ({{1}}, {{2}}, ...)"
+    )
+
+
 class PoolFile(BaseModel):
     """The YAML format of a message pool file."""
 
@@ -330,6 +362,10 @@ class PoolFile(BaseModel):
     openers: list[PoolEntry] = Field(min_length=1, description="first messages to someone")
     replies: list[PoolEntry] = Field(min_length=1, description="answers to a received message")
     followups: list[PoolEntry] = Field(default_factory=list, description="continue a conversation we started")
+    templates: list[TemplateFile] = Field(
+        default_factory=list,
+        description="approved templates: what a Cloud API message is sent as outside the 24 h window",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -372,6 +408,30 @@ class _Timeline:
 
 
 @dataclass(frozen=True)
+class Template:
+    """An approved WhatsApp template as a pool names it; `render` fills its body parameters."""
+
+    name: str
+    language: str
+    parameters: tuple[Entry, ...] = ()
+
+    def render(self, first_name: str | None = None, weekday: str = "") -> dict[str, Any]:
+        """What is sent and stored: ``{"name", "language", "parameters": [texts]}``."""
+        return {
+            "name": self.name,
+            "language": self.language,
+            "parameters": [entry.render(first_name, weekday) for entry in self.parameters],
+        }
+
+
+def template_components(parameters: Sequence[str]) -> list[dict[str, Any]]:
+    """The Cloud API `components` of a template's body parameters (none: no components)."""
+    if not parameters:
+        return []
+    return [{"type": "body", "parameters": [{"type": "text", "text": text} for text in parameters]}]
+
+
+@dataclass(frozen=True)
 class MessagePool:
     """The entries a number may send, by kind; `choose` picks one for a recipient and a local time."""
 
@@ -379,6 +439,7 @@ class MessagePool:
     openers: tuple[Entry, ...]
     replies: tuple[Entry, ...]
     followups: tuple[Entry, ...] = ()
+    templates: tuple[Template, ...] = ()
     _timelines: dict[str, _Timeline] = field(init=False, repr=False, compare=False)
     _day_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -396,7 +457,22 @@ class MessagePool:
         def convert(raw: list[EntryFile]) -> tuple[Entry, ...]:
             return tuple(_entry(item) for item in raw)
 
-        return cls(pool.language, convert(pool.openers), convert(pool.replies), convert(pool.followups))
+        templates = tuple(
+            Template(t.name, t.language, tuple(Entry(text) for text in t.parameters)) for t in pool.templates
+        )
+        return cls(
+            pool.language, convert(pool.openers), convert(pool.replies), convert(pool.followups), templates
+        )
+
+    def template(
+        self, rng: random.Random, local: datetime, first_name: str | None = None
+    ) -> dict[str, Any] | None:
+        """One of the pool's templates, filled for a recipient at ``local`` (the number's own time);
+        None when the pool names none."""
+        if not self.templates:
+            return None
+        chosen = self.templates[int(rng.random() * len(self.templates))]
+        return chosen.render(first_name, self._day_names[local.weekday()])
 
     def options(self, kind: MessageKind) -> tuple[Entry, ...]:
         """The entries of one kind; a pool without followups uses its openers for them."""

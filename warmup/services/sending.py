@@ -42,9 +42,11 @@ from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.pacing import in_windows, next_window
 from warmup.core.plan.model import Plan
 from warmup.providers.base import OutcomeAction, Provider, SendResult
+from warmup.providers.cloud_api import CloudApiProvider
 from warmup.services import metrics
 from warmup.services.peers import PlanFor, schedule_peer_reply
 from warmup.services.runtime import ProviderPool
+from warmup.services.service_window import NoTemplate, send_cloud
 from warmup.store import audit, days, history, numbers, pauses, queue
 from warmup.store import claims as store_claims
 from warmup.store.db import Engine
@@ -212,7 +214,7 @@ def send_batch(
         if time.monotonic() - started > budget_wall:
             outcomes[message_id] = _give_back(engine, message, clock, requeue)
             continue
-        result = _call(engine, message, clock, provider_for)
+        result = _call(engine, message, clock, provider_for, plans)
         if isinstance(result, SendResult) and result.action is OutcomeAction.OK:
             accepted.append((message, result))
             continue
@@ -265,14 +267,18 @@ def _send_claimed(
     plans: PlanFor | None,
     requeue: Requeue | None,
 ) -> SendOutcome:
-    result = _call(engine, message, clock, provider_for)
+    result = _call(engine, message, clock, provider_for, plans)
     if isinstance(result, SendOutcome):
         return result
     return _record(engine, message, result, clock, plans, requeue)
 
 
 def _call(
-    engine: Engine, message: store_claims.ClaimedMessage, clock: Clock, provider_for: ProviderFor
+    engine: Engine,
+    message: store_claims.ClaimedMessage,
+    clock: Clock,
+    provider_for: ProviderFor,
+    plans: PlanFor | None,
 ) -> SendResult | SendOutcome:
     """The provider's answer to a claimed message, or the outcome already recorded when there was none
     (no provider for the number: skipped and the number paused; the call crashed: unknown)."""
@@ -290,6 +296,12 @@ def _call(
         _auto_pause(engine, message.number_id, reason, clock.now())
         return SendOutcome(message_id, action, "skipped", reason)
     try:
+        if isinstance(provider, CloudApiProvider):
+            sent = send_cloud(engine, message, provider, clock, plans)
+            if isinstance(sent, NoTemplate):
+                recorded = record_skipped(engine, message_id, sent.reason, clock.now(), SkipCause.NO_TEMPLATE)
+                return _outcome(engine, message_id, recorded, "no_template", "skipped", sent.reason)
+            return sent
         return provider.send_text(message.recipient, message.text, typing_seconds=message.typing_seconds)
     except Exception as exc:  # a bug below us: the request may have gone out, so never re-send
         reason = f"send crashed after the request may have left: {type(exc).__name__}"

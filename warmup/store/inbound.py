@@ -235,3 +235,18 @@ def stored_already(engine: Engine, number_id: int, provider_ids: Sequence[str]) 
             )
             found.update((row.kind, row.provider_message_id, row.status or "") for row in rows)
     return found
+
+
+def last_message_from(engine: Engine, number_id: int, phone: str) -> datetime | None:
+    """When ``phone`` last wrote to the number (a message, not a status), or None: the start of their
+    24 h customer-service window on Meta's Cloud API."""
+    with read(engine) as conn:
+        last = conn.execute(
+            sa.select(sa.func.max(INBOUND.c.received_at)).where(
+                INBOUND.c.number_id == number_id,
+                INBOUND.c.kind == InboundKind.MESSAGE.value,
+                INBOUND.c.from_me.is_(False),
+                INBOUND.c.chat_phone == phone,
+            )
+        ).scalar_one_or_none()
+    return aware(last) if last is not None else None

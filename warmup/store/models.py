@@ -124,6 +124,8 @@ class Number(SQLModel, table=True):
     token_ref: str = Field(max_length=64)
     base_url: str | None = Field(default=None, max_length=255)
     phone_number_id: str | None = Field(default=None, max_length=64)
+    meter_url: str | None = Field(default=None, max_length=255)  # Whapi risk meter; None: the published one
+    portfolio: str | None = Field(default=None, max_length=64)  # Meta business portfolio (Cloud API numbers)
     plan_name: str = Field(max_length=100)
     plan_path: str = Field(max_length=500)
     timezone: str = Field(max_length=64)
@@ -166,6 +168,10 @@ class ReadingRow(SQLModel, table=True):
     contacts: int
     source: str = Field(max_length=16)
     taken_at: datetime = _utc(nullable=False)
+    quality: str | None = Field(default=None, max_length=16)  # Meta quality rating: green | yellow | red
+    status: str | None = Field(default=None, max_length=16)  # Meta number status: connected | flagged | ...
+    tier: str | None = Field(default=None, max_length=24)  # Meta messaging limit, e.g. TIER_2K
+    meter_error: str | None = Field(default=None, max_length=300)  # the provider meter failed: why
 
 
 class DayPlan(SQLModel, table=True):
@@ -260,6 +266,9 @@ class OutboundMessage(SQLModel, table=True):
     queued_at: datetime | None = _utc()
     finished_at: datetime | None = _utc()
     in_reply_to: int | None = Field(default=None, foreign_key="outbound_messages.id")
+    # Cloud API: the approved template {name, language, parameters} this message went out as, its
+    # recipient being outside the 24 h customer-service window (None: sent as `text`, or not sent)
+    template: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = _utc(nullable=False)
 
 

@@ -476,3 +476,16 @@ def confirm_unknown(
         if confirmed:
             conn.execute(NOTE_SENT, {"ids": confirmed, "now": now})
     return confirmed
+
+
+def note_template(engine: Engine, message_id: int, template: dict[str, Any]) -> bool:
+    """Note on a message in flight the approved template it went out as (Cloud API, recipient outside
+    the 24 h customer-service window), so its history says what the recipient got. False when the
+    message is no longer `sending`."""
+    with write(engine) as conn:
+        changed = conn.execute(
+            sa.update(MESSAGES)
+            .where(MESSAGES.c.id == message_id, MESSAGES.c.state == MessageState.SENDING.value)
+            .values(template=template)
+        ).rowcount
+    return bool(changed)

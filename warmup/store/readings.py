@@ -25,12 +25,17 @@ READING_COLUMNS = (
     "contacts",
     "source",
     "taken_at",
+    "quality",
+    "status",
+    "tier",
+    "meter_error",
 )
 
 _INSERT_READINGS_PG = f"""
     INSERT INTO readings ({", ".join(READING_COLUMNS)})
     SELECT * FROM unnest(
-        %s::int4[], %s::date[], %s::int4[], %s::int4[], %s::int4[], %s::int4[], %s::text[], %s::timestamptz[]
+        %s::int4[], %s::date[], %s::int4[], %s::int4[], %s::int4[], %s::int4[], %s::text[], %s::timestamptz[],
+        %s::text[], %s::text[], %s::text[], %s::text[]
     )
 """
 
@@ -49,7 +54,15 @@ def _row(number_id: int, local_date: date, reading: Reading) -> tuple[Any, ...]:
         reading.contacts,
         reading.source[:16],
         aware(reading.taken_at, "taken_at").astimezone(UTC),
+        _clip(reading.quality, 16),
+        _clip(reading.status, 16),
+        _clip(reading.tier, 24),
+        _clip(reading.meter_error, 300),
     )
+
+
+def _clip(text: str | None, length: int) -> str | None:
+    return None if text is None else text[:length]
 
 
 def save_reading(engine: Engine, number_id: int, local_date: date, reading: Reading) -> int:
@@ -85,6 +98,10 @@ def _reading(row: sa.Row[Any]) -> Reading:
         contacts=row.contacts,
         taken_at=row.taken_at,
         source=row.source,
+        quality=row.quality,
+        status=row.status,
+        tier=row.tier,
+        meter_error=row.meter_error,
     )
 
 
@@ -128,3 +145,19 @@ def reading_of_day(engine: Engine, number_id: int, local_date: date) -> Reading 
             .limit(1)
         ).one_or_none()
     return _reading(row) if row is not None else None
+
+
+def read_from_on(engine: Engine, number_id: int, local_date: date, source: str) -> bool:
+    """Whether a reading from `source` (a provider's meter) is stored for that local day of the number:
+    its meter was read that day, so the day's POST (the one computation a day) already happened."""
+    with read(engine) as conn:
+        found = conn.execute(
+            sa.select(READINGS.c.id)
+            .where(
+                READINGS.c.number_id == number_id,
+                READINGS.c.local_date == local_date,
+                READINGS.c.source == source,
+            )
+            .limit(1)
+        ).first()
+    return found is not None

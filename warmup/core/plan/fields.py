@@ -155,3 +155,91 @@ Level = Annotated[
     int, Field(ge=1, le=3, description="risk-meter value: 1 use caution, 2 needs attention, 3 good")
 ]
 LevelMatch = Annotated[Level | list[Level] | None, BeforeValidator(_check_levels)]
+
+QUALITIES: tuple[str, ...] = ("green", "yellow", "red")
+"""Meta's quality rating of a Cloud API number, as plans name it (Meta's High, Medium, Low)."""
+QUALITY_ALIASES: dict[str, str] = {"high": "green", "medium": "yellow", "low": "red"}
+STATUSES: tuple[str, ...] = (
+    "connected",
+    "flagged",
+    "restricted",
+    "rate_limited",
+    "pending",
+    "disconnected",
+    "banned",
+)
+"""Meta's status of a Cloud API number (`status` of the phone number), as plans name it."""
+TIERS: tuple[str, ...] = (
+    "TIER_50",
+    "TIER_250",
+    "TIER_1K",
+    "TIER_2K",
+    "TIER_10K",
+    "TIER_100K",
+    "TIER_UNLIMITED",
+)
+"""Meta messaging limits (unique business-initiated recipients in a moving 24 h), smallest first: the
+v23 spec's `messaging_limit_tier` values plus TIER_2K, which Meta's current limits use."""
+
+
+def _words(
+    value: Any,
+    known: tuple[str, ...],
+    what: str,
+    *,
+    upper: bool = False,
+    aliases: dict[str, str] | None = None,
+) -> Any:
+    """One word or a list of them, each one of `known` (case-insensitive), normalised."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError(f"list at least one {what}: {', '.join(known)}")
+    normalised: list[str] = []
+    for item in items:
+        text = str(item).strip() if isinstance(item, str | int) and not isinstance(item, bool) else None
+        word = None if text is None else (text.upper() if upper else text.lower())
+        if word is not None and upper and not word.startswith("TIER_"):
+            word = "TIER_" + word
+        word = (aliases or {}).get(word or "", word)
+        if word not in known:
+            raise ValueError(f"{what} must be one of {', '.join(known)}, got {item!r}")
+        normalised.append(word)
+    return normalised
+
+
+def _check_quality(value: Any) -> Any:
+    return _words(value, QUALITIES, "quality", aliases=QUALITY_ALIASES)
+
+
+def _check_status(value: Any) -> Any:
+    return _words(value, STATUSES, "status")
+
+
+def _check_tier(value: Any) -> Any:
+    return _words(value, TIERS, "tier", upper=True)
+
+
+def _words_schema(known: tuple[str, ...], description: str) -> WithJsonSchema:
+    word = {"type": "string", "enum": list(known)}
+    return WithJsonSchema(
+        {"anyOf": [word, {"type": "array", "items": word, "minItems": 1}], "description": description}
+    )
+
+
+QualityMatch = Annotated[
+    list[str] | None,
+    BeforeValidator(_check_quality),
+    _words_schema(QUALITIES, "Meta quality rating: green (high), yellow (medium), red (low); or a list"),
+]
+StatusMatch = Annotated[
+    list[str] | None,
+    BeforeValidator(_check_status),
+    _words_schema(STATUSES, "Meta phone number status: flagged, restricted, ...; or a list"),
+]
+TierMatch = Annotated[
+    list[str] | None,
+    BeforeValidator(_check_tier),
+    _words_schema(TIERS, "Meta messaging limit: TIER_250, TIER_1K, ...; or a list"),
+]

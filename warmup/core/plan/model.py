@@ -39,6 +39,9 @@ from warmup.core.plan.fields import (
     DurationSpan,
     Hours,
     LevelMatch,
+    QualityMatch,
+    StatusMatch,
+    TierMatch,
     Volume,
     Weekdays,
 )
@@ -272,17 +275,30 @@ class Audience(_Model):
 
 def _condition_issues(data: Any) -> list[Issue]:
     if isinstance(data, dict | BaseModel) and all(field_of(data, f) is None for f in Condition.model_fields):
-        return [((), "name at least one factor: overall, lifetime, response_rate or contacts")]
+        return [
+            (
+                (),
+                "name at least one factor: overall, lifetime, response_rate, contacts "
+                "(risk meter) or quality, status, tier (Meta Cloud API)",
+            )
+        ]
     return []
 
 
 class Condition(_Model):
-    """Matches a reading when every factor named matches (a value or a list of values)."""
+    """Matches a reading when every factor named matches (a value or a list of values).
+
+    `quality`, `status` and `tier` are what Meta says about a Cloud API number; a reading without
+    them (a Whapi or local meter) never matches a condition that names them.
+    """
 
     overall: LevelMatch = None
     lifetime: LevelMatch = None
     response_rate: LevelMatch = None
     contacts: LevelMatch = None
+    quality: QualityMatch = None
+    status: StatusMatch = None
+    tier: TierMatch = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -419,7 +435,21 @@ class Resume(_Model):
     over: Duration = timedelta(days=3)
 
 
+MeterChoice = Literal["provider", "local", "provider_or_local"]
+
+
 class Risk(_Model):
+    meter: MeterChoice = Field(
+        default="provider_or_local",
+        description=(
+            "Where a number's daily risk reading comes from. provider: the provider's meter only (Whapi "
+            "riskOfBlocking); when it fails no reading is taken and the day is decided on the last one "
+            "stored, which stale_after judges. local: never ask the provider; the local meter computes "
+            "the factors from our own sends and replies. provider_or_local: the provider's meter, and "
+            "when it fails the local meter, the failure recorded with the reading (warmup why, doctor, "
+            "the warmup_meter_failures_total metric)."
+        ),
+    )
     stale_after: Duration = timedelta(hours=36)
     rules: list[Rule] = Field(default_factory=list)
     resume: Resume = Resume()
