@@ -107,16 +107,28 @@ def test_settings_validate_webhooks() -> None:
 
 
 def test_meta_phone_info_follows_status_and_quality() -> None:
-    m = model(behaviour=HOSTILE)
-    info = m.phone_info("tok-a", "5511999990001", T0)
-    assert (info["quality_rating"], info["status"]) == ("GREEN", "CONNECTED")
-    assert info["whatsapp_business_manager_messaging_limit"] == "TIER_2K"
+    m = model(behaviour=replace(HOSTILE, block_rate=1.0))  # nobody answers, everybody blocks
+    fields = ["status", "messaging_limit_tier", "whatsapp_business_manager_messaging_limit"]
+    info = m.phone_info("tok-a", "5511999990001", fields, T0)
+    assert info == {
+        "id": "5511999990001",
+        "display_phone_number": A.phone,
+        "verified_name": "A",
+        "quality_rating": "GREEN",
+        "status": "CONNECTED",
+        "messaging_limit_tier": "TIER_250",
+        "whatsapp_business_manager_messaging_limit": "TIER_250",
+    }
     for i in range(20):
         send(m, "tok-a", contact(i), T0 + timedelta(minutes=i))
-    info = m.phone_info("tok-a", "5511999990001", T0 + timedelta(hours=1))
-    assert (info["quality_rating"], info["status"]) == ("RED", "FLAGGED")
-    m.update_channel(A.phone, status=ChannelStatus.BANNED, now=T0)
-    assert m.phone_info("tok-a", "5511999990001", T0)["status"] == "BANNED"
-    with pytest.raises(SimError) as err:
-        m.phone_info("tok-a", "5511999990002", T0)
-    assert err.value.status == 400
+    m.advance(T0 + timedelta(hours=1))  # the blocks come due
+    info = m.phone_info("tok-a", "5511999990001", ["status"], T0 + timedelta(hours=1))
+    assert (info["quality_rating"], info["status"]) == ("RED", "CONNECTED")  # RED, not yet for long
+    later = T0 + timedelta(hours=2)
+    assert m.phone_info("tok-a", "5511999990001", ["status"], later)["status"] == "FLAGGED"
+    m.update_channel(A.phone, status=ChannelStatus.BANNED, now=later)
+    assert m.phone_info("tok-a", "5511999990001", ["status"], later)["status"] == "BANNED"
+    for bad_id, bad_fields in (("5511999990002", []), ("5511999990001", ["nope"])):
+        with pytest.raises(SimError) as err:
+            m.phone_info("tok-a", bad_id, bad_fields, later)
+        assert err.value.status == 400

@@ -12,13 +12,16 @@ import typer
 from warmup.core.errors import UserError
 
 
-def _load_channels(path: Path) -> list[Any]:
-    """Channels from a YAML/JSON file: a list, or `{channels: [...]}`; tokens may be `${ENV_VAR}`."""
+def _load_channels(path: Path) -> tuple[list[Any], dict[str, Any]]:
+    """Channels from a YAML/JSON file: a list, or `{channels: [...], portfolios?: {name: tier},
+    templates?: [{name, language, category?}]}`; tokens may be `${ENV_VAR}`. Returns the channel specs
+    and the Cloud API settings the file gives (keyword arguments of `CloudConfig`)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     from warmup.secrets import resolve_token
     from warmup.simulator import channel_spec_from_json
+    from warmup.simulator.admin_api import portfolios_from_json, templates_from_json
 
     if not path.is_file():
         raise UserError(f"--channels {path}: no such file (a YAML list of {{token, phone, registered}})")
@@ -29,6 +32,18 @@ def _load_channels(path: Path) -> list[Any]:
     items = data.get("channels") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise UserError(f"{path}: expected a list of channels (or a 'channels:' key holding one)")
+    cloud: dict[str, Any] = {}
+    if isinstance(data, dict):
+        unknown = set(data) - {"channels", "portfolios", "templates"}
+        if unknown:
+            raise UserError(f"{path}: unknown keys {sorted(unknown)} (channels, portfolios, templates)")
+        try:
+            if "portfolios" in data:
+                cloud["portfolios"] = portfolios_from_json(data["portfolios"])
+            if "templates" in data:
+                cloud["templates"] = templates_from_json(data["templates"])
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from None
     specs = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -44,7 +59,7 @@ def _load_channels(path: Path) -> list[Any]:
             specs.append(channel_spec_from_json(item))
         except ValueError as exc:
             raise UserError(f"{path}: channels[{i}]: {exc}") from None
-    return specs
+    return specs, cloud
 
 
 def simulator(
@@ -61,34 +76,56 @@ def simulator(
     channels: Path | None = typer.Option(
         None,
         "--channels",
-        help="Channels file (YAML/JSON): a list of {token, phone, registered, meter?, name?}; "
+        help="Channels file (YAML/JSON): a list of {token, phone, registered, meter?, name?, portfolio?, "
+        "cloud?}, or {channels: [...], portfolios: {NAME: TIER_250}, templates: [{name, language}]}; "
         "tokens as ${VAR}.",
+    ),
+    cloud_webhook: str | None = typer.Option(
+        None,
+        "--cloud-webhook",
+        help="Post Cloud API webhooks here (e.g. http://127.0.0.1:8080/webhooks/cloud), signed with "
+        "the app secret in WARMUP_META_APP_SECRET.",
     ),
     log_file: Path | None = typer.Option(
         None, "--log-file", help="Append every accepted send as JSONL here."
     ),
     no_bans: bool = typer.Option(False, "--no-bans", help="Never ban a channel (benchmarks at high volume)."),
 ) -> None:
-    """Serve the Whapi API (and its risk meter) locally with a seeded behaviour model; Ctrl-C stops it.
+    """Serve the Whapi API (and its risk meter) and Meta's Cloud API locally with a seeded behaviour model;
+    Ctrl-C stops it.
 
     Simulated time comes from WARMUP_CLOCK (the run's shared clock) or the real clock.
     """
+    import os
     from dataclasses import replace
 
     from warmup.clock import clock_from_env
-    from warmup.simulator import SimConfig, SimulatorServer, Thresholds, parse_fault_args
+    from warmup.simulator import CloudConfig, SimConfig, SimulatorServer, Thresholds, parse_fault_args
 
     try:
         global_faults, channel_faults = parse_fault_args(list(fault))
     except ValueError as exc:
         raise UserError(f"--fault: {exc}") from None
-    specs = tuple(_load_channels(channels)) if channels else ()
+    loaded, cloud = _load_channels(channels) if channels else ([], {})
+    specs = tuple(loaded)
+    if cloud_webhook:
+        secret = os.environ.get("WARMUP_META_APP_SECRET", "").strip()
+        if not secret:
+            raise UserError(
+                "--cloud-webhook needs the app secret that signs the posts: set WARMUP_META_APP_SECRET"
+            )
+        cloud.update(webhook_url=cloud_webhook, app_secret=secret)
+    try:
+        cloud_config = CloudConfig(**cloud)
+    except ValueError as exc:
+        raise UserError(f"Cloud API settings: {exc}") from None
     config = SimConfig(
         seed=seed,
         channels=specs,
         thresholds=replace(Thresholds(), bans=not no_bans),
         faults=global_faults,
         channel_faults=channel_faults,
+        cloud=cloud_config,
     )
     clock = clock_from_env()
     try:
@@ -103,6 +140,8 @@ def simulator(
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"simulator listening on {url} (seed {seed}, {len(specs)} channels, now {clock.now().isoformat()})")
     print(f"  meter: {server.meter_url}   admin: {url}/_sim/channels   send log: {url}/_sim/sends")
+    if cloud_webhook:
+        print(f"  Cloud API webhooks: {cloud_webhook} (signed)   limit log: {url}/_sim/cloud/limit-log")
     try:
         while not stop.wait(0.5):
             pass

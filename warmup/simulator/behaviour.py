@@ -6,6 +6,8 @@
   message is answered with probability f after `reply_delay` (default 1..30 min); the reply shows in
   `GET /messages/list` and webhooks only once its time has come. Statuses: `sent` on acceptance,
   `delivered` after `deliver_delay` (1..20 s), `read` before a reply (or with probability f otherwise).
+  A contact that does not answer blocks the sender with probability `block_rate * (1 - f)` (a block
+  counts against the number's Cloud API quality rating; the simulator keeps delivering to it).
 
 The randomness that decides an outcome comes from `(seed, sender, recipient, n-th message of that pair)`
 rather than from one shared stream, so outcomes do not depend on how concurrent sends of different
@@ -45,6 +47,11 @@ class Behaviour:
     replies: tuple[str, ...] = DEFAULT_REPLIES
     max_body_chars: int = 4096  # longer texts answer 413
     forbidden: frozenset[str] = frozenset()  # recipient digits that answer 403 for every channel
+    block_rate: float = 0.03  # chance, times (1 - friendliness), that an unanswered message gets blocked
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.block_rate <= 1.0:
+            raise ValueError(f"block_rate must be within 0..1, got {self.block_rate}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class Recipients:
         self.behaviour = behaviour
         self._seq = seq
         self._events: list[tuple[datetime, int, Event]] = []
+        self._blocks: list[tuple[datetime, str, str]] = []  # (when, blocked channel, blocking contact)
         self._friendliness: dict[str, float] = {}
 
     def friendliness_of(self, digits: str) -> float:
@@ -139,11 +147,31 @@ class Recipients:
                 status="delivered",
             )
             self._push(reply_at, Inbox(src, reply, True))
-        elif rng.random() < friendliness:
-            self._push(
-                delivered + timedelta(seconds=rng.uniform(*b.read_delay)),
-                StatusChange(src, message.id, "read"),
-            )
+        else:
+            if rng.random() < friendliness:
+                self._push(
+                    delivered + timedelta(seconds=rng.uniform(*b.read_delay)),
+                    StatusChange(src, message.id, "read"),
+                )
+            # drawn last, so a block never changes what the draws above decided
+            if b.block_rate > 0 and rng.random() < b.block_rate * (1.0 - friendliness):
+                at = delivered + timedelta(seconds=rng.uniform(*b.read_delay))
+                heapq.heappush(self._blocks, (at, src, dst))
+
+    def user_writes(self, channel: ChannelState, user: str, body: str, at: datetime) -> None:
+        """A user writes to a channel on their own (not an answer the model decided): due at `at`."""
+        seq = next(self._seq)
+        message = SimMessage(
+            id=f"Usr{seq:012d}-{user[-10:]}",
+            seq=seq,
+            other=user,
+            from_digits=user,
+            from_me=False,
+            at=at,
+            body=body,
+            status="delivered",
+        )
+        self._push(at, Inbox(channel.spec.digits, message, user in channel.recipients))
 
     def due(self, now: datetime) -> Iterator[tuple[datetime, Event]]:
         """Pop the events due by `now`, earliest first (ties in scheduling order)."""
@@ -151,6 +179,12 @@ class Recipients:
         while events and events[0][0] <= now:
             due, _, event = heapq.heappop(events)
             yield due, event
+
+    def due_blocks(self, now: datetime) -> Iterator[tuple[datetime, str, str]]:
+        """Pop the blocks due by `now` as (when, channel digits, contact digits), earliest first."""
+        blocks = self._blocks
+        while blocks and blocks[0][0] <= now:
+            yield heapq.heappop(blocks)
 
     def next_at(self) -> datetime | None:
         return self._events[0][0] if self._events else None

@@ -1,7 +1,9 @@
 """The simulator's channels: who they are (spec, phone number), what they sent and received, and bans.
 
-Pure data plus the ban rule; `model.SimModel` owns the channels and calls these. Bans (when
-`Thresholds.bans` is on; checked before a send is accepted, the offending send is refused with 401):
+Pure data plus the ban rule; `model.SimModel` owns the channels and calls these. A channel also keeps
+what the Cloud API side reads: when each user last wrote (the customer-service window) and who blocked
+it. Bans (Whapi sends only; when `Thresholds.bans` is on; checked before a send is accepted, the
+offending send is refused with 401):
 - Daily volume: the safe volume for a channel aged d days is
   `min(safe_max, safe_base + safe_per_day * d)` (20 + 15/day, at most 1000); sending more than
   `ban_multiple` (3x) that on one simulated UTC day bans the channel.
@@ -53,6 +55,16 @@ class SimError(Exception):
 
     def envelope(self) -> dict[str, Any]:
         return {"error": {"code": self.status, "message": self.message, "details": self.details}}
+
+
+class MetaError(SimError):
+    """An error only the Cloud API has: Meta's own code and title (131047, 131048, 132001...)."""
+
+    def __init__(
+        self, status: int, code: int, title: str, details: str, retry_after: int | None = None
+    ) -> None:
+        super().__init__(status, title, details, retry_after)
+        self.code = code
 
 
 _DIGITS = re.compile(r"[0-9]{7,15}")
@@ -114,6 +126,8 @@ class ChannelSpec:
     name: str = ""
     trial_limit: int | None = None  # sends beyond this answer 402
     forbidden: frozenset[str] = frozenset()  # recipient digits this channel may not write to (403)
+    portfolio: str | None = None  # Cloud API business portfolio (None: the number is its own portfolio)
+    cloud: bool = False  # a Cloud API number from the start (else: from its first Cloud API call)
 
     @property
     def digits(self) -> str:
@@ -150,6 +164,25 @@ class SimMessage:
             "timestamp": int(self.at.timestamp()),
             "status": self.status,
             "text": {"body": self.body},
+        }
+
+    def to_cloud(self) -> dict[str, Any]:
+        """This (incoming) message as a Cloud API webhook `messages` item."""
+        return {
+            "from": self.from_digits,
+            "id": self.id,
+            "timestamp": str(int(self.at.timestamp())),
+            "type": "text",
+            "text": {"body": self.body},
+        }
+
+    def status_to_cloud(self, at: datetime) -> dict[str, Any]:
+        """The Cloud API webhook `statuses` item announcing this (outgoing) message's current status."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "timestamp": str(int(at.timestamp())),
+            "recipient_id": self.other,
         }
 
     def status_to_whapi(self, at: datetime) -> dict[str, Any]:
@@ -230,6 +263,17 @@ class ChannelState:
     recipients: set[str] = field(default_factory=set)
     repliers: set[str] = field(default_factory=set)
     pair_counts: dict[str, int] = field(default_factory=dict)
+    last_inbound: dict[str, datetime] = field(default_factory=dict)  # sender digits -> their last message
+    recent_blocks: deque[datetime] = field(default_factory=deque)  # users who blocked this number, when
+    blockers: set[str] = field(default_factory=set)  # digits of every user who blocked this number
+
+    def block(self, user: str, at: datetime) -> bool:
+        """A user blocks this number (once per user); False if they already had."""
+        if user in self.blockers:
+            return False
+        self.blockers.add(user)
+        self.recent_blocks.append(at)
+        return True
 
     def record_send(self, message: SimMessage, stranger: bool) -> None:
         """Count an accepted outgoing message in the channel's totals and trailing windows."""
@@ -246,6 +290,9 @@ class ChannelState:
     def receive(self, message: SimMessage, is_reply: bool, due: datetime) -> None:
         """An incoming message lands in the inbox; a reply counts for the response rate and contacts."""
         bisect.insort(self.messages, message, key=lambda m: (m.at, m.seq))
+        previous = self.last_inbound.get(message.other)
+        if previous is None or previous < due:
+            self.last_inbound[message.other] = due
         if is_reply:
             self.replies_total += 1
             self.recent_replies.append(due)
@@ -254,7 +301,7 @@ class ChannelState:
     def prune(self, thresholds: Thresholds, now: datetime) -> None:
         """Drop sends and replies older than the trailing windows."""
         horizon = now - thresholds.response_window
-        for queue in (self.recent_sends, self.recent_replies):
+        for queue in (self.recent_sends, self.recent_replies, self.recent_blocks):
             while queue and queue[0] < horizon:
                 queue.popleft()
         burst_horizon = now - thresholds.burst_window

@@ -3,9 +3,10 @@
 Pure: every method takes `now` (aware UTC) from the caller, and all randomness comes from the seed, so a
 run replays exactly. The server wraps the model in a lock; the model itself is not thread-safe. The
 concerns live next door: `channels` (specs, phone numbers, messages, the send log, bans), `behaviour`
-(what recipients do: deliveries, reads, replies), `meter` (the riskOfBlocking readings) and `webhooks`
-(which posts the due events cause). This module is the Whapi operations over them, plus `advance`,
-which applies what has come due.
+(what recipients do: deliveries, reads, replies, blocks), `meter` (the riskOfBlocking readings), `cloud`
+(Meta's portfolios, limits, quality and signed webhooks) and `webhooks` (which posts the due events
+cause). This module is the Whapi and Cloud API operations over them, plus `advance`, which applies what
+has come due.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from warmup.simulator.channels import (
     Thresholds,
     phone_digits,
 )
+from warmup.simulator.cloud import DEFAULT_FIELDS, CloudConfig, CloudSide, LimitRecord, Template
 from warmup.simulator.faults import FaultSpec
 from warmup.simulator.meter import Meter
 from warmup.simulator.webhooks import WebhookPost, valid_hook, webhook_posts
@@ -52,6 +54,17 @@ class SimConfig:
     behaviour: Behaviour = field(default_factory=Behaviour)
     faults: FaultSpec = field(default_factory=FaultSpec)
     channel_faults: Mapping[str, FaultSpec] = field(default_factory=dict)  # by phone
+    cloud: CloudConfig = field(default_factory=CloudConfig)  # portfolios, templates, Cloud webhook
+
+
+@dataclass(frozen=True)
+class CloudSend:
+    """A parsed Cloud API send: free-form text (`body`) or a template (`template`, `language`)."""
+
+    to: str
+    body: str | None = None
+    template: str | None = None
+    language: str | None = None
 
 
 class SimModel:
@@ -69,6 +82,7 @@ class SimModel:
         self._seq = itertools.count(1)
         self._recipients = Recipients(self.seed, self.behaviour, self._seq)
         self._meter = Meter(self.thresholds)
+        self.cloud = CloudSide(self.config.cloud, self.thresholds, self._by_digits)
         for spec in self.config.channels:
             self.register(spec)
 
@@ -86,6 +100,8 @@ class SimModel:
         channel = ChannelState(spec=replace(spec, phone=f"+{digits}"))
         self._by_token[spec.token] = channel
         self._by_digits[digits] = channel
+        if spec.cloud or spec.portfolio:
+            self.cloud.join(channel)
 
     def update_channel(
         self,
@@ -155,6 +171,7 @@ class SimModel:
             "webhooks": [hook.get("url") for hook in channel.settings.get("webhooks", [])],
             "reading": self._meter.reading(channel, self._by_digits, now).to_json(),
             "saved_reading": saved.to_json() if saved else None,
+            "cloud": self.cloud.state(channel, now) if spec.digits in self.cloud.numbers else None,
         }
 
     # --- Whapi operations -----------------------------------------------------------------------
@@ -166,31 +183,14 @@ class SimModel:
             raise SimError(400, "Bad request", "the body must be a JSON object with 'to' and 'body'")
         to, body, typing_time = payload.get("to"), payload.get("body"), payload.get("typing_time")
         typing_time = 0 if typing_time is None else typing_time
-        if not isinstance(to, str) or not to.strip():
-            raise SimError(400, "Bad request", "'to' is required: a phone number or chat id")
-        if to.strip().endswith("@g.us") or to.strip().endswith("@newsletter"):
-            raise SimError(400, "Bad request", "the simulator supports personal chats only")
-        try:
-            to_digits = phone_digits(to)
-        except ValueError:
-            raise SimError(
-                400, "Bad request", f"'to' is not a valid phone number or chat id: {to!r}"
-            ) from None
+        to_digits = self._recipient(to)
         if not isinstance(body, str) or not body.strip():
             raise SimError(400, "Bad request", "'body' is required: a non-empty text")
         if isinstance(typing_time, bool) or not isinstance(typing_time, int | float):
             raise SimError(400, "Bad request", "'typing_time' must be a number of seconds (0..60)")
         if not 0 <= typing_time <= 60:
             raise SimError(400, "Bad request", "'typing_time' must be within 0..60 seconds")
-        if len(body) > self.behaviour.max_body_chars:
-            raise SimError(
-                413, "Request entity too large", f"text longer than {self.behaviour.max_body_chars}"
-            )
-        spec = channel.spec
-        if to_digits in self.behaviour.forbidden or to_digits in spec.forbidden:
-            raise SimError(403, "Forbidden", "it is forbidden to send to this recipient")
-        if spec.trial_limit is not None and channel.sent_total >= spec.trial_limit:
-            raise SimError(402, "Payment required", "trial version limit exceeded")
+        self._check_body_and_recipient(channel, to_digits, body)
         peer = to_digits in self._by_digits
         stranger = not peer and to_digits not in channel.repliers
         reason = channel.reason_to_ban(self.thresholds, stranger, now)
@@ -198,6 +198,34 @@ class SimModel:
             channel.ban(reason, now)
             raise SimError(401, "Channel banned", f"the number was banned: {reason}")
         return self._accept(channel, to_digits, body, float(typing_time), peer, stranger, now)
+
+    def cloud_send(self, token: str, phone_number_id: str, send: CloudSend, now: datetime) -> dict[str, Any]:
+        """`POST /{version}/{phone-number-id}/messages`: Meta's checks (window, limits, quality, templates).
+
+        The Whapi ban rules do not apply: Meta's controls are quality, the spam rate limit and messaging
+        limits (see `cloud`). Returns Meta's 200 body.
+        """
+        channel = self._cloud_channel(token, phone_number_id)
+        to_digits = self._recipient(send.to)
+        template: Template | None = None
+        if send.template is not None:
+            template = self.cloud.check_template(send.template, send.language or "")
+            body = f"[template {send.template}/{send.language}]"
+        else:
+            body = send.body or ""
+        self._check_body_and_recipient(channel, to_digits, body)
+        plan = self.cloud.check_send(channel, to_digits, template, now)
+        peer = to_digits in self._by_digits
+        stranger = not peer and to_digits not in channel.repliers
+        result = self._accept(channel, to_digits, body, 0.0, peer, stranger, now, deliver=not plan.dropped)
+        record = self._sends.last()
+        assert record is not None and record.message_id == result["message"]["id"]
+        self.cloud.record_send(channel, to_digits, record.message_id, record.seq, template, plan, now)
+        return {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": send.to, "wa_id": to_digits}],
+            "messages": [{"id": record.message_id, "message_status": "accepted"}],
+        }
 
     def health(self, token: str, now: datetime) -> dict[str, Any]:
         """`GET /health`: answers for logged-out and banned channels too (the status says which)."""
@@ -221,34 +249,27 @@ class SimModel:
             "user": {"id": channel.spec.digits, "name": channel.spec.name, "pushname": channel.spec.name},
         }
 
-    def phone_info(self, token: str, phone_number_id: str, now: datetime) -> dict[str, Any]:
-        """Meta Cloud API `GET /{version}/{phone-number-id}`: quality, status and messaging tier.
+    def phone_info(
+        self, token: str, phone_number_id: str, fields: list[str], now: datetime
+    ) -> dict[str, Any]:
+        """Meta Cloud API `GET /{version}/{phone-number-id}`: the default fields plus the requested ones.
 
-        Quality follows how people react (the response-rate and contacts factors, not the age):
-        both good or neutral -> GREEN, one at 1 -> YELLOW, both at 1 -> RED. Status: BANNED, DISCONNECTED
-        (logged out), FLAGGED (quality RED) or CONNECTED. Tier: TIER_250 under 30 days, else TIER_2K.
+        Quality, status and tier come from `cloud` (see its docstring); both tier fields answer the
+        portfolio's tier, a v23 `messaging_limit_tier` value unless TIER_2K is configured.
         """
         channel = self._known(token)
         if channel.spec.digits != phone_number_id:
             raise SimError(400, "Unsupported get request", f"object {phone_number_id} does not exist")
-        reading = self._meter.reading(channel, self._by_digits, now)
-        worst = (reading.chats == 1) + (reading.contacts == 1)
-        quality = ("GREEN", "YELLOW", "RED")[worst]
-        if channel.status is ChannelStatus.BANNED:
-            status = "BANNED"
-        elif channel.status is ChannelStatus.LOGGED_OUT:
-            status = "DISCONNECTED"
-        else:
-            status = "FLAGGED" if quality == "RED" else "CONNECTED"
-        age = (now.date() - channel.spec.registered).days
-        return {
-            "id": phone_number_id,
-            "display_phone_number": channel.spec.phone,
-            "verified_name": channel.spec.name,
-            "quality_rating": quality,
-            "status": status,
-            "whatsapp_business_manager_messaging_limit": "TIER_250" if age < 30 else "TIER_2K",
-        }
+        info = self.cloud.phone_fields(channel, now)
+        unknown = [name for name in fields if name not in info]
+        if unknown:
+            raise SimError(
+                400,
+                "Invalid parameter",
+                f"Tried accessing nonexisting field ({unknown[0]}) "
+                "on node type (WhatsAppBusinessPhoneNumber)",
+            )
+        return {name: info[name] for name in dict.fromkeys([*DEFAULT_FIELDS, *fields])}
 
     def list_messages(
         self,
@@ -323,6 +344,9 @@ class SimModel:
         """Apply every delivery, reply and status change due by `now`; return the webhook posts they cause."""
         messages: dict[str, list[dict[str, Any]]] = {}
         statuses: dict[str, list[dict[str, Any]]] = {}
+        cloud_messages: dict[str, list[SimMessage]] = {}
+        cloud_statuses: dict[str, list[dict[str, Any]]] = {}
+        numbers = self.cloud.numbers
         for due, event in self._recipients.due(now):
             if isinstance(event, Inbox):
                 channel = self._by_digits.get(event.channel)
@@ -330,19 +354,40 @@ class SimModel:
                     continue
                 channel.receive(event.message, event.is_reply, due)
                 messages.setdefault(event.channel, []).append(event.message.to_whapi())
+                if event.channel in numbers:
+                    numbers[event.channel].dirty = True
+                    cloud_messages.setdefault(event.channel, []).append(event.message)
             else:
                 channel = self._by_digits.get(event.channel)
                 sent = channel.by_id.get(event.message_id) if channel else None
-                if sent is None or STATUS_ORDER.index(event.status) <= STATUS_ORDER.index(sent.status):
+                if sent is None or sent.status not in STATUS_ORDER:
+                    continue
+                if STATUS_ORDER.index(event.status) <= STATUS_ORDER.index(sent.status):
                     continue
                 sent.status = event.status
                 statuses.setdefault(event.channel, []).append(sent.status_to_whapi(due))
+                if event.channel in numbers:
+                    cloud_statuses.setdefault(event.channel, []).append(sent.status_to_cloud(due))
+        for due, digits, user in self._recipients.due_blocks(now):
+            channel = self._by_digits.get(digits)
+            if channel is not None and channel.block(user, due) and digits in numbers:
+                numbers[digits].dirty = True
         posts: list[WebhookPost] = []
         for kind, grouped in (("messages", messages), ("statuses", statuses)):
             for digits, items in grouped.items():
                 channel = self._by_digits[digits]
                 posts.extend(webhook_posts(channel.settings, channel.spec.channel_id, kind, items))
+        for digits, inbound in cloud_messages.items():
+            self.cloud.message_posts(self._by_digits[digits], inbound)
+        for digits, items in cloud_statuses.items():
+            self.cloud.status_posts(self._by_digits[digits], items)
+        self.cloud.tick(now)
+        posts.extend(self.cloud.take_posts())
         return posts
+
+    def take_posts(self) -> list[WebhookPost]:
+        """Webhook posts an operation caused (a Cloud send's `sent` status, a tier change...)."""
+        return self.cloud.take_posts()
 
     def last_send(self) -> SendRecord | None:
         return self._sends.last()
@@ -356,7 +401,139 @@ class SimModel:
         """Accepted sends with `seq > after`, optionally of one channel (phone)."""
         return self._sends.query(channel=channel, after=after)
 
+    def limit_log(self, *, portfolio: str | None = None, after: int = 0) -> list[LimitRecord]:
+        """Accepted business-initiated Cloud API sends with `seq > after`, optionally of one portfolio."""
+        return [
+            r
+            for r in self.cloud.limit_log
+            if r.seq > after and (portfolio is None or r.portfolio == portfolio)
+        ]
+
+    # --- Cloud API administration ---------------------------------------------------------------
+
+    def update_cloud(
+        self,
+        phone: str,
+        now: datetime,
+        *,
+        portfolio: str | None = None,
+        quality: str | _Unset | None = _Unset.UNSET,
+        status: str | _Unset | None = _Unset.UNSET,
+    ) -> None:
+        """Make a channel a Cloud API number; move it to a portfolio; set or clear its quality/status."""
+        channel = self._channel_by_phone(phone)
+        number = self.cloud.join(channel)
+        if portfolio is not None:
+            self.cloud.move(channel, portfolio)
+        if not isinstance(quality, _Unset) or not isinstance(status, _Unset):
+            self.cloud.override(
+                channel,
+                quality=number.quality_override if isinstance(quality, _Unset) else quality,
+                status=number.status_override if isinstance(status, _Unset) else status,
+            )
+        self.cloud.refresh(channel, now, force=True)
+
+    def block(self, phone: str, user: str, now: datetime) -> bool:
+        """A user blocks a channel (counts against its Cloud API quality); False if they already had."""
+        channel = self._channel_by_phone(phone)
+        blocked = channel.block(phone_digits(user), now)
+        if channel.spec.digits in self.cloud.numbers:
+            self.cloud.refresh(channel, now, force=True)
+        return blocked
+
+    def user_writes(self, phone: str, user: str, body: str, now: datetime) -> None:
+        """A user writes to a channel now (opens their Cloud API customer-service window); the next
+        `advance` delivers it, with its webhooks."""
+        if not body.strip():
+            raise ValueError("'body' must be a non-empty text")
+        channel = self._channel_by_phone(phone)
+        self._recipients.user_writes(channel, phone_digits(user), body, now)
+
+    def portfolios(self, now: datetime) -> list[dict[str, Any]]:
+        return [self.cloud.portfolio_state(p, now) for p in self.cloud.portfolios.values()]
+
+    def set_tier(self, portfolio: str, tier: str, now: datetime) -> dict[str, Any]:
+        """Set a portfolio's messaging limit tier (webhooks announce a change)."""
+        changed = self.cloud.set_tier(portfolio, tier, now)
+        for number in self.cloud.numbers.values():
+            if number.portfolio == portfolio:
+                self.cloud.refresh(self._by_digits[number.digits], now, force=True)
+        return self.cloud.portfolio_state(changed, now)
+
+    def set_templates(self, templates: tuple[Template, ...]) -> None:
+        self.cloud.set_templates(templates)
+        self.config = replace(self.config, cloud=replace(self.config.cloud, templates=templates))
+
+    def set_cloud_webhook(self, url: str | None, app_secret: str | None) -> None:
+        """Where Cloud API webhooks go, signed with the app secret (kept across `/_sim/reset`)."""
+        self.cloud.set_webhook(url, app_secret)
+        secret = app_secret or self.config.cloud.app_secret
+        self.config = replace(
+            self.config, cloud=replace(self.config.cloud, webhook_url=url, app_secret=secret)
+        )
+
+    def cloud_alert(
+        self,
+        *,
+        portfolio: str | None,
+        phone: str | None,
+        alert_type: str,
+        severity: str,
+        description: str,
+        status: str,
+        now: datetime,
+    ) -> None:
+        """Post an `account_alerts` webhook about a portfolio (entity BUSINESS) or a number (PHONE_NUMBER)."""
+        if (portfolio is None) == (phone is None):
+            raise ValueError("name either a portfolio or a phone")
+        if phone is not None:
+            channel = self._channel_by_phone(phone)
+            number = self.cloud.join(channel)
+            target = self.cloud.portfolio_of(number)
+            entity = ("PHONE_NUMBER", channel.spec.digits)
+        else:
+            assert portfolio is not None
+            if portfolio not in self.cloud.portfolios:
+                raise ValueError(f"no such portfolio: {portfolio!r}")
+            target = self.cloud.portfolios[portfolio]
+            entity = ("BUSINESS", target.business_id)
+        self.cloud.alert(target, entity, alert_type, severity, description, now, status)
+
     # --- internals ----------------------------------------------------------------------------
+
+    def _cloud_channel(self, token: str, phone_number_id: str) -> ChannelState:
+        """The token's channel as a Cloud API number, if `phone_number_id` is its number and it may send."""
+        channel = self._known(token)
+        if channel.spec.digits != phone_number_id:
+            raise SimError(400, "Unsupported post request", f"object {phone_number_id} does not exist")
+        self._authorised(token)
+        self.cloud.join(channel)
+        return channel
+
+    def _recipient(self, to: object) -> str:
+        """The digits of a personal recipient; SimError 400 for anything else."""
+        if not isinstance(to, str) or not to.strip():
+            raise SimError(400, "Bad request", "'to' is required: a phone number or chat id")
+        if to.strip().endswith("@g.us") or to.strip().endswith("@newsletter"):
+            raise SimError(400, "Bad request", "the simulator supports personal chats only")
+        try:
+            return phone_digits(to)
+        except ValueError:
+            raise SimError(
+                400, "Bad request", f"'to' is not a valid phone number or chat id: {to!r}"
+            ) from None
+
+    def _check_body_and_recipient(self, channel: ChannelState, to: str, body: str) -> None:
+        """Length, forbidden recipients and the trial limit: refusals both APIs share."""
+        if len(body) > self.behaviour.max_body_chars:
+            raise SimError(
+                413, "Request entity too large", f"text longer than {self.behaviour.max_body_chars}"
+            )
+        spec = channel.spec
+        if to in self.behaviour.forbidden or to in spec.forbidden:
+            raise SimError(403, "Forbidden", "it is forbidden to send to this recipient")
+        if spec.trial_limit is not None and channel.sent_total >= spec.trial_limit:
+            raise SimError(402, "Payment required", "trial version limit exceeded")
 
     def _known(self, token: str) -> ChannelState:
         channel = self._by_token.get(token)
@@ -396,7 +573,9 @@ class SimModel:
         peer: bool,
         stranger: bool,
         now: datetime,
+        deliver: bool = True,
     ) -> dict[str, Any]:
+        """Record an accepted send; unless `deliver` is False (it fails instead), schedule what follows."""
         spec = channel.spec
         seq = next(self._seq)
         message = SimMessage(
@@ -407,11 +586,12 @@ class SimModel:
             from_me=True,
             at=now,
             body=body,
-            status="sent",
+            status="sent" if deliver else "failed",
             from_name=spec.name,
         )
         channel.record_send(message, stranger)
         record = SendRecord(seq, spec.phone, f"+{to}", body, typing_time, now, message.id, peer)
         self._sends.append(record)
-        self._recipients.schedule(channel, message, self._by_digits[to] if peer else None)
+        if deliver:
+            self._recipients.schedule(channel, message, self._by_digits[to] if peer else None)
         return {"sent": True, "message": message.to_whapi()}

@@ -65,6 +65,7 @@ class SimState:
             try:
                 return action(now)
             finally:
+                posts += self.model.take_posts()
                 if posts:
                     self.webhooks.submit(posts)
 

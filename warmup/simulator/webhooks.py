@@ -1,8 +1,9 @@
 """The simulator's webhooks: which posts a batch of events causes, and the thread that makes them.
 
 A channel registers webhooks through `PATCH /settings` (`valid_hook` checks each); `webhook_posts` turns
-the messages and statuses that came due into one post per subscribed hook, and `WebhookSender` delivers
-them from a background thread, best effort, so a slow or dead receiver never holds up the API.
+the messages and statuses that came due into one post per subscribed hook (Whapi's format; Cloud API
+numbers also get Meta's signed format, built by `cloud`), and `WebhookSender` delivers them from a
+background thread, best effort, so a slow or dead receiver never holds up the API.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -21,11 +22,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WebhookPost:
-    """One webhook delivery the server should attempt (best effort)."""
+    """One webhook delivery the server should attempt (best effort).
+
+    `body` is the exact bytes to send when a signature covers them (Cloud API webhooks); without it the
+    payload is sent as JSON.
+    """
 
     url: str
     headers: Mapping[str, str]
     payload: dict[str, Any]
+    body: bytes | None = field(default=None, repr=False)
 
 
 def valid_hook(hook: object) -> bool:
@@ -96,7 +102,10 @@ class WebhookSender:
         with httpx.Client(timeout=self._timeout) as client:
             while (post := self._queue.get()) is not None:
                 try:
-                    response = client.post(post.url, json=post.payload, headers=dict(post.headers))
+                    if post.body is not None:
+                        response = client.post(post.url, content=post.body, headers=dict(post.headers))
+                    else:
+                        response = client.post(post.url, json=post.payload, headers=dict(post.headers))
                     if response.status_code < 300:
                         self.delivered += 1
                     else:
