@@ -51,8 +51,11 @@ class Cloud:
         self.runtime = Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine))
 
     def with_templates(self) -> None:
+        """The pool names `hello_again` and the simulator (Meta) has it approved."""
         pool = self.fleet.plan_path.parent / "pool.yaml"
         pool.write_text(pool.read_text() + TEMPLATES)
+        approved = [{"name": "hello_again", "language": "en_US"}]
+        self.fleet.admin("PUT", "/_sim/cloud/templates", json={"templates": approved})
 
     def plan(self) -> list[OutboundMessage]:
         day = local_date_of(self.clock.now(), "America/Sao_Paulo")
@@ -75,7 +78,13 @@ class Cloud:
         day = local_date_of(self.clock.now(), "America/Sao_Paulo")
         return history.list_messages(self.engine, self.number, day)
 
-    def wrote_to_us(self, phone: str, at: datetime) -> None:
+    def wrote_to_us(self, phone: str, at: datetime, *, tell_meta: bool = True) -> None:
+        """``phone`` wrote to the number at ``at``: stored as we would from a webhook, and (unless not
+        ``tell_meta``) written through the simulator so Meta's side sees the open window too."""
+        if tell_meta:
+            self.fleet.admin(
+                "POST", f"/_sim/channels/{self.phone}/inbound", json={"user": phone, "body": "hi!"}
+            )
         inbound.add_inbound(
             self.engine,
             self.number,
@@ -128,12 +137,24 @@ def test_without_a_template_outside_the_window_the_message_is_skipped_with_its_c
     messages = cloud.plan()
     stale = cloud.clock.now() - SERVICE_WINDOW - timedelta(minutes=1)
     for message in messages:  # they wrote, but more than 24 hours ago
-        cloud.wrote_to_us(message.recipient, stale)
+        cloud.wrote_to_us(message.recipient, stale, tell_meta=False)
     skipped = cloud.send_next()
     assert skipped.state == "skipped"
     assert skipped.cause == SkipCause.NO_TEMPLATE.value
     assert "24 h customer-service window" in (skipped.reason or "")
     assert "names no approved template" in (skipped.reason or "")
+
+
+def test_a_text_meta_refuses_as_outside_the_window_goes_out_as_a_template(cloud: Cloud) -> None:
+    """Our store says the window is open, Meta says 131047 (it never saw that message): the refusal
+    proves the text did not go out, so the same claim sends the template."""
+    cloud.with_templates()
+    messages = cloud.plan()
+    for message in messages:
+        cloud.wrote_to_us(message.recipient, cloud.clock.now() - timedelta(hours=1), tell_meta=False)
+    sent = cloud.send_next()
+    assert sent.state == "sent", sent.reason
+    assert sent.template is not None and sent.template["name"] == "hello_again"
 
 
 def test_bad_templates_in_a_pool_are_located(tmp_path: Path) -> None:

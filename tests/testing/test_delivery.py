@@ -37,3 +37,20 @@ def test_percent_never_rounds_a_shortfall_up() -> None:
     assert percent(0.996) == "99%"
     assert percent(1.0) == "100%"
     assert percent(None) == "-"
+
+
+def test_a_day_that_was_never_planned_fails_the_check() -> None:
+    """A stalled scheduler plans nothing, sends nothing and skips nothing: no day is short, yet the
+    days it never planned must fail the check rather than pass for a quiet fleet."""
+    thu = date(2026, 11, 26)
+    accounts = [day(MON, 10, 10)]
+    report = delivery_report(accounts, {1: "+34600000001"}, {1: thu}, 0.95, {1: MON})
+    check = report.check()
+    assert not check.ok
+    assert report.unplanned == [(1, TUE), (1, WED)]
+    assert "2 number-days ended without ever being planned" in check.detail
+    assert "+34600000001 Tue 2026-11-24" in check.detail
+    complete = delivery_report(
+        [*accounts, day(TUE, 0, 0), day(WED, 5, 5)], {1: "x"}, {1: thu}, 0.95, {1: MON}
+    )
+    assert complete.check().ok and not complete.unplanned

@@ -346,7 +346,9 @@ class Demo:
         report = check_invariants(self.engine, sends, now, grace=grace, stopped=True)
         today = {n.id: local_date_of(now - grace, n.timezone) for n in self.numbers}
         accounts = day_accounts(self.engine, [n.id for n in self.numbers])
-        delivery = delivery_report(accounts, {n.id: n.phone for n in self.numbers}, today, DELIVERY_TARGET)
+        first = {n.id: local_date_of(SIM_START, n.timezone) for n in self.numbers}
+        phones = {n.id: n.phone for n in self.numbers}
+        delivery = delivery_report(accounts, phones, today, DELIVERY_TARGET, first)
         finished = {(d.number_id, d.local_date): d for d in delivery.days}
 
         summaries: list[NumberSummary] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from warmup.core.accounting import DayAccount, percent
 from warmup.testing.invariants import Check
@@ -25,6 +25,7 @@ class DeliveryReport:
     days: Sequence[DayAccount]
     phones: Mapping[int, str]
     target: float
+    unplanned: Sequence[tuple[int, date]] = ()  # local days that ended without ever being planned
 
     @property
     def short(self) -> list[DayAccount]:
@@ -44,6 +45,17 @@ class DeliveryReport:
 
     def check(self) -> Check:
         """The pass/fail line: which days fell short and why, or the lowest day when none did."""
+        if self.unplanned:
+            named = "; ".join(
+                f"{self.phones.get(n, f'number {n}')} {d:%a %Y-%m-%d}" for n, d in self.unplanned[:5]
+            )
+            more = f" (and {len(self.unplanned) - 5} more)" if len(self.unplanned) > 5 else ""
+            return Check(
+                DELIVERY_CHECK,
+                False,
+                f"{len(self.unplanned)} number-days ended without ever being planned (nothing was decided, "
+                f"nothing sent): {named}{more}",
+            )
         if not self.days:
             return Check(DELIVERY_CHECK, True, "no finished sending day to check")
         short = self.short
@@ -72,11 +84,25 @@ class DeliveryReport:
 
 
 def delivery_report(
-    accounts: Sequence[DayAccount], phones: Mapping[int, str], today: Mapping[int, date], target: float
+    accounts: Sequence[DayAccount],
+    phones: Mapping[int, str],
+    today: Mapping[int, date],
+    target: float,
+    first_day: Mapping[int, date] | None = None,
 ) -> DeliveryReport:
     """The report over ``accounts``: only days with a quota that are over (before the number's local
-    ``today``) count."""
+    ``today``) count. With ``first_day`` (each number's first local day of the run), a day between it
+    and ``today`` with no account at all was never planned, and fails the check: a stalled scheduler
+    must not pass for a quiet fleet."""
     finished = [
         d for d in accounts if d.quota > 0 and d.number_id in today and d.local_date < today[d.number_id]
     ]
-    return DeliveryReport(finished, phones, target)
+    planned = {(d.number_id, d.local_date) for d in accounts}
+    unplanned = [
+        (number_id, first + timedelta(days=offset))
+        for number_id, first in sorted((first_day or {}).items())
+        if number_id in today
+        for offset in range((today[number_id] - first).days)
+        if (number_id, first + timedelta(days=offset)) not in planned
+    ]
+    return DeliveryReport(finished, phones, target, sorted(unplanned, key=lambda nd: (nd[1], nd[0])))
