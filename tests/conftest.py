@@ -136,3 +136,39 @@ def redis_url() -> Iterator[str]:
 def make_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """`make_fleet(engine, clock, count=...)`: numbers enrolled against a simulator (tests.fleet_fixture)."""
     yield from fleet_builder(tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------------------------------ no network
+# Nothing may call the real WhatsApp APIs: a Whapi client's default meter is the published
+# tools.whapi.cloud one, so a test that forgets `meter_url` fails (name lookups of the real hosts are
+# refused and reported) instead of reaching the internet.
+
+REAL_API_HOSTS = frozenset({"gate.whapi.cloud", "tools.whapi.cloud", "graph.facebook.com"})
+_real_api_lookups: list[str] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_real_provider_apis() -> Iterator[None]:
+    import socket
+
+    real = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.lower().rstrip(".") in REAL_API_HOSTS:
+            _real_api_lookups.append(name)
+            raise OSError(f"tests must not reach the real provider API ({name})")
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = guarded
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real
+
+
+@pytest.fixture(autouse=True)
+def _no_real_api_call(_no_real_provider_apis: None) -> Iterator[None]:
+    _real_api_lookups.clear()
+    yield
+    assert not _real_api_lookups, f"the test tried to reach a real provider API: {_real_api_lookups}"

@@ -7,8 +7,10 @@ Routes:
   either as the `X-Warmup-Secret` header (Whapi webhooks accept custom headers) or as `?secret=`.
 * `GET /webhooks/cloud` — Meta's verification handshake: answers `hub.challenge` when `hub.verify_token`
   equals `WARMUP_META_VERIFY_TOKEN`.
-* `POST /webhooks/cloud` — Cloud API events for any fleet number (routed by `metadata.phone_number_id`),
-  authenticated by `X-Hub-Signature-256` = HMAC-SHA256 of the raw body with `WARMUP_META_APP_SECRET`.
+* `POST /webhooks/cloud` — Cloud API events for any fleet number, authenticated by `X-Hub-Signature-256`
+  = HMAC-SHA256 of the raw body with `WARMUP_META_APP_SECRET`: messages and statuses (routed by
+  `metadata.phone_number_id`) and the account events `phone_number_quality_update` (by
+  `display_phone_number`), `business_capability_update` and `account_alerts` (`warmup.services.signals`).
 * `GET /metrics` — Prometheus (this process's counters and the fleet gauges from the database).
 * `GET /healthz` — liveness.
 
@@ -20,7 +22,10 @@ becomes a bare 503, which makes the provider deliver again later; storing is ide
 provider's event id, so a redelivery is harmless.
 
 Good events are stored as inbound rows (messages mark their recipient as `replied`; statuses make the
-outbound message count as delivered/read), which feed the local risk meter. A newly stored message may
+outbound message count as delivered/read), which feed the local risk meter. Meta's account events about
+a number become readings with its new quality, status or messaging limit (and audit rows), which the
+scheduler acts on within a tick (`warmup.services.signals.act_on_signals`); an event that changes
+nothing, or is about a number that is not ours, is answered 200 and stores nothing. A newly stored message may
 be an admin chat command (`warmup.services.chat_commands`), run after the response is sent.
 """
 
@@ -46,12 +51,13 @@ from warmup.providers.webhooks import (
     MAX_WEBHOOK_BYTES,
     WebhookError,
     load_payload,
+    parse_cloud_payload,
     parse_cloud_webhook,
     parse_whapi_webhook,
     verify_cloud_signature,
 )
 from warmup.secrets import Secret
-from warmup.services import metrics
+from warmup.services import metrics, signals
 from warmup.services.chat_commands import process_inbound
 from warmup.services.replies import store_events
 from warmup.services.runtime import ProviderPool
@@ -178,8 +184,10 @@ def create_app(
         return PlainTextResponse(challenge)
 
     def cloud_store(body: bytes) -> Response:
-        parse_cloud_webhook(body, config.max_bytes)  # the whole payload is valid before anything is stored
-        by_id = {n.phone_number_id: n.id for n in numbers.list_numbers(engine) if n.phone_number_id}
+        # the whole payload is valid before anything is stored
+        parsed = parse_cloud_payload(body, config.max_bytes)
+        fleet = numbers.list_numbers(engine)
+        by_id = {n.phone_number_id: n.id for n in fleet if n.phone_number_id}
         stored = ignored = 0
         pending: list[tuple[int, Inbound]] = []
         for phone_number_id, part in _cloud_parts(load_payload(body, config.max_bytes)):
@@ -192,6 +200,10 @@ def create_app(
             stored += new
             ignored += len(events) - new
             pending += [(number_id, m) for m in new_messages]
+        if parsed.signals:  # quality, messaging limits, alerts: readings the scheduler acts on
+            received = signals.receive(engine, parsed.signals, fleet, run_clock.now(), providers)
+            stored += received.stored
+            ignored += received.ignored
         return answer("cloud_api", stored, ignored, pending)
 
     async def cloud(request: Request) -> Response:

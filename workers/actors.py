@@ -15,7 +15,6 @@ from typing import Any
 import dramatiq
 
 from warmup.services.planning import plan_number_day, plan_number_days
-from warmup.services.readings import refresh_reading as refresh
 from warmup.services.replies import ingest_replies as ingest
 from warmup.services.runtime import get_runtime
 from warmup.services.sending import send_batch, send_one
@@ -97,15 +96,9 @@ def _send_later(message_id: int, wall_seconds: float) -> None:
 
 
 @dramatiq.actor(broker=_broker, **_OPTIONS)
-def refresh_reading(number_id: int) -> None:
-    """Take today's risk reading for a number (provider meter, else the local meter)."""
-    refresh(get_runtime(), number_id)
-
-
-@dramatiq.actor(broker=_broker, **_OPTIONS)
 def ingest_replies(number_id: int) -> None:
     """Poll the provider for replies and delivery statuses of one number and store them once."""
     ingest(get_runtime(), number_id)
 
 
-ACTORS.extend([plan_day, plan_days, send_message, send_messages, refresh_reading, ingest_replies])
+ACTORS.extend([plan_day, plan_days, send_message, send_messages, ingest_replies])

@@ -30,12 +30,14 @@ numbers:
     token: ${CLI_TOKEN_1}
     plan: plans/plan.yaml
     timezone: America/Sao_Paulo
+    meter_url: http://127.0.0.1:1/services/riskOfBlocking
   - phone: "+5511999990002"
     provider: whapi
     base_url: http://127.0.0.1:1
     token: ${CLI_TOKEN_2}
     plan: plans/plan.yaml
     timezone: Asia/Tokyo
+    meter_url: http://127.0.0.1:1/services/riskOfBlocking
 admins: ["+5511988880000"]
 """
 
@@ -71,7 +73,7 @@ def test_apply_dry_run_then_apply_then_no_changes(engine: Engine, setup: tuple[s
     assert code == 0 and "no changes" in out
     fleet.write_text(FLEET.replace("${CLI_TOKEN_2}", "${NOT_SET_HERE}"))
     code, out = run("apply", str(fleet), "--database-url", url)
-    assert code == 1 and f"{fleet}:11:12: numbers[1].token" in out and "nothing applied" in out
+    assert code == 1 and f"{fleet}:12:12: numbers[1].token" in out and "nothing applied" in out
     assert "cli-token" not in out
 
 

@@ -135,6 +135,14 @@ def test_base_plan_is_valid() -> None:
         ({"risk.rules.0.when": {}}, ("risk", "rules", 0, "when"), "name at least one factor"),
         ({"risk.rules.0.when": {"overall": 4}}, ("risk", "rules", 0, "when", "overall"), "got 4"),
         ({"audience": {}}, ("audience",), "nobody to send to"),
+        ({"risk.rules.0.when": {"quality": "purple"}}, ("risk", "rules", 0, "when", "quality"), "purple"),
+        ({"risk.rules.0.when": {"quality": []}}, ("risk", "rules", 0, "when", "quality"), "at least one"),
+        (
+            {"risk.rules.0.when": {"status": ["flagged", "suspended"]}},
+            ("risk", "rules", 0, "when", "status"),
+            "'suspended'",
+        ),
+        ({"risk.rules.0.when": {"tier": "TIER_3K"}}, ("risk", "rules", 0, "when", "tier"), "TIER_3K"),
     ],
 )
 def test_each_mistake_is_reported_at_its_field(
@@ -248,3 +256,17 @@ def test_plans_are_frozen_and_forbid_unknown_keys() -> None:
         plan.name = "other"  # type: ignore[misc]
     errors = errors_of(plan_with(**{"pacing.gapp": "1m"}))
     assert ("pacing", "gapp") in errors
+
+
+def test_meta_conditions_are_normalised() -> None:
+    """Quality takes Meta's words too (high, medium, low), statuses any case, tiers with or without TIER_."""
+    rules = [
+        {"when": {"quality": ["Medium", "red"]}, "do": {"throttle": 0.5}},
+        {"when": {"status": "FLAGGED"}, "do": "pause"},
+        {"when": {"tier": ["250", "tier_2k"], "overall": 2}, "do": "hold"},
+    ]
+    plan = Plan.model_validate(plan_with(**{"risk.rules": rules}))
+    first, second, third = (rule.when for rule in plan.risk.rules)
+    assert first.quality == ["yellow", "red"]
+    assert second.status == ["flagged"]
+    assert (third.tier, third.overall) == (["TIER_250", "TIER_2K"], 2)

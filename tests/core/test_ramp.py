@@ -492,3 +492,29 @@ def test_a_run_of_days_keeps_the_invariants_day_after_day(
             assert decision.next_plan_day == decision.plan_day
         state = state_after(state, decision)
         yesterday = day_went_well(decision.quota)
+
+
+# --- Meta's signals ----------------------------------------------------------------------------------
+
+
+def signalled(**signals: str) -> Reading:
+    return replace(good(), source="cloud_api", **signals)  # type: ignore[arg-type]
+
+
+def test_the_example_plan_acts_on_metas_signals() -> None:
+    """YELLOW throttles, RED or FLAGGED pauses, RESTRICTED holds; GREEN and CONNECTED change nothing."""
+    state = NumberState(plan_day=6, last_volume=40, advance_pending=False)
+    plain = decide(PLAN, state, good(), None, MONDAY, NOW)
+    assert (plain.action, plain.quota) == (Action.ADVANCE, 32)
+    green = decide(
+        PLAN, state, signalled(quality="green", status="connected", tier="TIER_1K"), None, MONDAY, NOW
+    )
+    assert (green.action, green.quota) == (Action.ADVANCE, 32)
+    yellow = decide(PLAN, state, signalled(quality="yellow"), None, MONDAY, NOW)
+    assert (yellow.action, yellow.quota) == (Action.THROTTLE, 16)
+    assert any("quality=yellow -> throttle 0.5" in t for t in texts(yellow))
+    for signals in ({"quality": "red"}, {"status": "flagged"}, {"quality": "yellow", "status": "flagged"}):
+        paused = decide(PLAN, state, signalled(**signals), None, MONDAY, NOW)
+        assert (paused.action, paused.quota) == (Action.PAUSE, 0), signals
+    held = decide(PLAN, state, signalled(status="restricted"), None, MONDAY, NOW)
+    assert (held.action, held.quota, held.next_plan_day) == (Action.HOLD, 32, 6)

@@ -178,3 +178,33 @@ def test_local_reading_levels_are_always_1_to_3(
     got = local_reading(today - timedelta(days=age), today, sent, replies, rec, eng, NOW)
     for factor in FACTORS:
         assert got.factor(factor) in (1, 2, 3)
+
+
+# --- Meta's signals (quality, status, tier) ------------------------------------------------------------
+
+
+def meta(quality: str | None = None, status: str | None = None, tier: str | None = None) -> Reading:
+    return Reading(3, 3, 3, 3, NOW, "cloud_api", quality=quality, status=status, tier=tier)
+
+
+def test_signal_conditions_match_the_named_signals() -> None:
+    condition = Condition.model_validate({"quality": ["yellow", "red"]})
+    assert condition_matches(condition, meta(quality="yellow"))
+    assert condition_matches(condition, meta(quality="red", status="flagged"))
+    assert not condition_matches(condition, meta(quality="green"))
+    both = Condition.model_validate({"status": "flagged", "tier": "TIER_250"})
+    assert condition_matches(both, meta(status="flagged", tier="TIER_250"))
+    assert not condition_matches(both, meta(status="flagged", tier="TIER_2K"))
+    assert describe_match(both, meta(status="flagged", tier="TIER_250")) == "status=flagged, tier=TIER_250"
+
+
+def test_a_reading_without_signals_never_matches_a_condition_naming_them() -> None:
+    """A Whapi or local reading (or a Cloud API one whose read failed) says nothing about quality: the
+    Meta rules stay silent rather than fire on a missing value."""
+    for condition in ({"quality": ["green", "yellow", "red"]}, {"status": "connected"}, {"tier": "TIER_50"}):
+        assert not condition_matches(Condition.model_validate(condition), reading())
+    plan = plan_with_rules(
+        [{"when": {"quality": "yellow"}, "do": {"throttle": 0.5}}, {"when": {"overall": 3}, "do": "hold"}]
+    )
+    assert [m.index for m in matching_rules(plan, reading())] == [1]
+    assert [m.index for m in matching_rules(plan, meta(quality="yellow"))] == [0, 1]

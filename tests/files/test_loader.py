@@ -224,3 +224,17 @@ def test_example_plans_have_the_promised_shape() -> None:
     assert standard.last_plan_day == 21
     assert fast.last_plan_day < standard.last_plan_day
     assert cautious.ramp.steps[0].volume[1] < standard.ramp.steps[0].volume[1] < fast.ramp.steps[0].volume[1]
+
+
+def test_a_bad_meta_condition_is_located_at_its_field(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "    - {when: {overall: 1}, do: pause}\n",
+        "    - {when: {overall: 1}, do: pause}\n    - {when: {quality: purple}, do: pause}\n"
+        "    - {when: {status: [flagged, asleep]}, do: hold}\n",
+    )
+    problems = problems_of(write(tmp_path, text))
+    found = [(p.line, p.field) for p in problems]
+    assert found == [(20, "risk.rules[1].when.quality"), (21, "risk.rules[2].when.status")], problems
+    assert "quality must be one of green, yellow, red, got 'purple'" in problems[0].message
+    assert "'asleep'" in problems[1].message
+    assert str(problems[0]).startswith(f"{tmp_path / 'plan.yaml'}:20:")

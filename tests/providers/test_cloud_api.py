@@ -12,7 +12,7 @@ from tests.http_fixture import Reply, ScriptedServer, closed_port_url, server
 from warmup.core.errors import UserError
 from warmup.providers.base import OutcomeAction as A
 from warmup.providers.base import Provider, ProviderError
-from warmup.providers.cloud_api import NO_METER, CloudApiProvider, quality_to_overall
+from warmup.providers.cloud_api import NO_METER, CloudApiProvider, PhoneQuality, limit_field
 from warmup.providers.factory import make_provider
 
 __all__ = ["server"]
@@ -169,11 +169,7 @@ def test_read_timeout_is_unknown(server: ScriptedServer) -> None:
         ({"quality_rating": "PURPLE"}, A.RETRY, "PURPLE"),
         ({"id": PHONE_ID}, A.RETRY, "unreadable"),
         (
-            {
-                "quality_rating": "GREEN",
-                "status": "CONNECTED",
-                "whatsapp_business_manager_messaging_limit": "TIER_1K",
-            },
+            {"quality_rating": "GREEN", "status": "CONNECTED", "messaging_limit_tier": "TIER_1K"},
             A.OK,
             "CONNECTED/GREEN/TIER_1K",
         ),
@@ -186,7 +182,7 @@ def test_health_from_quality_and_status(
     health = provider.health()
     assert (health.action, health.status) == (action, status)
     (request,) = server.calls("GET", NUMBER)
-    assert request.query["fields"] == ["quality_rating,status,whatsapp_business_manager_messaging_limit"]
+    assert request.query["fields"] == ["quality_rating,status,messaging_limit_tier"]
 
 
 @pytest.mark.parametrize(
@@ -202,11 +198,54 @@ def test_health_errors(server: ScriptedServer, provider: CloudApiProvider, reply
 def test_quality_and_reading(server: ScriptedServer, provider: CloudApiProvider) -> None:
     server.on("GET", NUMBER, Reply(200, {"quality_rating": "yellow", "status": "CONNECTED"}))
     quality = provider.quality()
-    assert quality.quality_rating == "YELLOW" and quality.overall == 2
+    assert quality.quality_rating == "YELLOW"
+    assert quality.signals() == {"quality": "yellow", "status": "connected", "tier": None}
     assert provider.fetch_reading(date(2026, 11, 23)) is None
     assert provider.last_reading_error == NO_METER
     assert provider.list_inbound(datetime(2026, 11, 23, tzinfo=UTC)) == []
-    assert [quality_to_overall(q) for q in ("GREEN", "YELLOW", "RED", "NA", None)] == [3, 2, 1, None, None]
+
+
+@pytest.mark.parametrize(
+    ("version", "field"),
+    [("v23.0", "messaging_limit_tier"), ("v24.1", "messaging_limit_tier"), ("v100.0", "messaging_limit_tier"),
+     ("v22.0", "whatsapp_business_manager_messaging_limit"),
+     ("v21.0", "whatsapp_business_manager_messaging_limit")],
+)  # fmt: skip
+def test_the_messaging_limit_field_is_the_versions_own(
+    server: ScriptedServer, version: str, field: str
+) -> None:
+    """A Graph API version refuses a field it does not have: only that version's limit field is asked
+    for, and read (TIER_2K too, which the v23 enum lacks)."""
+    path = f"/{version}/{PHONE_ID}"
+    server.on("GET", path, Reply(200, {"quality_rating": "GREEN", "status": "CONNECTED", field: "TIER_2K"}))
+    with CloudApiProvider(TOKEN, PHONE_ID, base_url=server.base_url, version=version) as provider:
+        assert limit_field(version) == field
+        assert provider.quality().messaging_limit == "TIER_2K"
+        assert provider.quality().signals()["tier"] == "TIER_2K"
+    (request, _) = server.calls("GET", path)
+    assert request.query["fields"] == [f"quality_rating,status,{field}"]
+
+
+@pytest.mark.parametrize("version", ["23.0", "v23", "latest", "v23.0/../x", ""])
+def test_a_version_that_is_not_one_is_refused(version: str) -> None:
+    with pytest.raises(ValueError, match=r"looks like v23\.0"):
+        CloudApiProvider(TOKEN, PHONE_ID, version=version)
+
+
+@pytest.mark.parametrize(
+    ("quality", "signals"),
+    [(PhoneQuality("GREEN", "CONNECTED", "TIER_250"),
+      {"quality": "green", "status": "connected", "tier": "TIER_250"}),
+     (PhoneQuality("NA", "PENDING", "TIER_NOT_SET"), {"quality": None, "status": "pending", "tier": None}),
+     (PhoneQuality("UNKNOWN", "MESSAGING_LIMIT_TIER_1", None),
+      {"quality": None, "status": None, "tier": None}),
+     (PhoneQuality("PURPLE", "rate_limited", "TIER_UNLIMITED"),
+      {"quality": None, "status": "rate_limited", "tier": "TIER_UNLIMITED"}),
+     (PhoneQuality(None, "FLAGGED; DROP", "1000"), {"quality": None, "status": None, "tier": None})],
+)  # fmt: skip
+def test_signals_are_what_readings_hold(quality: PhoneQuality, signals: dict[str, str | None]) -> None:
+    """Lower-case quality and status, the tier as the spec writes it; nothing for what is not one."""
+    assert quality.signals() == signals
 
 
 def test_quality_raises_provider_error(server: ScriptedServer, provider: CloudApiProvider) -> None:

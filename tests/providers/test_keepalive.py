@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ __all__ = ["server"]
 TOKEN = "KeepAliveTok3nAbcdefGhijklmnopQRS"
 METER = "/services/riskOfBlocking"
 TODAY = date(2026, 11, 23)
+NOW = datetime(2026, 11, 23, 15, tzinfo=UTC)
 METER_BODY = {
     "lastUpdateDate": "11/23/2026",
     "lifeTime": 1,
@@ -186,8 +187,8 @@ def test_refused_connection_and_bad_urls_raise() -> None:
 def test_meter_reads_go_through_the_keepalive_client(server: ScriptedServer) -> None:
     keepalive.close_all()
     server.on("POST", METER, Reply(200, METER_BODY))
-    with WhapiProvider(TOKEN, server.base_url, timeout=2.0) as provider:
-        reading = provider.fetch_reading(TODAY)
+    with WhapiProvider(TOKEN, server.base_url, server.base_url + METER, timeout=2.0) as provider:
+        reading = provider.fetch_reading(TODAY, NOW)
         assert reading is not None and reading.overall == 2 and reading.response_rate == 3
         assert keepalive._held()  # the connection is kept for the next read
     call = server.calls("POST", METER)[0]
@@ -211,16 +212,17 @@ def test_meter_failures_give_no_reading_and_a_reason_without_the_token(
     keepalive.close_all()
     server.on("POST", METER, reply)
     server.on("GET", METER, reply)
-    with WhapiProvider(TOKEN, server.base_url, timeout=0.3) as provider:
-        assert provider.fetch_reading(TODAY) is None
+    with WhapiProvider(TOKEN, server.base_url, server.base_url + METER, timeout=0.3) as provider:
+        assert provider.fetch_reading(TODAY, NOW) is None
         error = provider.last_reading_error or ""
     assert reason in error and TOKEN not in error
     keepalive.close_all()
 
 
 def test_meter_refused_gives_no_reading() -> None:
-    with WhapiProvider(TOKEN, closed_port_url(), timeout=1.0) as provider:
-        assert provider.fetch_reading(TODAY) is None
+    closed = closed_port_url()
+    with WhapiProvider(TOKEN, closed, closed + METER, timeout=1.0) as provider:
+        assert provider.fetch_reading(TODAY, NOW) is None
         assert "ConnectionRefusedError" in (provider.last_reading_error or "")
 
 
@@ -230,8 +232,8 @@ def test_with_a_proxy_in_the_environment_the_meter_uses_httpx(
     keepalive.close_all()
     monkeypatch.setattr(provider_http, "_env_proxies", True)  # as if HTTPS_PROXY were set
     server.on("POST", METER, Reply(200, METER_BODY))
-    with WhapiProvider(TOKEN, server.base_url, timeout=2.0) as provider:
-        assert provider.fetch_reading(TODAY) is not None
+    with WhapiProvider(TOKEN, server.base_url, server.base_url + METER, timeout=2.0) as provider:
+        assert provider.fetch_reading(TODAY, NOW) is not None
     assert keepalive._held() == {}  # httpx (which honours the proxy variables) took it
 
 

@@ -16,8 +16,8 @@ from warmup.providers.whapi import (
     WHAPI_METER_URL,
     WhapiProvider,
     clamp_typing,
-    default_meter_url,
     parse_meter,
+    simulator_meter_url,
     whapi_recipient,
 )
 
@@ -25,6 +25,7 @@ __all__ = ["server"]
 
 TOKEN = "WhapiTok3nAbcdefGhijklmnopQRSTUV"
 TODAY = date(2026, 11, 23)
+NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)  # the moment the meter is read
 METER = "/services/riskOfBlocking"
 
 
@@ -47,7 +48,7 @@ def meter(**overrides: Any) -> Reply:
 
 @pytest.fixture
 def provider(server: ScriptedServer) -> Any:
-    with WhapiProvider(TOKEN, server.base_url, timeout=2.0) as p:
+    with WhapiProvider(TOKEN, server.base_url, server.base_url + METER, timeout=2.0) as p:
         yield p
 
 
@@ -159,12 +160,13 @@ def test_read_timeout_after_sending_is_unknown(server: ScriptedServer) -> None:
 
 
 def test_connection_refused_is_retry() -> None:
-    with WhapiProvider(TOKEN, closed_port_url(), timeout=1.0) as provider:
+    closed = closed_port_url()
+    with WhapiProvider(TOKEN, closed, closed + METER, timeout=1.0) as provider:
         result = provider.send_text("+5511999990001", "hi")
         assert result.action is A.RETRY
         assert "ConnectError" in result.reason
         assert provider.health().action is A.RETRY
-        assert provider.fetch_reading(TODAY) is None
+        assert provider.fetch_reading(TODAY, NOW) is None
         assert provider.last_reading_error is not None
         with pytest.raises(ProviderError) as info:
             provider.list_inbound(datetime(2026, 11, 23, tzinfo=UTC))
@@ -172,13 +174,13 @@ def test_connection_refused_is_retry() -> None:
 
 
 def test_bad_base_url_scheme_stops_the_number() -> None:
-    with WhapiProvider(TOKEN, "ftp://127.0.0.1:1") as provider:
+    with WhapiProvider(TOKEN, "ftp://127.0.0.1:1", "ftp://127.0.0.1:1" + METER) as provider:
         assert provider.send_text("+5511999990001", "hi").action is A.STOP_NUMBER
         assert provider.health().action is A.STOP_NUMBER  # reads (keep-alive client) agree
         with pytest.raises(ProviderError) as info:
             provider.list_inbound(datetime(2026, 11, 23, tzinfo=UTC))
         assert info.value.action is A.STOP_NUMBER
-        assert provider.fetch_reading(TODAY) is None
+        assert provider.fetch_reading(TODAY, NOW) is None
 
 
 def test_reads_time_out_as_retry(server: ScriptedServer) -> None:
@@ -256,32 +258,74 @@ def test_health(
 # --- risk meter --------------------------------------------------------------------------------------
 
 
-def test_default_meter_url() -> None:
-    assert default_meter_url("https://gate.whapi.cloud/") == WHAPI_METER_URL
-    assert default_meter_url("http://127.0.0.1:9000/") == "http://127.0.0.1:9000/services/riskOfBlocking"
+def test_the_meter_is_the_published_one_whatever_the_base_url() -> None:
+    """The meter lives at tools.whapi.cloud, not on the messaging gate: a proxy or partner gateway as
+    base URL does not move it (it used to be base + /services/riskOfBlocking: 404 on such gateways)."""
+    from warmup.providers.factory import make_provider
+
+    for base in ("https://gate.whapi.cloud", "https://whapi-proxy.example.com/v1", "http://127.0.0.1:9000"):
+        assert WhapiProvider(TOKEN, base).meter_url == WHAPI_METER_URL
+        whapi = make_provider("whapi", TOKEN, base)
+        assert isinstance(whapi, WhapiProvider) and whapi.meter_url == WHAPI_METER_URL
+    custom = make_provider("whapi", TOKEN, "https://proxy.example.com", meter_url="https://m.example.com/r")
+    assert isinstance(custom, WhapiProvider) and custom.meter_url == "https://m.example.com/r"
+    # the simulator serves both, so its meter is next to its API unless told otherwise
+    sim = make_provider("simulator", TOKEN, "http://127.0.0.1:9000/")
+    assert isinstance(sim, WhapiProvider) and sim.meter_url == "http://127.0.0.1:9000" + METER
+    assert simulator_meter_url("http://127.0.0.1:9000/") == "http://127.0.0.1:9000" + METER
+    other = make_provider("simulator", TOKEN, "http://127.0.0.1:9000", meter_url="http://127.0.0.1:1/m")
+    assert isinstance(other, WhapiProvider) and other.meter_url == "http://127.0.0.1:1/m"
 
 
 def test_meter_posts_once_per_day_then_gets(server: ScriptedServer, provider: WhapiProvider) -> None:
     server.on("POST", METER, meter())
     server.on("GET", METER, meter(riskFactor=1))
-    first = provider.fetch_reading(TODAY)
+    first = provider.fetch_reading(TODAY, NOW)
     assert first is not None
     assert (first.overall, first.lifetime, first.response_rate, first.contacts) == (2, 1, 3, 2)
-    assert first.taken_at == datetime(2026, 11, 23, tzinfo=UTC) and first.source == "whapi"
+    assert first.taken_at == NOW and first.source == "whapi"  # computed when asked: dated then
     assert provider.last_reading_error is None
-    second = provider.fetch_reading(TODAY)
+    second = provider.fetch_reading(TODAY, NOW)
     assert second is not None and second.overall == 1  # came from GET
     assert len(server.calls("POST", METER)) == 1 and len(server.calls("GET", METER)) == 1
-    provider.fetch_reading(date(2026, 11, 24))  # a new day posts again
+    provider.fetch_reading(date(2026, 11, 24), NOW)  # a new day posts again
     assert len(server.calls("POST", METER)) == 2
     assert server.calls("POST", METER)[0].headers["Authorization"] == f"Bearer {TOKEN}"
 
 
+def test_posted_says_whether_to_post(server: ScriptedServer, provider: WhapiProvider) -> None:
+    """The caller's knowledge (the fleet's database) overrides this client's memory."""
+    server.on("POST", METER, meter())
+    server.on("GET", METER, meter())
+    assert provider.fetch_reading(TODAY, NOW, posted=True) is not None
+    assert len(server.calls("POST", METER)) == 0 and len(server.calls("GET", METER)) == 1
+    assert provider.fetch_reading(TODAY, NOW, posted=False) is not None
+    assert provider.fetch_reading(TODAY, NOW, posted=False) is not None
+    assert len(server.calls("POST", METER)) == 2
+
+
 def test_meter_post_failure_falls_back_to_get(server: ScriptedServer, provider: WhapiProvider) -> None:
     server.on("POST", METER, Reply(500, "<html>oops</html>"))
-    server.on("GET", METER, meter(lastUpdateDate="11/22/2026"))
-    reading = provider.fetch_reading(TODAY)
-    assert reading is not None and reading.taken_at == datetime(2026, 11, 22, tzinfo=UTC)
+    server.on("GET", METER, meter(lastUpdateDate="11/21/2026"))
+    reading = provider.fetch_reading(TODAY, NOW)
+    # an old computation: as late as a 11/21 date can have been written (11/22 00:00 at UTC-12)
+    assert reading is not None and reading.taken_at == datetime(2026, 11, 22, 12, tzinfo=UTC)
+    error = provider.last_reading_error or ""  # the POST's failure is kept, not hidden by the GET
+    assert error.startswith("risk meter POST: HTTP 500") and error.endswith("(GET) was used")
+
+
+def test_meter_failures_say_what_failed_with_a_short_class(
+    server: ScriptedServer, provider: WhapiProvider
+) -> None:
+    server.on("POST", METER, Reply(500, {"error": {"code": 500, "message": "meter down"}}))
+    read = provider.read_meter(NOW, post=True)
+    assert read.reading is None and read.failure == "5xx" and not read.posted
+    assert read.error is not None and read.error.startswith("risk meter POST: HTTP 500")
+    assert "then GET: HTTP 404" in read.error  # the scripted server has no GET route
+    assert provider.read_meter(NOW, post=False).failure == "4xx"
+    server.on("GET", METER, Reply(200, {"lifeTime": 1}))
+    bad = provider.read_meter(NOW, post=False)
+    assert bad.failure == "bad_answer" and bad.error is not None and "'riskFactor' missing" in bad.error
 
 
 @pytest.mark.parametrize("status", [401, 402, 403])
@@ -290,9 +334,10 @@ def test_meter_not_on_plan_means_unavailable(
 ) -> None:
     server.on("POST", METER, Reply(status, {"error": {"code": status, "message": "no"}}))
     server.on("GET", METER, meter())
-    assert provider.fetch_reading(TODAY) is None
+    assert provider.fetch_reading(TODAY, NOW) is None
     assert provider.last_reading_error is not None
     assert provider.last_reading_error.startswith("meter unavailable on this channel")
+    assert provider.read_meter(NOW, post=True).failure == "no_access"
     assert server.calls("GET", METER) == []  # same credentials: no point asking again
 
 
@@ -309,6 +354,7 @@ def test_meter_not_on_plan_means_unavailable(
         (meter(lastUpdateDate="2026-11-23"), "not M/D/YYYY"),
         (meter(lastUpdateDate="2/30/2026"), "not a real date"),
         (meter(lastUpdateDate="12/25/2026"), "in the future"),
+        (meter(lastUpdateDate="11/25/2026"), "in the future"),  # no zone shows 11/25 at 11/23 15:30 UTC
         (Reply(200, [1, 2, 3]), "not a JSON object"),
         (Reply(200, "<html>login</html>"), "not a JSON object"),
         (Reply(200, b'{"lifeTime": 1,'), "not a JSON object"),
@@ -319,14 +365,14 @@ def test_meter_bad_answers_are_unavailable_with_a_reason(
 ) -> None:
     server.on("POST", METER, reply)
     server.on("GET", METER, reply)
-    assert provider.fetch_reading(TODAY) is None
+    assert provider.fetch_reading(TODAY, NOW) is None
     assert provider.last_reading_error is not None and words in provider.last_reading_error
 
 
 def test_meter_accepts_numeric_strings() -> None:
     data = {"lastUpdateDate": "1/2/2026", "lifeTime": "3", "riskFactor": 2.0, "riskFactorChats": " 1 ",
             "riskFactorContacts": 3}  # fmt: skip
-    reading = parse_meter(data, date(2026, 1, 2), "simulator")
+    reading = parse_meter(data, datetime(2026, 1, 2, 9, tzinfo=UTC), "simulator")
     assert not isinstance(reading, str)
     assert (reading.overall, reading.lifetime, reading.response_rate, reading.contacts) == (2, 3, 1, 3)
     assert reading.source == "simulator"
@@ -335,7 +381,7 @@ def test_meter_accepts_numeric_strings() -> None:
 def test_meter_url_is_configurable(server: ScriptedServer) -> None:
     server.on("POST", "/custom/meter", meter())
     with WhapiProvider(TOKEN, "http://127.0.0.1:1", meter_url=server.base_url + "/custom/meter") as provider:
-        assert provider.fetch_reading(TODAY) is not None
+        assert provider.fetch_reading(TODAY, NOW) is not None
 
 
 # --- inbound -----------------------------------------------------------------------------------------
@@ -412,11 +458,11 @@ def test_token_never_leaks(server: ScriptedServer, caplog: pytest.LogCaptureFixt
     server.on("POST", METER, Reply(500, {"error": {"code": 500, "message": f"meter failed for {TOKEN}"}}))
     server.on("GET", METER, Reply(200, {"channel": TOKEN, "lifeTime": TOKEN}))
     caplog.set_level(logging.DEBUG)
-    with WhapiProvider(TOKEN, server.base_url) as provider:
+    with WhapiProvider(TOKEN, server.base_url, server.base_url + METER) as provider:
         texts = [repr(provider), str(provider)]
         texts.append(provider.send_text("+5511999990001", "hi").reason)
         texts.append(provider.health().reason)
-        assert provider.fetch_reading(TODAY) is None
+        assert provider.fetch_reading(TODAY, NOW) is None
         texts.append(str(provider.last_reading_error))
         with pytest.raises(ProviderError) as info:
             provider.list_inbound(datetime(2026, 11, 23, tzinfo=UTC))
@@ -498,12 +544,12 @@ def test_sim_health_meter_and_refusals(sim: Any) -> None:
     admin, _ = sim
     with sim_provider(admin) as provider:
         assert provider.health().action is A.OK
-        reading = provider.fetch_reading(SIM_START.date())
+        reading = provider.fetch_reading(SIM_START.date(), SIM_START)
         assert reading is not None and reading.source == "simulator", provider.last_reading_error
-        assert provider.fetch_reading(SIM_START.date()) == reading  # GET returns the saved reading
+        assert provider.fetch_reading(SIM_START.date(), SIM_START) == reading  # GET: the saved one
         assert provider.send_text("+5511888880000", "hi").action is A.SKIP_RECIPIENT  # forbidden: 403
         admin.patch(f"/_sim/channels/{PHONE_A}", json={"meter": False}).raise_for_status()
-        assert provider.fetch_reading(date(2026, 11, 24)) is None
+        assert provider.fetch_reading(date(2026, 11, 24), SIM_START) is None
         assert str(provider.last_reading_error).startswith("meter unavailable")
         admin.patch(f"/_sim/channels/{PHONE_A}", json={"trial_limit": 0}).raise_for_status()
         assert provider.send_text("+5511977770001", "hi").action is A.STOP_NUMBER  # 402

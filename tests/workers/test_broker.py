@@ -38,7 +38,6 @@ def test_in_process_broker_binds_the_actors() -> None:
         "plan_days",
         "send_message",
         "send_messages",
-        "refresh_reading",
         "ingest_replies",
     }
     # a second embedded run in the same process gets a fresh broker, and the actors follow it
@@ -80,8 +79,7 @@ def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(broker_url: str
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "RedisBroker True ['ingest_replies', 'plan_day', 'plan_days', 'refresh_reading', 'send_message',"
-        " 'send_messages']"
+        "RedisBroker True ['ingest_replies', 'plan_day', 'plan_days', 'send_message', 'send_messages']"
     )
 
 

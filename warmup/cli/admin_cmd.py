@@ -124,12 +124,15 @@ def status(
     include_retired: bool = typer.Option(False, "--retired", help="Also list retired numbers."),
     url: str | None = database_url_option(),
 ) -> None:
-    """Every number's today: plan day, quota, sent, replies, last reading and state."""
+    """Every number's today: plan day, quota, sent, replies, last reading and state; each Meta
+    portfolio's use of its messaging limit."""
     from warmup.clock import clock_from_settings
     from warmup.services import admin
 
     with _store(url) as engine:
-        rows = admin.status(engine, clock_from_settings().now(), include_retired=include_retired)
+        now = clock_from_settings().now()
+        rows = admin.status(engine, now, include_retired=include_retired)
+        portfolios = admin.portfolio_uses(engine, now)
     if not rows:
         print(
             "no numbers enrolled: run `warmup apply FLEET.yaml`"
@@ -143,6 +146,8 @@ def status(
     for row in rows:
         if row.state != "active":
             print(f"{row.phone}: {admin.describe_state(row)}")
+    for use in portfolios:  # the messaging limit its Cloud API numbers share
+        print(f"portfolio {use.describe()}")
 
 
 def status_table(rows: Sequence[StatusRow]) -> FittedTable:

@@ -58,7 +58,12 @@ def _serve(url: str | None, host: str, port: int, build: Callable[[Engine, Clock
         engine.dispose()
 
 
+webhook_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+
+
+@webhook_app.callback(invoke_without_command=True)
 def webhook(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
     url: str | None = database_url_option(),
@@ -67,7 +72,10 @@ def webhook(
 
     Secrets come from the environment: WARMUP_WEBHOOK_SECRET (Whapi, header X-Warmup-Secret or
     ?secret=), WARMUP_META_APP_SECRET (Cloud API signatures), WARMUP_META_VERIFY_TOKEN (Meta's handshake).
+    `warmup webhook register BASE_URL` points the Whapi numbers' webhooks at it.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from warmup.logs import setup_logging
     from warmup.webhook import WebhookConfig, create_app
 
@@ -123,6 +131,47 @@ def metrics(
     _serve(url, host, port, build)
 
 
+@webhook_app.command("register")
+def register_webhooks(
+    base_url: str = typer.Argument(
+        ..., metavar="BASE_URL", help="Where Whapi reaches `warmup webhook`, e.g. https://warmup.example.com"
+    ),
+    phone: str | None = typer.Argument(
+        None, metavar="[PHONE]", help="Only this number (default: every one)."
+    ),
+    url: str | None = database_url_option(),
+) -> None:
+    """Set each Whapi number's webhook (PATCH /settings) to BASE_URL/webhooks/whapi/PHONE.
+
+    Events `messages` and `statuses`, posted as a JSON body with the secret WARMUP_WEBHOOK_SECRET in the
+    X-Warmup-Secret header; the channel's other webhooks are kept. Exit 1 if any number failed.
+    """
+    from warmup.services.admin import open_store
+    from warmup.services.webhook_setup import register_webhooks as register_all
+    from warmup.webhook import WebhookConfig
+
+    secret = WebhookConfig.from_env().webhook_secret
+    if secret is None:
+        raise UserError(
+            "set WARMUP_WEBHOOK_SECRET: the receiver refuses Whapi webhooks without it, and it is sent "
+            "to Whapi as the X-Warmup-Secret header of each webhook"
+        )
+    engine = open_store(database_url(url))
+    try:
+        done = register_all(engine, base_url, secret, phone=phone)
+    finally:
+        engine.dispose()
+    failed = [r for r in done if not r.done]
+    for result in done:
+        if result.done:
+            others = f"; {result.kept} other webhook(s) kept" if result.kept else ""
+            print(f"{result.phone}: webhook set to {result.url} (messages, statuses){others}")
+        else:
+            print(f"{result.phone}: NOT set ({result.url}): {result.error}")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(done)} webhook(s) not set; see above")
+
+
 def register(app: typer.Typer, plan_app: typer.Typer) -> None:
-    app.command("webhook")(webhook)
+    app.add_typer(webhook_app, name="webhook")
     app.command("metrics")(metrics)

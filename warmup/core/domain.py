@@ -46,6 +46,7 @@ class SkipCause(StrEnum):
     RETRIES = "retries"  # the provider kept asking to retry, or the retry fell outside the windows
     PROVIDER = "provider"  # the provider stopped the number, or it could not be reached
     GAVE_WAY = "gave_way"  # an opener made room for a reply to a peer in a full day
+    PORTFOLIO = "portfolio_limit"  # its Meta portfolio had no slot left before the day's windows ended
     NO_TEMPLATE = "no_template"  # Cloud API: recipient outside the 24 h window, the pool names no template
 
     @property
@@ -61,6 +62,7 @@ _SKIP_LABELS: dict[SkipCause, str] = {
     SkipCause.RETRIES: "provider retries",
     SkipCause.PROVIDER: "provider stop",
     SkipCause.GAVE_WAY: "gave way to a reply",
+    SkipCause.PORTFOLIO: "portfolio limit",
     SkipCause.NO_TEMPLATE: "no template (24 h window)",
 }
 

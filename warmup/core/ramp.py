@@ -356,3 +356,27 @@ def decide(
         max_new_contacts=new_contacts,
         reasons=tuple(effect.reason for effect in effects),
     )
+
+
+@dataclass(frozen=True)
+class RuleEffect:
+    """What one matching risk rule does to a day, as `decide` applies it."""
+
+    reason: Reason
+    limit: int | None  # quota limit, None = no limit
+    plan_day: int | None  # a step back moves the plan day here
+    matched: str  # what matched, e.g. "quality=yellow"
+
+
+def rule_effects(
+    plan: Plan, state: NumberState, reading: Reading, plan_day: int, base: int
+) -> list[RuleEffect]:
+    """The plan's risk rules on ``reading`` for a day at ``plan_day`` whose plan volume is ``base``, each
+    as `decide` applies it (``state.last_volume``: the last sending day's volume, for hold and the
+    no-rise limit). The scheduler re-judges a planned day with it when a reading comes after the day
+    was decided (`warmup.core.rejudge`)."""
+    effects = []
+    for match in matching_rules(plan, reading):
+        effect = _rule_effect(match, plan, state, plan_day, base)
+        effects.append(RuleEffect(effect.reason, effect.limit, effect.plan_day, match.matched))
+    return effects

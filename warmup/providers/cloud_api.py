@@ -1,10 +1,18 @@
-"""Meta WhatsApp Cloud API client (Graph API): send text/template, phone-number quality as health.
+"""Meta WhatsApp Cloud API client (Graph API): send text/template, and what Meta says about the number.
 
-The Cloud API has no risk meter like Whapi's. Decision: `fetch_reading` returns None with the reason
-in `last_reading_error`, so the local meter takes over; the one risk signal Meta does give, the
-number's `quality_rating`, is exposed by `quality()` and `quality_to_overall()` (GREEN 3, YELLOW 2,
-RED 1) for the local meter to use as its `overall` factor — and it drives `health()` directly:
-GREEN ok, YELLOW throttle, RED or status FLAGGED/RESTRICTED/BANNED stop the number.
+The Cloud API has no risk meter like Whapi's: `fetch_reading` returns None (reason in
+`last_reading_error`). What Meta does say about a number, `quality()` reads with one
+`GET /{version}/{phone-number-id}?fields=quality_rating,status,<messaging limit>`: its quality rating
+(GREEN, YELLOW, RED; NA while unrated), its status (CONNECTED, FLAGGED, RESTRICTED, ...) and its
+messaging limit. The limit's field depends on the API version (`limit_field`): the v23 spec names it
+`messaging_limit_tier`; earlier versions `whatsapp_business_manager_messaging_limit`. A Graph API
+version refuses a field it does not have, so only the version's own field is asked for.
+
+Every day planned for a Cloud API number reads them into its risk reading (`PhoneQuality.signals`,
+lower-case quality and status, the tier as the spec writes it) next to the local meter's factors
+(`warmup.services.readings`), so plans act on them (`quality: [yellow]`, `status: [flagged]`, `tier:
+...`); Meta's quality webhooks update them during the day (`warmup.services.signals`). `health()` (the
+doctor) judges them directly: GREEN ok, YELLOW throttle, RED or status FLAGGED/RESTRICTED/BANNED stop.
 Inbound messages only arrive by webhook (`warmup.providers.webhooks.parse_cloud_webhook`); there is no
 list endpoint, so `list_inbound` returns [].
 """
@@ -33,8 +41,13 @@ A = OutcomeAction
 GRAPH_BASE_URL = "https://graph.facebook.com"
 DEFAULT_VERSION = "v23.0"
 MAX_TEXT_CHARS = 4096  # Meta's documented limit for a text body
-HEALTH_FIELDS = "quality_rating,status,whatsapp_business_manager_messaging_limit"
-NO_METER = "Cloud API has no risk meter; use the local meter (quality() gives the quality rating)"
+LIMIT_FIELD = "messaging_limit_tier"  # the v23 spec's field (and later versions')
+LEGACY_LIMIT_FIELD = "whatsapp_business_manager_messaging_limit"  # before v23.0 (specs/README.md)
+FIRST_VERSION_WITH_LIMIT_TIER = (23, 0)
+NO_METER = (
+    "Cloud API has no risk meter: the reading is the local meter's factors with Meta's quality rating, "
+    "status and messaging limit"
+)
 
 QUALITY_ACTIONS: dict[str, tuple[OutcomeAction, str]] = {
     "GREEN": (A.OK, "quality high"),
@@ -54,8 +67,12 @@ STATUS_ACTIONS: dict[str, tuple[OutcomeAction, str]] = {
     "PENDING": (A.RETRY, "number registration pending"),
     "MIGRATED": (A.RETRY, "number being migrated"),
 }
-QUALITY_TO_OVERALL: dict[str, int] = {"GREEN": 3, "YELLOW": 2, "RED": 1}
+RATED: frozenset[str] = frozenset({"GREEN", "YELLOW", "RED"})
+"""Quality ratings that are a rating (NA and UNKNOWN mean not rated yet: no signal)."""
 _TEMPLATE_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+_VERSION = re.compile(r"v([0-9]{1,3})\.([0-9]{1,2})")
+_STATUS_WORD = re.compile(r"[A-Z][A-Z_]{1,15}")
+_TIER_WORD = re.compile(r"TIER_[0-9A-Z]{1,19}")
 
 
 def cloud_recipient(to: str) -> str | None:
@@ -66,22 +83,55 @@ def cloud_recipient(to: str) -> str | None:
     return None
 
 
-def quality_to_overall(rating: str | None) -> int | None:
-    """Meta quality as a risk factor (3 good .. 1 caution); None when not rated."""
-    return QUALITY_TO_OVERALL.get(rating or "")
+def limit_field(version: str) -> str:
+    """The phone number's messaging-limit field in Graph API ``version`` (`v23.0` and later:
+    `messaging_limit_tier`; earlier: `whatsapp_business_manager_messaging_limit`)."""
+    match = _VERSION.fullmatch(version)
+    if match is None:
+        raise ValueError(f"a Graph API version looks like v23.0, got {version[:20]!r}")
+    major, minor = int(match.group(1)), int(match.group(2))
+    return LIMIT_FIELD if (major, minor) >= FIRST_VERSION_WITH_LIMIT_TIER else LEGACY_LIMIT_FIELD
+
+
+def signal_quality(rating: object) -> str | None:
+    """A quality rating as a reading holds it: green | yellow | red; None when not rated (NA) or unknown."""
+    word = rating.strip().upper() if isinstance(rating, str) else ""
+    return word.lower() if word in RATED else None
+
+
+def signal_status(status: object) -> str | None:
+    """A number status as a reading holds it (lower case: connected, flagged, restricted, ...); None for
+    anything that is not a status word (the old MESSAGING_LIMIT_TIER_n "statuses" are tiers)."""
+    word = status.strip().upper() if isinstance(status, str) else ""
+    if not _STATUS_WORD.fullmatch(word) or word.startswith("MESSAGING_LIMIT"):
+        return None
+    return word.lower()
+
+
+def signal_tier(tier: object) -> str | None:
+    """A messaging limit as a reading holds it (TIER_250, TIER_2K, ...); None for TIER_NOT_SET (the number
+    never sent) and for anything that is not a tier."""
+    word = tier.strip().upper() if isinstance(tier, str) else ""
+    if not _TIER_WORD.fullmatch(word) or word == "TIER_NOT_SET":
+        return None
+    return word
 
 
 @dataclass(frozen=True)
 class PhoneQuality:
-    """What Meta says about the sending number."""
+    """What Meta says about the sending number, as it says it."""
 
     quality_rating: str | None  # GREEN | YELLOW | RED | NA
     status: str | None  # CONNECTED | FLAGGED | RESTRICTED | ...
     messaging_limit: str | None  # e.g. TIER_1K
 
-    @property
-    def overall(self) -> int | None:
-        return quality_to_overall(self.quality_rating)
+    def signals(self) -> dict[str, str | None]:
+        """The reading's `quality`, `status` and `tier` (see `warmup.core.domain.SIGNALS`)."""
+        return {
+            "quality": signal_quality(self.quality_rating),
+            "status": signal_status(self.status),
+            "tier": signal_tier(self.messaging_limit),
+        }
 
 
 class CloudApiProvider(HttpProvider):
@@ -101,6 +151,7 @@ class CloudApiProvider(HttpProvider):
     ) -> None:
         if not phone_number_id.isascii() or not phone_number_id.isdigit():
             raise ValueError("phone_number_id must be the numeric id Meta assigned to the number")
+        self.limit_field = limit_field(version)  # ValueError for a version that is not vNN.N
         super().__init__(token, base_url, timeout)
         self.phone_number_id = phone_number_id
         self.version = version
@@ -213,10 +264,12 @@ class CloudApiProvider(HttpProvider):
     # --- health and quality -------------------------------------------------------------------------
 
     def quality(self) -> PhoneQuality:
-        """GET the number's quality rating, status and messaging limit; raises `ProviderError`."""
+        """GET the number's quality rating, status and messaging limit (the version's field); raises
+        `ProviderError`."""
         path = f"/{self.version}/{self.phone_number_id}"
+        fields = f"quality_rating,status,{self.limit_field}"
         try:
-            response = self._request("GET", path, params={"fields": HEALTH_FIELDS})
+            response = self._request("GET", path, params={"fields": fields})
         except Exception as exc:
             rule = transport_rule(exc)
             action = A.STOP_NUMBER if rule.action is A.STOP_NUMBER else A.RETRY
@@ -235,13 +288,15 @@ class CloudApiProvider(HttpProvider):
             value = data.get(key)
             return value.strip().upper() if isinstance(value, str) and value.strip() else None
 
-        limit = data.get("whatsapp_business_manager_messaging_limit", data.get("messaging_limit_tier"))
+        # the field asked for; the other one too, should a server answer with it regardless
+        other = LEGACY_LIMIT_FIELD if self.limit_field == LIMIT_FIELD else LIMIT_FIELD
+        limit = data.get(self.limit_field, data.get(other))
         if isinstance(limit, Mapping):  # tolerate an object form, e.g. {"current_limit": "TIER_1K"}
             limit = next((v for v in limit.values() if isinstance(v, str)), None)
         return PhoneQuality(
             quality_rating=text("quality_rating"),
             status=text("status"),
-            messaging_limit=limit if isinstance(limit, str) else None,
+            messaging_limit=limit.strip().upper() if isinstance(limit, str) and limit.strip() else None,
         )
 
     def health(self) -> Health:
@@ -269,7 +324,8 @@ class CloudApiProvider(HttpProvider):
     # --- readings and inbound -----------------------------------------------------------------------
 
     def fetch_reading(self, today: date) -> Reading | None:
-        """Always None: the Cloud API has no risk meter (see module doc); reason in last_reading_error."""
+        """Always None: the Cloud API has no risk meter (see module doc); reason in last_reading_error.
+        The day's reading is the local meter's factors with `quality().signals()`."""
         self.last_reading_error = NO_METER
         return None
 

@@ -1,4 +1,5 @@
-"""Webhook payloads (Whapi and Cloud API) into `Inbound` events, and the Cloud API signature check.
+"""Webhook payloads (Whapi and Cloud API) into `Inbound` events and Meta's account events
+(`CloudSignal`: quality, status, messaging limits, alerts), and the Cloud API signature check.
 
 The rule for bad input: a payload whose envelope or one of whose relevant items is malformed is
 rejected WHOLE with `WebhookError` (the caller answers 400 and records nothing — docs/design.md, invariant 6);
@@ -8,15 +9,19 @@ are skipped silently. Nothing here raises anything but `WebhookError` on any inp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from warmup.providers.base import Inbound
+from warmup.providers.cloud_api import signal_tier
 from warmup.secrets import Secret
 
 MAX_WEBHOOK_BYTES = 1024 * 1024  # both APIs send small batches; anything bigger is not theirs
@@ -238,10 +243,198 @@ def cloud_message(item: Any, where: str = "message") -> Inbound | None:
     )
 
 
-def parse_cloud_webhook(
+# --- Cloud API account events (quality, messaging limits, alerts) ----------------------------------
+
+QUALITY_FIELD = "phone_number_quality_update"
+CAPABILITY_FIELD = "business_capability_update"
+ALERTS_FIELD = "account_alerts"
+SIGNAL_FIELDS = (QUALITY_FIELD, CAPABILITY_FIELD, ALERTS_FIELD)
+"""The `changes[].field` values of Meta's account events that `parse_cloud_payload` reads."""
+
+QUALITY_EVENT_STATUS: dict[str, str] = {"FLAGGED": "flagged", "UNFLAGGED": "connected"}
+"""The legacy `phone_number_quality_update` events that say what the number's status is now (UPGRADE and
+DOWNGRADE, like the current ONBOARDING and THROUGHPUT_UPGRADE, only move its messaging limit)."""
+
+LIMIT_NUMBERS: dict[int, str] = {
+    50: "TIER_50",
+    250: "TIER_250",
+    1000: "TIER_1K",
+    2000: "TIER_2K",
+    10000: "TIER_10K",
+    100000: "TIER_100K",
+    -1: "TIER_UNLIMITED",
+}
+"""A messaging limit given as a number (`business_capability_update`; -1 is unlimited) as a tier."""
+
+_WORD = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
+@dataclass(frozen=True)
+class CloudSignal:
+    """One Meta account event: what it says about a number's quality, status or messaging limit
+    (`changes`, named as readings name them), and what identifies whom it is about."""
+
+    field: str  # phone_number_quality_update | business_capability_update | account_alerts
+    event: str | None  # FLAGGED, UNFLAGGED, UPGRADE, DOWNGRADE, ONBOARDING, ...; an alert's type
+    waba_id: str  # entry[].id: the WhatsApp Business Account
+    phone: str | None = None  # the number in E.164 (`display_phone_number`)
+    phone_number_id: str | None = None  # an alert about a PHONE_NUMBER entity
+    business_id: str | None = None  # an alert about a BUSINESS (portfolio) entity
+    # quality | status | tier -> the new value
+    changes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    detail: Mapping[str, str] = dataclasses.field(default_factory=dict)  # what it said, for the audit log
+    at: datetime | None = None  # entry[].time: when Meta triggered it
+
+
+@dataclass(frozen=True)
+class CloudEvents:
+    """Everything a Cloud API webhook carries that we use."""
+
+    inbound: list[Inbound]  # messages and statuses (field `messages`)
+    signals: list[CloudSignal]  # account events (`SIGNAL_FIELDS`)
+
+
+def _word(value: Any, where: str, key: str, *, required: bool = True) -> str | None:
+    """An upper-case enum word (`FLAGGED`, `TIER_2K`, `PHONE_NUMBER`); `WebhookError` if not one."""
+    if value is None and not required:
+        return None
+    text = value.strip().upper() if isinstance(value, str) else None
+    if text is None or not _WORD.fullmatch(text):
+        raise WebhookError(f"{where}: '{key}' must be an upper-case word, got {_short(value)}")
+    return text
+
+
+def _limit(value: Any, where: str, key: str) -> str | None:
+    """A messaging limit given as a tier word or a number of recipients; None when absent or not set."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in LIMIT_NUMBERS:
+            raise WebhookError(f"{where}: '{key}' is not a messaging limit: {_short(value)}")
+        return LIMIT_NUMBERS[value]
+    if isinstance(value, str) and _digits(value.lstrip("-"), 7):
+        return _limit(int(value.strip()), where, key)
+    word = _word(value, where, key)
+    if word is None or not word.startswith("TIER_"):
+        raise WebhookError(f"{where}: '{key}' is not a messaging limit: {_short(value)}")
+    return signal_tier(word)
+
+
+def _entry_time(entry: Mapping[str, Any], where: str) -> datetime | None:
+    return None if entry.get("time") is None else parse_timestamp(entry.get("time"), f"{where}.time")
+
+
+def quality_update(value: Any, waba_id: str, at: datetime | None, where: str) -> CloudSignal:
+    """A `phone_number_quality_update`: `display_phone_number` and `event` required; `current_limit`,
+    `old_limit` and `max_daily_conversations_per_business` (the portfolio's limit) when Meta gives them."""
+    obj = _item(value, where)
+    display = _required_str(obj, "display_phone_number", where)
+    digits = re.sub(r"[\s().+-]", "", display)
+    if not (digits.isascii() and digits.isdigit() and 7 <= len(digits) <= 15):
+        raise WebhookError(f"{where}: 'display_phone_number' is not a phone number: {_short(display)}")
+    event = _word(obj.get("event"), where, "event")
+    assert event is not None
+    current = _limit(obj.get("current_limit"), where, "current_limit")
+    business = _limit(
+        obj.get("max_daily_conversations_per_business"), where, "max_daily_conversations_per_business"
+    )
+    old = _limit(obj.get("old_limit"), where, "old_limit")
+    changes: dict[str, str] = {}
+    if event in QUALITY_EVENT_STATUS:
+        changes["status"] = QUALITY_EVENT_STATUS[event]
+    tier = current or business
+    if tier is not None:
+        changes["tier"] = tier
+    detail = {
+        "event": event,
+        "old_limit": old or "",
+        "current_limit": current or "",
+        "business_limit": business or "",
+    }
+    return CloudSignal(
+        QUALITY_FIELD,
+        event,
+        waba_id,
+        phone="+" + digits,
+        changes=changes,
+        detail={k: v for k, v in detail.items() if v},
+        at=at,
+    )
+
+
+def capability_update(value: Any, waba_id: str, at: datetime | None, where: str) -> CloudSignal:
+    """A `business_capability_update` of the account (`entry[].id`): its messaging limit
+    (`max_daily_conversations_per_business`, else the older `max_daily_conversation_per_phone`)."""
+    obj = _item(value, where)
+    business = _limit(
+        obj.get("max_daily_conversations_per_business"), where, "max_daily_conversations_per_business"
+    )
+    per_phone = _limit(obj.get("max_daily_conversation_per_phone"), where, "max_daily_conversation_per_phone")
+    for key in ("max_phone_numbers_per_business", "max_phone_numbers_per_waba"):
+        count = obj.get(key)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            raise WebhookError(f"{where}: '{key}' must be a whole number, got {_short(count)}")
+    tier = business or per_phone
+    detail = {"limit": tier or ""}
+    return CloudSignal(
+        CAPABILITY_FIELD,
+        None,
+        waba_id,
+        changes={"tier": tier} if tier else {},
+        detail={k: v for k, v in detail.items() if v},
+        at=at,
+    )
+
+
+def account_alert(value: Any, waba_id: str, at: datetime | None, where: str) -> CloudSignal:
+    """An `account_alerts` change: `entity_type`, `entity_id` and `alert_info.alert_type` required. It says
+    nothing about quality, status or tier (limit increases denied or deferred, OBA decisions, a lost
+    profile photo), so it only goes to the audit log of the numbers it is about."""
+    obj = _item(value, where)
+    entity_type = _word(obj.get("entity_type"), where, "entity_type")
+    entity_id = _required_str(obj, "entity_id", where).strip()
+    if not _digits(entity_id, 32):
+        raise WebhookError(f"{where}: 'entity_id' must be a numeric id, got {_short(entity_id)}")
+    info = _item(obj.get("alert_info"), f"{where}.alert_info")
+    alert_type = _word(info.get("alert_type"), f"{where}.alert_info", "alert_type")
+    severity = _word(info.get("alert_severity"), f"{where}.alert_info", "alert_severity", required=False)
+    status = _word(info.get("alert_status"), f"{where}.alert_info", "alert_status", required=False)
+    description = info.get("alert_description")
+    if description is not None and not isinstance(description, str):
+        raise WebhookError(
+            f"{where}.alert_info: 'alert_description' must be a string, got {_short(description)}"
+        )
+    detail = {
+        "entity": f"{entity_type} {entity_id}",
+        "alert": alert_type or "",
+        "severity": severity or "",
+        "status": status or "",
+        "description": (description or "").strip()[:200],
+    }
+    return CloudSignal(
+        ALERTS_FIELD,
+        alert_type,
+        waba_id,
+        phone_number_id=entity_id if entity_type == "PHONE_NUMBER" else None,
+        business_id=entity_id if entity_type == "BUSINESS" else None,
+        detail={k: v for k, v in detail.items() if v},
+        at=at,
+    )
+
+
+_SIGNAL_PARSERS = {
+    QUALITY_FIELD: quality_update,
+    CAPABILITY_FIELD: capability_update,
+    ALERTS_FIELD: account_alert,
+}
+
+
+def parse_cloud_payload(
     raw: bytes | str | Mapping[str, Any], max_bytes: int = MAX_WEBHOOK_BYTES
-) -> list[Inbound]:
-    """Events of a Cloud API webhook: entry[].changes[] with field `messages` (others are ignored).
+) -> CloudEvents:
+    """Everything we use of a Cloud API webhook: entry[].changes[] with field `messages` (messages and
+    statuses) and the account events of `SIGNAL_FIELDS`; other fields are ignored. One malformed change
+    of these rejects the whole payload (`WebhookError`).
 
     Verify the signature (`verify_cloud_signature`) on the RAW body before calling this.
     """
@@ -249,12 +442,21 @@ def parse_cloud_webhook(
     if payload.get("object") != "whatsapp_business_account":
         raise WebhookError(f"not a WhatsApp Business webhook: object={_short(payload.get('object'))}")
     events: list[Inbound] = []
+    signals: list[CloudSignal] = []
     for e, entry_value in enumerate(_items(payload, "entry", "cloud webhook")):
         entry = _item(entry_value, f"entry[{e}]")
         for c, change_value in enumerate(_items(entry, "changes", f"entry[{e}]")):
             where = f"entry[{e}].changes[{c}]"
             change = _item(change_value, where)
-            if change.get("field") != "messages":
+            kind = change.get("field")
+            if isinstance(kind, str) and kind in _SIGNAL_PARSERS:
+                waba_id = _required_str(entry, "id", f"entry[{e}]").strip()
+                parse = _SIGNAL_PARSERS[kind]
+                signals.append(
+                    parse(change.get("value"), waba_id, _entry_time(entry, f"entry[{e}]"), f"{where}.value")
+                )
+                continue
+            if kind != "messages":
                 continue
             value = _item(change.get("value"), f"{where}.value")
             for i, item in enumerate(_items(value, "messages", f"{where}.value")):
@@ -263,4 +465,15 @@ def parse_cloud_webhook(
                     events.append(inbound)
             for i, item in enumerate(_items(value, "statuses", f"{where}.value")):
                 events.append(status_event(item, f"{where}.value.statuses[{i}]"))
-    return events
+    return CloudEvents(events, signals)
+
+
+def parse_cloud_webhook(
+    raw: bytes | str | Mapping[str, Any], max_bytes: int = MAX_WEBHOOK_BYTES
+) -> list[Inbound]:
+    """The messages and statuses of a Cloud API webhook (`parse_cloud_payload`, which validates the
+    account events too).
+
+    Verify the signature (`verify_cloud_signature`) on the RAW body before calling this.
+    """
+    return parse_cloud_payload(raw, max_bytes).inbound

@@ -1,7 +1,11 @@
 """Whapi.Cloud client (also used, pointed elsewhere, for the simulator).
 
-Operations: POST /messages/text, GET /health, GET /messages/list and the risk meter
-(`riskOfBlocking`: POST computes today's reading once a day, GET returns the last one).
+Operations: POST /messages/text, GET /health, GET /messages/list, GET|PATCH /settings (the webhook) and
+the risk meter (`riskOfBlocking`: POST computes today's reading once a day, GET returns the last one).
+
+The meter is published at `tools.whapi.cloud`, not on the messaging gate: a number's meter URL is its
+own setting (fleet file `meter_url`), never derived from the messaging base URL; only the simulator
+serves both on one address (`simulator_meter_url`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -22,7 +27,7 @@ from warmup.providers.errors import (
     decode_json,
     describe_body,
 )
-from warmup.providers.http import HttpProvider, read_failure
+from warmup.providers.http import JSON_HEADERS, HttpProvider, encode_json, read_failure
 from warmup.providers.webhooks import WebhookError, whapi_message
 from warmup.secrets import Secret
 
@@ -32,6 +37,8 @@ A = OutcomeAction
 WHAPI_BASE_URL = "https://gate.whapi.cloud"
 WHAPI_METER_URL = "https://tools.whapi.cloud/services/riskOfBlocking"
 METER_PATH = "/services/riskOfBlocking"
+METER_CLOCK_SKEW = timedelta(hours=1)  # how far ahead of our clock a meter's date may run
+BASE_URL_HINT = "(check the provider base URL)"  # a 404's meaning in the error table
 MAX_TYPING_SECONDS = 60.0
 PAGE_SIZE = 100  # spec: count 1..500
 MAX_PAGES = 50  # a runaway server cannot keep a worker paging forever
@@ -74,12 +81,33 @@ def clamp_typing(seconds: float) -> float:
     return round(min(value, MAX_TYPING_SECONDS), 1)
 
 
-def default_meter_url(base_url: str) -> str:
-    """The real tools host for the real gate; otherwise the same server (the simulator serves both)."""
-    base = base_url.rstrip("/")
-    if base == WHAPI_BASE_URL:
-        return WHAPI_METER_URL
-    return base + METER_PATH
+def simulator_meter_url(base_url: str) -> str:
+    """The simulator's meter: it serves the meter next to the messaging API (Whapi does not)."""
+    return base_url.rstrip("/") + METER_PATH
+
+
+def meter_date_bounds(day: date) -> tuple[datetime, datetime]:
+    """The instants at which a clock in some zone between UTC+14 and UTC-12 shows the date `day`:
+    from `day` 00:00 at UTC+14 to `day`+1 00:00 at UTC-12 (exclusive), 50 hours apart."""
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return midnight - timedelta(hours=14), midnight + timedelta(days=1, hours=12)
+
+
+def meter_taken_at(day: date, now: datetime) -> datetime | None:
+    """When a reading dated `day` (`lastUpdateDate`, no zone) was computed, as late as it can have
+    been: min(now, `day`+1 00:00 at UTC-12). None when no zone shows `day` yet (a date in the future,
+    beyond `METER_CLOCK_SKEW`).
+
+    Why the latest possible instant: a reading computed at t and read at `now` on the same local day of
+    the number, in ANY zone, gets a taken_at between t and `now`, so it counts as that day's reading
+    (a POST answered with a date consistent with `now` is dated `now`, the moment it was asked for).
+    An old reading served by GET stays at its bound and ages from there, so `stale_after` still fires
+    (at most 50 hours later than had the true time been known).
+    """
+    earliest, latest = meter_date_bounds(day)
+    if now < earliest - METER_CLOCK_SKEW:
+        return None
+    return min(now, latest)
 
 
 def meter_factor(data: Mapping[str, Any], key: str) -> int | str:
@@ -103,11 +131,10 @@ def meter_factor(data: Mapping[str, Any], key: str) -> int | str:
     return number
 
 
-def parse_meter(data: Any, today: date, source: str) -> Reading | str:
-    """A `Reading` from a riskOfBlocking answer, or the reason it is unusable. Never raises.
+def parse_meter(data: Any, now: datetime, source: str) -> Reading | str:
+    """A `Reading` from a riskOfBlocking answer read at `now`, or the reason it is unusable. Never raises.
 
-    `taken_at` is 00:00 UTC of `lastUpdateDate` (the meter gives a date, not a time), so an old
-    reading served by GET ages like one and the plan's `stale_after` can fire.
+    The meter gives a date without a zone (`lastUpdateDate`, M/D/YYYY); `taken_at` is `meter_taken_at`.
     """
     if not isinstance(data, Mapping):
         return f"meter answer is not a JSON object ({type(data).__name__})"
@@ -130,18 +157,49 @@ def parse_meter(data: Any, today: date, source: str) -> Reading | str:
             taken = date(year, month, day)
         except ValueError:
             problems.append(f"'lastUpdateDate' is not a real date: {raw_date!r}")
-    if taken is not None and taken > today + timedelta(days=1):
+    taken_at = meter_taken_at(taken, now) if taken is not None else None
+    if taken is not None and taken_at is None:
         problems.append(f"'lastUpdateDate' {taken.isoformat()} is in the future")
-    if problems or taken is None:
+    if problems or taken_at is None:
         return "meter answer unusable: " + "; ".join(problems)
     return Reading(
         overall=factors["overall"],
         lifetime=factors["lifetime"],
         response_rate=factors["response_rate"],
         contacts=factors["contacts"],
-        taken_at=datetime(taken.year, taken.month, taken.day, tzinfo=UTC),
+        taken_at=taken_at,
         source=source,
     )
+
+
+@dataclass(frozen=True)
+class MeterRead:
+    """One read of a risk meter: the reading, and what failed (`error`, None when nothing did).
+
+    A reading WITH an error is the last computation (GET) after today's POST failed. `failure` is a
+    short class of what went wrong, for metrics: `no_access` (401/402/403: no meter on the channel's
+    plan, or the token refused), `4xx`, `5xx`, `network` (no answer), `bad_answer` (a 2xx that is not
+    a reading); callers add `no_client`. `posted`: a POST was answered 2xx (today's computation was
+    asked for).
+    """
+
+    reading: Reading | None
+    error: str | None = None
+    failure: str | None = None
+    posted: bool = False
+
+
+def _without_prefix(text: str, prefix: str) -> str:
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def failure_class(status: int | None) -> str:
+    """The `MeterRead.failure` of an HTTP status (None: no answer)."""
+    if status is None:
+        return "network"
+    if status in (401, 402, 403):
+        return "no_access"
+    return "5xx" if status >= 500 else "4xx" if status >= 400 else "bad_answer"
 
 
 class WhapiProvider(HttpProvider):
@@ -159,7 +217,7 @@ class WhapiProvider(HttpProvider):
         source: str = "whapi",
     ) -> None:
         super().__init__(token, base_url, timeout)
-        self.meter_url = meter_url or default_meter_url(self.base_url)
+        self.meter_url = meter_url or WHAPI_METER_URL  # the published meter, whatever the base URL
         self.source = source
         self._meter_lock = threading.Lock()
         self._meter_posted_on: date | None = None
@@ -246,27 +304,47 @@ class WhapiProvider(HttpProvider):
 
     # --- risk meter ---------------------------------------------------------------------------------
 
-    def fetch_reading(self, today: date) -> Reading | None:
+    def fetch_reading(
+        self, today: date, now: datetime | None = None, *, posted: bool | None = None
+    ) -> Reading | None:
         """Today's risk-meter reading: POST once per day (computes it), else GET (the last one).
 
-        None when the meter is unavailable, with the reason in `last_reading_error`: 401/402/403 mean
-        the channel's plan has no meter (the local meter takes over); bad answers never raise.
+        ``posted``: whether today's POST already happened (a fleet knows it from its database, see
+        `warmup.services.readings`); None: this client remembers the day of its own last POST.
+        ``now`` (default: the wall clock) dates the reading (`meter_taken_at`). None when the meter
+        gives no reading; what failed is in `last_reading_error` (also with the last computation, read
+        after today's POST failed); bad answers never raise.
         """
         with self._meter_lock:
-            if self._meter_posted_on != today:
-                reading, error, answered = self._meter_call("POST", today)
-                if answered:
-                    self._meter_posted_on = today
-                if reading is not None or (error is not None and error.startswith("meter unavailable")):
-                    self.last_reading_error = error
-                    return reading
-                log.info("risk meter POST failed, trying GET: %s", error)
-            reading, error, _ = self._meter_call("GET", today)
-            self.last_reading_error = error
-            return reading
+            post = self._meter_posted_on != today if posted is None else not posted
+            read = self.read_meter(now or datetime.now(UTC), post=post)
+            if read.posted:
+                self._meter_posted_on = today
+            self.last_reading_error = read.error
+            return read.reading
 
-    def _meter_call(self, method: str, today: date) -> tuple[Reading | None, str | None, bool]:
-        """(reading, error, answered with 2xx).
+    def read_meter(self, now: datetime, *, post: bool) -> MeterRead:
+        """One read of the meter at `meter_url`: POST (today's computation) or GET (the last one).
+
+        A POST that fails for another reason than access (401/402/403: same credentials, no point
+        asking again) is followed by a GET: the last computation, dated, is better than none, and
+        `stale_after` judges its age; the POST's failure stays in `error`.
+        """
+        if not post:
+            return self._meter_call("GET", now)
+        first = self._meter_call("POST", now)
+        if first.reading is not None or first.failure == "no_access":
+            return first
+        log.info("risk meter POST failed, trying GET: %s", first.error)
+        then = self._meter_call("GET", now)
+        if then.reading is not None:
+            error = f"{first.error}; the last computation (GET) was used"
+            return MeterRead(then.reading, error, first.failure, first.posted)
+        error = f"{first.error}; then GET: {_without_prefix(then.error or '', 'risk meter GET: ')}"
+        return MeterRead(None, error, first.failure, first.posted)
+
+    def _meter_call(self, method: str, now: datetime) -> MeterRead:
+        """One HTTP call to the meter.
 
         Through `keepalive` (a quarter of httpx's CPU per request; a fleet's meters are read in one
         burst when its day starts), or httpx when the environment names a proxy.
@@ -275,17 +353,52 @@ class WhapiProvider(HttpProvider):
             response = self._read(self.meter_url, method=method)
         except Exception as exc:
             meaning = read_failure(exc).meaning
-            return None, self._reason(f"risk meter {method}: {meaning}: {exc!r}"), False
+            return MeterRead(None, self._reason(f"risk meter {method}: {meaning}: {exc!r}"), "network")
         status = response.status_code
         if status in (401, 402, 403):
-            return None, f"meter unavailable on this channel (HTTP {status}); use the local meter", False
+            error = f"meter unavailable on this channel (HTTP {status}: not on its plan, or token refused)"
+            return MeterRead(None, error, "no_access")
         if not 200 <= status < 300:
-            result = self._error_answer(response)
-            return None, f"risk meter {method}: {result.reason}", False
-        outcome = parse_meter(decode_json(response.content), today, self.source)
+            reason = self._error_answer(response).reason
+            reason = reason.replace(BASE_URL_HINT, "(check the number's meter_url)")  # not the base URL
+            return MeterRead(None, f"risk meter {method}: {reason}", failure_class(status))
+        outcome = parse_meter(decode_json(response.content), now, self.source)
+        posted = method == "POST"
         if isinstance(outcome, str):
-            return None, self._reason(f"risk meter {method}: {outcome}"), True
-        return outcome, None, True
+            return MeterRead(None, self._reason(f"risk meter {method}: {outcome}"), "bad_answer", posted)
+        return MeterRead(outcome, posted=posted)
+
+    # --- settings (webhook) -------------------------------------------------------------------------
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The channel's webhooks (GET /settings `webhooks`); raises `ProviderError` when unreadable."""
+        try:
+            response = self._read("/settings")
+        except Exception as exc:
+            rule = read_failure(exc)
+            raise ProviderError(rule.action, self._reason(f"GET /settings: {rule.meaning}")) from None
+        if not 200 <= response.status_code < 300:
+            result = self._error_answer(response)
+            raise ProviderError(result.action, f"GET /settings: {result.reason}", response.status_code)
+        data = decode_json(response.content)
+        hooks = data.get("webhooks", []) if isinstance(data, Mapping) else None
+        if not isinstance(hooks, list):
+            detail = describe_body(response.content, response.headers.get("content-type"))
+            raise ProviderError(A.RETRY, self._reason(f"GET /settings: {detail}"), response.status_code)
+        return [dict(hook) for hook in hooks if isinstance(hook, Mapping)]
+
+    def set_webhooks(self, hooks: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the channel's webhooks (PATCH /settings, spec `Settings.webhooks`; other settings
+        are left as they are). Raises `ProviderError` with the provider's reason when refused."""
+        try:
+            content = encode_json({"webhooks": list(hooks)})
+            response = self._request("PATCH", "/settings", content=content, headers=JSON_HEADERS)
+        except Exception as exc:
+            rule = read_failure(exc)
+            raise ProviderError(rule.action, self._reason(f"PATCH /settings: {rule.meaning}")) from None
+        if not 200 <= response.status_code < 300:
+            result = self._error_answer(response)
+            raise ProviderError(result.action, f"PATCH /settings: {result.reason}", response.status_code)
 
     # --- replies ------------------------------------------------------------------------------------
 

@@ -19,12 +19,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from warmup.core.accounting import DayAccount, percent
-from warmup.core.domain import DayOutcome, Reading
+from warmup.core.domain import SIGNALS, DayOutcome, Reading
 from warmup.core.errors import UserError
 from warmup.core.localtime import local_date_of, local_day_bounds
 from warmup.core.plan.values import human_duration
+from warmup.core.portfolio import PortfolioUse
 from warmup.services import metrics
-from warmup.store import audit, pauses, readings
+from warmup.services.readings import METER_FAILED
+from warmup.store import audit, pauses, portfolios, readings
 from warmup.store.accounts import day_accounts
 from warmup.store.days import get_day_plan, planned_dates
 from warmup.store.db import (
@@ -247,11 +249,13 @@ def status(engine: Engine, now: datetime, *, include_retired: bool = False) -> l
 
 
 def describe_reading(reading: Reading | None) -> str:
+    """The factors, then what Meta says (quality, status, messaging limit) when the reading has it."""
     if reading is None:
         return "none yet"
+    meta = "".join(f", {name} {value}" for name in SIGNALS if (value := reading.signal(name)) is not None)
     return (
         f"overall {reading.overall}, lifetime {reading.lifetime}, response {reading.response_rate}, "
-        f"contacts {reading.contacts} ({reading.source}, {reading.taken_at:%Y-%m-%d %H:%M} UTC)"
+        f"contacts {reading.contacts}{meta} ({reading.source}, {reading.taken_at:%Y-%m-%d %H:%M} UTC)"
     )
 
 
@@ -260,6 +264,11 @@ def describe_state(row: StatusRow) -> str:
         return row.state
     until = f" until {row.paused_until:%Y-%m-%d %H:%M} UTC" if row.paused_until else ""
     return f"paused{until}" + (f": {row.paused_reason}" if row.paused_reason else "")
+
+
+def portfolio_uses(engine: Engine, now: datetime) -> list[PortfolioUse]:
+    """Each Meta portfolio's use of its messaging limit at ``now``, by name (for `warmup status`)."""
+    return list(portfolios.uses(engine, now).values())
 
 
 # ---------------------------------------------------------------------------------------------- why
@@ -280,6 +289,7 @@ class Explanation:
     today: date | None = None  # the number's local today when asked
     account: DayAccount | None = None  # what became of the day's quota
     sends: Sequence[OutboundMessage] = field(default_factory=list)  # the day's messages
+    portfolio: PortfolioUse | None = None  # its Meta portfolio's messaging limit, used now (None: none)
 
     def _no_decision(self) -> str:
         if self.state == NumberStatus.RETIRED:
@@ -300,8 +310,11 @@ class Explanation:
         lines = [
             f"{head}: {day.action} at plan day {day.plan_day} -> quota {day.quota} "
             f"(the plan alone allows {day.plan_volume}; at most {day.max_new_contacts} new contacts).",
-            f"Reading: {describe_reading(self.reading)}.",
+            self._reading_line(),
+            *self._meter_lines(),
         ]
+        if self.portfolio is not None:  # a binding cap is also among the rules that fired
+            lines.append(f"Portfolio {self.portfolio.describe()}.")
         if self.yesterday is None:
             lines.append("Yesterday: no plan (first day, a pause or the scheduler was not running).")
         else:
@@ -326,10 +339,38 @@ class Explanation:
         )
         lines.extend(self._accounting())
         for event in self.events:
+            if event.action == METER_FAILED:
+                continue  # said by the Meter line
             lines.append(
                 f"Event {event.at:%H:%M} UTC: {event.action} by {event.actor} {_detail(event.detail)}"
             )
         return lines
+
+    def _meter_failures(self) -> list[AuditLog]:
+        return [event for event in self.events if event.action == METER_FAILED]
+
+    def _reading_line(self) -> str:
+        if self.reading is None and self._meter_failures():
+            return "Reading: none taken that day (the provider's risk meter failed)."
+        return f"Reading: {describe_reading(self.reading)}."
+
+    def _meter_lines(self) -> list[str]:
+        """A failed read of the provider's meter: what failed, and what the day was decided on instead."""
+        if self.reading is not None and self.reading.meter_error:
+            used = "the local meter's" if self.reading.source == "local" else "the provider's last one"
+            return [
+                f"Meter: the provider's risk meter failed ({self.reading.meter_error}); the reading above "
+                f"is {used}, used instead."
+            ]
+        failures = self._meter_failures()
+        if not failures:
+            return []
+        detail = failures[-1].detail or {}
+        return [
+            f"Meter: the provider's risk meter failed ({detail.get('error') or 'no reason recorded'}); "
+            "no reading was taken that day (plan risk.meter: provider), so the day was decided on "
+            f"{detail.get('decided_on') or 'the last stored reading'}, which the plan's stale_after judges."
+        ]
 
     def _accounting(self) -> list[str]:
         """Delivered share of the quota, why the rest was not sent, and whether the plan day advanced
@@ -442,7 +483,15 @@ def explain(engine: Engine, phone: str, now: datetime, local_date: date | None =
         today=local_date_of(now, number.timezone),
         account=next(iter(day_accounts(engine, [number.id], since=day_date, until=day_date)), None),
         sends=list_messages(engine, number.id, day_date),
+        portfolio=_portfolio_use(engine, number, now),
     )
+
+
+def _portfolio_use(engine: Engine, number: Number, now: datetime) -> PortfolioUse | None:
+    """Where the number's Meta portfolio stands now (None: it has none)."""
+    if number.portfolio is None:
+        return None
+    return portfolios.uses(engine, now, [number.portfolio]).get(number.portfolio)
 
 
 # ------------------------------------------------------------------------------------------ history

@@ -2,8 +2,9 @@
 
 Items: the database (reachable and migrated to the newest schema), the broker (Redis answers PING when
 `WARMUP_REDIS_URL` is set, else the embedded in-process broker), and every non-retired number: its token
-variable, its channel's health through its provider, and access to its risk meter (a number without
-one falls back to the local meter: a warning, not an error).
+variable, its channel's health through its provider, and its risk meter: a Whapi meter that fails is red
+unless the plan meters the number locally (`risk.meter: local`), even when the local meter stands in;
+a provider without a meter (the Cloud API) falls back to the local meter: a warning, not an error.
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from datetime import datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from warmup.core.domain import Reading
 from warmup.core.errors import UserError
 from warmup.core.localtime import local_date_of
+from warmup.core.plan.model import MeterChoice, Risk
+from warmup.files.plans import load_plan
 from warmup.providers.base import OutcomeAction, Provider
-from warmup.providers.factory import make_provider
-from warmup.secrets import resolve_token
+from warmup.providers.whapi import WhapiProvider
+from warmup.services.readings import WHAPI_KINDS
+from warmup.services.runtime import provider_from_row
+from warmup.store import readings as reading_store
 from warmup.store.db import (
     Engine,
     check_database_url,
@@ -104,12 +110,9 @@ def check_broker(redis_url: str | None) -> Check:
 
 
 def default_provider(number: Number) -> Provider:
-    """The number's provider client, its token read from the environment variable it names."""
+    """The number's provider client (meter URL included), built as the runtime builds it."""
 
-    options = {"phone_number_id": number.phone_number_id} if number.phone_number_id else {}
-    return make_provider(
-        number.provider, resolve_token(number.token_ref), base_url=number.base_url, **options
-    )
+    return provider_from_row(number)
 
 
 _HEALTH = {
@@ -120,10 +123,86 @@ _HEALTH = {
 """Channel health -> verdict; anything else is red: `retry` (unreachable, 5xx) means it cannot send NOW."""
 
 
-def check_number(number: Number, now: datetime, factory: ProviderFactory = default_provider) -> list[Check]:
+@dataclass(frozen=True)
+class MeterFacts:
+    """What the database says about a Whapi number's risk meter (`meter_facts`)."""
+
+    choice: MeterChoice = "provider_or_local"  # the plan's risk.meter
+    read_today: bool = False  # its meter was read on its local today: the day's POST happened
+    today: Reading | None = None  # the reading of its local today, if any
+
+
+def meter_facts(engine: Engine, number: Number, now: datetime) -> MeterFacts:
+    """The plan's `risk.meter` (the default when the plan cannot be read) and today's meter reads."""
+    assert number.id is not None
+    try:
+        choice = load_plan(number.plan_path).risk.meter
+    except Exception:
+        choice = Risk().meter
+    today = local_date_of(now, number.timezone)
+    source = "simulator" if number.provider == "simulator" else "whapi"
+    try:
+        return MeterFacts(
+            choice,
+            reading_store.read_from_on(engine, number.id, today, source),
+            reading_store.reading_of_day(engine, number.id, today),
+        )
+    except Exception:  # the database item says what is wrong with it; the meter is still checked
+        return MeterFacts(choice)
+
+
+def _shown(url: str) -> str:
+    """A URL without its credentials or query (a meter URL may carry a token parameter)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def whapi_meter_check(item: str, provider: WhapiProvider, now: datetime, facts: MeterFacts) -> Check:
+    """A Whapi risk meter, read live as the fleet reads it (POST if the day's computation was not asked
+    for yet, else GET): red when it fails and the plan wants it, whatever the fallback."""
+    if facts.choice == "local":
+        return Check(item, Verdict.OK, "not read: the plan meters this number locally (risk.meter: local)")
+    read = provider.read_meter(now, post=not facts.read_today)
+    where = _shown(provider.meter_url)
+    if read.reading is None:
+        instead = (
+            "no reading is taken, so days are decided on the last stored one until stale_after holds them"
+            if facts.choice == "provider"
+            else "the local meter is used instead"
+        )
+        hint = (
+            "; if the channel's plan has no meter, set risk.meter: local"
+            if read.failure == "no_access"
+            else ""
+        )
+        return Check(item, Verdict.FAIL, f"{where} failed: {read.error}; {instead}{hint}")
+    r = read.reading
+    factors = f"overall {r.overall}, lifetime {r.lifetime}, response {r.response_rate}, contacts {r.contacts}"
+    if read.error is not None:  # the POST failed; GET still gives the last computation
+        return Check(item, Verdict.FAIL, f"{where} failed: {read.error} ({factors})")
+    if facts.today is not None and facts.today.meter_error:
+        return Check(
+            item,
+            Verdict.WARN,
+            f"{where} answers now ({factors}), but today's reading was taken while it failed: "
+            f"{facts.today.meter_error}",
+        )
+    return Check(item, Verdict.OK, f"{where}: {factors}")
+
+
+def check_number(
+    number: Number,
+    now: datetime,
+    factory: ProviderFactory = default_provider,
+    *,
+    meter: MeterFacts | None = None,
+) -> list[Check]:
     """The number's channel health and risk-meter access (two items), through its provider.
 
-    Reading the meter is a real meter query (Whapi computes one), so the doctor costs one per number.
+    Reading the meter is a real meter query, so the doctor costs one per number. A Whapi number's
+    meter is read as the fleet reads it (`whapi_meter_check`, with `meter` from the database): a POST
+    when the number's meter was not read yet on its local day; the fleet does not know of the doctor's
+    POST and POSTs again that day (Whapi computes at most once a day: it answers the same reading).
     """
 
     item = f"{number.phone} ({number.provider})"
@@ -135,6 +214,9 @@ def check_number(number: Number, now: datetime, factory: ProviderFactory = defau
         health = provider.health()
         verdict = _HEALTH.get(health.action, Verdict.FAIL)
         checks = [Check(f"{item} channel", verdict, f"{health.status}: {health.reason}")]
+        if isinstance(provider, WhapiProvider):
+            checks.append(whapi_meter_check(f"{item} risk meter", provider, now, meter or MeterFacts()))
+            return checks
         reading = provider.fetch_reading(local_date_of(now, number.timezone))
         if reading is None:
             detail = (
@@ -165,16 +247,18 @@ def run(
     if engine is None:
         return checks
     try:
-        numbers = [n for n in list_numbers(engine) if n.state != NumberStatus.RETIRED]
-    except Exception as exc:
-        checks.append(Check("numbers", Verdict.FAIL, f"cannot be read: {type(exc).__name__}"))
-        numbers = []
+        try:
+            numbers = [n for n in list_numbers(engine) if n.state != NumberStatus.RETIRED]
+        except Exception as exc:
+            checks.append(Check("numbers", Verdict.FAIL, f"cannot be read: {type(exc).__name__}"))
+            numbers = []
+        if not numbers:
+            checks.append(Check("numbers", Verdict.WARN, "none enrolled: run `warmup apply FLEET.yaml`"))
+        for number in numbers:
+            meter = meter_facts(engine, number, now) if number.provider in WHAPI_KINDS else None
+            checks += check_number(number, now, factory, meter=meter)
     finally:
         engine.dispose()
-    if not numbers:
-        checks.append(Check("numbers", Verdict.WARN, "none enrolled: run `warmup apply FLEET.yaml`"))
-    for number in numbers:
-        checks += check_number(number, now, factory)
     return checks
 
 

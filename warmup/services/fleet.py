@@ -10,6 +10,11 @@ Tokens are references to environment variables (`${WHAPI_TOKEN_1}`); a literal t
 being repeated, and only the variable's NAME is stored. A referenced variable that is not set is an
 error: the numbers could not send.
 
+Meta business portfolios (`portfolios: {acme: {tier: TIER_1K}}`, and `portfolio: acme` on each of its
+cloud_api numbers) are stored too: their numbers share one messaging limit, which the claim enforces
+(`warmup.store.portfolios`). A tier written here wins; without one, Meta's is read with the numbers'
+readings. Portfolios are written before the numbers naming them and dropped after the numbers left them.
+
 Admins (the phones allowed to send chat commands) have no table: every change of the list is an `admins`
 audit row, and the newest one is the current list (`current_admins`). The audit log already is the
 record of who may act, so no schema change was needed for it.
@@ -24,11 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from warmup.core.plan.fields import TIERS
 from warmup.core.plan.model import Plan
+from warmup.core.portfolio import normalize_tier
 from warmup.files.loader import load_yaml_model
 from warmup.files.plans import load_plan
 from warmup.files.problems import PlanError, Problem, format_field
@@ -36,11 +44,13 @@ from warmup.files.source import Document
 from warmup.secrets import SecretError, parse_token_ref
 from warmup.store import audit as store_audit
 from warmup.store import pauses
+from warmup.store import portfolios as store_portfolios
 from warmup.store.db import Engine
 from warmup.store.models import NumberStatus
 from warmup.store.numbers import get_number, list_numbers, upsert_number
 
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+PORTFOLIO_NAME = store_portfolios.NAME_PATTERN
 ADMINS_ACTION = "admins"
 """Audit action whose newest row holds the current admin list."""
 
@@ -49,6 +59,8 @@ CONFIG_FIELDS = (
     "token_ref",
     "base_url",
     "phone_number_id",
+    "meter_url",
+    "portfolio",
     "plan_name",
     "plan_path",
     "timezone",
@@ -69,6 +81,13 @@ class FleetNumber(_Model):
     token: str = Field(description="${ENV_VAR} holding the provider token; never the token itself")
     base_url: str | None = None
     phone_number_id: str | None = Field(default=None, pattern=r"^[0-9]{1,64}$")
+    meter_url: str | None = Field(
+        default=None,
+        description="Whapi risk meter (riskOfBlocking) URL; default: the published tools.whapi.cloud one",
+    )
+    portfolio: str | None = Field(
+        default=None, description="Meta business portfolio (cloud_api numbers), declared under portfolios:"
+    )
     plan: str = Field(min_length=1, description="plan file, relative to the fleet file")
     timezone: str
     registered: date | None = None
@@ -109,6 +128,22 @@ class FleetNumber(_Model):
             raise ValueError(f"expected an http(s) URL like http://127.0.0.1:8765, got {value[:60]!r}")
         return value.rstrip("/") if value is not None else None
 
+    @field_validator("meter_url")
+    @classmethod
+    def _meter_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("provider") == "cloud_api":
+            raise ValueError("the Cloud API has no risk meter: meter_url is for whapi and simulator numbers")
+        return None if value is None else check_meter_url(value)
+
+    @field_validator("portfolio")
+    @classmethod
+    def _portfolio(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("provider") != "cloud_api":
+            raise ValueError(
+                "only a cloud_api number belongs to a Meta business portfolio (its messaging limit is Meta's)"
+            )
+        return None if value is None else check_portfolio_name(value)
+
     @model_validator(mode="after")
     def _provider_needs(self) -> Self:
         if self.provider == "cloud_api" and not self.phone_number_id:
@@ -118,12 +153,77 @@ class FleetNumber(_Model):
         return self
 
 
+METER_URL_MAX = 255  # numbers.meter_url
+
+
+def check_meter_url(value: str) -> str:
+    """A risk meter URL: absolute http(s), a host, no spaces, no fragment, at most 255 characters."""
+    try:
+        parts = urlsplit(value)
+        usable = parts.port is None or parts.port > 0  # reading the port checks it (0..65535)
+    except ValueError:
+        usable = False
+    if (
+        not usable
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or re.search(r"\s", value)
+        or parts.fragment
+    ):
+        raise ValueError(
+            "expected an http(s) URL like https://tools.whapi.cloud/services/riskOfBlocking, "
+            f"got {value[:60]!r}"
+        )
+    if len(value) > METER_URL_MAX:
+        raise ValueError(f"at most {METER_URL_MAX} characters, got {len(value)}")
+    return value
+
+
+def check_portfolio_name(value: str) -> str:
+    """A portfolio name: letters, digits, ``_``, ``.`` and ``-``, from a letter or digit, at most 64."""
+    if not re.match(PORTFOLIO_NAME, value):
+        raise ValueError(
+            f"a portfolio name is letters, digits, _ . - (at most 64, starting with a letter or digit), "
+            f"got {value[:70]!r}"
+        )
+    return value
+
+
+class FleetPortfolio(_Model):
+    """One `portfolios:` entry: a Meta business portfolio whose Cloud API numbers share one messaging
+    limit. Without `tier`, the tier is Meta's (read with the numbers' readings), else assumed TIER_250."""
+
+    tier: str | None = Field(
+        default=None,
+        description="messaging limit set by hand (wins over Meta's): TIER_250, TIER_1K, TIER_10K, ...",
+    )
+
+    @field_validator("tier", mode="before")
+    @classmethod
+    def _known_tier(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        word = isinstance(value, str | int) and not isinstance(value, bool)
+        tier = normalize_tier(str(value)) if word else None
+        if tier is None:
+            raise ValueError(f"tier must be one of {', '.join(TIERS)}, got {value!r}")
+        return tier
+
+
 class FleetFile(_Model):
     """The whole fleet file."""
 
     version: Literal[1] = 1
     numbers: list[FleetNumber] = Field(default_factory=list)
+    portfolios: dict[str, FleetPortfolio | None] = Field(default_factory=dict)
     admins: list[str] = Field(default_factory=list)
+
+    @field_validator("portfolios")
+    @classmethod
+    def _portfolio_names(cls, value: dict[str, FleetPortfolio | None]) -> dict[str, FleetPortfolio | None]:
+        for name in value:
+            check_portfolio_name(name)
+        return value
 
     @field_validator("admins")
     @classmethod
@@ -147,6 +247,8 @@ class NumberSpec:
     plan_path: str
     timezone: str
     registered: date | None
+    meter_url: str | None = None  # None: the provider's default meter
+    portfolio: str | None = None  # the Meta business portfolio of a cloud_api number
 
     def config(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in CONFIG_FIELDS}
@@ -159,6 +261,7 @@ class Fleet:
     path: str
     numbers: tuple[NumberSpec, ...]
     admins: tuple[str, ...]
+    portfolios: Mapping[str, str | None] = field(default_factory=dict)  # name -> tier set by hand
 
 
 def load_fleet(path: str | Path, env: Mapping[str, str] | None = None) -> Fleet:
@@ -182,23 +285,29 @@ def load_fleet(path: str | Path, env: Mapping[str, str] | None = None) -> Fleet:
                 token_ref=entry.token,
                 base_url=entry.base_url,
                 phone_number_id=entry.phone_number_id,
+                meter_url=entry.meter_url,
+                portfolio=entry.portfolio,
                 plan_name=plan.name,
                 plan_path=str((base / entry.plan).resolve()),
                 timezone=entry.timezone,
                 registered=entry.registered,
             )
         )
-    return Fleet(str(path), tuple(specs), tuple(dict.fromkeys(model.admins)))
+    portfolios = {name: entry.tier if entry else None for name, entry in model.portfolios.items()}
+    return Fleet(str(path), tuple(specs), tuple(dict.fromkeys(model.admins)), portfolios)
 
 
 def _file_problems(
     doc: Document, base: Path, env: Mapping[str, str], plans: dict[int, Plan]
 ) -> list[Problem]:
-    """What the model cannot see: duplicate phones, plans that fail to load, unset token variables."""
+    """What the model cannot see: duplicate phones, plans that fail to load, unset token variables,
+    portfolios not declared under `portfolios:`."""
     problems: list[Problem] = []
     entries = doc.data.get("numbers") if isinstance(doc.data, dict) else None
     if not isinstance(entries, list):
         return problems
+    declared = doc.data.get("portfolios") if isinstance(doc.data, dict) else None
+    portfolios = set(declared) if isinstance(declared, dict) else set()
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -212,6 +321,13 @@ def _file_problems(
             else:
                 seen[phone] = index
         problems += _plan_problems(doc, base, index, entry.get("plan"), plans)
+        portfolio = entry.get("portfolio")
+        if isinstance(portfolio, str) and portfolio not in portfolios:
+            where = ("numbers", index, "portfolio")
+            names = ", ".join(sorted(map(str, portfolios)))
+            known = f"declared: {names}" if portfolios else "none is declared"
+            message = f"portfolio {portfolio!r} is not declared under portfolios: ({known})"
+            problems.append(doc.problem(where, format_field(where), message))
         token = entry.get("token")
         if isinstance(token, str):
             try:
@@ -244,7 +360,9 @@ def _plan_problems(doc: Document, base: Path, index: int, ref: Any, plans: dict[
 # ----------------------------------------------------------------------------------------- changes
 
 
-ChangeKind = Literal["add", "update", "reactivate", "retire", "admins"]
+ChangeKind = Literal[
+    "add", "update", "reactivate", "retire", "admins", "add_portfolio", "set_portfolio", "drop_portfolio"
+]
 
 
 @dataclass(frozen=True)
@@ -256,9 +374,19 @@ class Change:
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (before, after)
     spec: NumberSpec | None = None
     admins: tuple[str, ...] = ()
+    portfolio: str | None = (
+        None  # the portfolio an `add_portfolio`, `set_portfolio`, `drop_portfolio` is about
+    )
 
     def describe(self) -> str:
         """One line for a person: `update +55...: timezone America/Sao_Paulo -> Europe/Berlin`."""
+        if self.kind in ("add_portfolio", "set_portfolio"):
+            old, new = self.fields["tier"]
+            if self.kind == "add_portfolio":
+                return f"add portfolio {self.portfolio}: tier {_tier_shown(new)}"
+            return f"set portfolio {self.portfolio}: tier {_tier_shown(old)} -> {_tier_shown(new)}"
+        if self.kind == "drop_portfolio":
+            return f"drop portfolio {self.portfolio}: no longer in the fleet file"
         if self.kind == "admins":
             before = ", ".join(self.fields["admins"][0]) or "none"
             return f"set admins: {before} -> {', '.join(self.admins) or 'none'}"
@@ -276,6 +404,10 @@ def _shown(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
+def _tier_shown(tier: str | None) -> str:
+    return tier or "Meta's (read with its numbers' readings)"
+
+
 def current_admins(engine: Engine) -> tuple[str, ...]:
     """The admin phones of the last apply (empty before the first one)."""
     detail = store_audit.latest_detail(engine, ADMINS_ACTION)
@@ -285,9 +417,17 @@ def current_admins(engine: Engine) -> tuple[str, ...]:
 
 
 def plan_changes(engine: Engine, fleet: Fleet) -> list[Change]:
-    """What `apply_changes` would do to make the store match `fleet` (empty: nothing to do)."""
+    """What `apply_changes` would do to make the store match `fleet` (empty: nothing to do).
+
+    Portfolios are written before the numbers that name them and dropped after the numbers left them."""
     stored = {number.phone: number for number in list_numbers(engine)}
     changes: list[Change] = []
+    tiers = store_portfolios.stored_tiers(engine)
+    for name, tier in fleet.portfolios.items():
+        if name not in tiers:
+            changes.append(Change("add_portfolio", fields={"tier": (None, tier)}, portfolio=name))
+        elif tiers[name] != tier:
+            changes.append(Change("set_portfolio", fields={"tier": (tiers[name], tier)}, portfolio=name))
     for spec in fleet.numbers:
         number = stored.get(spec.phone)
         if number is None:
@@ -307,6 +447,8 @@ def plan_changes(engine: Engine, fleet: Fleet) -> list[Change]:
     for phone, number in sorted(stored.items()):
         if phone not in wanted and number.state != NumberStatus.RETIRED:
             changes.append(Change("retire", phone, {"state": (number.state, NumberStatus.RETIRED.value)}))
+    for name in sorted(set(tiers) - set(fleet.portfolios)):
+        changes.append(Change("drop_portfolio", portfolio=name))
     before = current_admins(engine)
     if before != fleet.admins:
         changes.append(Change("admins", fields={"admins": (before, fleet.admins)}, admins=fleet.admins))
@@ -330,6 +472,16 @@ def apply_changes(
             if change.kind == "add":
                 detail = {"config": {k: _json(v) for k, v in change.spec.config().items()}}
             store_audit.audit(engine, actor, f"fleet_{change.kind}", number_id, detail, stamp)
+        elif change.kind in ("add_portfolio", "set_portfolio"):
+            assert change.portfolio is not None
+            store_portfolios.set_portfolio(engine, change.portfolio, change.fields["tier"][1], stamp)
+            audit_detail = {"portfolio": change.portfolio, "tier": detail["tier"]}
+            store_audit.audit(engine, actor, f"fleet_{change.kind}", None, audit_detail, stamp)
+        elif change.kind == "drop_portfolio":
+            assert change.portfolio is not None
+            left = store_portfolios.drop_portfolio(engine, change.portfolio)
+            audit_detail = {"portfolio": change.portfolio, "numbers_left": left}
+            store_audit.audit(engine, actor, "fleet_drop_portfolio", None, audit_detail, stamp)
         elif change.kind == "retire":
             assert change.phone is not None
             number = get_number(engine, phone=change.phone)

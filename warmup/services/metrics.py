@@ -2,7 +2,7 @@
 
 Two kinds, because a fleet runs many processes:
 
-* Event counters (`SENDS`, `READINGS`, `PAUSES`, `INBOUND`, `WEBHOOK_REQUESTS`, the `SEND_LAG` histogram)
+* Event counters (`SENDS`, `READINGS`, `METER_FAILURES`, `PAUSES`, `INBOUND`, `WEBHOOK_REQUESTS`, `SEND_LAG`)
   live in the process that counts them; each process that sends or receives serves its own `/metrics`.
 * Fleet gauges (`StoreCollector`) are computed from the database on every scrape, so any one process
   (the webhook app, `warmup metrics`) shows the whole fleet truthfully: quota and slots used per number,
@@ -41,6 +41,14 @@ READINGS = Counter(
     "warmup_readings_total",
     "Risk readings taken, by source (whapi, simulator, local, ...)",
     ["source"],
+    registry=REGISTRY,
+)
+METER_FAILURES = Counter(
+    "warmup_meter_failures_total",
+    "Failed reads of a provider's risk meter, by provider (whapi, simulator, cloud_api) and status: "
+    "no_access (401/402/403), 4xx, 5xx, network (no answer), bad_answer (a 2xx that is not a reading), "
+    "no_client (not asked: no token, a bad setting or our own error)",
+    ["provider", "status"],
     registry=REGISTRY,
 )
 PAUSES = Counter(

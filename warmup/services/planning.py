@@ -23,11 +23,12 @@ from warmup.core.domain import Decision, Reading
 from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.pacing import span_end
 from warmup.core.plan.model import Plan
+from warmup.core.portfolio import cap_by_portfolio
 from warmup.core.ramp import decide
 from warmup.core.spread import spread
 from warmup.files.content import NO_REPEAT
 from warmup.services import metrics
-from warmup.services.readings import meter_reading, taken_on
+from warmup.services.readings import Metered, meter_reading, meter_readings, taken_on
 from warmup.services.runtime import Runtime
 from warmup.services.texts import CONTACTS, FIRST_NAMES, PlanFiles, choose_texts, pool_of, texts_of
 from warmup.store import history, inbound, readings
@@ -278,13 +279,14 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
         return DayResult(False)
     if get_day_plan(engine, number_id, local_date) is not None:
         return DayResult(False)
-    facts = read_facts(engine, {number_id: number.timezone}, local_date, _readings_since(now))[number_id]
+    facts = read_facts(engine, {number_id: number.timezone}, local_date, _readings_since(now), now)[number_id]
     reading = facts.latest_reading
     if not taken_on(reading, number, local_date):
-        reading = meter_reading(runtime, number, local_date, now)
-        readings.save_reading(engine, number_id, local_date, reading)
-        metrics.READINGS.labels(source=reading.source).inc()
-    assert reading is not None
+        metered = meter_reading(runtime, number, local_date, now)
+        reading = metered.reading
+        if metered.new and reading is not None:
+            readings.save_reading(engine, number_id, local_date, reading)
+            metrics.READINGS.labels(source=reading.source).inc()
     recent = history.recent_texts(engine, [number_id], recent_since(local_date)).get(number_id, {})
     day = _decide_day(
         runtime,
@@ -379,11 +381,12 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
         todo.append(number)
     if not todo:
         return [DayResult(False) for _ in number_ids]
-    facts = read_facts(engine, {n.id: n.timezone for n in todo if n.id}, local_date, _readings_since(now))
+    timezones = {n.id: n.timezone for n in todo if n.id}
+    facts = read_facts(engine, timezones, local_date, _readings_since(now), now)
     peers = _phones(active_phones(engine))
     files = PlanFiles(runtime)
     recent = history.recent_texts(engine, [n.id for n in todo if n.id], recent_since(local_date))
-    stored: dict[int, Reading] = {}  # today's reading, already taken (a retried batch, refresh_reading)
+    stored: dict[int, Reading] = {}  # today's reading, already taken (a retried batch)
     for number in todo:
         assert number.id is not None
         latest = facts[number.id].latest_reading
@@ -398,7 +401,7 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
             for at in range(0, len(to_read), size)
         ]
     )
-    fetched: dict[int, Reading] = {}
+    fetched: dict[int, Metered] = {}
     days: list[_Day] = []
     taken: list[tuple[int, date, Reading]] = []
     try:
@@ -408,8 +411,9 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
             if reading is None:
                 while number.id not in fetched:  # the chunks come in the order of `todo`
                     fetched.update(next(chunks).result())
-                reading = fetched[number.id]
-                taken.append((number.id, local_date, reading))
+                reading = fetched[number.id].reading
+                if fetched[number.id].new and reading is not None:
+                    taken.append((number.id, local_date, reading))
             days.append(
                 _decide_day(
                     runtime,
@@ -440,11 +444,11 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
 
 def _read_meters(
     runtime: Runtime, numbers: Sequence[Number], local_date: date, now: datetime
-) -> dict[int, Reading]:
+) -> dict[int, Metered]:
     """`meter_reading` of each number in turn (a reading thread's share of a batch): a batch's reads
     go to the pool as `READING_THREADS` tasks, not one per number (each hand-over costs a thread
     switch under the GIL, a tenth of a number's planning)."""
-    return {n.id: meter_reading(runtime, n, local_date, now, own_client=True) for n in numbers if n.id}
+    return meter_readings(runtime, numbers, local_date, now)
 
 
 @dataclass(frozen=True)
@@ -476,7 +480,7 @@ def _decide_day(
     number: Number,
     local_date: date,
     now: datetime,
-    reading: Reading,
+    reading: Reading | None,
     facts: Facts,
     peers: tuple[str, ...],
     files: PlanFiles,
@@ -487,6 +491,7 @@ def _decide_day(
     assert number.id is not None
     plan = files.plan(number.plan_path)
     decision = decide(plan, state_of(number), reading, facts.yesterday, local_date, now)
+    decision = cap_by_portfolio(decision, facts.portfolio, reading)  # what its Meta portfolio has left
     sends: list[PlannedSend] = []
     why: list[str] = []
     if decision.quota > 0:

@@ -82,11 +82,18 @@ class ProviderRow(Protocol):
 
 
 def provider_from_row(row: ProviderRow) -> Provider:
-    """A provider client for the row; the token is resolved from the environment variable it names."""
+    """A provider client for the row; the token is resolved from the environment variable it names.
+
+    A number row carries its risk meter's URL (`meter_url`); a claimed message does not (a send
+    never reads the meter), and risk-meter reads build their client from the number row
+    (`warmup.services.readings`), never from the shared pool."""
 
     options: dict[str, str] = {}
     if row.phone_number_id:
         options["phone_number_id"] = row.phone_number_id
+    meter_url = getattr(row, "meter_url", None)
+    if isinstance(meter_url, str) and meter_url:
+        options["meter_url"] = meter_url
     return make_provider(row.provider, resolve_token(row.token_ref), base_url=row.base_url, **options)
 
 

@@ -1,6 +1,7 @@
 """The scheduler: one loop whose `tick(now)` moves every number's day along.
 
-A tick plans the local days that have started, ends expired pauses, recovers stale claims and
+A tick plans the local days that have started, ends expired pauses, acts on provider signals that
+came after a day was decided (a quality webhook pauses or throttles), recovers stale claims and
 messages the broker lost, closes days that are over, enqueues the messages that are due and asks
 for replies to be polled. Every step is a database operation that is safe to repeat or to run
 twice at once, so a second scheduler, a restarted one or a stale leader can do no harm beyond
@@ -19,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from warmup.services.leader import AlwaysLeader, Leadership
 from warmup.services.runtime import Runtime
+from warmup.services.signals import SignalWatch
 from warmup.services.upkeep import (
     close_past_days,
     end_expired_pauses,
@@ -147,6 +149,7 @@ class TickReport:
     closed: int = 0
     enqueued: int = 0
     polls: int = 0
+    rejudged: int = 0  # days a reading that came after their decision made more restrictive
     errors: list[str] = field(default_factory=list)
 
 
@@ -172,6 +175,7 @@ class Scheduler:
         # (number, day) -> (wall time last asked, times asked): re-requests back off
         self._plan_requested: dict[tuple[int, date], tuple[float, int]] = {}
         self._last_poll: dict[int, datetime] = {}
+        self._signals = SignalWatch()
         self.last_report: TickReport | None = None
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -194,6 +198,7 @@ class Scheduler:
             ("end expired pauses", self._end_expired_pauses),
             ("re-spread resumed days", self._respread_resumed),
             ("plan started days", self._plan_started_days),
+            ("act on provider signals", self._act_on_signals),
             ("recover stale claims", self._recover_stale),
             ("requeue lost messages", self._requeue_lost),
             ("close past days", self._close_past_days),
@@ -238,6 +243,13 @@ class Scheduler:
             for local_date, number_ids in batches.items():
                 for at in range(0, len(number_ids), PLAN_DAYS_BATCH):
                     self.dispatch.plan_days(number_ids[at : at + PLAN_DAYS_BATCH], local_date)
+
+    def _act_on_signals(self, now: datetime, report: TickReport) -> None:
+        """Readings that came after a day was decided (Meta's quality webhooks) act on it now: a pause
+        pauses, a throttle cuts the rest of the day (`warmup.services.signals`). Before enqueueing, so
+        messages beyond a cut quota are never handed over."""
+
+        report.rejudged += self._signals.tick(self.runtime, now)
 
     def _apply_timezone_changes(self, now: datetime, report: TickReport) -> None:
 

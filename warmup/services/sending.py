@@ -46,7 +46,7 @@ from warmup.providers.cloud_api import CloudApiProvider
 from warmup.services import metrics
 from warmup.services.peers import PlanFor, schedule_peer_reply
 from warmup.services.runtime import ProviderPool
-from warmup.services.service_window import NoTemplate, send_cloud
+from warmup.services.service_window import NotSent, send_cloud
 from warmup.store import audit, days, history, numbers, pauses, queue
 from warmup.store import claims as store_claims
 from warmup.store.db import Engine
@@ -109,6 +109,7 @@ REFUSALS = frozenset(
         store_claims.ClaimStatus.QUOTA_REACHED,
         store_claims.ClaimStatus.DAY_OVER,
         store_claims.ClaimStatus.WINDOW_CLOSED,
+        store_claims.ClaimStatus.PORTFOLIO_LIMIT,
     }
 )
 """Claim statuses that turned the message `skipped` (counted as send outcomes in the metrics)."""
@@ -298,9 +299,9 @@ def _call(
     try:
         if isinstance(provider, CloudApiProvider):
             sent = send_cloud(engine, message, provider, clock, plans)
-            if isinstance(sent, NoTemplate):
-                recorded = record_skipped(engine, message_id, sent.reason, clock.now(), SkipCause.NO_TEMPLATE)
-                return _outcome(engine, message_id, recorded, "no_template", "skipped", sent.reason)
+            if isinstance(sent, NotSent):
+                recorded = record_skipped(engine, message_id, sent.reason, clock.now(), sent.cause)
+                return _outcome(engine, message_id, recorded, sent.cause.value, "skipped", sent.reason)
             return sent
         return provider.send_text(message.recipient, message.text, typing_seconds=message.typing_seconds)
     except Exception as exc:  # a bug below us: the request may have gone out, so never re-send

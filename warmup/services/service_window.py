@@ -6,7 +6,8 @@ to someone inside their window is sent as its text; outside it, as one of the te
 message pool names (`warmup.files.content.Template`), filled with the recipient's first name; with no
 template it is skipped with cause `SkipCause.NO_TEMPLATE`. A text refused with 131047 (the window
 closed, or opened on a phone we never heard from) is sent once more as a template, in the same claim:
-the refusal proves the text did not go out.
+the refusal proves the text did not go out. The claim counted no portfolio slot for a recipient it saw
+inside the window, so that template first takes one (`warmup.store.portfolios.count_late`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from warmup.clock import Clock
+from warmup.core.domain import SkipCause
 from warmup.core.localtime import zone
 from warmup.files.content import template_components
 from warmup.providers.base import SendResult
@@ -25,7 +27,7 @@ from warmup.providers.cloud_api import CloudApiProvider
 from warmup.services.peers import PlanFor
 from warmup.services.texts import FIRST_NAMES, pool_of
 from warmup.store import claims as store_claims
-from warmup.store import inbound, numbers, outcomes
+from warmup.store import inbound, numbers, outcomes, portfolios
 from warmup.store.db import Engine
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,13 @@ WINDOW_CLOSED = "131047"
 
 
 @dataclass(frozen=True)
-class NoTemplate:
-    """The message cannot go out: its recipient is outside the window and the pool names no template."""
+class NotSent:
+    """The message cannot go out: its recipient is outside the window and the pool names no template
+    (`SkipCause.NO_TEMPLATE`), or Meta refused the text as outside the window and the number's portfolio
+    has no slot left for the template (`SkipCause.PORTFOLIO`)."""
 
     reason: str
+    cause: SkipCause
 
 
 def in_window(last_message: datetime | None, now: datetime) -> bool:
@@ -55,22 +60,34 @@ def send_cloud(
     provider: CloudApiProvider,
     clock: Clock,
     plans: PlanFor | None,
-) -> SendResult | NoTemplate:
+) -> SendResult | NotSent:
     """Send a claimed message over the Cloud API as text inside the recipient's window, else as a
-    template (noted on the message); `NoTemplate` when neither can go out."""
+    template (noted on the message); `NotSent` when neither can go out."""
     now = clock.now()
     last = inbound.last_message_from(engine, message.number_id, message.recipient)
+    refused = False
     if in_window(last, now):
         result = provider.send_text(message.recipient, message.text, typing_seconds=message.typing_seconds)
         if result.code != WINDOW_CLOSED:
             return result
+        refused = True
         log.info("message %s: text refused outside the 24 h window (131047); trying a template", message.id)
     template = template_for(engine, message, plans, now)
     if template is None:
         when = "never wrote to this number" if last is None else f"last wrote {last:%Y-%m-%d %H:%M} UTC"
-        return NoTemplate(
+        if refused:
+            when += ", but Meta answered 131047"
+        return NotSent(
             f"outside the 24 h customer-service window (the recipient {when}) and the plan's message "
-            "pool names no approved template"
+            "pool names no approved template",
+            SkipCause.NO_TEMPLATE,
+        )
+    # the claim did not count a recipient it saw inside the window: the template must take a slot now
+    if refused and not portfolios.count_late(engine, message.number_id, message.id, message.recipient, now):
+        return NotSent(
+            "Meta answered 131047 (outside the 24 h window) and the number's portfolio has no slot left "
+            "in the moving 24 h for a template to a new recipient",
+            SkipCause.PORTFOLIO,
         )
     result = provider.send_template(
         message.recipient, template["name"], template["language"], template_components(template["parameters"])

@@ -9,7 +9,8 @@ I/O, and the broker only ever carries row ids that point in here:
     sends     what a planned send is; adding sends to a planned day (a reply may make an opener give way)
     respread  re-spreading the rest of a resumed day
     queue     due messages handed to the broker, lost ones found again, how late the queue runs
-    claims    taking a message for sending (one or a batch): due, window, quota and pace
+    claims    taking a message for sending (one or a batch): due, window, quota, pace and portfolio
+    portfolios  Meta business portfolios: their tiers and the messaging limit their numbers share
     accounts  each number-day's quota accounted for: sent, failed, unknown, skipped by cause
     outcomes  recording what became of a send; stale claims; late confirmation of `unknown` sends
     expiry    skipping what is left of a day
@@ -38,8 +39,9 @@ IMMEDIATE on SQLite) and only the paths where nothing went out give it back. So 
 `quota`, whatever crashes, retries or parallel workers happen (a CHECK constraint backs this). The
 day's messages that are not skipped never outnumber its quota either (`sends`, `days.cut_quota`).
 
-Lock order: rows are locked number -> pace -> message -> day plan, everywhere (a record frees the pace
-before it touches the message), and several rows of one table
+Lock order: rows are locked number -> pace -> portfolio -> message -> day plan, everywhere (a record
+frees the pace before it touches the message; only a claim and the fleet sync lock a portfolio), and
+several rows of one table
 in id order. A claim reads its number row `FOR SHARE` before it touches the message; every writer that
 changes a number or adds to, trims or re-times its day locks the number row first. So no two writers
 deadlock, and once a pause has committed no claim of that number can succeed any more.

@@ -14,11 +14,18 @@ turn moves to the day's next window (the day plan keeps the day's windows); only
 window is it skipped. The window has NO grace: a claim at or after `window_end` is not made, so a send
 can land after its window only by the provider round trip of a claim made inside it.
 
+A Cloud API number of a Meta business portfolio also needs a slot of its portfolio's messaging limit
+(unique business-initiated recipients in a moving 24 h, shared by the portfolio's numbers): after the
+pace, `warmup.store.portfolios.turn` locks the portfolio row and says whether the send counts and may
+go; the claim writes the count with the message, in its transaction. A message to a new recipient of a
+full portfolio waits until the next slot frees, moved to the day's window holding that moment, or is
+skipped with `SkipCause.PORTFOLIO` when the day's last window closes first.
+
 The rules are written once per form:
 
 - `_pg_claim`, PostgreSQL's one statement, claims the messages that are simply claimable (the hot
   path: one round trip for one message or a batch): `claim` runs its one-message form, `claim_many`
-  its batch form.
+  its batch form. It leaves the messages of portfolio numbers to `_checked`.
 - `_checked` decides every other case, one message at a time, with portable statements and the rules
   in Python (`warmup.core.pacing.due_at`): it is SQLite's only path, and PostgreSQL's when the
   statement did not claim a message that still looks claimable (refused, not due, a lost race), so
@@ -56,8 +63,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError
 
 from warmup.core.domain import SkipCause
-from warmup.core.localtime import local_date_of
+from warmup.core.localtime import local_date_of, local_day_bounds
 from warmup.core.pacing import Pace, due_at, next_claim_at, next_window
+from warmup.store import portfolios
 from warmup.store.models import MessageState, NumberStatus, UTCDateTime
 from warmup.store.tables import (
     CLAIMABLE,
@@ -83,6 +91,9 @@ class ClaimStatus(StrEnum):
     QUOTA_REACHED = "quota_reached"  # the day's quota is used up: the message is now skipped
     DAY_OVER = "day_over"  # its local day has passed in the number's time zone: now skipped
     WINDOW_CLOSED = "window_closed"  # the send window it was planned in has ended: now skipped
+    PORTFOLIO_LIMIT = (
+        "portfolio_limit"  # its portfolio has no slot left before the day's windows end: skipped
+    )
 
 
 @dataclass(frozen=True)
@@ -206,11 +217,12 @@ _NUMBER_COLUMNS: dict[str, Any] = {
 def _pg_claim(*, many: bool) -> sa.TextualSelect:
     """The claim on PostgreSQL in ONE statement: lock the numbers FOR SHARE and their pace rows FOR
     UPDATE, then (in the lock order of `warmup.store`) move each message to `sending` only if its number
-    is active, it is due, in its day and window, and the pace allows a send (nothing in flight, the gap
-    since the last send's end, the hourly cap), then take one slot per day plan (`slot` is false when
-    the quota was full) and, with the slot, the number's turn (`k`: busy with this message, its claim
-    time added to the hour's). The rules are written here once; the two forms differ only in which
-    messages they take; what it does not claim, `_checked` decides and explains.
+    is active and in no Meta portfolio (`_checked` counts those), it is due, in its day and window, and
+    the pace allows a send (nothing in flight, the gap since the last send's end, the hourly cap), then
+    take one slot per day plan (`slot` is false when the quota was full) and, with the slot, the
+    number's turn (`k`: busy with this message, its claim time added to the hour's). The rules are
+    written here once; the two forms differ only in which messages they take; what it does not claim,
+    `_checked` decides and explains.
 
     One message (``:message_id``): waits for a number row another transaction holds; one row, also
     when nothing was claimed (the message columns are NULL then): `current_state` is the message's
@@ -250,7 +262,7 @@ def _pg_claim(*, many: bool) -> sa.TextualSelect:
         {shared}
         n AS (
             SELECT numbers.id, numbers.state, numbers.timezone, numbers.phone, numbers.provider,
-                   numbers.token_ref, numbers.base_url, numbers.phone_number_id
+                   numbers.token_ref, numbers.base_url, numbers.phone_number_id, numbers.portfolio
             FROM numbers
             WHERE numbers.id IN (SELECT o.number_id FROM outbound_messages o WHERE {taken})
             {lock}
@@ -274,6 +286,7 @@ def _pg_claim(*, many: bool) -> sa.TextualSelect:
               {unshared}
               AND o.state IN ('planned', 'queued')
               AND n.state = 'active'
+              AND n.portfolio IS NULL
               AND GREATEST(o.scheduled_at, COALESCE(o.not_before, o.scheduled_at)) <= :now
               AND (o.window_end IS NULL OR o.window_end > :now)
               AND o.local_date >= (CAST(:now AS timestamptz) AT TIME ZONE n.timezone)::date
@@ -397,6 +410,8 @@ def _claim_read(conn: Connection, message_id: int) -> sa.Row[Any] | None:
         NUMBERS.c.token_ref,
         NUMBERS.c.base_url,
         NUMBERS.c.phone_number_id,
+        NUMBERS.c.portfolio,
+        MESSAGES.c.recipient,
     ]
     if is_postgres(conn):
         columns.append(
@@ -446,6 +461,11 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     earliest = next_claim_at(pace, now, gap, row.per_hour)
     if earliest > now:
         return _wait_for_pace(conn, row, now, pace, earliest)
+    limit = None
+    if row.portfolio is not None:  # after the pace: the lock order is number, pace, portfolio, message
+        limit = portfolios.turn(conn, row.portfolio, row.number_id, row.recipient, now)
+        if limit.full:
+            return _wait_for_portfolio(conn, row, now, limit)
     claimed = conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == message_id, MESSAGES.c.state.in_(CLAIMABLE))
@@ -467,6 +487,8 @@ def _checked(conn: Connection, message_id: int, worker_id: str, now: datetime) -
     )
     if slot.rowcount != 1:
         return _unclaim(conn, message_id, ClaimStatus.QUOTA_REACHED, QUOTA_REACHED, now)
+    if limit is not None and limit.counts:
+        portfolios.count(conn, limit, message_id, row.recipient)
     conn.execute(
         sa.update(PACES).where(PACES.c.number_id == row.number_id).values(busy_id=message_id, busy_since=now)
     )
@@ -548,6 +570,36 @@ def _wait_for_pace(
         return ClaimResult(ClaimStatus.NOT_DUE, reason=why)
     why = f"paced: the number's next send may start at {earliest.isoformat()}"
     return ClaimResult(ClaimStatus.NOT_DUE, reason=why, due_at=earliest)
+
+
+def _wait_for_portfolio(
+    conn: Connection, row: sa.Row[Any], now: datetime, limit: portfolios.Turn
+) -> ClaimResult:
+    """The number's portfolio has no slot for a new recipient until ``limit.free_at``: the message waits
+    for it (NOT_DUE, ``not_before`` then, moved to the day's window holding that moment or the next
+    one), or is skipped with `SkipCause.PORTFOLIO` when the day's last window closes before it."""
+    assert limit.free_at is not None and limit.use is not None
+    use = limit.use
+    full = (
+        f"portfolio {use.name} is at its limit: {use.used:,} of {use.tier.short} unique business-initiated "
+        f"recipients in the moving 24 h"
+    )
+    spans = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in (row.windows or [])]
+    if not spans:  # a day planned without its windows: its message's window, else the local day
+        spans = [(now, row.window_end or local_day_bounds(row.local_date, row.timezone)[1])]
+    window = next_window(spans, limit.free_at)
+    if window is None:
+        why = f"{full}; the next slot frees at {limit.free_at.isoformat()}, after the day's last send window"
+        return _refuse(conn, row.id, ClaimStatus.PORTFOLIO_LIMIT, why, now, SkipCause.PORTFOLIO)
+    start, end = window
+    at = max(limit.free_at, start)
+    why = f"{full}: waits until {at.isoformat()}, when a slot frees"
+    conn.execute(
+        sa.update(MESSAGES)
+        .where(MESSAGES.c.id == row.id, MESSAGES.c.state.in_(CLAIMABLE))
+        .values(not_before=at, window_end=end, reason=why[:500])
+    )
+    return ClaimResult(ClaimStatus.NOT_DUE, reason=why, due_at=at)
 
 
 def _heads_the_queue(conn: Connection, row: sa.Row[Any]) -> bool:

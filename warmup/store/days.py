@@ -408,49 +408,64 @@ def cut_quota(
     at = stamp(now)
     with write(engine) as conn:
         lock_number(conn, number_id)
-        row = day_row(
-            conn, number_id, local_date, DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used, DAY_PLANS.c.cut
-        )
-        if row is None:
-            return None
-        # `used` can only shrink meanwhile (a claim needs the number row), so `quota >= used` holds
-        quota: int = max(row.used, min(row.quota, new_quota))
-        excess = row.used + pending(conn, row.id) - quota
-        trimmed = 0
-        if excess > 0:
-            latest = conn.execute(
-                sa.select(MESSAGES.c.id)
-                .where(MESSAGES.c.day_plan_id == row.id, MESSAGES.c.state.in_(CLAIMABLE))
-                .order_by(
-                    (MESSAGES.c.kind == MessageKind.OPENER.value).desc(),
-                    MESSAGES.c.scheduled_at.desc(),
-                    MESSAGES.c.id.desc(),
-                )
-                .limit(excess)
-            ).scalars()
-            trimmed = skip_where(
-                conn, MESSAGES.c.id.in_(list(latest)), f"quota cut: {reason}", at, SkipCause.QUOTA
+        return cut_day(conn, number_id, local_date, new_quota, reason, at)
+
+
+def cut_day(
+    conn: Connection,
+    number_id: int,
+    local_date: date,
+    new_quota: int,
+    reason: str,
+    at: datetime,
+    actor: str = "worker",
+) -> int | None:
+    """`cut_quota` in the caller's transaction, the number row locked by the caller."""
+    if new_quota < 0:
+        raise InvalidWrite("a quota cannot be negative")
+    row = day_row(
+        conn, number_id, local_date, DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used, DAY_PLANS.c.cut
+    )
+    if row is None:
+        return None
+    # `used` can only shrink meanwhile (a claim needs the number row), so `quota >= used` holds
+    quota: int = max(row.used, min(row.quota, new_quota))
+    excess = row.used + pending(conn, row.id) - quota
+    trimmed = 0
+    if excess > 0:
+        latest = conn.execute(
+            sa.select(MESSAGES.c.id)
+            .where(MESSAGES.c.day_plan_id == row.id, MESSAGES.c.state.in_(CLAIMABLE))
+            .order_by(
+                (MESSAGES.c.kind == MessageKind.OPENER.value).desc(),
+                MESSAGES.c.scheduled_at.desc(),
+                MESSAGES.c.id.desc(),
             )
-        conn.execute(
-            sa.update(DAY_PLANS)
-            .where(DAY_PLANS.c.id == row.id)
-            .values(
-                quota=quota,
-                cut=row.cut + (row.quota - quota),
-                quota_cut=DAY_PLANS.c.quota_cut + (row.quota - quota),
-                cut_reason=reason[:500],
-            )
+            .limit(excess)
+        ).scalars()
+        trimmed = skip_where(
+            conn, MESSAGES.c.id.in_(list(latest)), f"quota cut: {reason}", at, SkipCause.QUOTA
         )
-        if quota < row.quota:
-            detail = {
-                "local_date": local_date.isoformat(),
-                "from": row.quota,
-                "to": quota,
-                "reason": reason,
-                "skipped": trimmed,
-            }
-            audit.record(conn, "worker", "cut_quota", number_id, detail, at)
-        return quota
+    conn.execute(
+        sa.update(DAY_PLANS)
+        .where(DAY_PLANS.c.id == row.id)
+        .values(
+            quota=quota,
+            cut=row.cut + (row.quota - quota),
+            quota_cut=DAY_PLANS.c.quota_cut + (row.quota - quota),
+            cut_reason=reason[:500],
+        )
+    )
+    if quota < row.quota:
+        detail = {
+            "local_date": local_date.isoformat(),
+            "from": row.quota,
+            "to": quota,
+            "reason": reason,
+            "skipped": trimmed,
+        }
+        audit.record(conn, actor, "cut_quota", number_id, detail, at)
+    return quota
 
 
 # ------------------------------------------------------------------------------------------- reading

@@ -16,8 +16,10 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Connection, Engine
 
 from warmup.core.domain import DayOutcome, Reading
+from warmup.core.portfolio import PortfolioUse
 from warmup.store.history import day_outcomes
 from warmup.store.inbound import KnownRecipient, recipients_of
+from warmup.store.portfolios import portfolios_of, uses_on
 from warmup.store.readings import latest_readings
 from warmup.store.tables import read
 
@@ -29,12 +31,18 @@ class Facts:
     latest_reading: Reading | None  # the most recent one taken since the batch's `since`
     yesterday: DayOutcome | None  # None when yesterday has no day plan
     recipients: tuple[KnownRecipient, ...]
+    portfolio: PortfolioUse | None = None  # its Meta portfolio's use at the batch's `now` (None: none)
 
 
 def planning_facts(
-    conn: Connection, timezones: Mapping[int, str], local_date: date, since: datetime
+    conn: Connection,
+    timezones: Mapping[int, str],
+    local_date: date,
+    since: datetime,
+    now: datetime | None = None,
 ) -> dict[int, Facts]:
-    """`Facts` for every number id of ``timezones`` (id -> its time zone), in five or so statements.
+    """`Facts` for every number id of ``timezones`` (id -> its time zone), in five or so statements
+    (and a few per Meta portfolio of the batch, with ``now``: where each stands at ``now``).
 
     ``since`` bounds the readings looked at: callers pass a moment before the start of ``local_date``
     in every zone (a reading older than that cannot be today's, so the latest reading overall and the
@@ -46,12 +54,26 @@ def planning_facts(
     readings = latest_readings(conn, ids, since)
     yesterday = day_outcomes(conn, timezones, local_date - timedelta(days=1))
     recipients = recipients_of(conn, ids)
-    return {n: Facts(readings.get(n), yesterday.get(n), tuple(recipients.get(n, ()))) for n in ids}
+    names = portfolios_of(conn, ids) if now is not None else {}
+    uses = uses_on(conn, sorted(set(names.values())), now) if now is not None and names else {}
+    return {
+        n: Facts(
+            readings.get(n),
+            yesterday.get(n),
+            tuple(recipients.get(n, ())),
+            uses.get(names[n]) if n in names else None,
+        )
+        for n in ids
+    }
 
 
 def read_facts(
-    engine: Engine, timezones: Mapping[int, str], local_date: date, since: datetime
+    engine: Engine,
+    timezones: Mapping[int, str],
+    local_date: date,
+    since: datetime,
+    now: datetime | None = None,
 ) -> dict[int, Facts]:
     """`planning_facts` in a read-only transaction of its own (SQLite: a deferred BEGIN, no writer waits)."""
     with read(engine) as conn:
-        return planning_facts(conn, timezones, local_date, since)
+        return planning_facts(conn, timezones, local_date, since, now)

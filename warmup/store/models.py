@@ -125,7 +125,7 @@ class Number(SQLModel, table=True):
     base_url: str | None = Field(default=None, max_length=255)
     phone_number_id: str | None = Field(default=None, max_length=64)
     meter_url: str | None = Field(default=None, max_length=255)  # Whapi risk meter; None: the published one
-    portfolio: str | None = Field(default=None, max_length=64)  # Meta business portfolio (Cloud API numbers)
+    portfolio: str | None = Field(default=None, max_length=64, index=True)  # Meta portfolio (Cloud API)
     plan_name: str = Field(max_length=100)
     plan_path: str = Field(max_length=500)
     timezone: str = Field(max_length=64)
@@ -335,6 +335,37 @@ class AuditLog(SQLModel, table=True):
     action: str = Field(max_length=64)
     number_id: int | None = Field(default=None, foreign_key="numbers.id", index=True)
     detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Portfolio(SQLModel, table=True):
+    """A Meta business portfolio: its Cloud API numbers (`Number.portfolio`) share one messaging limit
+    of unique business-initiated recipients in a moving 24 h (`warmup.core.portfolio`). Written by the
+    fleet sync; a claim of one of its numbers' messages locks the row (migration 0005)."""
+
+    __tablename__ = "portfolios"
+
+    name: str = Field(primary_key=True, max_length=64)
+    tier: str | None = Field(default=None, max_length=24)  # set by hand (None: Meta's, read on readings)
+    created_at: datetime = _utc(nullable=False)
+    updated_at: datetime = _utc(nullable=False)
+
+
+class PortfolioSend(SQLModel, table=True):
+    """One business-initiated send of a portfolio's number, counted by the claim that took it: its
+    recipient counts against the portfolio's limit until 24 h after `counted_at`. Deleted when the
+    send did not go out (`warmup.store.portfolios.release`); kept for `unknown` (migration 0005)."""
+
+    __tablename__ = "portfolio_sends"
+    __table_args__ = (
+        sa.Index("ix_portfolio_sends_counted", "portfolio", "counted_at"),
+        sa.Index("ix_portfolio_sends_recipient", "portfolio", "recipient", "counted_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    portfolio: str = Field(max_length=64)
+    recipient: str = Field(max_length=20)
+    message_id: int = Field(foreign_key="outbound_messages.id", unique=True)
+    counted_at: datetime = _utc(nullable=False)
 
 
 metadata = SQLModel.metadata

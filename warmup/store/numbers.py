@@ -53,6 +53,8 @@ class NumberConfig(TypedDict):
     registered: NotRequired[date | None]
     base_url: NotRequired[str | None]
     phone_number_id: NotRequired[str | None]
+    meter_url: NotRequired[str | None]  # the Whapi risk meter; None: the provider's default
+    portfolio: NotRequired[str | None]  # the Meta business portfolio of a Cloud API number
 
 
 def add_number(engine: Engine, *, now: datetime | None = None, **config: Unpack[NumberConfig]) -> int:
@@ -171,6 +173,9 @@ def _number_config(config: NumberConfig) -> dict[str, Any]:
     phone_number_id = config.get("phone_number_id")
     if config["provider"] == Provider.CLOUD_API and not phone_number_id:
         raise InvalidWrite(f"{phone}: provider cloud_api needs a phone_number_id")
+    portfolio = config.get("portfolio")
+    if portfolio is not None and config["provider"] != Provider.CLOUD_API:
+        raise InvalidWrite(f"{phone}: only a cloud_api number belongs to a Meta business portfolio")
     return {
         "phone": check_phone(phone),
         "provider": choice(config["provider"], Provider, "provider"),
@@ -181,6 +186,8 @@ def _number_config(config: NumberConfig) -> dict[str, Any]:
         "registered": config.get("registered"),
         "base_url": config.get("base_url"),
         "phone_number_id": phone_number_id,
+        "meter_url": config.get("meter_url"),
+        "portfolio": portfolio,
     }
 
 

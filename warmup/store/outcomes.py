@@ -3,7 +3,10 @@ given back unused; and turning claims whose worker died `unknown` (`recover_stal
 
 Only the two paths where nothing went out give the slot back (`record_skipped`, `release_for_retry`,
 and `give_back` for a claim never used); a failed or unknown send keeps it, since the provider may
-have counted it. Every write is conditional on the state it leaves, so a repeat changes nothing.
+have counted it. A portfolio number's send that did not go out (those paths, and a refused one:
+`record_failed`) also stops counting against its portfolio's messaging limit; an unknown one keeps
+counting (`warmup.store.portfolios`). Every write is conditional on the state it leaves, so a repeat
+changes nothing.
 
 A send that went out also notes its text and first contact on the recipient row; that update is
 written once (`_RECIPIENT_AFTER_SEND`) and joins every way a message becomes `sent`: one or many
@@ -24,6 +27,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from warmup.core.domain import SkipCause
+from warmup.store import portfolios
 from warmup.store.models import MessageState, UTCDateTime
 from warmup.store.tables import (
     DAY_PLANS,
@@ -190,8 +194,10 @@ def _recorded_pg(engine: Engine, statement: sa.TextClause, params: dict[str, Any
 def record_failed(
     engine: Engine, message_id: int, reason: str, now: datetime, *, recipient_invalid: bool = False
 ) -> bool:
-    """sending -> failed; the slot stays used (the provider may have counted it). With
-    `recipient_invalid` the recipient row is marked invalid with the same reason, in the same transaction.
+    """sending -> failed; the slot stays used (the provider may have counted it against the number).
+    The provider refused it, so nothing reached the recipient: it does not count against the portfolio's
+    messaging limit (`portfolios.release`). With `recipient_invalid` the recipient row is marked invalid
+    with the same reason, in the same transaction.
     """
     now = aware(now)
     with write(engine) as conn:
@@ -199,6 +205,7 @@ def record_failed(
         row = _finish(conn, message_id, (MessageState.SENDING.value,), values, now)
         if row is None:
             return False
+        portfolios.release(conn, [message_id])
         if recipient_invalid:
             conn.execute(
                 sa.update(RECIPIENTS)
@@ -328,6 +335,7 @@ def _finish(
             .where(DAY_PLANS.c.id == row.day_plan_id, DAY_PLANS.c.used > 0)
             .values(used=DAY_PLANS.c.used - 1)
         )
+        portfolios.release(conn, [message_id])  # nothing went out: its recipient counts for nobody
     return row
 
 

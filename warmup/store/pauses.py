@@ -79,25 +79,40 @@ def pause_numbers(
         until = aware(until, "until")
     with write(engine) as conn:
         rows = _select_numbers(conn, phones, plan_name, all_numbers, number_ids)
-        targets = [row for row in rows if row.state == NumberStatus.ACTIVE]
-        for row in targets:
-            conn.execute(
-                sa.update(NUMBERS)
-                .where(NUMBERS.c.id == row.id)
-                .values(
-                    state=NumberStatus.PAUSED.value,
-                    paused_reason=reason[:500],
-                    paused_until=until,
-                    paused_at=now,
-                    paused_volume=row.last_volume,
-                    advance_pending=False,
-                    updated_at=now,
-                )
+        return pause_rows(conn, rows, reason=reason, actor=actor, now=now, until=until)
+
+
+def pause_rows(
+    conn: Connection,
+    rows: Sequence[sa.Row[Any]],
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    until: datetime | None = None,
+    action: str = "pause",
+) -> list[int]:
+    """`pause_numbers` in the caller's transaction, for number rows it has locked (all columns): the
+    active ones are paused, their pending messages skipped, one ``action`` audit row each; their ids."""
+    targets = [row for row in rows if row.state == NumberStatus.ACTIVE]
+    for row in targets:
+        conn.execute(
+            sa.update(NUMBERS)
+            .where(NUMBERS.c.id == row.id)
+            .values(
+                state=NumberStatus.PAUSED.value,
+                paused_reason=reason[:500],
+                paused_until=until,
+                paused_at=now,
+                paused_volume=row.last_volume,
+                advance_pending=False,
+                updated_at=now,
             )
-            skipped = skip_pending(conn, [row.id], f"number paused: {reason}", now)
-            detail = {"reason": reason, "until": until.isoformat() if until else None, "skipped": skipped}
-            audit.record(conn, actor, "pause", row.id, detail, now)
-        return [row.id for row in targets]
+        )
+        skipped = skip_pending(conn, [row.id], f"number paused: {reason}", now)
+        detail = {"reason": reason, "until": until.isoformat() if until else None, "skipped": skipped}
+        audit.record(conn, actor, action, row.id, detail, now)
+    return [row.id for row in targets]
 
 
 def resume_numbers(

@@ -67,11 +67,14 @@ def _clip(text: str | None, length: int) -> str | None:
 
 def save_reading(engine: Engine, number_id: int, local_date: date, reading: Reading) -> int:
     """Store one risk-meter result; returns its id."""
-    row = dict(zip(READING_COLUMNS, _row(number_id, local_date, reading), strict=True))
     with write(engine) as conn:
-        reading_id: int = conn.execute(
-            sa.insert(READINGS).values(**row).returning(READINGS.c.id)
-        ).scalar_one()
+        return insert_reading(conn, number_id, local_date, reading)
+
+
+def insert_reading(conn: Connection, number_id: int, local_date: date, reading: Reading) -> int:
+    """Store one reading in the caller's transaction; returns its id."""
+    row = dict(zip(READING_COLUMNS, _row(number_id, local_date, reading), strict=True))
+    reading_id: int = conn.execute(sa.insert(READINGS).values(**row).returning(READINGS.c.id)).scalar_one()
     return reading_id
 
 
@@ -88,6 +91,11 @@ def save_readings(engine: Engine, readings: Sequence[tuple[int, date, Reading]])
             return
         with pg_cursor(conn) as cur:
             cur.execute(_INSERT_READINGS_PG, [list(column) for column in zip(*rows, strict=True)])
+
+
+def reading_from(row: sa.Row[Any]) -> Reading:
+    """A row of the `readings` columns as a `Reading`."""
+    return _reading(row)
 
 
 def _reading(row: sa.Row[Any]) -> Reading:
@@ -136,7 +144,8 @@ def latest_readings(conn: Connection, ids: Sequence[int], since: datetime) -> di
 
 
 def reading_of_day(engine: Engine, number_id: int, local_date: date) -> Reading | None:
-    """The newest reading stored for that local day (the one the day's decision used), or None."""
+    """The newest reading stored for that local day, or None: the one the day's decision used, unless a
+    later one came during the day (a Meta webhook: `warmup.services.signals`)."""
     with read(engine) as conn:
         row = conn.execute(
             sa.select(READINGS)
@@ -150,14 +159,22 @@ def reading_of_day(engine: Engine, number_id: int, local_date: date) -> Reading 
 def read_from_on(engine: Engine, number_id: int, local_date: date, source: str) -> bool:
     """Whether a reading from `source` (a provider's meter) is stored for that local day of the number:
     its meter was read that day, so the day's POST (the one computation a day) already happened."""
+    return number_id in read_on(engine, [number_id], local_date, [source])
+
+
+def read_on(engine: Engine, number_ids: Sequence[int], local_date: date, sources: Sequence[str]) -> set[int]:
+    """`read_from_on` for many numbers in one statement: those with a reading from one of `sources`
+    stored for that local day."""
+    if not number_ids:
+        return set()
     with read(engine) as conn:
-        found = conn.execute(
-            sa.select(READINGS.c.id)
+        rows = conn.execute(
+            sa.select(READINGS.c.number_id)
             .where(
-                READINGS.c.number_id == number_id,
+                READINGS.c.number_id.in_(sorted(set(number_ids))),
                 READINGS.c.local_date == local_date,
-                READINGS.c.source == source,
+                READINGS.c.source.in_(list(sources)),
             )
-            .limit(1)
-        ).first()
-    return found is not None
+            .distinct()
+        )
+        return {int(row.number_id) for row in rows}

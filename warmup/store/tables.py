@@ -34,6 +34,8 @@ INBOUND = metadata.tables["inbound_messages"]
 RECIPIENTS = metadata.tables["recipients"]
 AUDIT = metadata.tables["audit_log"]
 PACES = metadata.tables["paces"]
+PORTFOLIOS = metadata.tables["portfolios"]
+PORTFOLIO_SENDS = metadata.tables["portfolio_sends"]
 
 CLAIMABLE = (MessageState.PLANNED.value, MessageState.QUEUED.value)
 """The states of a message that may still take a slot (and may be claimed, re-timed or skipped)."""
