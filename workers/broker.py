@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -20,6 +21,7 @@ from dramatiq.brokers.stub import StubBroker
 from warmup.config import Settings
 from warmup.logs import setup_logging
 from warmup.secrets import install_log_redaction
+from warmup.services import metrics
 from warmup.services.runtime import get_runtime
 from warmup.store.db import connect_once
 
@@ -62,6 +64,59 @@ class WarmWorker(dramatiq.Middleware):
         quiet_garbage_collector()
 
 
+WATCH_EVERY = 5.0
+"""Seconds between two looks of `ThreadWatchdog` at a worker's threads."""
+
+DEAD_THREAD_EXIT = 3
+"""Exit status of a worker process that found one of its own threads dead."""
+
+
+def dead_threads(worker: dramatiq.Worker) -> list[tuple[str, str]]:
+    """(kind, name) of the worker's consumer and worker threads that are no longer alive."""
+    dead = [("consumer", name) for name, thread in worker.consumers.items() if not thread.is_alive()]
+    dead += [("worker", thread.name) for thread in worker.workers if not thread.is_alive()]
+    return dead
+
+
+class ThreadWatchdog(dramatiq.Middleware):
+    """Exits the worker process when one of its consumer or worker threads has died.
+
+    A consumer thread can die (seen: the delayed-message consumer on a Redis restart) while the process
+    keeps running: its messages then wait forever, the process looks healthy and no supervisor restarts
+    it. Exiting (status `DEAD_THREAD_EXIT`, after a critical log line and `warmup_dead_threads_total`)
+    hands the process back to whoever restarts it (dramatiq's main process, Docker, systemd); the
+    database keeps every message, so a restart loses nothing.
+    """
+
+    def __init__(self, every: float = WATCH_EVERY, exit_process: Callable[[int], None] = os._exit) -> None:
+        self.every = every
+        self.exit_process = exit_process
+        self.stopping = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        threading.Thread(target=self.watch, args=(worker,), name="warmup-watchdog", daemon=True).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stopping.set()
+
+    def watch(self, worker: dramatiq.Worker) -> None:
+        while not self.stopping.wait(self.every):
+            if self.check(worker):
+                return
+
+    def check(self, worker: dramatiq.Worker) -> bool:
+        """One look; True (and the process told to exit) when a thread died."""
+        dead = dead_threads(worker)
+        if not dead or self.stopping.is_set():
+            return False
+        for kind, _ in dead:
+            metrics.DEAD_THREADS.labels(kind=kind).inc()
+        names = ", ".join(f"{kind} {name}" for kind, name in dead)
+        log.critical("worker thread(s) died: %s; exiting so the process is restarted", names)
+        self.exit_process(DEAD_THREAD_EXIT)
+        return True
+
+
 GC_THRESHOLDS = (10_000, 20, 20)
 """Young collections every 10,000 net allocations instead of Python's 700: planning a batch allocates
 hundreds of thousands of short-lived objects (times, sends, rows) and the collector ran ~60 times a
@@ -95,6 +150,7 @@ def setup_broker(redis_url: str | None) -> dramatiq.Broker:
         )
         broker.add_middleware(ResponsiveConsumers())
         broker.add_middleware(WarmWorker())
+        broker.add_middleware(ThreadWatchdog())
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

@@ -9,6 +9,7 @@ import uuid
 import pytest
 import redis
 
+from warmup.services import metrics
 from warmup.services.leader import AlwaysLeader, RedisLeaderLock, masked_url
 
 pytestmark = pytest.mark.redis
@@ -125,3 +126,27 @@ def test_an_outage_is_logged_once_with_its_reason_then_rarely_then_its_end(
 def test_masked_url_hides_only_the_password() -> None:
     assert masked_url("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
     assert masked_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_a_leader_cut_off_from_redis_says_it_lost_the_leadership_once_the_ttl_has_passed(
+    redis_url: str, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Losing the leadership to an outage was silent: only "unreachable" was logged, while the scheduler
+    stopped ticking. It is logged (once) and counted when the lock can no longer be held."""
+    lock = RedisLeaderLock.from_url(redis_url, ttl=1.0, key=key)
+    caplog.set_level(logging.INFO, logger="warmup.services.leader")
+    lost_before = metrics.LEADERSHIP.labels(event="lost")._value.get()
+    try:
+        assert lock.hold() is True
+        lock.client.close()
+        lock.client = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+        assert lock.hold() is True  # within the TTL the key cannot have expired: still the leader
+        assert lock._renewed_at is not None
+        lock._renewed_at -= 1.1  # the TTL has passed since the last renewal (no sleeping on a clock)
+        assert lock.hold() is False and lock.hold() is False
+        lost = [r.getMessage() for r in caplog.records if "leadership lost" in r.getMessage()]
+        assert len(lost) == 1 and "longer than the lock's TTL (1 s)" in lost[0]
+        assert metrics.LEADERSHIP.labels(event="lost")._value.get() == lost_before + 1
+    finally:
+        lock.close()
+        redis.Redis.from_url(redis_url).delete(key)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -14,7 +15,14 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from workers.broker import current_broker, is_in_process, setup_broker
+from workers.broker import (
+    DEAD_THREAD_EXIT,
+    ThreadWatchdog,
+    current_broker,
+    dead_threads,
+    is_in_process,
+    setup_broker,
+)
 
 
 @pytest.fixture
@@ -120,3 +128,59 @@ def test_worker_boot_quiets_the_garbage_collector() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+class _DyingConsumer:
+    """A broker consumer as a Redis restart left one: every read fails, and so does closing it (the
+    close in dramatiq's error handler then escapes, and the consumer thread dies)."""
+
+    def __iter__(self) -> _DyingConsumer:
+        return self
+
+    def __next__(self) -> None:
+        raise RuntimeError("Redis went away mid-read")
+
+    closed = False
+
+    def close(self) -> None:
+        if not self.closed:  # the first close fails (inside dramatiq's error handler), later ones work
+            self.closed = True
+            raise ConnectionResetError("Redis went away")
+
+    def requeue(self, messages: object) -> None:
+        """Nothing was taken, nothing to give back (the worker asks on its way out)."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death itself
+def test_a_worker_whose_consumer_thread_died_exits_to_be_restarted() -> None:
+    broker = StubBroker()
+    broker.emit_after("process_boot")
+    exits: list[int] = []
+    watchdog = ThreadWatchdog(every=3600, exit_process=exits.append)  # looks only when asked here
+    broker.add_middleware(watchdog)
+    broker.declare_queue("doomed")
+    healthy = broker.consume
+    dying = _DyingConsumer()
+    broker.consume = lambda queue_name, prefetch=1, timeout=100: (  # type: ignore[method-assign]
+        dying if queue_name == "doomed" else healthy(queue_name, prefetch, timeout)
+    )
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=10)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not dead_threads(worker) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ("consumer", "doomed") in dead_threads(worker)
+        assert watchdog.check(worker) is True
+        assert exits == [DEAD_THREAD_EXIT]
+    finally:
+        watchdog.stopping.set()
+        worker.stop()
+
+
+def test_the_fleet_broker_watches_its_worker_threads(broker_url: str) -> None:
+    broker = setup_broker(broker_url)
+    try:
+        assert any(isinstance(m, ThreadWatchdog) for m in broker.middleware)
+    finally:
+        setup_broker(None)

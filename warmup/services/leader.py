@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import redis
 
 from warmup.core.plan.values import human_duration
+from warmup.services import metrics
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +125,25 @@ class RedisLeaderLock:
                     self._renewed_at = started
                     return True
                 log.warning("scheduler leadership lost (lock taken over or expired)")
+                metrics.LEADERSHIP.labels(event="lost").inc()
                 self._renewed_at = None
             acquired = self.client.set(self.key, self.token, nx=True, px=self.ttl_ms)
         except redis.RedisError as exc:
             self._unreachable(exc)
-            if not self.is_leader:
+            if not self.is_leader and self._renewed_at is not None:
                 self._renewed_at = None
+                log.warning(
+                    "scheduler leadership lost: %s unreachable for longer than the lock's TTL (%s); "
+                    "another copy may lead now",
+                    self.where,
+                    human_duration(timedelta(milliseconds=self.ttl_ms)),
+                )
+                metrics.LEADERSHIP.labels(event="lost").inc()
             return self.is_leader
         self._reachable()
         if acquired:
             log.info("scheduler leadership acquired")
+            metrics.LEADERSHIP.labels(event="acquired").inc()
             self._renewed_at = started
             return True
         return False

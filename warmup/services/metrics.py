@@ -2,8 +2,9 @@
 
 Two kinds, because a fleet runs many processes:
 
-* Event counters (`SENDS`, `READINGS`, `METER_FAILURES`, `PAUSES`, `INBOUND`, `WEBHOOK_REQUESTS`, `SEND_LAG`)
-  live in the process that counts them; each process that sends or receives serves its own `/metrics`.
+* Event counters (`SENDS`, `READINGS`, `METER_FAILURES`, `PLANNING_FAILURES`, `PAUSES`, `INBOUND`,
+  `WEBHOOK_REQUESTS`, `SEND_LAG`) live in the process that counts them; each process that sends or
+  receives serves its own `/metrics`.
 * Fleet gauges (`StoreCollector`) are computed from the database on every scrape, so any one process
   (the webhook app, `warmup metrics`) shows the whole fleet truthfully: quota and slots used per number,
   state, the last reading's factors, and the queue lag (how late the oldest due message is).
@@ -51,6 +52,13 @@ METER_FAILURES = Counter(
     ["provider", "status"],
     registry=REGISTRY,
 )
+PLANNING_FAILURES = Counter(
+    "warmup_planning_failures_total",
+    "Numbers whose day could not be planned (the others of their batch were), by stage: decide (the "
+    "plan, its files or the decision failed) or store (the database refused the day)",
+    ["stage"],
+    registry=REGISTRY,
+)
 PAUSES = Counter(
     "warmup_pauses_total",
     "Numbers paused, by who paused them (cli, chat, worker, decide)",
@@ -59,6 +67,20 @@ PAUSES = Counter(
 )
 INBOUND = Counter(
     "warmup_inbound_total", "Inbound events stored, by kind (message, status)", ["kind"], registry=REGISTRY
+)
+LEADERSHIP = Counter(
+    "warmup_leadership_changes_total",
+    "Scheduler leadership changes of this process: acquired, or lost (taken over, expired, or the lock's "
+    "Redis unreachable for longer than the lock's TTL)",
+    ["event"],
+    registry=REGISTRY,
+)
+DEAD_THREADS = Counter(
+    "warmup_dead_threads_total",
+    "Internal threads of a worker process found dead (the process then exits to be restarted), by kind: "
+    "consumer (a queue's consumer, delayed messages included) or worker",
+    ["kind"],
+    registry=REGISTRY,
 )
 WEBHOOK_REQUESTS = Counter(
     "warmup_webhook_requests_total",
