@@ -99,6 +99,8 @@ def test_a_refused_patch_is_reported_and_exits_1(engine: Engine, make_fleet: Any
     [
         (("not-a-url",), ("'not-a-url' is not a base URL", "https://warmup.example.com")),
         (("https://x.example/?a=1",), ("is not a base URL",)),
+        (("https://x.example/#top",), ("is not a base URL",)),  # else BASE#top/webhooks/whapi/... is set
+        (("https://x.example/a b",), ("is not a base URL",)),
         ((BASE, "+5511000000000"), ("unknown number +5511000000000",)),
     ],
 )

@@ -19,13 +19,16 @@ from warmup.core.domain import SkipCause
 from warmup.core.localtime import local_date_of
 from warmup.files.content import load_pool
 from warmup.files.problems import PlanError
+from warmup.providers.base import SendResult
+from warmup.providers.cloud_api import CloudApiProvider
 from warmup.services.planning import plan_number_day
 from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.sending import send_one
-from warmup.services.service_window import SERVICE_WINDOW, in_window
-from warmup.store import history, inbound
+from warmup.services.service_window import SERVICE_WINDOW, in_window, send_cloud
+from warmup.store import claims as store_claims
+from warmup.store import history, inbound, portfolios
 from warmup.store.models import OutboundMessage
-from warmup.store.tables import NUMBERS
+from warmup.store.tables import NUMBERS, PORTFOLIO_SENDS
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TEMPLATES = (
@@ -174,3 +177,40 @@ def test_bad_templates_in_a_pool_are_located(tmp_path: Path) -> None:
         (6, "templates[1].parameters[0]"),
     }
     assert any("Meta refuses an empty parameter" in p.message for p in info.value.problems)
+
+
+def test_a_template_sent_after_the_window_closed_since_its_claim_takes_a_portfolio_slot(
+    cloud: Cloud,
+) -> None:
+    """The claim saw the recipient inside their window (nothing counted); by the send the window has
+    closed (a slow batch, an accelerated clock), so the message goes out as a template: it is
+    business-initiated and must count against the portfolio, or the tier can be passed."""
+    cloud.with_templates()
+    portfolios.set_portfolio(cloud.engine, "acme", "TIER_50", cloud.clock.now())
+    with cloud.engine.begin() as conn:
+        conn.execute(sa.update(NUMBERS).where(NUMBERS.c.id == cloud.number).values(portfolio="acme"))
+    message = min(cloud.plan(), key=lambda m: m.scheduled_at)
+    assert message.id is not None
+    cloud.clock.set(max(cloud.clock.now(), message.scheduled_at))
+    wrote = cloud.clock.now() - SERVICE_WINDOW + timedelta(minutes=15)
+    cloud.wrote_to_us(message.recipient, wrote, tell_meta=False)
+    claimed = store_claims.claim(cloud.engine, message.id, "w", cloud.clock.now())
+    assert claimed.message is not None, claimed.reason
+    assert counted(cloud.engine, message.id) == 0  # inside the window at the claim: not counted
+    cloud.clock.advance(timedelta(minutes=20))  # the window closed before the send
+    provider = cloud.runtime.provider_for(cloud.number)
+    assert isinstance(provider, CloudApiProvider)
+    result = send_cloud(cloud.engine, claimed.message, provider, cloud.clock, cloud.runtime.plans)
+    assert isinstance(result, SendResult) and result.provider_message_id is not None
+    assert counted(cloud.engine, message.id) == 1
+
+
+def counted(engine: Engine, message_id: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(PORTFOLIO_SENDS)
+                .where(PORTFOLIO_SENDS.c.message_id == message_id)
+            ).scalar_one()
+        )

@@ -32,8 +32,8 @@ from warmup.services.scheduler import Scheduler
 from warmup.services.signals import SignalWatch, act_on_signals
 from warmup.store import audit, days, history, numbers, readings
 from warmup.store.models import OutboundMessage
-from warmup.store.pauses import resume_numbers
-from warmup.store.tables import NUMBERS, READINGS
+from warmup.store.pauses import pause_numbers, resume_numbers
+from warmup.store.tables import DAY_PLANS, MESSAGES, NUMBERS, READINGS
 from warmup.webhook import WebhookConfig, create_app
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -178,6 +178,10 @@ def test_when_meta_cannot_be_asked_the_day_is_planned_on_the_local_factors(world
         None,
     )
     assert failed.meter_error is not None and "phone number info" in failed.meter_error
+    lines = explain(world.engine, world.fleet.phones[0], world.clock.now()).lines()
+    said = [line for line in lines if line.startswith("Meta:")]
+    assert len(said) == 1 and "could not be read" in said[0] and "without Meta's signals" in said[0]
+    assert not any("risk meter" in line for line in lines)  # a Cloud API number has none
     ok = readings.latest_reading(world.engine, world.fleet.number_ids[1])
     assert ok is not None and ok.source == "cloud_api" and ok.quality == "green"
 
@@ -227,6 +231,23 @@ def test_a_flagged_webhook_pauses_that_number_within_one_tick(world: World) -> N
     assert world.state(0)[0] == "active"  # the same reading never acts twice, even after a resume
 
 
+def test_a_pause_rule_on_a_number_paused_already_does_not_claim_it_paused_it(world: World) -> None:
+    world.plan(0)
+    world.plan(1)
+    number_id = world.fleet.number_ids[0]
+    pause_numbers(
+        world.engine, reason="admin: holiday", actor="admin", now=world.clock.now(), number_ids=[number_id]
+    )
+    world.clock.advance(timedelta(minutes=5))
+    world.sim_says(0, cloud_status="FLAGGED")
+    assert world.post(quality_update(world.fleet.phones[0], "FLAGGED")).json() == {"stored": 1, "ignored": 0}
+    world.scheduler.tick(world.clock.now())
+    assert world.state(0) == ("paused", "admin: holiday")  # the admin's pause and its reason stand
+    judged = [r["text"] for r in world.day(0).reasons if r.get("rule") == "signal"]
+    assert len(judged) == 1 and "pause, the number is paused already" in judged[0]
+    assert "paused, nothing more is sent" not in judged[0]
+
+
 def test_a_yellow_rating_throttles_the_rest_of_the_day(world: World) -> None:
     world.plan(0)
     world.plan(1)
@@ -259,6 +280,28 @@ def test_a_yellow_rating_throttles_the_rest_of_the_day(world: World) -> None:
     world.post(quality_update(world.fleet.phones[1], "FLAGGED"))  # redelivered
     world.scheduler.tick(world.clock.now())
     assert world.snapshot() == before
+
+
+def test_a_throttle_below_what_was_sent_says_the_quota_it_left(world: World) -> None:
+    """The cut never goes below the slots used: what the day records and `why` shows is that quota."""
+    world.plan(1)
+    first = sorted(world.messages(1), key=lambda m: (m.scheduled_at, m.id))[:25]
+    with world.engine.begin() as conn:  # 25 went out before Meta rated the number yellow
+        conn.execute(
+            sa.update(MESSAGES)
+            .where(MESSAGES.c.id.in_([m.id for m in first]))
+            .values(state="sent", finished_at=world.clock.now())
+        )
+        conn.execute(sa.update(DAY_PLANS).where(DAY_PLANS.c.id == world.day(1).id).values(used=25))
+    world.clock.advance(timedelta(minutes=5))
+    world.sim_says(1, quality="YELLOW")
+    assert world.post(quality_update(world.fleet.phones[1], "FLAGGED")).json()["stored"] == 1
+    assert world.scheduler.tick(world.clock.now()).rejudged == 1
+    day = world.day(1)
+    assert (day.action, day.quota) == ("throttle", 25)
+    text = day.reasons[-1]["text"]
+    assert "quota 40 -> 20" not in text and "quota 40 -> 25" in text, text
+    assert "(25 already taken by sends; the rules allow 20)" in text
 
 
 def test_a_webhook_before_the_day_is_planned_is_the_days_reading(world: World) -> None:

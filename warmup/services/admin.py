@@ -290,6 +290,7 @@ class Explanation:
     account: DayAccount | None = None  # what became of the day's quota
     sends: Sequence[OutboundMessage] = field(default_factory=list)  # the day's messages
     portfolio: PortfolioUse | None = None  # its Meta portfolio's messaging limit, used now (None: none)
+    provider: str = ""  # whapi | simulator | cloud_api: a Cloud API number has no risk meter
 
     def _no_decision(self) -> str:
         if self.state == NumberStatus.RETIRED:
@@ -356,6 +357,12 @@ class Explanation:
 
     def _meter_lines(self) -> list[str]:
         """A failed read of the provider's meter: what failed, and what the day was decided on instead."""
+        if self.reading is not None and self.reading.meter_error and self.provider == "cloud_api":
+            return [
+                f"Meta: the number's quality rating, status and messaging limit could not be read "
+                f"({self.reading.meter_error}); the reading above is the local meter's factors alone, "
+                "without Meta's signals."
+            ]
         if self.reading is not None and self.reading.meter_error:
             used = "the local meter's" if self.reading.source == "local" else "the provider's last one"
             return [
@@ -484,6 +491,7 @@ def explain(engine: Engine, phone: str, now: datetime, local_date: date | None =
         account=next(iter(day_accounts(engine, [number.id], since=day_date, until=day_date)), None),
         sends=list_messages(engine, number.id, day_date),
         portfolio=_portfolio_use(engine, number, now),
+        provider=number.provider,
     )
 
 

@@ -7,7 +7,8 @@ message pool names (`warmup.files.content.Template`), filled with the recipient'
 template it is skipped with cause `SkipCause.NO_TEMPLATE`. A text refused with 131047 (the window
 closed, or opened on a phone we never heard from) is sent once more as a template, in the same claim:
 the refusal proves the text did not go out. The claim counted no portfolio slot for a recipient it saw
-inside the window, so that template first takes one (`warmup.store.portfolios.count_late`).
+inside the window, so that template, or one sent after the window closed since the claim, first takes
+one (`warmup.store.portfolios.count_late`).
 """
 
 from __future__ import annotations
@@ -82,11 +83,16 @@ def send_cloud(
             "pool names no approved template",
             SkipCause.NO_TEMPLATE,
         )
-    # the claim did not count a recipient it saw inside the window: the template must take a slot now
-    if refused and not portfolios.count_late(engine, message.number_id, message.id, message.recipient, now):
+    # the claim did not count a recipient it saw inside the window (who has written, then): Meta refused
+    # the text, or the window closed since the claim; the template must take a slot now (a no-op when
+    # the claim counted it)
+    if last is not None and not portfolios.count_late(
+        engine, message.number_id, message.id, message.recipient, now
+    ):
+        said = "Meta answered 131047 (outside the 24 h window)" if refused else "the 24 h window has closed"
         return NotSent(
-            "Meta answered 131047 (outside the 24 h window) and the number's portfolio has no slot left "
-            "in the moving 24 h for a template to a new recipient",
+            f"{said} and the number's portfolio has no slot left in the moving 24 h for a template to a "
+            "new recipient",
             SkipCause.PORTFOLIO,
         )
     result = provider.send_template(

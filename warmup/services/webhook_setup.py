@@ -59,7 +59,14 @@ def check_base_url(base_url: str) -> str:
         usable = parts.port is None or parts.port > 0
     except ValueError:
         usable = False
-    if not usable or parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+    if (
+        not usable
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment  # BASE#x/webhooks/whapi/... would reach BASE alone
+        or re.search(r"[\s\x00-\x1f\x7f]", base_url.strip())
+    ):
         raise UserError(
             f"{base_url[:80]!r} is not a base URL: give where `warmup webhook` is reachable from Whapi, "
             "e.g. https://warmup.example.com"

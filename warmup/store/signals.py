@@ -9,6 +9,7 @@ the same reading never acts twice, whichever scheduler judges it and however oft
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -285,7 +286,7 @@ def apply_judgement(
     with write(engine) as conn:
         lock_number(conn, number_id)
         day = conn.execute(
-            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.reasons).where(
+            sa.select(DAY_PLANS.c.id, DAY_PLANS.c.quota, DAY_PLANS.c.used, DAY_PLANS.c.reasons).where(
                 DAY_PLANS.c.number_id == number_id, DAY_PLANS.c.local_date == local_date
             )
         ).one_or_none()
@@ -296,22 +297,27 @@ def apply_judgement(
             return Applied(False)
         paused = cut = False
         quota_change: tuple[int, int] | None = None
+        text = judgement.reason.text
         if judgement.changed and judgement.pause:
             row = conn.execute(sa.select(NUMBERS).where(NUMBERS.c.id == number_id)).one()
-            reason = judgement.reason.text
             paused = bool(
-                pause_rows(conn, [row], reason=reason, actor="scheduler", now=at, action="auto_pause")
+                pause_rows(conn, [row], reason=text, actor="scheduler", now=at, action="auto_pause")
             )
+            if not paused:  # paused or retired meanwhile: the rule wanted a pause, none was made now
+                state = row.state
+                text = text.replace(
+                    "paused, nothing more is sent until resumed",
+                    f"would pause: the number is {state} already",
+                )
         elif judgement.changed and judgement.quota is not None and judgement.quota < day.quota:
-            new = cut_day(
-                conn, number_id, local_date, judgement.quota, judgement.reason.text, at, "scheduler"
-            )
+            text = _floored(text, judgement.quota, int(day.quota), int(day.used))
+            new = cut_day(conn, number_id, local_date, judgement.quota, text, at, "scheduler")
             if new is not None and new < day.quota:
                 quota_change, cut = (int(day.quota), new), True
         marker = {
             "rule": judgement.reason.rule,
             "action": str(judgement.reason.action),
-            "text": judgement.reason.text,
+            "text": text,
             "readings": ",".join(map(str, todo)),
         }
         values: dict[str, Any] = {"reasons": [*(day.reasons or []), marker]}
@@ -329,3 +335,14 @@ def apply_judgement(
                 ramp["last_volume"] = quota_change[1]
             conn.execute(sa.update(NUMBERS).where(NUMBERS.c.id == number_id).values(**ramp))
         return Applied(True, paused, quota_change)
+
+
+def _floored(text: str, judged: int, quota: int, used: int) -> str:
+    """The re-judgement's text with the quota the cut leaves: never below the slots already used
+    (`cut_day`), so a judged quota under them is not what the day gets."""
+    left = min(max(used, judged), quota)
+    if left == judged:
+        return text
+    said = f"quota {quota} -> {left} ({used} already taken by sends; the rules allow {judged})"
+    floored, found = re.subn(rf"quota \d+ -> {judged}\b", lambda _: said, text, count=1)
+    return floored if found else f"{text}; {said}"
