@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
 
 from tests.paths import REPO_ROOT
+from warmup.store.db import upgrade
 
 ROOT = REPO_ROOT
 
@@ -54,10 +56,16 @@ def test_warmup_commands_in_compose_exist(service: str) -> None:
         assert option in result.stdout, f"{service}: `warmup {' '.join(subcommand)}` has no {option}"
 
 
-def test_worker_command_imports_the_actors_module() -> None:
+def test_worker_command_imports_the_actors_module(tmp_path: Path) -> None:
     command = _compose()["services"]["worker"]["command"]
     assert command[:2] == ["dramatiq", "workers.actors"]
-    env = {"WARMUP_REDIS_URL": "redis://127.0.0.1:6379/15", "PATH": "/usr/bin:/bin"}
+    database = f"sqlite:///{tmp_path / 'warmup.db'}"
+    upgrade(database)  # compose starts workers after `migrate`: a worker refuses an unmigrated database
+    env = {
+        "WARMUP_REDIS_URL": "redis://127.0.0.1:6379/15",
+        "WARMUP_DATABASE_URL": database,
+        "PATH": "/usr/bin:/bin",
+    }
     probe = "import workers.actors as a; print(a.send_message.actor_name)"
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env

@@ -19,9 +19,11 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from warmup.config import Settings
+from warmup.core.errors import UserError
 from warmup.logs import setup_logging
 from warmup.secrets import install_log_redaction
 from warmup.services import metrics
+from warmup.services.admin import open_store
 from warmup.services.runtime import get_runtime
 from warmup.store.db import connect_once
 
@@ -174,7 +176,31 @@ def current_broker() -> dramatiq.Broker:
     if broker is not None:
         return broker
     setup_worker_logging()
-    return setup_broker(Settings().redis_url)
+    settings = Settings()
+    try:
+        check_fleet_worker(settings)
+    except UserError as exc:
+        # one clear line and a non-zero exit, not a traceback followed by "ready for action"
+        log.critical("warmup worker cannot start: %s", exc)
+        raise SystemExit(BOOT_FAILED) from None
+    return setup_broker(settings.redis_url)
+
+
+BOOT_FAILED = 2
+"""Exit status of a fleet worker process that cannot start (no broker, no database, old schema)."""
+
+
+def check_fleet_worker(settings: Settings) -> None:
+    """What a fleet worker (``dramatiq workers.actors``) needs before it says it is ready: a Redis broker
+    (an in-memory one would never receive work: only embedded runs use it, and they set their broker
+    up themselves) and a database that exists and is at the newest schema (a wrong SQLite path must
+    not create an empty database to run on). `UserError` says what is missing."""
+    if not settings.redis_url:
+        raise UserError(
+            "WARMUP_REDIS_URL is not set: a fleet worker takes its work from Redis (the in-memory broker is "
+            "for `warmup run` only)"
+        )
+    open_store(settings.database_url).dispose()
 
 
 def setup_worker_logging() -> None:

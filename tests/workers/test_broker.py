@@ -9,13 +9,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
+from warmup.store.db import upgrade
 from workers.broker import (
+    BOOT_FAILED,
     DEAD_THREAD_EXIT,
     ThreadWatchdog,
     current_broker,
@@ -71,27 +74,60 @@ def test_redis_broker_carries_actor_messages(broker_url: str) -> None:
     broker.flush_all()
 
 
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite database at the newest schema: a fleet worker refuses to start on anything else."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('worker') / 'warmup.db'}"
+    upgrade(url)
+    return url
+
+
+def _import_actors(
+    env: dict[str, str], code: str = "import workers.actors"
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_fleet_worker_without_redis_says_so_in_one_line_and_exits(migrated_db: str) -> None:
+    """Before: a traceback, then "ready for action" on an in-memory broker that never receives work."""
+    env = {**os.environ, "WARMUP_DATABASE_URL": migrated_db}
+    env.pop("WARMUP_REDIS_URL", None)
+    result = _import_actors(env)
+    assert result.returncode == BOOT_FAILED
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "WARMUP_REDIS_URL is not set" in lines[0]
+
+
 @pytest.mark.redis
-def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(broker_url: str) -> None:
+def test_a_fleet_worker_on_a_missing_sqlite_file_does_not_create_one(broker_url: str, tmp_path: Path) -> None:
+    """Before: a wrong SQLite path created an empty database and the worker ran on it."""
+    path = tmp_path / "typo" / "warmup.db"
+    env = {**os.environ, "WARMUP_REDIS_URL": broker_url, "WARMUP_DATABASE_URL": f"sqlite:///{path}"}
+    result = _import_actors(env)
+    assert result.returncode == BOOT_FAILED
+    assert "Traceback" not in result.stderr and f"no database at {path}" in result.stderr
+    assert not path.exists() and not path.parent.exists()
+
+
+@pytest.mark.redis
+def test_dramatiq_cli_imports_workers_actors_with_the_env_broker(broker_url: str, migrated_db: str) -> None:
     """What `dramatiq workers.actors` does first: import the module in a fresh process, broker from env."""
     code = (
         "import dramatiq, workers.actors as a; "
         "b = dramatiq.get_broker(); "
         "print(type(b).__name__, a.plan_day.broker is b, sorted(b.get_declared_actors()))"
     )
-    env = {
-        **os.environ,
-        "WARMUP_REDIS_URL": broker_url,
-        "WARMUP_DATABASE_URL": f"sqlite:////tmp/{uuid.uuid4().hex}.db",
-    }
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "WARMUP_REDIS_URL": broker_url, "WARMUP_DATABASE_URL": migrated_db}
+    result = _import_actors(env, code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "RedisBroker True ['ingest_replies', 'plan_day', 'plan_days', 'send_message', 'send_messages']"
     )
 
 
-def test_a_worker_process_logs_json_with_tokens_masked() -> None:
+@pytest.mark.redis
+def test_a_worker_process_logs_json_with_tokens_masked(broker_url: str, migrated_db: str) -> None:
     """`dramatiq workers.actors` imports the actors with no broker set up: that path sets up logging."""
     token = "tok-" + uuid.uuid4().hex
     code = (
@@ -104,10 +140,10 @@ def test_a_worker_process_logs_json_with_tokens_masked() -> None:
         **os.environ,
         "SIM_TOKEN_X": token,
         "WARMUP_LOG_FORMAT": "json",
-        "WARMUP_DATABASE_URL": f"sqlite:////tmp/{uuid.uuid4().hex}.db",
+        "WARMUP_DATABASE_URL": migrated_db,
+        "WARMUP_REDIS_URL": broker_url,
     }
-    env.pop("WARMUP_REDIS_URL", None)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    result = _import_actors(env, code)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stderr.splitlines() if "sending with token" in line)
     record = json.loads(line)
