@@ -194,10 +194,10 @@ def _recorded_pg(engine: Engine, statement: sa.TextClause, params: dict[str, Any
 def record_failed(
     engine: Engine, message_id: int, reason: str, now: datetime, *, recipient_invalid: bool = False
 ) -> bool:
-    """sending -> failed; the day's quota slot stays used (the provider may have counted it against the number).
-    The provider refused it, so nothing reached the recipient: it does not count against the portfolio's
-    messaging limit (`portfolios.release`). With `recipient_invalid` the recipient row is marked invalid
-    with the same reason, in the same transaction.
+    """sending -> failed; the day's quota slot stays used (the provider may have counted it against the
+    number). The provider refused it, so nothing reached the recipient: it does not count against the
+    portfolio's messaging limit (`portfolios.release`). With `recipient_invalid` the recipient row is
+    marked invalid with the same reason, in the same transaction.
     """
     now = aware(now)
     with write(engine) as conn:
