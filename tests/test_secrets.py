@@ -145,3 +145,32 @@ def test_structlog_processor() -> None:
 def test_short_values_are_not_registered() -> None:
     register_secret("ab")
     assert redact("ab cab abba") == "ab cab abba"
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "abcdef0123456789abcd",
+        "ABCDEF0123456789ABCD",
+        "f3a90c7be1d24a6f",
+        "a1b2c3d4e5f6g7h8",
+        "Abc_Def_Ghi_Jk1",
+    ],
+)
+def test_an_unset_name_that_might_be_a_token_is_not_echoed(literal: str) -> None:
+    """Issue 14 item 5: a token in one letter case under 24 characters passes `looks_like_token`;
+    the "not set" error shows its first 2 characters and its length, never the rest."""
+    assert not looks_like_token(literal)
+    with pytest.raises(SecretError) as info:
+        resolve_token("${" + literal + "}", env={})
+    message = str(info.value)
+    assert literal not in message and literal[2:8] not in message
+    assert f"{literal[:2]}… ({len(literal)} characters) is not set" in message
+
+
+@pytest.mark.parametrize(
+    "name", ["WHAPI_TOKEN_9", "SIM_TOKEN_1", "my_token", "TOKEN", "CLOUD_API_TOKEN_FOR_SAO_PAULO"]
+)
+def test_an_unset_variable_name_is_still_named(name: str) -> None:
+    with pytest.raises(SecretError, match=f"environment variable {name} is not set"):
+        resolve_token(name, env={})

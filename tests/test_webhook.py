@@ -466,3 +466,302 @@ def test_the_simulator_delivers_its_webhooks_to_a_real_server(engine: Engine, ma
         stored = rows()
         assert (fleet.number_ids[1], "message", "hello peer") in stored  # the peer received it
         assert any(r.number_id == fleet.number_ids[0] and r.kind == "status" for r in stored)  # delivered
+
+
+# ------------------------------------------------------------------ poison bodies (issue 14 items 2, 3)
+
+LONE = "\ud800"  # a lone surrogate: valid JSON (`"\ud800"`), not storable text on either database
+NUL = "\x00"  # storable on SQLite, refused by PostgreSQL
+
+
+def admins(engine: Engine) -> None:
+    apply_changes(engine, [Change("admins", fields={"admins": ((), (ADMIN,))}, admins=(ADMIN,))], now=NOW)
+
+
+def pause_batch(status: str = "read", text: str = "/pause poison test") -> dict[str, Any]:
+    """An admin's `/pause` first, then a status of one of our messages."""
+    payload = whapi_payload(sender=ADMIN.lstrip("+"), text=text)
+    payload["statuses"][0]["status"] = status
+    return payload
+
+
+def traceback_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.exc_info is not None]
+
+
+def test_a_poison_status_refuses_the_whole_batch_and_a_fixed_redelivery_runs_the_command(
+    client: httpx.Client, engine: Engine, fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: 503, the `/pause` stored, never run, and skipped by every redelivery as stored already."""
+    admins(engine)
+    response = post_whapi(client, fleet, pause_batch(status=LONE))
+    assert response.status_code == 400 and response.json() == {"error": "malformed payload"}
+    assert inbound_count(engine) == 0 and traceback_logged(caplog) == []
+    number = numbers.get_number(engine, fleet.number_ids[0])
+    assert number is not None and number.state == "active"
+    # the provider delivers the batch again, fixed: the command is new, so it runs
+    assert post_whapi(client, fleet, pause_batch()).json() == {"stored": 2, "ignored": 0}
+    assert wait_for(lambda: len(fleet.sends(fleet.phones[0])) == 1)
+    number = numbers.get_number(engine, fleet.number_ids[0])
+    assert number is not None and number.state == "paused" and number.paused_reason == "poison test"
+    post_whapi(client, fleet, pause_batch())  # and once only
+    time.sleep(0.3)
+    assert len(fleet.sends(fleet.phones[0])) == 1
+    assert [r.action for r in audit.list_audit(engine, fleet.number_ids[0])].count("chat_command") == 1
+
+
+@pytest.mark.parametrize("poison", [NUL, LONE, "\x07"])
+def test_a_poison_text_is_stored_sanitized_and_the_command_runs_once(
+    client: httpx.Client, engine: Engine, fleet: Fleet, poison: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """People write texts, and a text is stored with what it cannot carry replaced by U+FFFD: one odd
+    reply must not lose the batch it came in (nor the admin command before it)."""
+    admins(engine)
+    payload = pause_batch()
+    reply = whapi_payload(sender="5511977770001", message_id="msg-2", text=f"ok {poison} then")
+    payload["messages"].append(reply["messages"][0])
+    assert post_whapi(client, fleet, payload).json() == {"stored": 3, "ignored": 0}
+    assert wait_for(lambda: len(fleet.sends(fleet.phones[0])) == 1)
+    number = numbers.get_number(engine, fleet.number_ids[0])
+    assert number is not None and number.state == "paused"
+    with engine.connect() as conn:
+        texts = set(conn.execute(sa.select(tables.INBOUND.c.text)).scalars())
+    assert "ok \ufffd then" in texts
+    assert post_whapi(client, fleet, payload).json() == {"stored": 0, "ignored": 3}
+    time.sleep(0.3)
+    assert len(fleet.sends(fleet.phones[0])) == 1 and traceback_logged(caplog) == []
+
+
+def _message(**changes: Any) -> dict[str, Any]:
+    return {**whapi_payload()["messages"][0], **changes}
+
+
+def _status(**changes: Any) -> dict[str, Any]:
+    return {**whapi_payload()["statuses"][0], **changes}
+
+
+NESTED: dict[str, Any] = {"body": "x"}
+for _ in range(200):
+    NESTED = {"body": NESTED}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [_message(id=f"m{NUL}1")]},
+        {"messages": [_message(id=f"m{LONE}1")]},
+        {"messages": [_message(id="m" * 129)]},  # the column holds 128
+        {"messages": [_message(chat_id=f"5511977770001{LONE}@s.whatsapp.net", id="x\n")]},
+        {"messages": [_message(context={"quoted_id": f"q{NUL}"})]},
+        {"messages": [_message(context={"quoted_id": "q" * 129})]},
+        {"messages": [_message(status=LONE)]},
+        {"statuses": [_status(status=f"read{NUL}")]},
+        {"statuses": [_status(status="r" * 33)]},  # the column holds 32
+        {"statuses": [_status(id=LONE)]},
+        {"statuses": [_status(id=["a"])]},
+        {"messages": [_message(from_me="false")]},
+        {"messages": [_message(timestamp=[1])]},
+        {"messages": {"0": _message()}},
+        {"messages": [_message(text=NESTED)]},
+    ],
+)
+def test_poison_whapi_items_are_400_and_store_nothing(
+    client: httpx.Client, engine: Engine, fleet: Fleet, body: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = {"messages": [_message(id="good-1")], "statuses": [_status(id="good-2")]}
+    for key, items in body.items():  # the poison item comes after good ones
+        payload[key] = [*payload[key], *items] if isinstance(items, list) else items
+    response = post_whapi(client, fleet, payload)
+    assert response.status_code == 400 and response.json() == {"error": "malformed payload"}
+    assert inbound_count(engine) == 0 and traceback_logged(caplog) == []
+
+
+def test_a_deeply_nested_text_is_not_a_text(client: httpx.Client, engine: Engine, fleet: Fleet) -> None:
+    """Deep enough for `json.loads` (under the recursion limit), too deep for what may `repr` it later."""
+    for depth in (40, 900, 980, 995, 5000):
+        head = (
+            b'{"messages": [{"id": "m", "chat_id": "5511977770001@s.whatsapp.net", "timestamp": 1, "text": '
+        )
+        body = head + b"[" * depth + b'"deep"' + b"]" * depth + b"}]}"
+        response = post_whapi(client, fleet, body)
+        assert response.status_code == 400 and response.json() == {"error": "malformed payload"}
+        body = head.replace(b'"id": "m"', b'"id": ' + b"[" * depth + b"1" + b"]" * depth) + b"null}]}"
+        assert post_whapi(client, fleet, body).status_code == 400
+    assert inbound_count(engine) == 0
+
+
+POISON = st.sampled_from([NUL, LONE, "\udfff", "\x1b", "\ufffe", "é", "/pause", "x" * 200, "", " "])
+LEAF = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), POISON, st.text(max_size=6), st.just(1763899200)
+)
+
+
+def _poisoned(valid: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid payload with some of its leaves (at any depth) replaced by poison or wrong types."""
+
+    def replace(value: Any, draw: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: replace(v, draw) for k, v in value.items()}
+        if isinstance(value, list):
+            return [replace(v, draw) for v in value]
+        return draw(LEAF) if draw(st.integers(0, 3)) == 0 else value
+
+    @st.composite
+    def build(draw: Any) -> dict[str, Any]:
+        return dict(replace(valid, draw))
+
+    return build()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=_poisoned(whapi_payload()))
+def test_fuzzed_poison_whapi_bodies_never_get_a_5xx_and_rejects_write_nothing(
+    client: httpx.Client,
+    engine: Engine,
+    fleet: Fleet,
+    payload: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = inbound_count(engine)
+    response = post_whapi(client, fleet, payload)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code != 200:
+        assert inbound_count(engine) == before
+    assert traceback_logged(caplog) == []
+
+
+def _alert(description: str, waba: str = "102290129340398") -> bytes:
+    alert = {
+        "entity_type": "PHONE_NUMBER",
+        "entity_id": PHONE_NUMBER_ID,
+        "alert_info": {
+            "alert_type": "OBA_REJECTED",
+            "alert_status": "ACTIVE",
+            "alert_description": description,
+        },
+    }
+    entry = {"id": waba, "changes": [{"field": "account_alerts", "value": alert}]}
+    return json.dumps({"object": "whatsapp_business_account", "entry": [entry]}).encode()
+
+
+@pytest.mark.parametrize("poison", [NUL, LONE])
+def test_poison_cloud_texts_are_stored_sanitized(
+    client: httpx.Client, engine: Engine, cloud_number: int, poison: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = cloud_payload()
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = f"oi{poison}"
+    body = json.dumps(payload).encode()
+    assert client.post("/webhooks/cloud", content=body, headers=signed(body)).json()["stored"] == 2
+    body = _alert(f"your number {poison} was rejected")
+    assert client.post("/webhooks/cloud", content=body, headers=signed(body)).json()["stored"] == 1
+    (row,) = [r for r in audit.list_audit(engine, cloud_number) if r.action == "provider_alert"]
+    assert row.detail is not None and row.detail["description"] == "your number \ufffd was rejected"
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.select(tables.INBOUND.c.text)).scalars()) == {"oi\ufffd", None}
+    assert traceback_logged(caplog) == []
+
+
+@pytest.mark.parametrize("where", ["message id", "status", "waba", "metadata"])
+@pytest.mark.parametrize("poison", [NUL, LONE])
+def test_poison_cloud_ids_are_400_and_store_nothing(
+    client: httpx.Client,
+    engine: Engine,
+    cloud_number: int,
+    where: str,
+    poison: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    payload = cloud_payload()
+    value = payload["entry"][0]["changes"][0]["value"]
+    if where == "message id":
+        value["messages"][0]["id"] = f"wamid{poison}"
+    elif where == "status":
+        value["statuses"][0]["status"] = poison
+    elif where == "metadata":
+        value["metadata"]["phone_number_id"] = PHONE_NUMBER_ID + poison
+    body = _alert("fine", waba=f"1022{poison}") if where == "waba" else json.dumps(payload).encode()
+    response = client.post("/webhooks/cloud", content=body, headers=signed(body))
+    assert response.status_code == 400 and response.json() == {"error": "malformed payload"}
+    assert inbound_count(engine) == 0 and traceback_logged(caplog) == []
+    assert [r for r in audit.list_audit(engine, cloud_number) if r.action == "provider_alert"] == []
+
+
+def written(engine: Engine) -> tuple[int, ...]:
+    """Rows a webhook may write: inbound events, audit rows (alerts), readings (account events)."""
+    with engine.connect() as conn:
+        return tuple(
+            int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+            for table in (tables.INBOUND, tables.AUDIT, tables.READINGS)
+        )
+
+
+@pytest.fixture
+def offline_client(engine: Engine, fleet: Fleet) -> Iterator[httpx.Client]:
+    """The app without Cloud API clients: a quality event is stored as it says, without reading Meta
+    (graph.facebook.com) first."""
+
+    def no_provider(number_id: int) -> Any:
+        return object()  # not a Cloud API client: `signals.meta_now` does not ask
+
+    with served(create_app(engine, config(), clock=ManualClock(NOW), provider_for=no_provider)) as http:
+        yield http
+
+
+def _cloud_everything() -> dict[str, Any]:
+    """Messages, statuses and the three account events of one number in one body."""
+    payload = cloud_payload()
+    alert = json.loads(_alert("limits cannot be increased"))["entry"][0]
+    alert["changes"] += [
+        {
+            "field": "phone_number_quality_update",
+            "value": {
+                "display_phone_number": "5511999990009",
+                "event": "FLAGGED",
+                "current_limit": "TIER_250",
+            },
+        },
+        {"field": "business_capability_update", "value": {"max_daily_conversations_per_business": 1000}},
+    ]
+    payload["entry"].append(alert)
+    return payload
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=_poisoned(_cloud_everything()))
+def test_fuzzed_poison_cloud_bodies_never_get_a_5xx_and_rejects_write_nothing(
+    offline_client: httpx.Client,
+    engine: Engine,
+    cloud_number: int,
+    payload: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = written(engine)
+    body = json.dumps(payload).encode()
+    response = offline_client.post("/webhooks/cloud", content=body, headers=signed(body))
+    assert response.status_code in (200, 400), response.text
+    if response.status_code != 200:
+        assert written(engine) == before
+    assert traceback_logged(caplog) == []
+
+
+def test_the_whole_cloud_body_is_stored(
+    offline_client: httpx.Client, engine: Engine, cloud_number: int
+) -> None:
+    """The body the fuzz poisons, unpoisoned: every part of it is stored (so the fuzz is not vacuous)."""
+    body = json.dumps(_cloud_everything()).encode()
+    response = offline_client.post("/webhooks/cloud", content=body, headers=signed(body))
+    assert response.status_code == 200 and response.json()["stored"] >= 3, response.text
+    assert written(engine)[0] == 2 and written(engine)[1] >= 1
+
+
+def test_a_database_that_is_away_is_503(fleet: Fleet) -> None:
+    """PostgreSQL not listening: the one case that is the server's fault, so the provider retries."""
+    away = make_engine(f"postgresql+psycopg://warmup@127.0.0.1:{free_port()}/nowhere?connect_timeout=2")
+    try:
+        with served(create_app(away, config(), clock=ManualClock(NOW))) as client:
+            response = post_whapi(client, fleet, whapi_payload())
+            assert response.status_code == 503 and response.json() == {"error": "unavailable"}
+            body = json.dumps(cloud_payload()).encode()
+            assert client.post("/webhooks/cloud", content=body, headers=signed(body)).status_code == 503
+    finally:
+        away.dispose()

@@ -24,6 +24,8 @@ _MIN_SECRET_LEN = 6  # shorter values would mask ordinary words; no real token i
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REF = re.compile(r"\$\{([^}]*)\}")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
+# one part of a variable name as people write them: a short word in one case, then maybe a number
+_NAME_WORD = re.compile(r"[A-Z]{1,12}[0-9]{0,3}|[a-z]{1,12}[0-9]{0,3}|[0-9]{1,3}")
 
 _known: set[str] = set()
 _known_lock = threading.Lock()
@@ -116,13 +118,30 @@ def parse_token_ref(ref: str) -> str:
     return name
 
 
+def shown_name(name: str) -> str:
+    """`name` as an error may show it: whole when it reads like a variable name, else a hint.
+
+    `looks_like_token` lets through a literal token in one letter case under 24 characters (e.g.
+    `abcdef0123456789abcd`); an error about an unset variable must not print it back, so anything that
+    is not made of short words and numbers joined by `_` shows only its first 2 characters and length.
+    """
+    if len(name) <= 48 and all(_NAME_WORD.fullmatch(part) for part in name.split("_")):
+        return name
+    return f"{name[:2]}… ({len(name)} characters)"
+
+
+def unset_message(name: str, purpose: str = "it should hold the token") -> str:
+    """The error for a token variable that is not set, never echoing what might be a token."""
+    return f"environment variable {shown_name(name)} is not set ({purpose})"
+
+
 def resolve_token(ref: str, env: Mapping[str, str] | None = None) -> Secret:
     """Read the token named by `ref` (`${NAME}` or `NAME`) from `env` (default: os.environ)."""
     name = parse_token_ref(ref)
     source = os.environ if env is None else env
     value = source.get(name)
     if value is None or not value.strip():
-        raise SecretError(f"environment variable {name} is not set (it should hold the token)")
+        raise SecretError(unset_message(name))
     return Secret(value.strip(), name=name)
 
 
@@ -134,6 +153,13 @@ def redact(text: str, secrets: Iterable[str | Secret] = ()) -> str:
         if value in text:
             text = text.replace(value, MASK)
     return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+
+
+def clip(text: str, limit: int, secrets: Iterable[str | Secret] = ()) -> str:
+    """`text` masked, THEN cut to `limit` characters (with "…"): cutting first could split a token
+    across the cut, and the half left in the text would no longer match the mask."""
+    text = redact(text, secrets)
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
 class RedactingFilter(logging.Filter):

@@ -15,11 +15,34 @@ Routes:
 * `GET /healthz` — liveness.
 
 Bad input changes nothing (docs/design.md, invariant 6): a missing or wrong secret or signature (401/403),
-a body over the size cap (413, counted while reading, not trusted from Content-Length), malformed JSON or an
+a body over the size cap (413, counted while reading, not trusted from Content-Length), a body not whole
+within `WebhookConfig.body_timeout` (408, connection closed), malformed JSON or an
 invalid payload (400), an unknown number (404) — all answered before anything is stored, with no detail
-about why beyond one short phrase. The app never answers 500: anything unexpected (the database away)
-becomes a bare 503, which makes the provider deliver again later; storing is idempotent on the
-provider's event id, so a redelivery is harmless.
+about why beyond one short phrase. A client that disconnects mid-body is counted (status 499) and logged
+at DEBUG, without a traceback: anyone can do it any number of times. The app never answers 500:
+anything unexpected (the database away) becomes a bare 503, which makes the provider deliver again
+later; storing is idempotent on the provider's event id, so a redelivery is harmless.
+
+Poison values (issue 14): a body the database could not carry must not get a 503, or the provider
+redelivers it forever. The rule (`warmup.providers.webhooks`) depends on who wrote the value. Texts
+people wrote (a message body, an alert's description) are stored SANITIZED: NUL, other control
+characters and lone surrogates become U+FFFD, because a reply with an odd character is a real reply,
+and refusing it would lose, for good, the whole batch it came in, an admin's `/pause` included.
+Identifiers and status words (message ids, `status`, account and phone number ids) are machine-written:
+one with a control character, a lone surrogate or over the store's length is not the provider's, so the
+WHOLE body is refused with 400 and nothing is stored (sanitizing an id would invent an event; a status
+"\ufffd" means nothing). Nesting deeper than `MAX_DEPTH` and values of the wrong type are 400 too.
+
+A body's messages and statuses are stored in ONE transaction, all or nothing
+(`warmup.services.replies.store_batches`), so an admin command in a message runs exactly once: after
+the commit that stored it, or — when the body is refused or the database fails — not at all and the
+message is not stored, so the redelivery finds it new and runs it then. (Before, each event had its own
+transaction: a later event's failure answered 503 with the command's message already stored, and every
+redelivery skipped it as stored.) A Cloud API body's account events are stored before its messages:
+they call Meta over HTTP, which must not hold a transaction open, and storing them again on a
+redelivery changes nothing; after the messages' commit nothing else can fail. (A process killed
+between that commit and the command still loses the command: the store has no column saying a
+command is pending.)
 
 Good events are stored as inbound rows (messages mark their recipient as `replied`; statuses make the
 outbound message count as delivered/read), which feed the local risk meter. Meta's account events about
@@ -31,6 +54,7 @@ be an admin chat command (`warmup.services.chat_commands`), run after the respon
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -41,7 +65,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -59,10 +83,11 @@ from warmup.providers.webhooks import (
 from warmup.secrets import Secret
 from warmup.services import metrics, signals
 from warmup.services.chat_commands import process_inbound
-from warmup.services.replies import store_events
+from warmup.services.replies import check_batches, store_batches, store_events
 from warmup.services.runtime import ProviderPool
 from warmup.store import numbers
 from warmup.store.db import Engine
+from warmup.store.tables import InvalidWrite
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +95,22 @@ SECRET_HEADER = "x-warmup-secret"
 ENV_WEBHOOK_SECRET = "WARMUP_WEBHOOK_SECRET"
 ENV_META_APP_SECRET = "WARMUP_META_APP_SECRET"
 ENV_META_VERIFY_TOKEN = "WARMUP_META_VERIFY_TOKEN"
+BODY_TIMEOUT = 10.0  # seconds to receive a whole body: both APIs send small batches at once
+DISCONNECTED = "499"  # the metrics' status of a request whose client left mid-body (nginx's number)
 
 
 class _Reject(Exception):
     """Answer with this status and short phrase; nothing was stored."""
 
-    def __init__(self, status: int, phrase: str) -> None:
+    def __init__(self, status: int, phrase: str, close: bool = False) -> None:
         super().__init__(phrase)
         self.status = status
         self.phrase = phrase
+        self.close = close  # end the connection after the answer (the rest of the body is not read)
+
+
+class _Gone(Exception):
+    """The client disconnected before its whole body arrived: nobody is left to answer."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +121,7 @@ class WebhookConfig:
     meta_app_secret: Secret | None = None
     meta_verify_token: Secret | None = None
     max_bytes: int = MAX_WEBHOOK_BYTES
+    body_timeout: float = BODY_TIMEOUT  # a body not complete by then is dropped (408, connection closed)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebhookConfig:
@@ -105,8 +138,13 @@ def _same(given: str | None, secret: Secret) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), secret.reveal().encode())
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refused (413) as soon as it grows past `max_bytes`, whatever Content-Length says."""
+async def read_body(request: Request, max_bytes: int, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The raw body, refused (413) as soon as it grows past `max_bytes`, whatever Content-Length says.
+
+    The whole body must arrive within `timeout` seconds (one deadline, not one per chunk, so a client
+    dripping a byte at a time cannot hold the connection either): a stalled body is answered 408 and
+    its connection closed. A client that disconnects mid-body raises `_Gone`, which is no error of ours.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
@@ -115,11 +153,17 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise _Reject(413, "body too large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _Reject(413, "body too large")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _Reject(413, "body too large")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _Reject(408, "body not received in time", close=True) from None
+    except ClientDisconnect:
+        raise _Gone from None
     return b"".join(chunks)
 
 
@@ -166,7 +210,7 @@ def create_app(
             raise _Reject(401, "missing secret")
         if not _same(given, config.webhook_secret):
             raise _Reject(403, "wrong secret")
-        body = await read_body(request, config.max_bytes)
+        body = await read_body(request, config.max_bytes, config.body_timeout)
         response: Response = await run_in_threadpool(whapi_store, request.path_params["phone"], body)
         return response
 
@@ -186,30 +230,37 @@ def create_app(
     def cloud_store(body: bytes) -> Response:
         # the whole payload is valid before anything is stored
         parsed = parse_cloud_payload(body, config.max_bytes)
+        parts = [
+            (phone_number_id, parse_cloud_webhook(part))
+            for phone_number_id, part in _cloud_parts(load_payload(body, config.max_bytes))
+        ]
         fleet = numbers.list_numbers(engine)
         by_id = {n.phone_number_id: n.id for n in fleet if n.phone_number_id}
         stored = ignored = 0
-        pending: list[tuple[int, Inbound]] = []
-        for phone_number_id, part in _cloud_parts(load_payload(body, config.max_bytes)):
-            events = parse_cloud_webhook(part)
+        batches: list[tuple[int, list[Inbound]]] = []
+        for phone_number_id, events in parts:
             number_id = by_id.get(phone_number_id) if phone_number_id is not None else None
             if number_id is None:
                 ignored += len(events)  # another app's number: acknowledged, not stored
-                continue
-            new, new_messages = store_events(engine, number_id, events)
-            stored += new
-            ignored += len(events) - new
-            pending += [(number_id, m) for m in new_messages]
+            else:
+                batches.append((number_id, events))
+        check_batches(batches)  # refused (400) before the account events below are stored
         if parsed.signals:  # quality, messaging limits, alerts: readings the scheduler acts on
             received = signals.receive(engine, parsed.signals, fleet, run_clock.now(), providers)
             stored += received.stored
             ignored += received.ignored
-        return answer("cloud_api", stored, ignored, pending)
+        # messages and statuses last, in one transaction: once it commits nothing else can fail, so
+        # the commands of the new messages always run (`store_batches`)
+        new, new_messages = store_batches(engine, batches)
+        stored += new
+        ignored += sum(len(events) for _, events in batches) - new
+        owner = {id(event): number_id for number_id, events in batches for event in events}
+        return answer("cloud_api", stored, ignored, [(owner[id(m)], m) for m in new_messages])
 
     async def cloud(request: Request) -> Response:
         if config.meta_app_secret is None:
             raise _Reject(503, "app secret not configured")
-        body = await read_body(request, config.max_bytes)
+        body = await read_body(request, config.max_bytes, config.body_timeout)
         signature = request.headers.get("x-hub-signature-256")
         if not signature:
             raise _Reject(401, "missing signature")
@@ -247,9 +298,18 @@ def _cloud_parts(payload: Mapping[str, Any]) -> list[tuple[str | None, dict[str,
                 continue
             metadata = change.get("value", {}).get("metadata")
             phone_number_id = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+            if phone_number_id is not None and not _is_id(phone_number_id):
+                raise WebhookError("metadata.phone_number_id is not a numeric id")
             part = {"object": payload["object"], "entry": [{"changes": [change]}]}
             parts.append((str(phone_number_id) if phone_number_id is not None else None, part))
     return parts
+
+
+def _is_id(value: Any) -> bool:
+    """A Meta object id: digits, given as a string or a number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 0 <= value < 10**32
+    return isinstance(value, str) and 0 < len(value) <= 32 and value.isascii() and value.isdigit()
 
 
 def _guard(
@@ -258,19 +318,30 @@ def _guard(
     """Turn every refusal into its 4xx and anything unexpected into a bare 503 (never a 500)."""
 
     async def guarded(request: Request) -> Response:
+        headers: dict[str, str] = {}
         try:
             return await endpoint(request)
         except _Reject as reject:
             status, phrase = reject.status, reject.phrase
+            if reject.close:
+                headers["connection"] = "close"
+                log.debug("%s webhook: %s: connection closed", provider, phrase)
+        except _Gone:  # unauthenticated and free to repeat: one quiet line, counted, no traceback
+            log.debug("%s webhook: the client disconnected before sending the whole body", provider)
+            metrics.WEBHOOK_REQUESTS.labels(provider=provider, status=DISCONNECTED).inc()
+            return Response(status_code=400, headers={"connection": "close"})
         except WebhookError as exc:
             log.info("%s webhook refused: %s", provider, exc)
             status, phrase = (
                 (413, "body too large") if "too large" in str(exc) else (400, "malformed payload")
             )
+        except InvalidWrite as exc:  # the store refused the batch whole: nothing of it was written
+            log.info("%s webhook refused: %s", provider, exc)
+            status, phrase = 400, "malformed payload"
         except Exception:
             log.exception("%s webhook failed", provider)
             status, phrase = 503, "unavailable"
         metrics.WEBHOOK_REQUESTS.labels(provider=provider, status=str(status)).inc()
-        return JSONResponse({"error": phrase}, status_code=status)
+        return JSONResponse({"error": phrase}, status_code=status, headers=headers)
 
     return guarded

@@ -67,3 +67,34 @@ def test_schema_prints_a_valid_json_schema() -> None:
     schema = json.loads(result.stdout)
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_validate_refuses_a_text_the_store_cannot_hold_at_its_line(tmp_path: Path) -> None:
+    """Issue 14: a pool text with a NUL (YAML escape) passed validation, then failed the planning of
+    every number in its batch on PostgreSQL. It is refused at its line, the character named."""
+    plan = (ROOT / "plans" / "standard-21d.yaml").read_text()
+    (tmp_path / "messages").mkdir()
+    (tmp_path / "contacts").mkdir()
+    (tmp_path / "contacts" / "friendly.csv").write_text("phone,name\n+12025550101,Ana\n")
+    pool = tmp_path / "messages" / "casual-en.yaml"
+    pool.write_text(
+        "language: en\n"
+        "openers:\n"
+        "  - Hi there\n"
+        '  - "ok \\u0000 nul"\n'  # 4
+        "replies: [Sure]\n"
+        "templates:\n"
+        "  - {name: hello, language: en_US, parameters: ['fine', \"two\\nlines\"]}\n"  # 7
+    )
+    (tmp_path / "plan.yaml").write_text(plan)
+    result = warmup("plan", "validate", str(tmp_path / "plan.yaml"))
+    assert result.returncode == 1
+    errors = result.stderr.splitlines()
+    assert (
+        f"{pool}:4:5: openers[1]: this text contains a NUL character (U+0000) at position 4: the database "
+        "cannot store it"
+    ) in errors, errors
+    assert any(
+        line.startswith(f"{pool}:7:") and "a template parameter contains a line break (U+000A)" in line
+        for line in errors
+    ), errors

@@ -270,3 +270,36 @@ def test_meta_conditions_are_normalised() -> None:
     assert first.quality == ["yellow", "red"]
     assert second.status == ["flagged"]
     assert (third.tier, third.overall) == (["TIER_250", "TIER_2K"], 2)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        (
+            {"description": "fine\nbut \x00"},
+            ("description",),
+            "contains a NUL character (U+0000) at position 10",
+        ),
+        ({"description": "x\ud800"}, ("description",), "a lone surrogate (U+D800) at position 2"),
+        (
+            {"content": "pool\x00.yaml"},
+            ("content",),
+            "the path contains a NUL character (U+0000) at position 5",
+        ),
+        ({"audience.contacts": "c\n.csv"}, ("audience", "contacts"), "the path contains a line break"),
+    ],
+)
+def test_free_texts_and_paths_the_store_cannot_hold_are_refused(
+    changes: dict[str, Any], field: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Plan.model_validate(plan_with(**changes))
+    errors = info.value.errors()
+    assert [tuple(e["loc"]) for e in errors] == [field]
+    assert message in errors[0]["msg"]
+
+
+def test_a_description_may_span_lines() -> None:
+    assert Plan.model_validate(plan_with(description="first line\n\tsecond")).description == (
+        "first line\n\tsecond"
+    )

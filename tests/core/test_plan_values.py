@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from warmup.core.plan.values import (
     MAX_DURATION,
     DurationRange,
+    check_text,
+    escaped,
     format_day_span,
     format_duration,
     format_hours,
@@ -236,3 +238,63 @@ def test_validate_timezone() -> None:
         validate_timezone("Mars/Olympus")
     with pytest.raises(ValueError, match="IANA"):
         validate_timezone("")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ok \x00 nul", "contains a NUL character (U+0000) at position 4: the database cannot store it"),
+        ("a \ud800", "contains a lone surrogate (U+D800) at position 3: it is half of a UTF-16 pair"),
+        ("\udfff", "contains a lone surrogate (U+DFFF) at position 1"),
+        ("bell\x07", "contains a control character (U+0007) at position 5: control characters are invisible"),
+        ("esc\x1b[31m", "contains an escape character (U+001B) at position 4"),
+        ("del\x7f", "contains a delete character (U+007F) at position 4"),
+        ("c1 \x85 next line", "contains a control character (U+0085) at position 4"),
+        ("c1 \x9f", "contains a control character (U+009F) at position 4"),
+        (
+            "dos\r\nline",
+            "contains a carriage return (U+000D) at position 4: end lines with a plain line break",
+        ),
+    ],
+)
+def test_texts_the_store_or_a_provider_cannot_carry_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_text(text)
+
+
+def test_chat_texts_keep_what_a_message_may_hold() -> None:
+    """Line breaks, tabs, accents, emoji sequences (zero-width joiners are format characters, not
+    controls), right-to-left text and non-BMP characters are all carried as they are."""
+    for text in ("two\nlines", "a\ttab", "ação ¿qué? 😀", "👨\u200d👩\u200d👧", "שלום", "𝔘𝔫𝔦", "\u2028ls"):
+        assert check_text(text) == text
+
+
+def test_one_line_texts_refuse_line_breaks_and_tabs() -> None:
+    with pytest.raises(
+        ValueError, match=r"the name contains a line break \(U\+000A\) at position 4: it must be one line"
+    ):
+        check_text("Ana\nB", allow="", what="the name")
+    with pytest.raises(ValueError, match=r"a tab \(U\+0009\) at position 2: tabs are not allowed here"):
+        check_text("A\tB", allow="")
+
+
+@given(st.text())
+@settings(max_examples=300, deadline=None)
+def test_check_text_accepts_exactly_what_encodes_without_controls(text: str) -> None:
+    """Whatever hypothesis draws (surrogates and controls included): accepted iff it encodes as UTF-8
+    and holds no control character but tab and line feed; an escaped text is always accepted."""
+
+    def carried(t: str) -> bool:
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return not any((ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F) and c not in "\t\n" for c in t)
+
+    try:
+        check_text(text)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == carried(text)
+    assert check_text(escaped(text), allow="") == escaped(text)

@@ -474,3 +474,92 @@ def test_contacts_file_must_be_text(tmp_path: Path) -> None:
     path.write_bytes(b"phone,name\n+12025550101,\xff\n")
     with pytest.raises(PlanError, match=r":2:14: byte 0xff is not UTF-8"):
         load_contacts(path)
+
+
+def test_texts_the_store_or_a_provider_cannot_carry_are_refused_at_their_line(tmp_path: Path) -> None:
+    """Issue 14: a NUL (YAML escape) in a pool text passed validation and stopped the planning of every
+    number in its batch. Every text a pool feeds to the database or a provider is checked, the
+    character named with its position; line breaks and tabs stay allowed in a message."""
+    path = tmp_path / "pool.yaml"
+    path.write_text(
+        "language: en\n"
+        'description: "about \\0 this"\n'  # 2
+        "openers:\n"
+        '  - "ok \\u0000 nul"\n'  # 4
+        '  - "half \\ud800 a pair"\n'  # 5
+        '  - {text: "red \\e[31m", when: {hours: "05:00-12:00"}}\n'  # 6
+        '  - "next \\N line"\n'  # 7
+        "  - |\n"  # 8: a block text with a line break and a tab is fine
+        "    Two lines\n"
+        "    \tand a tab\n"
+        '  - "windows\\r\\nline"\n'  # 11
+        "  - Plain\n"
+        "replies: [Sure]\n"
+        "templates:\n"
+        "  - name: hello\n"
+        "    language: en_US\n"
+        '    parameters: [fine, "two\\nlines", "a\\ttab"]\n'  # 17
+    )
+    with pytest.raises(PlanError) as info:
+        load_pool(path)
+    found = [(p.line, p.field, p.message) for p in info.value.problems]
+    assert found == [
+        (
+            2,
+            "description",
+            "this text contains a NUL character (U+0000) at position 7: the database cannot store it",
+        ),
+        (
+            4,
+            "openers[0]",
+            "this text contains a NUL character (U+0000) at position 4: the database cannot store it",
+        ),
+        (
+            5,
+            "openers[1]",
+            "this text contains a lone surrogate (U+D800) at position 6: it is half of a UTF-16 pair, not a "
+            "character, so it can be neither stored nor sent; write the character itself",
+        ),
+        (
+            6,
+            "openers[2].text",
+            "this text contains an escape character (U+001B) at position 5: control characters are "
+            "invisible in a chat and providers refuse or mangle them",
+        ),
+        (
+            7,
+            "openers[3]",
+            "this text contains a control character (U+0085) at position 6: control characters are "
+            "invisible in a chat and providers refuse or mangle them",
+        ),
+        (
+            11,
+            "openers[5]",
+            "this text contains a carriage return (U+000D) at position 8: end lines with a plain line "
+            "break (U+000A)",
+        ),
+        (
+            17,
+            "templates[0].parameters[1]",
+            "a template parameter contains a line break (U+000A) at position 4: it must be one line",
+        ),
+        (
+            17,
+            "templates[0].parameters[2]",
+            "a template parameter contains a tab (U+0009) at position 2: tabs are not allowed here",
+        ),
+    ]
+    path.write_text("language: en\nopeners:\n  - |\n    Two lines\n    \tand a tab\nreplies: [Sure]\n")
+    assert load_pool(path).openers == entries("Two lines\n\tand a tab")
+
+
+def test_contact_names_are_one_line_of_storable_text(tmp_path: Path) -> None:
+    """A name is sent as {first_name}: a control character the file check lets through (C1, here
+    U+0085 and U+009B) is refused at its line."""
+    path = tmp_path / "c.csv"
+    path.write_text("phone,name\n+12025550101,Ana\n+12025550102,Bo\u0085b\n+12025550103,\u009b31mRed\n")
+    with pytest.raises(PlanError) as info:
+        load_contacts(path)
+    assert [(p.line, p.field) for p in info.value.problems] == [(3, "name"), (4, "name")]
+    assert "the name contains a control character (U+0085) at position 3" in info.value.problems[0].message
+    assert "(U+009B) at position 1" in info.value.problems[1].message

@@ -139,6 +139,10 @@ def test_messages_and_account_events_come_together_and_other_fields_are_skipped(
         (quality(current_limit=["TIER_1K"]), "current_limit"),
         (quality(max_daily_conversations_per_business=3000), "not a messaging limit"),
         (quality(old_limit=True), "old_limit"),
+        (quality(current_limit="--1"), "current_limit"),  # int() refuses it: must not escape as ValueError
+        (quality(current_limit="- 1"), "current_limit"),
+        (account_event("business_capability_update", {"max_daily_conversations_per_business": "-+250"}),
+         "max_daily_conversations_per_business"),
         (account_event("phone_number_quality_update", "FLAGGED"), "must be an object"),
         ({**quality(), "entry": [{"changes": quality()["entry"][0]["changes"]}]}, "'id'"),
         (account_event("phone_number_quality_update", {"display_phone_number": "15550783881", "event": "X"},

@@ -113,3 +113,38 @@ def test_redis_down_is_red_with_the_reason_and_a_hint() -> None:
     check = doctor.check_broker("redis://:redis-secret@127.0.0.1:1/0")
     assert check.verdict is Verdict.FAIL and "is it running?" in check.detail
     assert "127.0.0.1" in check.detail and "redis-secret" not in check.item + check.detail
+
+
+def test_a_day_that_could_not_be_planned_is_red_until_it_is(
+    engine: Engine, make_fleet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a number whose day fails to plan (the rest of its batch is planned) is an alert."""
+    from warmup.core.localtime import local_date_of
+    from warmup.services import planning
+    from warmup.services.runtime import ProviderPool, Runtime
+
+    clock = ManualClock(NOW)
+    fleet: Fleet = make_fleet(engine, clock, count=2, timezones=("UTC",))
+    runtime = Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine))
+    bad = fleet.number_ids[1]
+    real = planning.opener_texts
+
+    def poisoned(engine: Engine, number: Any, *args: Any, **kwargs: Any) -> list[str]:
+        texts = real(engine, number, *args, **kwargs)
+        return ["half \ud800 a pair", *texts[1:]] if number.id == bad and texts else texts
+
+    monkeypatch.setattr(planning, "opener_texts", poisoned)
+    day = local_date_of(NOW, "UTC")
+    try:
+        assert [r.planned for r in planning.plan_number_days(runtime, fleet.number_ids, day)] == [True, False]
+        items = by_item(doctor.run(url_of(engine), None, NOW))
+        check = items[f"{fleet.phones[1]} (simulator) planning"]
+        assert check.verdict is Verdict.FAIL
+        assert check.detail.startswith(f"today ({day}) could not be planned: UnicodeEncodeError")
+        assert f"{fleet.phones[0]} (simulator) planning" not in items
+
+        monkeypatch.setattr(planning, "opener_texts", real)
+        assert [r.planned for r in planning.plan_number_days(runtime, fleet.number_ids, day)] == [False, True]
+        assert f"{fleet.phones[1]} (simulator) planning" not in by_item(doctor.run(url_of(engine), None, NOW))
+    finally:
+        runtime.close()

@@ -230,3 +230,13 @@ def test_bad_admin_phone_is_located(fleet_dir: Path) -> None:
     path = write(fleet_dir, fleet_text({"phone": "+5511999990001"}, admins='["12345"]'))
     (problem,) = problems_of(path)
     assert "admins" in problem and "12345" in problem
+
+
+def test_an_unset_token_variable_that_might_be_a_token_is_not_echoed(fleet_dir: Path) -> None:
+    """Issue 14 item 5: a literal token in one letter case under 24 characters reads like a name."""
+    literal = "abcdef0123456789abcd"
+    path = write(fleet_dir, fleet_text({"phone": "+5511999990001"}).replace("${TOK_A}", literal))
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:4:") and "numbers[0].token" in problem
+    assert literal not in problem and "cdef01" not in problem
+    assert "ab… (20 characters) is not set" in problem

@@ -37,6 +37,8 @@ def whapi(extra: str) -> str:
         ("https://meter.example.com:99999/r", "expected an http(s) URL"),
         ("http://[::1/r", "expected an http(s) URL"),
         ("https://meter.example.com/r#x", "expected an http(s) URL"),
+        ('"https://meter.example.com/\\0r"', "expected an http(s) URL"),  # PostgreSQL refuses NUL in text
+        ('"https://meter.example.com/\\x01r"', "expected an http(s) URL"),
         ("https://meter.example.com/" + "r" * 300, "at most 255 characters"),
         ("42", "expected text, got 42"),
     ],

@@ -320,16 +320,21 @@ def _live_a_day(engine: Engine, number_ids: list[int], day: Any, now: datetime) 
     )
 
 
-def test_a_failing_batch_writes_no_day_but_keeps_the_readings_it_took(
+def test_a_failing_number_does_not_stop_its_batch_and_keeps_its_reading(
     engine: Engine, make_fleet: Any
 ) -> None:
-    """One number's plan file is gone: the batch plans nothing (one transaction), the readings already
-    taken are stored, and the retry reads no meter twice for them."""
+    """One number's plan file is gone: the others of the batch are planned, it is not, and the failure
+    is recorded on it (issue 14: one number's failure once stopped its whole batch); every reading
+    taken is stored, and the retry reads no meter twice."""
+    from warmup.services import metrics
+    from warmup.store import audit
+
     clock = ManualClock(MONDAY_NOON)
     fleet = make_fleet(engine, clock, count=3, timezones=("UTC",))
     runtime = runtime_for(engine, clock)
-    first, second, _ = fleet.number_ids
+    first, second, third = fleet.number_ids
     day = local_date_of(clock.now(), "UTC")
+    counted = metrics.REGISTRY.get_sample_value("warmup_planning_failures_total", {"stage": "decide"}) or 0
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -337,11 +342,19 @@ def test_a_failing_batch_writes_no_day_but_keeps_the_readings_it_took(
                 .where(tables.NUMBERS.c.id == second)
                 .values(plan_path="/gone/plan.yaml")
             )
-        with pytest.raises(FileNotFoundError):
-            plan_number_days(runtime, fleet.number_ids, day)
-        assert all(get_day_plan(engine, n, day) is None for n in fleet.number_ids)
+        results = plan_number_days(runtime, fleet.number_ids, day)
+        assert [r.planned for r in results] == [True, False, True]
+        assert get_day_plan(engine, second, day) is None
+        assert get_day_plan(engine, first, day) is not None and get_day_plan(engine, third, day) is not None
+        (row,) = [r for r in audit.list_audit(engine, second) if r.action == "planning_failed"]
+        assert row.detail is not None and row.detail["error"] == results[1].error
+        assert "/gone/plan.yaml" in row.detail["error"]
+        assert (
+            metrics.REGISTRY.get_sample_value("warmup_planning_failures_total", {"stage": "decide"})
+            == counted + 1
+        )
         kept = {r["number_id"] for r in _rows(engine, tables.READINGS)}
-        assert {first, second} <= kept
+        assert set(fleet.number_ids) <= kept
 
         with engine.begin() as conn:
             conn.execute(
@@ -349,7 +362,7 @@ def test_a_failing_batch_writes_no_day_but_keeps_the_readings_it_took(
                 .where(tables.NUMBERS.c.id == second)
                 .values(plan_path=str(fleet.plan_path))
             )
-        assert [r.planned for r in plan_number_days(runtime, fleet.number_ids, day)] == [True] * 3
+        assert [r.planned for r in plan_number_days(runtime, fleet.number_ids, day)] == [False, True, False]
         readings = [r["number_id"] for r in _rows(engine, tables.READINGS)]
         assert sorted(readings) == sorted(fleet.number_ids)  # one each: none read twice
     finally:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,14 +15,15 @@ from sqlalchemy import Engine
 
 from warmup.clock import ManualClock
 from warmup.core.domain import Action, Decision
+from warmup.providers.base import Inbound
 from warmup.services import metrics
 from warmup.services.fleet import ADMINS_ACTION
-from warmup.services.replies import ingest_replies
+from warmup.services.replies import ingest_replies, store_events
 from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.sending import send_one
 from warmup.store import audit as store_audit
-from warmup.store import days, history, numbers, sends, tables
-from warmup.store import inbound as store_inbound
+from warmup.store import days, history, inbound, numbers, sends, tables
+from warmup.store.tables import InvalidWrite
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -102,49 +106,150 @@ def test_delivery_statuses_are_polled_without_a_webhook_and_counted_once(world: 
     assert history.day_outcome(runtime.engine, number, day).delivered == 2
 
 
-def test_events_stored_already_cost_no_write_and_new_ones_are_stored(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A poll hands over the last hour's statuses again and again: those already stored are recognised
-    in one read, only the new ones go through `inbound.add_inbound`."""
-    from warmup.providers.base import Inbound
-    from warmup.services.replies import store_events
-
-    number_id = numbers.add_number(
+def _add_number(engine: Engine, phone: str = "+5511999990001") -> int:
+    return numbers.add_number(
         engine,
-        phone="+5511999990001",
+        phone=phone,
         provider="whapi",
         token_ref="WHAPI_TOKEN_1",
         plan_name="p",
         plan_path="/p.yaml",
         timezone="UTC",
     )
-    at = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
-    def status(i: int, state: str) -> Inbound:
-        return Inbound(
-            kind="status", provider_message_id=f"OUT-{i}", chat_phone="+5511977770001", from_me=True,
-            text=None, timestamp=at, status=state,
-        )  # fmt: skip
 
-    def message(i: int) -> Inbound:
-        return Inbound(
-            kind="message", provider_message_id=f"IN-{i}", chat_phone="+5511977770001", from_me=False,
-            text=f"hi {i}", timestamp=at,
-        )  # fmt: skip
+AT = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
-    first = [status(1, "delivered"), status(2, "delivered"), message(1)]
+
+def _status(i: int, state: str) -> Inbound:
+    return Inbound(
+        kind="status", provider_message_id=f"OUT-{i}", chat_phone="+5511977770001", from_me=True,
+        text=None, timestamp=AT, status=state,
+    )  # fmt: skip
+
+
+def _message(i: int, text: str | None = None, sender: str = "+5511977770001") -> Inbound:
+    return Inbound(
+        kind="message", provider_message_id=f"IN-{i}", chat_phone=sender, from_me=False,
+        text=f"hi {i}" if text is None else text, timestamp=AT,
+    )  # fmt: skip
+
+
+@contextmanager
+def transactions(engine: Engine) -> Iterator[dict[str, int]]:
+    """How many transactions (`begin`) and INSERT statements run on ``engine`` meanwhile."""
+    counts = {"begin": 0, "insert": 0}
+
+    def began(conn: Any) -> None:
+        counts["begin"] += 1
+
+    def executed(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            counts["insert"] += 1
+
+    sa.event.listen(engine, "begin", began)
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    try:
+        yield counts
+    finally:
+        sa.event.remove(engine, "begin", began)
+        sa.event.remove(engine, "before_cursor_execute", executed)
+
+
+def inbound_rows(engine: Engine) -> list[tuple[str, str, str]]:
+    columns = (tables.INBOUND.c.kind, tables.INBOUND.c.provider_message_id, tables.INBOUND.c.status)
+    with engine.connect() as conn:
+        return sorted((r.kind, r.provider_message_id, r.status) for r in conn.execute(sa.select(*columns)))
+
+
+def test_events_stored_already_cost_no_write_and_new_ones_are_stored(engine: Engine) -> None:
+    """A poll hands over the last hour's statuses again and again: those already stored are recognised
+    in one read, only the new ones are written, in one transaction."""
+    number_id = _add_number(engine)
+    first = [_status(1, "delivered"), _status(2, "delivered"), _message(1)]
     assert store_events(engine, number_id, first)[0] == 3
-    calls: list[str] = []
-    original = store_inbound.add_inbound
-
-    def counting(*args: Any, **kwargs: Any) -> bool:
-        calls.append(kwargs["provider_message_id"])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(store_inbound, "add_inbound", counting)
-    again = [*first, status(1, "read"), message(2)]  # a newer status of OUT-1 is a new event
-    stored, new_messages = store_events(engine, number_id, again)
+    again = [*first, _status(1, "read"), _message(2)]  # a newer status of OUT-1 is a new event
+    with transactions(engine) as counts:
+        stored, new_messages = store_events(engine, number_id, again)
     assert (stored, [m.provider_message_id for m in new_messages]) == (2, ["IN-2"])
-    assert sorted(calls) == ["IN-2", "OUT-1"]
-    assert store_events(engine, number_id, again)[0] == 0 and len(calls) == 2
+    assert counts == {"begin": 2, "insert": 1}  # the read of what is known, one write
+    with transactions(engine) as counts:
+        assert store_events(engine, number_id, again) == (0, [])
+    assert counts == {"begin": 1, "insert": 0}
+
+
+def test_a_big_batch_is_one_transaction(engine: Engine) -> None:
+    """Issue 14 item 8: 7,000 events were 7,000 write transactions (14.5 s on PostgreSQL)."""
+    number_id = _add_number(engine)
+    inbound.upsert_recipient(engine, number_id, "+5511977770001", "contact", now=AT)
+    events = [_status(i, "delivered") for i in range(1250)] + [_message(i) for i in range(1250)]
+    with transactions(engine) as counts:
+        stored, new_messages = store_events(engine, number_id, events)
+    assert (stored, len(new_messages)) == (2500, 1250)
+    assert counts["begin"] == 2  # the read of what is known, one write (a few multi-row INSERTs)
+    assert 1 <= counts["insert"] <= 10
+    (recipient,) = inbound.list_recipients(engine, number_id)
+    assert recipient.replied
+    assert store_events(engine, number_id, events) == (0, [])
+
+
+@pytest.mark.parametrize("poison", ["\ud800", "x" * 129, "\x00"])
+def test_a_batch_with_an_event_the_store_cannot_carry_stores_nothing(engine: Engine, poison: str) -> None:
+    """Issue 14 item 2: each event had its own transaction, so the events before a bad one stayed stored
+    (and the command of a stored message was never run: a redelivery skipped it as stored). Now the
+    store refuses the batch whole, before writing, with `InvalidWrite`; the fixed batch is all new."""
+    number_id = _add_number(engine)
+    good = [_message(1, "/pause"), _status(1, "delivered")]
+    with pytest.raises(InvalidWrite):
+        store_events(engine, number_id, [*good, replace(_status(2, "read"), status=poison)])
+    assert inbound_rows(engine) == []
+    stored, new_messages = store_events(engine, number_id, [*good, _status(2, "read")])
+    assert stored == 3 and [m.text for m in new_messages] == ["/pause"]
+
+
+def test_a_database_failure_mid_batch_rolls_the_batch_back(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure on the second INSERT of a batch (the database going away mid-way) leaves nothing of
+    the first one: a redelivery finds every event new."""
+    number_id = _add_number(engine)
+    monkeypatch.setattr(inbound, "INSERT_CHUNK", 2)
+    statements = 0
+
+    def fail_second(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal statements
+        if statement.lstrip().upper().startswith("INSERT"):
+            statements += 1
+            if statements == 2:
+                raise ConnectionError("the database went away")
+
+    events = [_message(1, "/pause"), _status(1, "delivered"), _status(2, "read")]
+    sa.event.listen(engine, "before_cursor_execute", fail_second)
+    try:
+        with pytest.raises(ConnectionError):
+            store_events(engine, number_id, events)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", fail_second)
+    assert inbound_rows(engine) == []
+    assert store_events(engine, number_id, events)[0] == 3
+
+
+def test_two_stores_of_one_batch_at_once_make_each_event_new_once(engine: Engine) -> None:
+    """A provider redelivering while the first delivery is being stored: each message is NEW (its
+    command runs) in exactly one of them, as the INSERT's RETURNING says."""
+    number_id = _add_number(engine)
+    events = [_message(i) for i in range(300)]
+    barrier = threading.Barrier(4)
+    results: list[list[str]] = []
+
+    def store() -> None:
+        barrier.wait()
+        results.append([m.provider_message_id for m in store_events(engine, number_id, events)[1]])
+
+    threads = [threading.Thread(target=store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 4
+    assert sorted(i for r in results for i in r) == sorted(e.provider_message_id for e in events)

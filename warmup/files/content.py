@@ -38,8 +38,8 @@ from pydantic import (
 )
 
 from warmup.core.plan.checks import Issue, field_of, items_of, validate_with_checks
-from warmup.core.plan.fields import Weekdays
-from warmup.core.plan.values import parse_hours, parse_phone
+from warmup.core.plan.fields import FreeText, Weekdays, storable
+from warmup.core.plan.values import check_text, parse_hours, parse_phone
 from warmup.files.loader import load_yaml_model
 from warmup.files.problems import PlanError, Problem
 from warmup.files.source import read_text
@@ -76,6 +76,9 @@ WEEKDAY_NAMES: Mapping[str, tuple[str, ...]] = {
 }
 """``{weekday}`` in the pool's language (its primary subtag: ``pt-BR`` is ``pt``), English otherwise."""
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""Where a CSV line ends (`str.splitlines` also splits at U+0085 and U+2028, which a name may hold
+and `check_text` refuses or keeps: the line numbers would no longer be the editor's)."""
 _BRACES = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _LEAD = re.compile(r"^[\s,.;:!?]+")
 _WEEK = 7 * 1440
@@ -239,7 +242,13 @@ def _check_template(text: str) -> str:
     return text
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
+def _one_line(text: str) -> str:
+    return check_text(text, allow="", what="a template parameter")
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT), storable()]
+"""A message text: one the database can store and a provider can send (`check_text`), at most
+`MAX_TEXT` characters."""
 TemplateText = Annotated[Text, AfterValidator(_check_template)]
 HourSpans = Annotated[
     tuple[tuple[int, int], ...],
@@ -331,7 +340,8 @@ def _check_parameter(text: str) -> str:
     return text
 
 
-TemplateParameter = Annotated[TemplateText, AfterValidator(_check_parameter)]
+TemplateParameter = Annotated[TemplateText, AfterValidator(_one_line), AfterValidator(_check_parameter)]
+"""One line: Meta refuses a template parameter holding a line break or a tab."""
 
 
 class TemplateFile(BaseModel):
@@ -358,7 +368,7 @@ class PoolFile(BaseModel):
 
     version: Literal[1] = 1
     language: str = Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", description="BCP 47 code: en, pt-BR")
-    description: str = ""
+    description: FreeText = ""
     openers: list[PoolEntry] = Field(min_length=1, description="first messages to someone")
     replies: list[PoolEntry] = Field(min_length=1, description="answers to a received message")
     followups: list[PoolEntry] = Field(default_factory=list, description="continue a conversation we started")
@@ -554,7 +564,7 @@ def load_contacts(path: str | Path) -> list[Contact]:
     contacts: list[Contact] = []
     first_line: dict[str, int] = {}
     header_seen = False
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         row = [cell.strip() for cell in next(csv.reader([line]))]
@@ -577,6 +587,11 @@ def load_contacts(path: str | Path) -> list[Contact]:
             problems.append(
                 Problem(name, number, len(line) - len(person) + 1, "name", "longer than 100 characters")
             )
+            continue
+        try:
+            check_text(person, allow="", what="the name")  # it is sent as {first_name}
+        except ValueError as exc:
+            problems.append(Problem(name, number, len(line) - len(person) + 1, "name", str(exc)))
             continue
         if phone in first_line:
             problems.append(

@@ -50,6 +50,7 @@ def load_yaml_model(
     max_bytes: int = MAX_BYTES,
     max_depth: int = MAX_DEPTH,
     max_nodes: int = MAX_NODES,
+    bytes_per_node: int | None = None,
     what: str = "file",
     check: Callable[[Document], list[Problem]] | None = None,
 ) -> M:
@@ -58,7 +59,14 @@ def load_yaml_model(
     `check` adds problems found outside the model (e.g. missing referenced files); it sees the parsed
     document even when validation failed, so those problems are reported in the same run.
     """
-    doc = read_yaml(path, max_bytes=max_bytes, max_depth=max_depth, max_nodes=max_nodes, what=what)
+    doc = read_yaml(
+        path,
+        max_bytes=max_bytes,
+        max_depth=max_depth,
+        max_nodes=max_nodes,
+        bytes_per_node=bytes_per_node,
+        what=what,
+    )
     if doc.data is None:
         raise PlanError([*doc.problems, doc.problem((), "", "no content (only comments or blank lines)")])
     if not isinstance(doc.data, dict):

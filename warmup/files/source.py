@@ -45,6 +45,17 @@ MAX_NODES = 25_000
 """Parsing costs ~20 µs per YAML event in pure Python: this caps a hostile file at about a second.
 A plan has a few hundred; a fleet file of 1000 numbers about 16 000."""
 
+
+def node_limit(size: int, max_nodes: int = MAX_NODES, bytes_per_node: int | None = None) -> int:
+    """The YAML events a text of ``size`` characters may hold: ``max_nodes``, or with ``bytes_per_node``
+    one event per that many characters when that is more (a big fleet file is big because it lists
+    many numbers, ~10 characters per event). Aliases are refused whatever the limit, so the cost stays
+    linear in the file's size (no "billion laughs"); the size itself is capped by ``max_bytes``."""
+    if bytes_per_node is None:
+        return max_nodes
+    return max(max_nodes, size // bytes_per_node)
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_TAG}{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -133,11 +144,20 @@ def read_text(path: str | Path, *, max_bytes: int = MAX_BYTES, what: str = "file
     return text
 
 
-def parse_yaml(text: str, file: str, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Document:
-    """Parse one YAML document into a Document; raises PlanError when the YAML itself is unusable."""
+def parse_yaml(
+    text: str,
+    file: str,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+    bytes_per_node: int | None = None,
+) -> Document:
+    """Parse one YAML document into a Document; raises PlanError when the YAML itself is unusable.
+
+    ``bytes_per_node`` raises the event limit with the text's size (see `node_limit`)."""
     doc = Document(file)
     try:
-        _build(doc, text, max_depth, max_nodes)
+        _build(doc, text, max_depth, node_limit(len(text), max_nodes, bytes_per_node))
     except _Fatal as fatal:
         raise PlanError([*doc.problems, fatal.problem]) from None
     except MarkedYAMLError as exc:
@@ -160,11 +180,14 @@ def read_yaml(
     max_bytes: int = MAX_BYTES,
     max_depth: int = MAX_DEPTH,
     max_nodes: int = MAX_NODES,
+    bytes_per_node: int | None = None,
     what: str = "file",
 ) -> Document:
     """`read_text` then `parse_yaml`: the safe way to open any hand-written YAML input of warmup."""
     text = read_text(path, max_bytes=max_bytes, what=what)
-    return parse_yaml(text, str(path), max_depth=max_depth, max_nodes=max_nodes)
+    return parse_yaml(
+        text, str(path), max_depth=max_depth, max_nodes=max_nodes, bytes_per_node=bytes_per_node
+    )
 
 
 @dataclass

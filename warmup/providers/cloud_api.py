@@ -35,7 +35,7 @@ from warmup.providers.errors import (
     transport_rule,
 )
 from warmup.providers.http import HttpProvider
-from warmup.secrets import Secret
+from warmup.secrets import Secret, clip
 
 A = OutcomeAction
 GRAPH_BASE_URL = "https://graph.facebook.com"
@@ -247,7 +247,7 @@ class CloudApiProvider(HttpProvider):
         message_id = first.get("id") if isinstance(first, Mapping) else None
         if not isinstance(message_id, str) or not message_id:
             detail = (
-                describe_body(response.content, response.headers.get("content-type"))
+                describe_body(response.content, response.headers.get("content-type"), [self._token])
                 if data is None
                 else "no message id in the answer"
             )
@@ -258,7 +258,11 @@ class CloudApiProvider(HttpProvider):
                 http_status=status,
             )
         state = first.get("message_status") if isinstance(first, Mapping) else None
-        reason = "sent" if state in (None, "accepted") else f"accepted, message_status={str(state)[:40]}"
+        reason = (
+            "sent"
+            if state in (None, "accepted")
+            else f"accepted, message_status={clip(str(state), 40, [self._token])}"
+        )
         return SendResult(A.OK, message_id, reason, http_status=status)
 
     # --- health and quality -------------------------------------------------------------------------
@@ -281,7 +285,7 @@ class CloudApiProvider(HttpProvider):
             raise ProviderError(action, f"phone number info: {result.reason}", status)
         data = decode_json(response.content)
         if not isinstance(data, Mapping):
-            detail = describe_body(response.content, response.headers.get("content-type"))
+            detail = describe_body(response.content, response.headers.get("content-type"), [self._token])
             raise ProviderError(A.RETRY, self._reason(f"phone number info: {detail}"), status)
 
         def text(key: str) -> str | None:

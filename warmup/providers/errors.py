@@ -30,11 +30,12 @@ from typing import Any, Literal
 import httpx
 
 from warmup.providers.base import OutcomeAction, SendResult
-from warmup.secrets import Secret, redact
+from warmup.secrets import Secret, clip, redact
 
 A = OutcomeAction
 ProviderKind = Literal["whapi", "cloud_api"]
 MAX_REASON = 300
+SNIPPET = 80  # characters of an unexpected body quoted in a reason
 MAX_RETRY_AFTER = 24 * 3600.0
 
 
@@ -177,20 +178,25 @@ def decode_json(body: bytes) -> Any:
         return None
 
 
-def describe_body(body: bytes, content_type: str | None) -> str:
-    """A short, printable summary of a body that is not the JSON we expected."""
+def describe_body(body: bytes, content_type: str | None, secrets: Iterable[str | Secret] = ()) -> str:
+    """A short, printable summary of a body that is not the JSON we expected.
+
+    The whole body is masked BEFORE it is cut to the snippet: a token the provider echoed across the
+    cut would otherwise leave its first part in the snippet, where the mask no longer recognises it.
+    """
     if not body.strip():
         return "empty body"
-    kind = (content_type or "unknown type").split(";")[0].strip() or "unknown type"
-    snippet = " ".join(body[:80].decode("utf-8", "replace").split())
+    secrets = tuple(secrets)
+    kind = clip((content_type or "unknown type").split(";")[0].strip() or "unknown type", 60, secrets)
+    masked = redact(body.decode("utf-8", "replace"), secrets)
+    snippet = " ".join(masked[: SNIPPET * 4].split())[:SNIPPET]
     return f"unparseable {kind} body ({len(body)} bytes): {snippet!r}"
 
 
 def clean_reason(text: str, secrets: Iterable[str | Secret] = ()) -> str:
     """Redact tokens and cap the length of a reason that may quote a provider's answer."""
-    text = " ".join(text.split())
-    text = redact(text, secrets)
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+    secrets = tuple(secrets)
+    return clip(" ".join(redact(text, secrets).split()), MAX_REASON, secrets)
 
 
 def _error_obj(data: Any) -> Mapping[str, Any] | None:
@@ -226,6 +232,7 @@ def classify_error_response(
     now: datetime | None = None,
 ) -> SendResult:
     """Map a non-2xx answer (any body, even HTML or truncated) to a `SendResult`; never raises."""
+    secrets = tuple(secrets)
     data = decode_json(body)
     err = _error_obj(data)
     code = _as_int(err.get("code")) if err is not None else None
@@ -241,7 +248,7 @@ def classify_error_response(
         detail_parts.append(_text(details))
         detail = " — ".join(p for p in detail_parts if p) or "no message"
     else:
-        detail = describe_body(body, headers.get("content-type"))
+        detail = describe_body(body, headers.get("content-type"), secrets)
     retry_after = None
     if rule.action in (A.RETRY, A.THROTTLE):
         retry_after = parse_retry_after(headers.get("retry-after"), now)

@@ -22,11 +22,16 @@ from typing import Any
 
 from warmup.providers.base import Inbound
 from warmup.providers.cloud_api import signal_tier
-from warmup.secrets import Secret
+from warmup.secrets import Secret, clip
 
 MAX_WEBHOOK_BYTES = 1024 * 1024  # both APIs send small batches; anything bigger is not theirs
+MAX_DEPTH = 32  # JSON nesting; both APIs' payloads nest under 10 levels
 _MAX_TIMESTAMP = 10**11  # ~ year 5138; rejects millisecond stamps and garbage
 _NON_PHONE_SUFFIXES = ("@g.us", "@newsletter", "@broadcast", "@lid", "@call")
+MAX_ID = 128  # a message id (ours is `inbound_messages.provider_message_id`; Meta's wamid is ~60)
+MAX_STATUS = 32  # a status word (sent, delivered, read, played, failed, ...)
+_NOT_IN_ID = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_NOT_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 class WebhookError(ValueError):
@@ -50,7 +55,25 @@ def load_payload(
         raise WebhookError(f"webhook body is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(value, Mapping):
         raise WebhookError(f"webhook body must be a JSON object, got {type(value).__name__}")
+    if _depth_over(value, MAX_DEPTH):
+        raise WebhookError(f"webhook body is nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether JSON containers nest deeper than ``limit`` (walked without recursion). `json.loads` takes
+    nesting up to Python's recursion limit, and anything recursive on such a value later (a `repr` in
+    an error message, a `json.dumps` into the audit log) would raise RecursionError: a 5xx."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def verify_cloud_signature(raw_body: bytes, signature_header: str | None, app_secret: str | Secret) -> None:
@@ -107,8 +130,7 @@ def _digits(value: str, max_len: int) -> bool:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
+    return clip(repr(value), 40)
 
 
 def _required_str(item: Mapping[str, Any], key: str, where: str) -> str:
@@ -121,6 +143,46 @@ def _required_str(item: Mapping[str, Any], key: str, where: str) -> str:
 def _optional_str(item: Mapping[str, Any], key: str) -> str | None:
     value = item.get(key)
     return value if isinstance(value, str) and value else None
+
+
+def _id(value: str, where: str, key: str, limit: int = MAX_ID) -> str:
+    """An identifier or status word as given, refused when no provider sends it so (control
+    characters, lone surrogates, longer than the store keeps): the whole payload is then refused."""
+    if len(value) > limit or _NOT_IN_ID.search(value):
+        raise WebhookError(f"{where}: '{key}' is not a printable id of at most {limit} characters")
+    return value
+
+
+def _required_id(item: Mapping[str, Any], key: str, where: str, limit: int = MAX_ID) -> str:
+    return _id(_required_str(item, key, where), where, key, limit)
+
+
+def _optional_id(item: Mapping[str, Any] | None, key: str, where: str, limit: int = MAX_ID) -> str | None:
+    value = _optional_str(item, key) if item is not None else None
+    return None if value is None else _id(value, where, key, limit)
+
+
+def clean_text(value: str) -> str:
+    """A text people wrote, storable: NUL, other control characters (but tab and line breaks) and lone
+    surrogates become U+FFFD. Texts are sanitized rather than refused: one odd reply must not cost the
+    batch it came in (and the admin command of another message in it)."""
+    return _NOT_IN_TEXT.sub("\ufffd", value)
+
+
+def _text(obj: Mapping[str, Any], where: str) -> str | None:
+    """The `text.body` of a message (None when it has no text); a `text` or `body` of another type is
+    not a message of the API."""
+    text_obj = obj.get("text")
+    if text_obj is None:
+        return None
+    if not isinstance(text_obj, Mapping):
+        raise WebhookError(f"{where}: 'text' must be an object, got {type(text_obj).__name__}")
+    body = text_obj.get("body")
+    if body is None:
+        return None
+    if not isinstance(body, str):
+        raise WebhookError(f"{where}: 'text.body' must be a string, got {type(body).__name__}")
+    return clean_text(body)
 
 
 def _mapping(value: Any) -> Mapping[str, Any] | None:
@@ -150,7 +212,7 @@ def _first_error(errors: Any) -> str | None:
     title = first.get("title") or first.get("message")
     parts = [str(code) if isinstance(code, int | str) and not isinstance(code, bool) else ""]
     if isinstance(title, str):
-        parts.append(title[:200])
+        parts.append(clean_text(clip(title, 200)))
     text = ": ".join(p for p in parts if p)
     return text or None
 
@@ -161,27 +223,28 @@ def _first_error(errors: Any) -> str | None:
 def whapi_message(item: Any, where: str = "message") -> Inbound | None:
     """One Whapi `Message` object as an Inbound; None for chats that are not a phone (groups, channels)."""
     obj = _item(item, where)
-    message_id = _required_str(obj, "id", where)
+    message_id = _required_id(obj, "id", where)
     chat_id = _required_str(obj, "chat_id", where)
     from_me = obj.get("from_me", False)
     if not isinstance(from_me, bool):
         raise WebhookError(f"{where}: 'from_me' must be a boolean, got {_short(from_me)}")
     timestamp = parse_timestamp(obj.get("timestamp"), where)
+    text = _text(obj, where)
+    status = _optional_id(obj, "status", where, MAX_STATUS)
+    context = _mapping(obj.get("context"))
+    quoted = _optional_id(context, "quoted_id", f"{where}.context")
     phone = phone_from_chat_id(chat_id)
     if phone is None:
         return None
-    text_obj = _mapping(obj.get("text"))
-    text = text_obj.get("body") if text_obj is not None else None
-    context = _mapping(obj.get("context"))
     return Inbound(
         kind="message",
         provider_message_id=message_id,
         chat_phone=phone,
         from_me=from_me,
-        text=text if isinstance(text, str) else None,
+        text=text,
         timestamp=timestamp,
-        status=_optional_str(obj, "status"),
-        ref_message_id=_optional_str(context, "quoted_id") if context is not None else None,
+        status=status,
+        ref_message_id=quoted,
     )
 
 
@@ -192,12 +255,12 @@ def status_event(item: Any, where: str = "status") -> Inbound:
     obj = _item(item, where)
     return Inbound(
         kind="status",
-        provider_message_id=_required_str(obj, "id", where),
+        provider_message_id=_required_id(obj, "id", where),
         chat_phone=phone_from_chat_id(obj.get("recipient_id")),
         from_me=True,
         text=None,
         timestamp=parse_timestamp(obj.get("timestamp"), where),
-        status=_required_str(obj, "status", where),
+        status=_required_id(obj, "status", where, MAX_STATUS),
         error=_first_error(obj.get("errors")),
     )
 
@@ -223,23 +286,22 @@ def parse_whapi_webhook(
 def cloud_message(item: Any, where: str = "message") -> Inbound | None:
     """One Cloud API incoming message as an Inbound; None for `system` messages (number changes)."""
     obj = _item(item, where)
-    message_id = _required_str(obj, "id", where)
+    message_id = _required_id(obj, "id", where)
     timestamp = parse_timestamp(obj.get("timestamp"), where)
     kind = obj.get("type")
     if kind == "system":
         return None
     sender = _required_str(obj, "from", where)
-    text_obj = _mapping(obj.get("text"))
-    text = text_obj.get("body") if text_obj is not None and kind in ("text", None) else None
+    text = _text(obj, where) if kind in ("text", None) else None
     context = _mapping(obj.get("context"))
     return Inbound(
         kind="message",
         provider_message_id=message_id,
         chat_phone=phone_from_chat_id(sender),
         from_me=False,
-        text=text if isinstance(text, str) else None,
+        text=text,
         timestamp=timestamp,
-        ref_message_id=_optional_str(context, "id") if context is not None else None,
+        ref_message_id=_optional_id(context, "id", f"{where}.context"),
     )
 
 
@@ -312,7 +374,7 @@ def _limit(value: Any, where: str, key: str) -> str | None:
         if value not in LIMIT_NUMBERS:
             raise WebhookError(f"{where}: '{key}' is not a messaging limit: {_short(value)}")
         return LIMIT_NUMBERS[value]
-    if isinstance(value, str) and _digits(value.lstrip("-"), 7):
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,7}", value.strip()):
         return _limit(int(value.strip()), where, key)
     word = _word(value, where, key)
     if word is None or not word.startswith("TIER_"):
@@ -409,7 +471,7 @@ def account_alert(value: Any, waba_id: str, at: datetime | None, where: str) -> 
         "alert": alert_type or "",
         "severity": severity or "",
         "status": status or "",
-        "description": (description or "").strip()[:200],
+        "description": clean_text(clip((description or "").strip(), 200)),
     }
     return CloudSignal(
         ALERTS_FIELD,
@@ -450,7 +512,7 @@ def parse_cloud_payload(
             change = _item(change_value, where)
             kind = change.get("field")
             if isinstance(kind, str) and kind in _SIGNAL_PARSERS:
-                waba_id = _required_str(entry, "id", f"entry[{e}]").strip()
+                waba_id = _required_id(entry, "id", f"entry[{e}]").strip()
                 parse = _SIGNAL_PARSERS[kind]
                 signals.append(
                     parse(change.get("value"), waba_id, _entry_time(entry, f"entry[{e}]"), f"{where}.value")

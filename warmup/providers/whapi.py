@@ -29,7 +29,7 @@ from warmup.providers.errors import (
 )
 from warmup.providers.http import JSON_HEADERS, HttpProvider, encode_json, read_failure
 from warmup.providers.webhooks import WebhookError, whapi_message
-from warmup.secrets import Secret
+from warmup.secrets import Secret, clip
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def meter_factor(data: Mapping[str, Any], key: str) -> int | str:
     elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) < 20:
         number = int(value.strip())
     if number is None:
-        return f"'{key}' is not a number: {str(value)[:30]!r}"
+        return f"'{key}' is not a number: {clip(str(value), 30)!r}"
     if not 1 <= number <= 3:
         return f"'{key}' out of range 1..3: {number}"
     return number
@@ -150,13 +150,13 @@ def parse_meter(data: Any, now: datetime, source: str) -> Reading | str:
     taken: date | None = None
     match = _METER_DATE.fullmatch(raw_date) if isinstance(raw_date, str) else None
     if match is None:
-        problems.append(f"'lastUpdateDate' is not M/D/YYYY: {str(raw_date)[:30]!r}")
+        problems.append(f"'lastUpdateDate' is not M/D/YYYY: {clip(str(raw_date), 30)!r}")
     else:
         month, day, year = (int(g) for g in match.groups())
         try:
             taken = date(year, month, day)
         except ValueError:
-            problems.append(f"'lastUpdateDate' is not a real date: {raw_date!r}")
+            problems.append(f"'lastUpdateDate' is not a real date: {clip(str(raw_date), 30)!r}")
     taken_at = meter_taken_at(taken, now) if taken is not None else None
     if taken is not None and taken_at is None:
         problems.append(f"'lastUpdateDate' {taken.isoformat()} is in the future")
@@ -252,7 +252,7 @@ class WhapiProvider(HttpProvider):
         status = response.status_code
         data = decode_json(response.content)
         if not isinstance(data, Mapping):
-            detail = describe_body(response.content, response.headers.get("content-type"))
+            detail = describe_body(response.content, response.headers.get("content-type"), [self._token])
             return SendResult(
                 A.UNKNOWN,
                 None,
@@ -297,7 +297,9 @@ class WhapiProvider(HttpProvider):
         text = state.get("text") if isinstance(state, Mapping) else None
         if not isinstance(text, str) or text not in HEALTH_STATES:
             return Health(
-                A.RETRY, "unreadable", self._reason(f"unrecognised health answer: {str(data)[:120]}")
+                A.RETRY,
+                "unreadable",
+                self._reason(f"unrecognised health answer: {clip(str(data), 120, [self._token])}"),
             )
         action, meaning = HEALTH_STATES[text]
         return Health(action, text, meaning)
@@ -383,7 +385,7 @@ class WhapiProvider(HttpProvider):
         data = decode_json(response.content)
         hooks = data.get("webhooks", []) if isinstance(data, Mapping) else None
         if not isinstance(hooks, list):
-            detail = describe_body(response.content, response.headers.get("content-type"))
+            detail = describe_body(response.content, response.headers.get("content-type"), [self._token])
             raise ProviderError(A.RETRY, self._reason(f"GET /settings: {detail}"), response.status_code)
         return [dict(hook) for hook in hooks if isinstance(hook, Mapping)]
 
@@ -483,6 +485,6 @@ class WhapiProvider(HttpProvider):
         data = decode_json(response.content)
         items = data.get("messages") if isinstance(data, Mapping) else None
         if not isinstance(items, list):
-            detail = describe_body(response.content, response.headers.get("content-type"))
+            detail = describe_body(response.content, response.headers.get("content-type"), [self._token])
             raise ProviderError(A.RETRY, self._reason(f"/messages/list: {detail}"), status)
         return items

@@ -28,7 +28,7 @@ from warmup.services import metrics
 from warmup.services.readings import METER_FAILED
 from warmup.store import audit, pauses, portfolios, readings
 from warmup.store.accounts import day_accounts
-from warmup.store.days import get_day_plan, planned_dates
+from warmup.store.days import PLANNING_FAILED, get_day_plan, planned_dates
 from warmup.store.db import (
     Engine,
     check_database_url,
@@ -295,6 +295,15 @@ class Explanation:
     def _no_decision(self) -> str:
         if self.state == NumberStatus.RETIRED:
             return "the number is retired"
+        failures = [
+            event.detail
+            for event in self.events
+            if event.action == PLANNING_FAILED
+            and (event.detail or {}).get("local_date") == self.local_date.isoformat()
+        ]
+        if failures:
+            error = (failures[-1] or {}).get("error") or "no reason recorded"
+            return f"planning it failed: {error}"
         if self.today is not None and self.local_date > self.today:
             return f"that day has not come yet; its local today is {self.today}"
         if self.today is not None and self.local_date < self.today:

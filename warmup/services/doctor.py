@@ -25,6 +25,7 @@ from warmup.providers.whapi import WhapiProvider
 from warmup.services.readings import WHAPI_KINDS
 from warmup.services.runtime import provider_from_row
 from warmup.store import readings as reading_store
+from warmup.store.days import planning_failure
 from warmup.store.db import (
     Engine,
     check_database_url,
@@ -234,6 +235,18 @@ def check_number(
         provider.close()
 
 
+def check_planning(engine: Engine, number: Number, now: datetime) -> list[Check]:
+    """Red when the number's local today could not be planned (the rest of its batch was): no item
+    otherwise, the day being planned or not due yet."""
+    assert number.id is not None
+    today = local_date_of(now, number.timezone)
+    error = planning_failure(engine, number.id, today)
+    if error is None:
+        return []
+    detail = f"today ({today}) could not be planned: {error}; the scheduler keeps retrying it"
+    return [Check(f"{number.phone} ({number.provider}) planning", Verdict.FAIL, detail)]
+
+
 def run(
     database_url: str,
     redis_url: str | None,
@@ -257,6 +270,7 @@ def run(
         for number in numbers:
             meter = meter_facts(engine, number, now) if number.provider in WHAPI_KINDS else None
             checks += check_number(number, now, factory, meter=meter)
+            checks += check_planning(engine, number, now)
     finally:
         engine.dispose()
     return checks

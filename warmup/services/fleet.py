@@ -2,7 +2,9 @@
 
 `warmup apply FLEET.yaml` makes the database match the file. The file is checked whole before anything
 is written (every problem located `FILE:LINE:COL: field: message`, plans included), then the changes are
-computed against the store (`plan_changes`) and applied one audited step at a time (`apply_changes`).
+computed against the store (`plan_changes`) and applied, each with its audit row, in ONE transaction
+(`apply_changes`): a failure or a kill -9 midway leaves the fleet exactly as before. Validation refuses
+everything the store would (each column's length, text no database can carry), at its file:line.
 Applying is idempotent: a second run finds no changes. A number dropped from the file is retired, never
 deleted, so its history stays.
 
@@ -34,6 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from warmup.core.errors import UserError
 from warmup.core.plan.fields import TIERS
 from warmup.core.plan.model import Plan
 from warmup.core.portfolio import normalize_tier
@@ -41,13 +44,14 @@ from warmup.files.loader import load_yaml_model
 from warmup.files.plans import load_plan
 from warmup.files.problems import PlanError, Problem, format_field
 from warmup.files.source import Document
-from warmup.secrets import SecretError, parse_token_ref
+from warmup.secrets import SecretError, parse_token_ref, unset_message
 from warmup.store import audit as store_audit
-from warmup.store import pauses
 from warmup.store import portfolios as store_portfolios
 from warmup.store.db import Engine
+from warmup.store.fleet_sync import FleetWriteFailed, FleetWriter, fleet_transaction
 from warmup.store.models import NumberStatus
-from warmup.store.numbers import get_number, list_numbers, upsert_number
+from warmup.store.numbers import COLUMN_LIMITS, ENV_NAME, NumberConfig, list_numbers
+from warmup.store.tables import InvalidWrite
 
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 PORTFOLIO_NAME = store_portfolios.NAME_PATTERN
@@ -92,10 +96,23 @@ class FleetNumber(_Model):
     timezone: str
     registered: date | None = None
 
+    @field_validator(
+        "phone",
+        "token",
+        "phone_number_id",
+        "portfolio",
+        "plan",
+        "timezone",
+        mode="before",
+    )
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return check_storable(value) if isinstance(value, str) else value
+
     @field_validator("phone")
     @classmethod
     def _e164(cls, value: str) -> str:
-        if not re.match(E164_PATTERN, value):
+        if not re.fullmatch(E164_PATTERN, value):
             raise ValueError(
                 f"{value[:20]!r} is not an E.164 number: write + and the country code, then the digits, "
                 "without spaces, e.g. +5511999990001"
@@ -117,16 +134,18 @@ class FleetNumber(_Model):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
-                f"unknown time zone {value!r}: use an IANA name like America/Sao_Paulo"
+                f"unknown time zone {value[:70]!r}: use an IANA name like America/Sao_Paulo"
             ) from None
-        return value
+        return check_length(value, "timezone")
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^\s/]+", value) or re.search(r"\s", value) or _UNSTORABLE.search(value):
             raise ValueError(f"expected an http(s) URL like http://127.0.0.1:8765, got {value[:60]!r}")
-        return value.rstrip("/") if value is not None else None
+        return check_length(value.rstrip("/"), "base_url")
 
     @field_validator("meter_url")
     @classmethod
@@ -153,7 +172,25 @@ class FleetNumber(_Model):
         return self
 
 
-METER_URL_MAX = 255  # numbers.meter_url
+METER_URL_MAX = COLUMN_LIMITS["meter_url"]
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def check_storable(value: str) -> str:
+    """Text the database and the providers can carry: no control characters (NUL is refused by
+    PostgreSQL), no lone surrogates (no UTF-8 form at all), no non-characters."""
+    bad = _UNSTORABLE.search(value)
+    if bad:
+        raise ValueError(f"character U+{ord(bad.group()):04X} at position {bad.start() + 1} cannot be stored")
+    return value
+
+
+def check_length(value: str, column: str) -> str:
+    """At most as many characters as the number's `column` holds (`warmup.store.numbers.COLUMN_LIMITS`)."""
+    limit = COLUMN_LIMITS[column]
+    if len(value) > limit:
+        raise ValueError(f"at most {limit} characters, got {len(value)}")
+    return value
 
 
 def check_meter_url(value: str) -> str:
@@ -167,7 +204,8 @@ def check_meter_url(value: str) -> str:
         not usable
         or parts.scheme not in ("http", "https")
         or not parts.hostname
-        or re.search(r"\s", value)
+        or re.search(r"[\s\x00-\x1f\x7f]", value)  # PostgreSQL refuses NUL; no request carries these
+        or _UNSTORABLE.search(value)  # nor lone surrogates
         or parts.fragment
     ):
         raise ValueError(
@@ -181,7 +219,7 @@ def check_meter_url(value: str) -> str:
 
 def check_portfolio_name(value: str) -> str:
     """A portfolio name: letters, digits, ``_``, ``.`` and ``-``, from a letter or digit, at most 64."""
-    if not re.match(PORTFOLIO_NAME, value):
+    if not re.fullmatch(PORTFOLIO_NAME, value):
         raise ValueError(
             f"a portfolio name is letters, digits, _ . - (at most 64, starting with a letter or digit), "
             f"got {value[:70]!r}"
@@ -229,7 +267,7 @@ class FleetFile(_Model):
     @classmethod
     def _admin_phones(cls, value: list[str]) -> list[str]:
         for phone in value:
-            if not re.match(E164_PATTERN, phone):
+            if not re.fullmatch(E164_PATTERN, phone):
                 raise ValueError(f"admin {phone!r} is not an E.164 number like +5511988880000")
         return value
 
@@ -264,6 +302,15 @@ class Fleet:
     portfolios: Mapping[str, str | None] = field(default_factory=dict)  # name -> tier set by hand
 
 
+FLEET_MAX_BYTES = 4 * 1024 * 1024
+"""A fleet file of 10,000 numbers is about 1.5 MiB; 4 MiB leaves room for twice that, spelled out."""
+
+FLEET_BYTES_PER_NODE = 5
+"""A fleet file may hold one YAML event per 5 characters (one entry is ~12 events in 80-200
+characters): a 10,000-number fleet passes, while the work on a hostile file stays linear in its size
+(at most ~840,000 events, ~15 s, for 4 MiB). Aliases stay refused, so no "billion laughs"."""
+
+
 def load_fleet(path: str | Path, env: Mapping[str, str] | None = None) -> Fleet:
     """Read and fully check a fleet file; `PlanError` lists every problem (the plans' own included).
 
@@ -273,7 +320,12 @@ def load_fleet(path: str | Path, env: Mapping[str, str] | None = None) -> Fleet:
     base = Path(path).parent
     plans: dict[int, Plan] = {}
     model = load_yaml_model(
-        path, FleetFile, what="fleet file", check=lambda doc: _file_problems(doc, base, source, plans)
+        path,
+        FleetFile,
+        max_bytes=FLEET_MAX_BYTES,
+        bytes_per_node=FLEET_BYTES_PER_NODE,
+        what="fleet file",
+        check=lambda doc: _file_problems(doc, base, source, plans),
     )
     specs = []
     for index, entry in enumerate(model.numbers):
@@ -309,6 +361,7 @@ def _file_problems(
     declared = doc.data.get("portfolios") if isinstance(doc.data, dict) else None
     portfolios = set(declared) if isinstance(declared, dict) else set()
     seen: dict[str, int] = {}
+    loaded: dict[Path, Plan | None] = {}  # each plan file is read once, its problems reported once
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             continue
@@ -320,7 +373,7 @@ def _file_problems(
                 problems.append(doc.problem(where, format_field(where), message))
             else:
                 seen[phone] = index
-        problems += _plan_problems(doc, base, index, entry.get("plan"), plans)
+        problems += _plan_problems(doc, base, index, entry.get("plan"), plans, loaded)
         portfolio = entry.get("portfolio")
         if isinstance(portfolio, str) and portfolio not in portfolios:
             where = ("numbers", index, "portfolio")
@@ -337,22 +390,42 @@ def _file_problems(
             value = env.get(name)
             if value is None or not value.strip():
                 where = ("numbers", index, "token")
-                message = f"environment variable {name} is not set (it must hold this number's token)"
+                message = unset_message(name, "it must hold this number's token")
+                problems.append(doc.problem(where, format_field(where), message))
+            elif not ENV_NAME.match(name):  # the store keeps only such names (never echo a maybe-token)
+                where = ("numbers", index, "token")
+                message = (
+                    "a token variable's name is capital letters, digits and _ (at most 64, not starting "
+                    "with a digit), e.g. ${WHAPI_TOKEN_1}"
+                )
                 problems.append(doc.problem(where, format_field(where), message))
     return problems
 
 
-def _plan_problems(doc: Document, base: Path, index: int, ref: Any, plans: dict[int, Plan]) -> list[Problem]:
-    if not isinstance(ref, str) or not ref.strip():
-        return []
+def _plan_problems(
+    doc: Document, base: Path, index: int, ref: Any, plans: dict[int, Plan], loaded: dict[Path, Plan | None]
+) -> list[Problem]:
+    if not isinstance(ref, str) or not ref.strip() or _UNSTORABLE.search(ref):
+        return []  # the model reports an unusable path
     where = ("numbers", index, "plan")
     target = base / ref
     if not target.is_file():
-        message = f"plan file {str(target)!r} not found (paths are relative to the fleet file)"
+        message = f"plan file {str(target)[:200]!r} not found (paths are relative to the fleet file)"
         return [doc.problem(where, format_field(where), message)]
+    resolved = target.resolve()
+    limit = COLUMN_LIMITS["plan_path"]
+    if len(str(resolved)) > limit:
+        message = f"the plan's full path is {len(str(resolved))} characters, at most {limit} are stored"
+        return [doc.problem(where, format_field(where), message)]
+    if resolved in loaded:
+        plan = loaded[resolved]
+        if plan is not None:
+            plans[index] = plan
+        return []
     try:
-        plans[index] = load_plan(target)
+        plans[index] = loaded[resolved] = load_plan(target)
     except PlanError as exc:
+        loaded[resolved] = None
         return list(exc.problems)
     return []
 
@@ -458,45 +531,83 @@ def plan_changes(engine: Engine, fleet: Fleet) -> list[Change]:
 def apply_changes(
     engine: Engine, changes: list[Change], *, actor: str = "apply", now: datetime | None = None
 ) -> None:
-    """Carry out `changes` (from `plan_changes`), each with one audit row; never writes a token."""
-    stamp = now or datetime.now(UTC)
-    for change in changes:
-        detail: dict[str, Any] = {
-            name: [_json(old), _json(new)] for name, (old, new) in change.fields.items()
-        }
-        if change.kind in ("add", "update", "reactivate"):
-            assert change.spec is not None
-            number_id, _ = upsert_number(engine, phone=change.spec.phone, **change.spec.config(), now=stamp)
-            if change.kind == "reactivate":
-                pauses.set_lifecycle(engine, number_id, NumberStatus.ACTIVE, "back in the fleet file", stamp)
-            if change.kind == "add":
-                detail = {"config": {k: _json(v) for k, v in change.spec.config().items()}}
-            store_audit.audit(engine, actor, f"fleet_{change.kind}", number_id, detail, stamp)
-        elif change.kind in ("add_portfolio", "set_portfolio"):
-            assert change.portfolio is not None
-            store_portfolios.set_portfolio(engine, change.portfolio, change.fields["tier"][1], stamp)
-            audit_detail = {"portfolio": change.portfolio, "tier": detail["tier"]}
-            store_audit.audit(engine, actor, f"fleet_{change.kind}", None, audit_detail, stamp)
-        elif change.kind == "drop_portfolio":
-            assert change.portfolio is not None
-            left = store_portfolios.drop_portfolio(engine, change.portfolio)
-            audit_detail = {"portfolio": change.portfolio, "numbers_left": left}
-            store_audit.audit(engine, actor, "fleet_drop_portfolio", None, audit_detail, stamp)
-        elif change.kind == "retire":
-            assert change.phone is not None
-            number = get_number(engine, phone=change.phone)
-            if number is not None and number.id is not None:
-                skipped = pauses.set_lifecycle(
-                    engine, number.id, NumberStatus.RETIRED, "number retired", stamp
-                )
-                store_audit.audit(
-                    engine, actor, "fleet_retire", number.id, {**detail, "skipped": skipped}, stamp
-                )
-        else:
-            before = list(change.fields["admins"][0]) if "admins" in change.fields else []
-            store_audit.audit(
-                engine, actor, ADMINS_ACTION, None, {"admins": list(change.admins), "before": before}, stamp
+    """Carry out `changes` (from `plan_changes`), each with one audit row, all in ONE transaction: they
+    commit together or, on any error or a kill, not at all (`warmup.store.fleet_sync`). Never writes a
+    token. A database failure raises `ApplyFailed` (one line, no SQL), after the rollback."""
+    try:
+        with fleet_transaction(engine, now or datetime.now(UTC)) as writer:
+            writer.lock(
+                [change.phone for change in changes if change.phone is not None],
+                [change.portfolio for change in changes if change.portfolio is not None],
             )
+            adds = [change for change in changes if change.kind == "add"]
+            for change in changes:
+                if change.kind != "add":
+                    _apply_one(writer, change, actor)
+                elif change is adds[0]:  # the new numbers, in one statement, where the first one was
+                    _add_all(writer, adds, actor)
+    except FleetWriteFailed as exc:
+        raise ApplyFailed(
+            f"the database refused the apply ({exc}); it was rolled back, nothing changed"
+        ) from None
+    except InvalidWrite as exc:
+        raise ApplyFailed(
+            f"the store refused the apply ({exc}); it was rolled back, nothing changed"
+        ) from None
+
+
+class ApplyFailed(UserError):
+    """`warmup apply` failed and was rolled back: the fleet is as it was before."""
+
+
+def _add_all(writer: FleetWriter, adds: list[Change], actor: str) -> None:
+    """Enroll every new number at once, each with its `fleet_add` audit row."""
+    specs = [change.spec for change in adds if change.spec is not None]
+    ids = writer.add_numbers([NumberConfig(**spec.config(), phone=spec.phone) for spec in specs])  # type: ignore[typeddict-item]
+    writer.audit_many(
+        [
+            {
+                "actor": actor,
+                "action": "fleet_add",
+                "number_id": number_id,
+                "detail": {"config": {k: _json(v) for k, v in spec.config().items()}},
+            }
+            for spec, number_id in zip(specs, ids, strict=True)
+        ]
+    )
+
+
+def _apply_one(writer: FleetWriter, change: Change, actor: str) -> None:
+    detail: dict[str, Any] = {name: [_json(old), _json(new)] for name, (old, new) in change.fields.items()}
+    if change.kind in ("add", "update", "reactivate"):
+        assert change.spec is not None
+        number_id, _ = writer.upsert_number(phone=change.spec.phone, **change.spec.config())
+        if change.kind == "reactivate":
+            writer.set_lifecycle(number_id, NumberStatus.ACTIVE, "back in the fleet file")
+        if change.kind == "add":
+            detail = {"config": {k: _json(v) for k, v in change.spec.config().items()}}
+        writer.audit(actor, f"fleet_{change.kind}", number_id, detail)
+    elif change.kind in ("add_portfolio", "set_portfolio"):
+        assert change.portfolio is not None
+        writer.set_portfolio(change.portfolio, change.fields["tier"][1])
+        writer.audit(
+            actor, f"fleet_{change.kind}", None, {"portfolio": change.portfolio, "tier": detail["tier"]}
+        )
+    elif change.kind == "drop_portfolio":
+        assert change.portfolio is not None
+        left = writer.drop_portfolio(change.portfolio)
+        writer.audit(
+            actor, "fleet_drop_portfolio", None, {"portfolio": change.portfolio, "numbers_left": left}
+        )
+    elif change.kind == "retire":
+        assert change.phone is not None
+        retired = writer.number_id(change.phone)
+        if retired is not None:
+            skipped = writer.set_lifecycle(retired, NumberStatus.RETIRED, "number retired")
+            writer.audit(actor, "fleet_retire", retired, {**detail, "skipped": skipped})
+    else:
+        before = list(change.fields["admins"][0]) if "admins" in change.fields else []
+        writer.audit(actor, ADMINS_ACTION, None, {"admins": list(change.admins), "before": before})
 
 
 def _json(value: Any) -> Any:

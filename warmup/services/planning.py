@@ -23,6 +23,7 @@ from warmup.core.domain import Decision, Reading
 from warmup.core.localtime import local_date_of, window_spans
 from warmup.core.pacing import span_end
 from warmup.core.plan.model import Plan
+from warmup.core.plan.values import escaped
 from warmup.core.portfolio import cap_by_portfolio
 from warmup.core.ramp import decide
 from warmup.core.spread import spread
@@ -33,7 +34,16 @@ from warmup.services.runtime import Runtime
 from warmup.services.texts import CONTACTS, FIRST_NAMES, PlanFiles, choose_texts, pool_of, texts_of
 from warmup.store import history, inbound, readings
 from warmup.store import numbers as store_numbers
-from warmup.store.days import DayPacing, DayToPlan, get_day_plan, plan_day, plan_days, planned_on
+from warmup.store.days import (
+    DayPacing,
+    DayToPlan,
+    get_day_plan,
+    plan_day,
+    plan_days,
+    planned_on,
+    record_planning_failure,
+    worth_retrying,
+)
 from warmup.store.db import Engine
 from warmup.store.facts import Facts, read_facts
 from warmup.store.models import (
@@ -57,6 +67,7 @@ class DayResult:
     sends: int = 0
     cut: int = 0
     cut_reason: str | None = None
+    error: str | None = None  # why the day could not be planned (recorded on the number), if so
 
 
 def day_rng(number_id: int, local_date: date, purpose: str) -> random.Random:
@@ -288,27 +299,34 @@ def plan_number_day(runtime: Runtime, number_id: int, local_date: date) -> DayRe
             readings.save_reading(engine, number_id, local_date, reading)
             metrics.READINGS.labels(source=reading.source).inc()
     recent = history.recent_texts(engine, [number_id], recent_since(local_date)).get(number_id, {})
-    day = _decide_day(
-        runtime,
-        number,
-        local_date,
-        now,
-        reading,
-        facts,
-        _phones(active_phones(engine)),
-        PlanFiles(runtime),
-        recent,
-    )
-    planned = plan_day(
-        engine,
-        number_id,
-        day.decision,
-        day.sends,
-        cut=day.cut,
-        cut_reason=day.cut_reason,
-        pacing=day.pacing,
-        now=now,
-    )
+    stage = "decide"
+    try:
+        day = _decide_day(
+            runtime,
+            number,
+            local_date,
+            now,
+            reading,
+            facts,
+            _phones(active_phones(engine)),
+            PlanFiles(runtime),
+            recent,
+        )
+        stage = "store"
+        planned = plan_day(
+            engine,
+            number_id,
+            day.decision,
+            day.sends,
+            cut=day.cut,
+            cut_reason=day.cut_reason,
+            pacing=day.pacing,
+            now=now,
+        )
+    except Exception as exc:
+        if worth_retrying(exc):
+            raise  # the database is away or busy: the request is retried
+        return DayResult(False, error=_failed(runtime, number, local_date, stage, exc, now))
     return _planned(day, planned)
 
 
@@ -404,6 +422,7 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
     fetched: dict[int, Metered] = {}
     days: list[_Day] = []
     taken: list[tuple[int, date, Reading]] = []
+    failures: list[tuple[Number, str, Exception]] = []  # (number, stage, error): planned without them
     try:
         for number in todo:  # decide each day as soon as its reading is there
             assert number.id is not None
@@ -414,32 +433,99 @@ def _plan_number_days(runtime: Runtime, number_ids: Sequence[int], local_date: d
                 reading = fetched[number.id].reading
                 if fetched[number.id].new and reading is not None:
                     taken.append((number.id, local_date, reading))
-            days.append(
-                _decide_day(
-                    runtime,
-                    number,
-                    local_date,
-                    now,
-                    reading,
-                    facts[number.id],
-                    peers,
-                    files,
-                    recent.get(number.id, {}),
+            try:
+                days.append(
+                    _decide_day(
+                        runtime,
+                        number,
+                        local_date,
+                        now,
+                        reading,
+                        facts[number.id],
+                        peers,
+                        files,
+                        recent.get(number.id, {}),
+                    )
                 )
-            )
+            except Exception as exc:  # this number's plan, files or decision: the others go on
+                if worth_retrying(exc):
+                    raise
+                failures.append((number, "decide", exc))
     finally:  # the readings taken are stored even if a decision failed: a retry will not read them again
         readings.save_readings(engine, taken)
         for _, _, reading in taken:
             metrics.READINGS.labels(source=reading.source).inc()
-    stored_days = set(
-        plan_days(
-            engine,
-            [d.to_store() for d in days],
-            now=now,
-        )
-    )
+    stored_days = _store_days(engine, days, now, {n.id: n for n in todo if n.id is not None}, failures)
     results = {d.number_id: _planned(d, d.number_id in stored_days) for d in days}
+    for number, stage, error in failures:
+        assert number.id is not None
+        results[number.id] = DayResult(False, error=_failed(runtime, number, local_date, stage, error, now))
     return [results.get(number_id, DayResult(False)) for number_id in number_ids]
+
+
+def _store_days(
+    engine: Engine,
+    days: Sequence[_Day],
+    now: datetime,
+    numbers: Mapping[int, Number],
+    failures: list[tuple[Number, str, Exception]],
+) -> set[int]:
+    """Store the batch's days in one transaction; the number ids stored. When the database refuses the
+    batch for what is in it (not for being away: that is raised, and the request retried), each day is
+    stored alone, so only the day it refuses is left out, added to ``failures``."""
+    try:
+        return set(plan_days(engine, [d.to_store() for d in days], now=now))
+    except Exception as exc:
+        if worth_retrying(exc):
+            raise
+        if len(days) == 1:
+            failures.append((numbers[days[0].number_id], "store", exc))
+            return set()
+    stored: set[int] = set()
+    for day in days:
+        try:
+            stored.update(plan_days(engine, [day.to_store()], now=now))
+        except Exception as refused:
+            if worth_retrying(refused):
+                raise
+            failures.append((numbers[day.number_id], "store", refused))
+    return stored
+
+
+def failure_text(exc: BaseException) -> str:
+    """What went wrong, on one line, for the audit log and the log: the driver's own message for a
+    database error (never the statement or its parameters, which hold the texts), characters the
+    store cannot hold escaped."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    lines = str(cause).strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    return escaped(f"{type(cause).__name__}: {first}" if first else type(cause).__name__)[:500]
+
+
+def _failed(
+    runtime: Runtime, number: Number, local_date: date, stage: str, exc: Exception, now: datetime
+) -> str:
+    """Record that the number's day could not be planned (an audit row on the number, once per day and
+    reason; a log line without a traceback; `warmup_planning_failures_total`); the reason."""
+    assert number.id is not None
+    error = failure_text(exc)
+    metrics.PLANNING_FAILURES.labels(stage=stage).inc()
+    log.warning(
+        "number %s (%s): day %s not planned (%s failed): %s",
+        number.id,
+        number.phone,
+        local_date,
+        stage,
+        error,
+    )
+    log.debug("number %s: planning failure", number.id, exc_info=exc)
+    try:
+        record_planning_failure(runtime.engine, number.id, local_date, error, now=now)
+    except Exception as record_exc:  # the log line and the metric above still tell
+        log.warning(
+            "number %s: could not record the planning failure: %s", number.id, failure_text(record_exc)
+        )
+    return error
 
 
 def _read_meters(

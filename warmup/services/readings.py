@@ -31,6 +31,7 @@ from warmup.core.risk import local_reading
 from warmup.providers.base import ProviderError
 from warmup.providers.cloud_api import CloudApiProvider
 from warmup.providers.whapi import MeterRead, WhapiProvider, failure_class
+from warmup.secrets import clip
 from warmup.services import metrics
 from warmup.services.runtime import Runtime, provider_from_row
 from warmup.store import audit, history, inbound, readings
@@ -182,7 +183,7 @@ def meta_reading(
 def _meta_failed(number: Number, local: Reading, error: str, failure: str) -> Reading:
     metrics.METER_FAILURES.labels(provider=number.provider, status=failure).inc()
     log.warning("number %s (%s): %s; the local meter alone is used", number.id, number.phone, error)
-    return replace(local, meter_error=error[:300])
+    return replace(local, meter_error=clip(error, 300))
 
 
 def meter_choice(runtime: Runtime, number: Number) -> MeterChoice:
@@ -204,7 +205,7 @@ def read_whapi_meter(
     try:
         provider = provider_from_row(number)
     except Exception as exc:  # SecretError / UserError text names the variable or field, never a token
-        return MeterRead(None, f"no meter client: {exc}"[:300], "no_client")
+        return MeterRead(None, clip(f"no meter client: {exc}", 300), "no_client")
     try:
         if not isinstance(provider, WhapiProvider):  # a provider kind in WHAPI_KINDS is built as one
             return MeterRead(None, f"provider {number.provider!r} has no Whapi meter", "no_client")
@@ -230,7 +231,7 @@ def _whapi_metered(
     read = read_whapi_meter(runtime.engine, number, local_date, now, read_today)
     if read.error is None and read.reading is not None:
         return Metered(read.reading)
-    error = (read.error or "no reason given")[:300]
+    error = clip(read.error or "no reason given", 300)
     metrics.METER_FAILURES.labels(provider=number.provider, status=read.failure or "network").inc()
     log.warning("number %s (%s): risk meter failed: %s", number.id, number.phone, error)
     if read.reading is not None:  # today's POST failed, the last computation stands in

@@ -3,15 +3,16 @@
 Replies feed the local risk meter (response rate) and mark recipients as engaged; statuses mark
 messages delivered (`history.day_outcome.delivered`). Statuses normally come by webhook; a provider that
 can also list them (`list_statuses`, e.g. Whapi's own messages with their `status`) is asked too, so
-embedded mode without a webhook still sees deliveries. Storing is idempotent (`store.inbound.add_inbound`
-ignores an event it already has), so polling overlapping periods, or two workers polling at once, is
-harmless. A NEWLY stored message may be an admin's chat command
+embedded mode without a webhook still sees deliveries. Storing is idempotent
+(`store.inbound.add_inbound_events` ignores an event it already has), so polling overlapping periods, or
+two workers polling at once, is harmless. A NEWLY stored message may be an admin's chat command
 (`warmup.services.chat_commands.process_inbound`): it runs once, when stored.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from warmup.providers.base import Inbound, ProviderError
@@ -95,38 +96,74 @@ def _confirm_unknown(
 
 def store_events(engine: Engine, number_id: int, events: list[Inbound]) -> tuple[int, list[Inbound]]:
     """Store each event once; (how many were new, the new incoming messages). Polling and the webhook app
-    both store through here; only a NEW message may carry a chat command (it runs once)."""
-    stored = 0
-    new_messages: list[Inbound] = []
-    echoes = [e for e in events if e.kind == "message" and e.from_me]
-    if echoes:  # our own sends echoed back (a webhook): each may confirm an `unknown` send
-        reconcile.confirm_unknown(engine, number_id, echoes, max(e.timestamp for e in echoes))
-    events = [e for e in events if not (e.kind == "message" and e.from_me)]
-    # polls overlap (statuses look back an hour): the events stored already are found in one read
-    known = inbound.stored_already(
-        engine, number_id, [e.provider_message_id for e in events if e.provider_message_id]
-    )
-    for event in events:
-        if (event.kind, event.provider_message_id, event.status or "") in known:
-            continue  # no write transaction for these
-        new = inbound.add_inbound(
-            engine,
-            number_id,
-            kind=event.kind,
-            provider_message_id=event.provider_message_id,
-            received_at=event.timestamp,
-            chat_phone=event.chat_phone,
-            from_me=event.from_me,
-            text=event.text,
-            status=event.status,
-            ref_message_id=event.ref_message_id,
+    both store through here (`store_batches` for a body about several numbers); only a NEW message may
+    carry a chat command (it runs once)."""
+    return store_batches(engine, [(number_id, events)])
+
+
+def store_batches(
+    engine: Engine, batches: Sequence[tuple[int, Sequence[Inbound]]]
+) -> tuple[int, list[Inbound]]:
+    """`store_events` of several numbers' events (one webhook body) in ONE write transaction.
+
+    All or nothing (`warmup.store.inbound.add_inbound_events`): when any event cannot be stored
+    (`InvalidWrite`) or the database fails, nothing is, and the caller answers an error; a redelivery
+    then finds every event new, so the chat command of a message runs once, after the one commit that
+    stored it. Storing part of a batch instead lost commands: the stored message was skipped by the
+    redelivery, and its command had never run. One transaction is also what a big batch costs (7,000
+    events were 7,000 transactions).
+
+    Our own sends echoed back (a webhook) may confirm `unknown` sends first; that is idempotent, so a
+    batch refused afterwards and redelivered confirms nothing twice.
+    """
+    check_batches(batches)  # a batch the store would refuse changes nothing, not even by its echoes
+    rows: list[inbound.InboundEvent] = []
+    sources: list[Inbound] = []
+    for number_id, events in batches:
+        events = [e for e in events if not (e.kind == "message" and e.from_me)]
+        # polls overlap (statuses look back an hour): the events stored already are found in one read,
+        # and a poll that brings nothing new costs no write transaction
+        known = inbound.stored_already(
+            engine, number_id, [e.provider_message_id for e in events if e.provider_message_id]
         )
-        if new:
-            stored += 1
-            metrics.INBOUND.labels(kind=event.kind).inc()
-            if event.kind == "message":
-                new_messages.append(event)
-    return stored, new_messages
+        for event in events:
+            if (event.kind, event.provider_message_id, event.status or "") in known:
+                continue
+            sources.append(event)
+            rows.append(_row(number_id, event))
+    for number_id, events in batches:
+        echoes = [e for e in events if e.kind == "message" and e.from_me]
+        if echoes:  # our own sends echoed back (a webhook): each may confirm an `unknown` send
+            reconcile.confirm_unknown(engine, number_id, echoes, max(e.timestamp for e in echoes))
+    if not rows:
+        return 0, []
+    new = [sources[at] for at in inbound.add_inbound_events(engine, rows)]
+    for event in new:
+        metrics.INBOUND.labels(kind=event.kind).inc()
+    return len(new), [event for event in new if event.kind == "message"]
+
+
+def check_batches(batches: Sequence[tuple[int, Sequence[Inbound]]]) -> None:
+    """`InvalidWrite` when `store_batches` would refuse these events (checked without the database):
+    a caller with other writes to make first (the webhook app's account events) checks before them."""
+    for number_id, events in batches:
+        for event in events:
+            if not (event.kind == "message" and event.from_me):
+                inbound.check_event(_row(number_id, event))
+
+
+def _row(number_id: int, event: Inbound) -> inbound.InboundEvent:
+    return inbound.InboundEvent(
+        number_id,
+        event.kind,
+        event.provider_message_id,
+        event.timestamp,
+        chat_phone=event.chat_phone,
+        from_me=event.from_me,
+        text=event.text,
+        status=event.status,
+        ref_message_id=event.ref_message_id,
+    )
 
 
 def _run_chat_command(runtime: Runtime, number_id: int, event: Inbound) -> None:

@@ -43,6 +43,7 @@ from warmup.core.pacing import in_windows, next_window
 from warmup.core.plan.model import Plan
 from warmup.providers.base import OutcomeAction, Provider, SendResult
 from warmup.providers.cloud_api import CloudApiProvider
+from warmup.secrets import clip
 from warmup.services import metrics
 from warmup.services.peers import PlanFor, schedule_peer_reply
 from warmup.services.runtime import ProviderPool
@@ -290,7 +291,7 @@ def _call(
         else:
             provider = provider_for(message.number_id)
     except Exception as exc:  # no token in the environment, bad URL: an admin must fix the number
-        reason = f"cannot reach the provider: {type(exc).__name__}: {exc}"[:300]
+        reason = clip(f"cannot reach the provider: {type(exc).__name__}: {exc}", 300)
         action = OutcomeAction.STOP_NUMBER.value
         if not record_skipped(engine, message_id, reason, clock.now(), SkipCause.PROVIDER):
             return _refused(engine, message_id, action, reason)

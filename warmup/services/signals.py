@@ -44,6 +44,7 @@ from warmup.providers.webhooks import (
     QUALITY_FIELD,
     CloudSignal,
 )
+from warmup.secrets import clip
 from warmup.services import metrics
 from warmup.services.readings import CLOUD_KIND, local_meter
 from warmup.services.runtime import Runtime
@@ -158,7 +159,7 @@ def meta_now(number: Number, provider_for: Callable[[int], Provider]) -> tuple[d
         info = provider.quality()
     except ProviderError as exc:
         log.warning("number %s (%s): %s", number.id, number.phone, exc.reason)
-        return None, f"unread: {exc.reason}"[:200]
+        return None, clip(f"unread: {exc.reason}", 200)
     except Exception as exc:  # no token, bad URL, a bug: the event still says what it can
         log.warning("number %s (%s): Meta phone number info failed", number.id, number.phone, exc_info=True)
         return None, f"unread: {type(exc).__name__}"

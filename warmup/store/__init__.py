@@ -15,6 +15,7 @@ I/O, and the broker only ever carries row ids that point in here:
     outcomes  recording what became of a send; stale claims; late confirmation of `unknown` sends
     expiry    skipping what is left of a day
     pauses    pausing, resuming, retiring and reactivating numbers
+    fleet_sync  `warmup apply`'s single transaction: numbers, portfolios, admins and audit rows at once
     readings  risk-meter readings
     inbound   inbound events and recipients
     history   a day's messages and outcome

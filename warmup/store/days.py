@@ -20,7 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import select
 
 from warmup.core.domain import Decision, SkipCause
@@ -41,6 +42,7 @@ from warmup.store.sends import (
     upsert_recipients,
 )
 from warmup.store.tables import (
+    AUDIT,
     CLAIMABLE,
     DAY_PLANS,
     MESSAGES,
@@ -140,6 +142,62 @@ def plan_days(engine: Engine, days: Sequence[DayToPlan], *, now: datetime | None
     with write(engine) as conn:
         numbers = _lock_numbers(conn, list(by_number))
         return _store(conn, numbers, [by_number[n] for n in sorted(numbers)], at)
+
+
+PLANNING_FAILED = "planning_failed"
+"""The audit action of a number whose day could not be planned (its batch went on without it)."""
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether storing failed for a reason a later retry may clear (the database unreachable or
+    restarting, a lock or statement timeout, a deadlock) rather than for what was being stored."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout):
+        return True  # SQLAlchemy's wrapping of the drivers' errors, and its own pool's
+    # the drivers' own, raised through a raw cursor (COPY) or unwrapped: psycopg's OperationalError
+    # covers deadlocks, serialization failures and cancelled statements; sqlite3's a locked database
+    return any(
+        base.__name__ in ("OperationalError", "InterfaceError")
+        and base.__module__.startswith(("psycopg", "sqlite3"))
+        for base in type(exc).__mro__
+    )
+
+
+def record_planning_failure(
+    engine: Engine, number_id: int, local_date: date, error: str, *, now: datetime | None = None
+) -> bool:
+    """Record on the number that its day could not be planned: a `PLANNING_FAILED` audit row, unless
+    its newest one already says the same about the same day (a scheduler retrying the day every few
+    minutes adds no row each time). True when a row was added."""
+    detail = {"local_date": local_date.isoformat(), "error": error[:500]}
+    with write(engine) as conn:
+        last = conn.execute(
+            sa.select(AUDIT.c.detail)
+            .where(AUDIT.c.number_id == number_id, AUDIT.c.action == PLANNING_FAILED)
+            .order_by(AUDIT.c.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if last == detail:
+            return False
+        audit.record(conn, "planning", PLANNING_FAILED, number_id, detail, stamp(now))
+        return True
+
+
+def planning_failure(engine: Engine, number_id: int, local_date: date) -> str | None:
+    """Why the number's day ``local_date`` could not be planned, while it is still unplanned (its newest
+    `PLANNING_FAILED` row about that day); None when it is planned or nothing failed."""
+    with read(engine) as conn:
+        if day_row(conn, number_id, local_date, DAY_PLANS.c.id) is not None:
+            return None
+        details = conn.execute(
+            sa.select(AUDIT.c.detail)
+            .where(AUDIT.c.number_id == number_id, AUDIT.c.action == PLANNING_FAILED)
+            .order_by(AUDIT.c.id.desc())
+            .limit(20)
+        ).scalars()
+        for detail in details:
+            if isinstance(detail, dict) and detail.get("local_date") == local_date.isoformat():
+                return str(detail.get("error") or "no reason recorded")
+    return None
 
 
 def _check_day(day: DayToPlan, where: str) -> None:

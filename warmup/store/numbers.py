@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, NotRequired, TypedDict, Unpack
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -39,6 +39,14 @@ from warmup.store.tables import (
 )
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+
+COLUMN_LIMITS: dict[str, int] = {
+    column.name: length
+    for column in NUMBERS.columns
+    if isinstance(length := getattr(column.type, "length", None), int)
+}
+"""The most characters each text column of a number holds (PostgreSQL refuses more, SQLite would not):
+the fleet file is checked against these, and `_number_config` refuses what passed anyway."""
 
 
 class NumberConfig(TypedDict):
@@ -80,17 +88,28 @@ def add_numbers(engine: Engine, configs: Sequence[NumberConfig], *, now: datetim
     """Enroll many numbers in ONE transaction and one statement (a 10,000-number test fleet or
     benchmark), each checked like `add_number`; their ids in the order given. All or nothing: a known
     phone is a `UserError` and nothing is written."""
+    if not configs:
+        return []
+    try:
+        with write(engine) as conn:
+            return add_numbers_on(conn, configs, now)
+    except IntegrityError as exc:
+        raise UserError("a number of the batch is already enrolled") from exc
+
+
+def add_numbers_on(
+    conn: Connection, configs: Sequence[NumberConfig], now: datetime | None = None
+) -> list[int]:
+    """`add_numbers` in the caller's transaction (`warmup apply` enrolls a new fleet in one statement);
+    a known phone raises the database's IntegrityError."""
     at = stamp(now)
     rows = [{**_number_config(config), "created_at": at, "updated_at": at} for config in configs]
     if not rows:
         return []
-    try:
-        with write(engine) as conn:
-            ids = conn.execute(sa.insert(NUMBERS).returning(NUMBERS.c.id), rows).scalars().all()
-            ensure_paces(conn, [int(i) for i in ids])
-    except IntegrityError as exc:
-        raise UserError("a number of the batch is already enrolled") from exc
-    return [int(i) for i in ids]
+    inserted = conn.execute(sa.insert(NUMBERS).returning(NUMBERS.c.id, sort_by_parameter_order=True), rows)
+    ids = [int(i) for i in inserted.scalars().all()]
+    ensure_paces(conn, ids)
+    return ids
 
 
 def upsert_number(
@@ -107,36 +126,42 @@ def upsert_number(
     today, the change applies at once. Setting the current zone again cancels a pending change.
     """
     values = _number_config(config)
-    at = stamp(now)
     with write(engine) as conn:
-        inserted = conn.execute(
-            insert_ignore(conn, NUMBERS)
-            .values(**values, created_at=at, updated_at=at)
-            .returning(NUMBERS.c.id)
-        ).scalar_one_or_none()
-        if inserted is not None:
-            ensure_paces(conn, [int(inserted)])
-            return int(inserted), True
-        current = conn.execute(
-            sa.select(NUMBERS.c.id, NUMBERS.c.timezone)
-            .where(NUMBERS.c.phone == values["phone"])
-            .with_for_update()
-        ).one()
-        values.update(pending_timezone=None, timezone_from=None)
-        if values["timezone"] != current.timezone:
-            today = local_date_of(at, current.timezone)
-            if day_row(conn, current.id, today, DAY_PLANS.c.id) is not None:
-                values.update(
-                    pending_timezone=values["timezone"],
-                    timezone_from=local_day_bounds(today + timedelta(days=1), current.timezone)[0],
-                    timezone=current.timezone,
-                )
-        number_id: int = conn.execute(
-            sa.update(NUMBERS)
-            .where(NUMBERS.c.id == current.id)
-            .values(**values, updated_at=at)
-            .returning(NUMBERS.c.id)
-        ).scalar_one()
+        return _upsert(conn, values, stamp(now))
+
+
+def upsert_number_on(conn: Connection, now: datetime, **config: Unpack[NumberConfig]) -> tuple[int, bool]:
+    """`upsert_number` in the caller's transaction (`warmup apply` writes the whole fleet in one)."""
+    return _upsert(conn, _number_config(config), stamp(now))
+
+
+def _upsert(conn: Connection, values: dict[str, Any], at: datetime) -> tuple[int, bool]:
+    inserted = conn.execute(
+        insert_ignore(conn, NUMBERS).values(**values, created_at=at, updated_at=at).returning(NUMBERS.c.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        ensure_paces(conn, [int(inserted)])
+        return int(inserted), True
+    current = conn.execute(
+        sa.select(NUMBERS.c.id, NUMBERS.c.timezone)
+        .where(NUMBERS.c.phone == values["phone"])
+        .with_for_update()
+    ).one()
+    values.update(pending_timezone=None, timezone_from=None)
+    if values["timezone"] != current.timezone:
+        today = local_date_of(at, current.timezone)
+        if day_row(conn, current.id, today, DAY_PLANS.c.id) is not None:
+            values.update(
+                pending_timezone=values["timezone"],
+                timezone_from=local_day_bounds(today + timedelta(days=1), current.timezone)[0],
+                timezone=current.timezone,
+            )
+    number_id: int = conn.execute(
+        sa.update(NUMBERS)
+        .where(NUMBERS.c.id == current.id)
+        .values(**values, updated_at=at)
+        .returning(NUMBERS.c.id)
+    ).scalar_one()
     return number_id, False
 
 
@@ -176,7 +201,7 @@ def _number_config(config: NumberConfig) -> dict[str, Any]:
     portfolio = config.get("portfolio")
     if portfolio is not None and config["provider"] != Provider.CLOUD_API:
         raise InvalidWrite(f"{phone}: only a cloud_api number belongs to a Meta business portfolio")
-    return {
+    values = {
         "phone": check_phone(phone),
         "provider": choice(config["provider"], Provider, "provider"),
         "token_ref": _check_token_ref(config["token_ref"]),
@@ -189,6 +214,11 @@ def _number_config(config: NumberConfig) -> dict[str, Any]:
         "meter_url": config.get("meter_url"),
         "portfolio": portfolio,
     }
+    for name, value in values.items():
+        limit = COLUMN_LIMITS.get(name)
+        if isinstance(value, str) and limit is not None and len(value) > limit:
+            raise InvalidWrite(f"{phone}: {name} is {len(value)} characters, at most {limit} are stored")
+    return values
 
 
 def _check_token_ref(token_ref: str) -> str:

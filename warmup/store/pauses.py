@@ -182,19 +182,27 @@ def set_lifecycle(engine: Engine, number_id: int, state: NumberStatus, reason: s
     as a claim locks it."""
     now = aware(now)
     with write(engine) as conn:
-        conn.execute(sa.select(NUMBERS.c.id).where(NUMBERS.c.id == number_id).with_for_update()).one()
-        conn.execute(
-            sa.update(NUMBERS)
-            .where(NUMBERS.c.id == number_id)
-            .values(
-                state=state.value,
-                paused_reason=None,
-                paused_until=None,
-                paused_at=None,
-                advance_pending=False,
-                updated_at=now,
-            )
+        return set_lifecycle_on(conn, number_id, state, reason, now)
+
+
+def set_lifecycle_on(
+    conn: Connection, number_id: int, state: NumberStatus, reason: str, now: datetime
+) -> int:
+    """`set_lifecycle` in the caller's transaction (`warmup apply` writes the whole fleet in one)."""
+    now = aware(now)
+    conn.execute(sa.select(NUMBERS.c.id).where(NUMBERS.c.id == number_id).with_for_update()).one()
+    conn.execute(
+        sa.update(NUMBERS)
+        .where(NUMBERS.c.id == number_id)
+        .values(
+            state=state.value,
+            paused_reason=None,
+            paused_until=None,
+            paused_at=None,
+            advance_pending=False,
+            updated_at=now,
         )
-        if state != NumberStatus.RETIRED:
-            return 0
-        return skip_pending(conn, [number_id], reason, now, cause=SkipCause.PAUSED)
+    )
+    if state != NumberStatus.RETIRED:
+        return 0
+    return skip_pending(conn, [number_id], reason, now, cause=SkipCause.PAUSED)

@@ -63,6 +63,7 @@ with none, the tier is assumed (`warmup.core.portfolio.NEW_PORTFOLIO_TIER`)."""
 KEEP = 2 * WINDOW
 """Rows older than this count for nothing (a send counts for 24 h); claims purge them as they go."""
 
+NAME_MAX = 64  # portfolios.name, numbers.portfolio
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """What a portfolio may be called (the fleet file's `portfolios:` keys)."""
 
@@ -304,21 +305,26 @@ def stored_tiers(engine: Engine) -> dict[str, str | None]:
 
 def set_portfolio(engine: Engine, name: str, tier: str | None, now: datetime | None = None) -> None:
     """Create the portfolio or set its tier by hand (None: leave it to Meta's readings)."""
+    with write(engine) as conn:
+        set_portfolio_on(conn, name, tier, now)
+
+
+def set_portfolio_on(conn: Connection, name: str, tier: str | None, now: datetime | None = None) -> None:
+    """`set_portfolio` in the caller's transaction (`warmup apply` writes the whole fleet in one)."""
     at = stamp(now)
     if tier is not None:
         known = normalize_tier(tier)
         if known is None:
             raise InvalidWrite(f"portfolio {name}: unknown tier {tier!r} (one of {', '.join(TIERS)})")
         tier = known
-    with write(engine) as conn:
-        conn.execute(
-            insert_ignore(conn, PORTFOLIOS).values(name=name, tier=tier, created_at=at, updated_at=at)
-        )
-        conn.execute(
-            sa.update(PORTFOLIOS)
-            .where(PORTFOLIOS.c.name == name, _differs(PORTFOLIOS.c.tier, tier))
-            .values(tier=tier, updated_at=at)
-        )
+    if len(name) > NAME_MAX:
+        raise InvalidWrite(f"portfolio name over {NAME_MAX} characters")
+    conn.execute(insert_ignore(conn, PORTFOLIOS).values(name=name, tier=tier, created_at=at, updated_at=at))
+    conn.execute(
+        sa.update(PORTFOLIOS)
+        .where(PORTFOLIOS.c.name == name, _differs(PORTFOLIOS.c.tier, tier))
+        .values(tier=tier, updated_at=at)
+    )
 
 
 def drop_portfolio(engine: Engine, name: str) -> int:
@@ -326,17 +332,22 @@ def drop_portfolio(engine: Engine, name: str) -> int:
     fleet file's own numbers were moved first) name none any more; how many. Its counted sends stay
     until they age out: a portfolio declared again under the same name still counts them."""
     with write(engine) as conn:
-        ids = list(
-            conn.execute(
-                sa.select(NUMBERS.c.id)
-                .where(NUMBERS.c.portfolio == name)
-                .order_by(NUMBERS.c.id)
-                .with_for_update()
-            ).scalars()
-        )
-        if ids:
-            conn.execute(sa.update(NUMBERS).where(NUMBERS.c.id.in_(ids)).values(portfolio=None))
-        conn.execute(sa.delete(PORTFOLIOS).where(PORTFOLIOS.c.name == name))
+        return drop_portfolio_on(conn, name)
+
+
+def drop_portfolio_on(conn: Connection, name: str) -> int:
+    """`drop_portfolio` in the caller's transaction (`warmup apply` writes the whole fleet in one)."""
+    ids = list(
+        conn.execute(
+            sa.select(NUMBERS.c.id)
+            .where(NUMBERS.c.portfolio == name)
+            .order_by(NUMBERS.c.id)
+            .with_for_update()
+        ).scalars()
+    )
+    if ids:
+        conn.execute(sa.update(NUMBERS).where(NUMBERS.c.id.in_(ids)).values(portfolio=None))
+    conn.execute(sa.delete(PORTFOLIOS).where(PORTFOLIOS.c.name == name))
     return len(ids)
 
 

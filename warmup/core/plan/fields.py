@@ -13,11 +13,13 @@ from pydantic import (
     BeforeValidator,
     Field,
     PlainSerializer,
+    StringConstraints,
     WithJsonSchema,
 )
 
 from warmup.core.plan.values import (
     DurationRange,
+    check_text,
     format_day_span,
     format_duration,
     format_hours,
@@ -71,6 +73,23 @@ def _check_levels(value: Any) -> Any:
             )
     return value
 
+
+def storable(allow: str = "\t\n", what: str = "this text") -> BeforeValidator:
+    """`check_text` on a text as written, before pydantic's own checks: pydantic refuses a lone
+    surrogate too, but with "unable to parse raw data as a unicode string" and no position. Put it
+    last in an ``Annotated`` (it then runs first); other values pass to the type's own check."""
+
+    def check(value: Any) -> Any:
+        return check_text(value, allow=allow, what=what) if isinstance(value, str) else value
+
+    return BeforeValidator(check)
+
+
+FreeText = Annotated[str, storable()]
+"""Text written for people (a description): tabs and line breaks, but nothing the database cannot store
+or a terminal would act on (`check_text`)."""
+FilePath = Annotated[str, StringConstraints(min_length=1), storable(allow="", what="the path")]
+"""A file name relative to the plan: one line, no control character (a NUL cannot even be opened)."""
 
 Duration = Annotated[
     timedelta,

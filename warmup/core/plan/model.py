@@ -37,6 +37,8 @@ from warmup.core.plan.fields import (
     DaySpan,
     Duration,
     DurationSpan,
+    FilePath,
+    FreeText,
     Hours,
     LevelMatch,
     QualityMatch,
@@ -268,8 +270,8 @@ class Audience(_Model):
     """Who the number talks to: its fleet peers, a contacts file, or both."""
 
     peers: Peers | None = None
-    contacts: str | None = Field(
-        default=None, min_length=1, description="CSV file of contacts (phone,name), relative to the plan file"
+    contacts: FilePath | None = Field(
+        default=None, description="CSV file of contacts (phone,name), relative to the plan file"
     )
 
 
@@ -506,14 +508,12 @@ class Plan(_Model):
 
     version: Literal[1] = 1
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str = Field(default="", max_length=2000)
+    description: FreeText = Field(default="", max_length=2000)
     schedule: Schedule
     ramp: Ramp
     pacing: Pacing
     audience: Audience = Audience(peers=Peers())
-    content: str | None = Field(
-        default=None, min_length=1, description="message pool file, relative to the plan file"
-    )
+    content: FilePath | None = Field(default=None, description="message pool file, relative to the plan file")
     risk: Risk = Risk()
 
     @model_validator(mode="wrap")

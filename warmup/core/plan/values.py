@@ -343,3 +343,60 @@ def validate_timezone(name: object) -> str:
     close = difflib.get_close_matches(text.lower(), lowered, n=1, cutoff=0.7)
     hint = f"; did you mean {lowered[close[0]]!r}?" if close else " (use an IANA name like Europe/Lisbon)"
     raise ValueError(f"unknown timezone {text!r}{hint}")
+
+
+_UNCARRIABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""C0 and C1 control characters (tab and line feed included: `check_text` lets them through where the
+text may hold them) and UTF-16 surrogates, which are not characters at all when they stand alone."""
+
+_CHARACTER_NAMES = {
+    0x00: "a NUL character",
+    0x09: "a tab",
+    0x0A: "a line break",
+    0x0D: "a carriage return",
+    0x1B: "an escape character",
+    0x7F: "a delete character",
+}
+
+
+def check_text(value: str, *, allow: str = "\t\n", what: str = "this text") -> str:
+    """Refuse a hand-written text that the database or a provider cannot carry; return it unchanged.
+
+    PostgreSQL cannot store a NUL, neither database nor a UTF-8 provider request can hold a lone
+    surrogate (a YAML ``"\\ud800"``), and other control characters are invisible in a chat and refused
+    or mangled by providers: one such text got through validation and stopped the planning of every
+    number in its batch. ``allow`` names the whitespace controls the text may hold (a message may have
+    tabs and line breaks; a name or a path none). The message names the character and its position
+    (counting from 1), so the person can find it.
+    """
+    for match in _UNCARRIABLE.finditer(value):
+        char = match.group()
+        if char in allow:
+            continue
+        code = ord(char)
+        where = f"(U+{code:04X}) at position {match.start() + 1}"
+        if 0xD800 <= code <= 0xDFFF:
+            raise ValueError(
+                f"{what} contains a lone surrogate {where}: it is half of a UTF-16 pair, not a "
+                "character, so it can be neither stored nor sent; write the character itself"
+            )
+        if code == 0:
+            reason = "the database cannot store it"
+        elif char == "\t":
+            reason = "tabs are not allowed here"
+        elif char == "\r" and "\n" in allow:
+            reason = "end lines with a plain line break (U+000A)"
+        elif char in "\n\r":
+            reason = "it must be one line"
+        else:
+            reason = "control characters are invisible in a chat and providers refuse or mangle them"
+        raise ValueError(
+            f"{what} contains {_CHARACTER_NAMES.get(code, 'a control character')} {where}: {reason}"
+        )
+    return value
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character `check_text` would refuse written as its escape (``\\x00``,
+    ``\\ud800``): safe to store, log and print, such as an error message quoting a bad text."""
+    return _UNCARRIABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
