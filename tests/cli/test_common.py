@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 
 from tests.paths import REPO_ROOT
 from warmup.cli import common
+from warmup.cli import main as cli_main
 from warmup.core.errors import UserError
 
 ROOT = REPO_ROOT
@@ -163,3 +165,24 @@ def test_writable_file(tmp_path: Path) -> None:
         common.writable_file(tmp_path / "no" / "chart.png", "the chart")
     with pytest.raises(UserError, match="is a directory"):
         common.writable_file(tmp_path, "the chart")
+
+
+def test_an_unexpected_database_error_never_prints_its_sql_or_parameters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLAlchemy's text of a database error carries the statement and its parameters (a user's data,
+    maybe a secret): the one line of an internal error keeps only the driver's first line."""
+    driver = Exception("value too long for type character varying(255)\nDETAIL: secret-parameter")
+    error = sqlalchemy.exc.DataError("UPDATE numbers SET base_url=%(b)s", {"b": "secret-parameter"}, driver)
+
+    def broken(standalone_mode: bool) -> None:
+        raise error
+
+    monkeypatch.setattr(cli_main, "app", broken)
+    monkeypatch.setattr(cli_main, "_register", lambda: None)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "value too long for type character varying(255)" in err
+    assert "secret-parameter" not in err and "UPDATE" not in err and "DETAIL" not in err

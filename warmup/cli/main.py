@@ -78,12 +78,22 @@ def main() -> None:
             err_console.print(f"[bold red]error:[/] invalid setting {escape(names)}", soft_wrap=True)
             sys.exit(1)
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))}",
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(redact(_said(exc)))}",
             highlight=False,
             soft_wrap=True,
         )
         err_console.print("this is a bug in warmup: please report it with the command that caused it")
         sys.exit(2)
+
+
+def _said(exc: Exception) -> str:
+    """What an unexpected error says, for one line: a database error's driver message, first line only
+    (SQLAlchemy's text carries the SQL statement and its parameters, which may hold a user's data)."""
+    if getattr(exc, "statement", None) is not None:  # sqlalchemy.exc.StatementError and its kin
+        driver = getattr(exc, "orig", None)
+        text = str(driver) if driver is not None else ""
+        return (text.splitlines() or ["the database refused the statement"])[0][:300]
+    return str(exc)
 
 
 if __name__ == "__main__":
