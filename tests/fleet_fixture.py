@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from warmup.clock import Clock
 from warmup.simulator.channels import ChannelSpec
@@ -17,6 +18,7 @@ from warmup.simulator.model import SimConfig
 from warmup.simulator.server import SimulatorServer
 from warmup.store.db import Engine
 from warmup.store.numbers import add_number
+from warmup.store.tables import NUMBERS
 from warmup.testing.fleet_setup import (
     OPENERS,
     REPLIES,
@@ -80,6 +82,20 @@ class Fleet:
 
     def set_faults(self, phone: str, **faults: float) -> None:
         self.sim_admin.set_faults(faults, channel=phone)
+
+    def as_cloud_api(self, count: int | None = None, portfolio: str | None = None) -> None:
+        """Make the first ``count`` numbers (all by default) Meta Cloud API numbers on the same simulator,
+        whose phone-number-id is the phone's digits; with ``portfolio``, of that business portfolio."""
+        values: dict[str, Any] = {"provider": "cloud_api"}
+        if portfolio is not None:
+            values["portfolio"] = portfolio
+        with self.engine.begin() as conn:
+            for number_id, phone in list(zip(self.number_ids, self.phones, strict=True))[:count]:
+                conn.execute(
+                    sa.update(NUMBERS)
+                    .where(NUMBERS.c.id == number_id)
+                    .values(phone_number_id=phone.lstrip("+"), **values)
+                )
 
 
 def fleet_builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:

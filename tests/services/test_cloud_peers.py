@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from tests.test_webhook import served, wait_for
@@ -22,7 +21,6 @@ from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.sending import send_one
 from warmup.store import history, inbound, numbers
 from warmup.store.models import OutboundMessage
-from warmup.store.tables import NUMBERS
 from warmup.webhook import WebhookConfig, create_app
 
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -42,13 +40,7 @@ def fleet(engine: Engine, make_fleet: Any, clock: ManualClock) -> Any:
     )
     pool = fleet.plan_path.parent / "pool.yaml"
     pool.write_text(pool.read_text() + TEMPLATE)
-    with engine.begin() as conn:
-        for number_id, phone in zip(fleet.number_ids, fleet.phones, strict=True):
-            conn.execute(
-                sa.update(NUMBERS)
-                .where(NUMBERS.c.id == number_id)
-                .values(provider="cloud_api", phone_number_id=phone.lstrip("+"))
-            )
+    fleet.as_cloud_api()
     fleet.admin(
         "PUT", "/_sim/cloud/templates", json={"templates": [{"name": "catch_up", "language": "en_US"}]}
     )

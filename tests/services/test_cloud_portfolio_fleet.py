@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from tests.fleet_fixture import Fleet
@@ -23,7 +22,6 @@ from warmup.services.runtime import ProviderPool, Runtime
 from warmup.services.sending import send_one
 from warmup.store import history, numbers, portfolios
 from warmup.store.models import OutboundMessage
-from warmup.store.tables import NUMBERS
 
 MONDAY_8AM_SAO_PAULO = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
 PORTFOLIO, TIER, LIMIT = "acme", "TIER_50", 50
@@ -41,13 +39,7 @@ class PortfolioFleet:
             (directory / "pool.yaml").read_text() + "templates:\n" + TEMPLATE
         )
         portfolios.set_portfolio(engine, PORTFOLIO, TIER, clock.now())
-        with engine.begin() as conn:
-            for number_id, phone in zip(fleet.number_ids, fleet.phones, strict=True):
-                conn.execute(
-                    sa.update(NUMBERS)
-                    .where(NUMBERS.c.id == number_id)
-                    .values(provider="cloud_api", phone_number_id=phone.lstrip("+"), portfolio=PORTFOLIO)
-                )
+        fleet.as_cloud_api(portfolio=PORTFOLIO)
         for phone in fleet.phones:
             fleet.admin("PATCH", f"/_sim/channels/{phone}", json={"portfolio": PORTFOLIO})
         fleet.admin("PUT", f"/_sim/portfolios/{PORTFOLIO}", json={"tier": TIER})

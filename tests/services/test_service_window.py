@@ -45,12 +45,7 @@ class Cloud:
         self.clock = clock
         self.number = fleet.number_ids[0]
         self.phone = fleet.phones[0]
-        with engine.begin() as conn:
-            conn.execute(
-                sa.update(NUMBERS)
-                .where(NUMBERS.c.id == self.number)
-                .values(provider="cloud_api", phone_number_id=self.phone.lstrip("+"))
-            )
+        fleet.as_cloud_api(count=1)
         self.runtime = Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine))
 
     def with_templates(self) -> None:

@@ -118,15 +118,7 @@ def world(engine: Engine, make_fleet: Any) -> Iterator[World]:
     clock = ManualClock(MONDAY_NOON)
     fleet: Fleet = make_fleet(engine, clock, count=2, volume=40, max_per_hour=60, gap="30s..1m")
     fleet.plan_path.write_text(fleet.plan_path.read_text() + META_RULES)
-    with (
-        engine.begin() as conn
-    ):  # both numbers are Cloud API numbers (the simulator's phone-number-id: digits)
-        for number_id, phone in zip(fleet.number_ids, fleet.phones, strict=True):
-            conn.execute(
-                sa.update(NUMBERS)
-                .where(NUMBERS.c.id == number_id)
-                .values(provider="cloud_api", phone_number_id=phone.lstrip("+"))
-            )
+    fleet.as_cloud_api()  # both numbers are Cloud API numbers (the simulator's phone-number-id: digits)
     runtime = Runtime(engine=engine, clock=clock, provider_for=ProviderPool(engine), timings=TIMINGS)
     config = WebhookConfig(meta_app_secret=Secret(APP_SECRET))
     with served(create_app(engine, config, clock=clock)) as http:
