@@ -135,17 +135,7 @@ class Recipients:
             )
             read_at = delivered + (reply_at - delivered) * rng.uniform(0.2, 0.9)
             self._push(read_at, StatusChange(src, message.id, "read"))
-            seq = next(self._seq)
-            reply = SimMessage(
-                id=f"Rep{seq:012d}-{dst[-10:]}",
-                seq=seq,
-                other=dst,
-                from_digits=dst,
-                from_me=False,
-                at=reply_at,
-                body=rng.choice(b.replies),
-                status="delivered",
-            )
+            reply = self._written_by(dst, rng.choice(b.replies), reply_at, "Rep")
             self._push(reply_at, Inbox(src, reply, True))
         else:
             if rng.random() < friendliness:
@@ -160,9 +150,14 @@ class Recipients:
 
     def user_writes(self, channel: ChannelState, user: str, body: str, at: datetime) -> None:
         """A user writes to a channel on their own (not an answer the model decided): due at `at`."""
+        message = self._written_by(user, body, at, "Usr")
+        self._push(at, Inbox(channel.spec.digits, message, user in channel.recipients))
+
+    def _written_by(self, user: str, body: str, at: datetime, prefix: str) -> SimMessage:
+        """A message a person (digits ``user``) writes to a channel at ``at``, with a new id."""
         seq = next(self._seq)
-        message = SimMessage(
-            id=f"Usr{seq:012d}-{user[-10:]}",
+        return SimMessage(
+            id=f"{prefix}{seq:012d}-{user[-10:]}",
             seq=seq,
             other=user,
             from_digits=user,
@@ -171,7 +166,6 @@ class Recipients:
             body=body,
             status="delivered",
         )
-        self._push(at, Inbox(channel.spec.digits, message, user in channel.recipients))
 
     def due(self, now: datetime) -> Iterator[tuple[datetime, Event]]:
         """Pop the events due by `now`, earliest first (ties in scheduling order)."""
