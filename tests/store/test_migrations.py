@@ -38,10 +38,10 @@ def test_upgrade_on_an_empty_database_matches_the_models(empty_url: str) -> None
     assert db.current_revision(engine) is None
     db.upgrade(engine)
     assert _diff(engine) == []
-    assert db.current_revision(engine) == db.head_revision() == "0005"
+    assert db.current_revision(engine) == db.head_revision() == "0008"
     assert set(sa.inspect(engine).get_table_names()) >= set(metadata.tables)
     db.upgrade(engine)  # idempotent
-    assert db.current_revision(engine) == "0005"
+    assert db.current_revision(engine) == "0008"
     engine.dispose()
 
 
@@ -57,7 +57,7 @@ def test_downgrade_to_base_and_back(empty_url: str) -> None:
 
 def test_upgrade_accepts_a_url(sqlite_url: str) -> None:
     db.upgrade(sqlite_url)
-    assert db.current_revision(sqlite_url) == "0005"
+    assert db.current_revision(sqlite_url) == "0008"
 
 
 def test_migrations_do_not_import_the_models() -> None:
@@ -72,7 +72,7 @@ def test_cli_upgrade_and_current(sqlite_url: str) -> None:
     result = runner.invoke(db_cmd.db_app, ["current", "--url", sqlite_url])
     assert result.exit_code == 0 and "behind" in result.output
     result = runner.invoke(db_cmd.db_app, ["upgrade", "--url", sqlite_url])
-    assert result.exit_code == 0 and "at revision 0005" in result.output
+    assert result.exit_code == 0 and "at revision 0008" in result.output
     result = runner.invoke(db_cmd.db_app, ["current", "--url", sqlite_url])
     assert result.exit_code == 0 and "up to date" in result.output
 
